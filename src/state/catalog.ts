@@ -1,0 +1,171 @@
+import type { Db } from './db.js';
+
+export type Split = 'train' | 'val' | 'test';
+
+export interface Poster {
+  key: number;
+  id: string;
+  title: string | null;
+  year: number | null;
+  releaseDate: string | null;
+  genres: string[];
+  singleGenre: string;
+  split: Split | null;
+  imagePath: string;
+  imageSha256: string;
+  pixelSha256: string;
+  width: number;
+  height: number;
+}
+
+export type NewPoster = Omit<Poster, 'key'>;
+
+interface PosterRow {
+  key: number;
+  id: string;
+  title: string | null;
+  year: number | null;
+  release_date: string | null;
+  genres: string;
+  single_genre: string;
+  split: Split | null;
+  image_path: string;
+  image_sha256: string;
+  pixel_sha256: string;
+  width: number;
+  height: number;
+}
+
+function fromRow(row: PosterRow): Poster {
+  return {
+    key: row.key,
+    id: row.id,
+    title: row.title,
+    year: row.year,
+    releaseDate: row.release_date,
+    genres: JSON.parse(row.genres) as string[],
+    singleGenre: row.single_genre,
+    split: row.split,
+    imagePath: row.image_path,
+    imageSha256: row.image_sha256,
+    pixelSha256: row.pixel_sha256,
+    width: row.width,
+    height: row.height,
+  };
+}
+
+/** The poster catalog in SQLite. */
+export class Catalog {
+  constructor(private readonly db: Db) {}
+
+  count(): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM posters').get() as { n: number }).n;
+  }
+
+  get(id: string): Poster | null {
+    const row = this.db.prepare('SELECT * FROM posters WHERE id = ?').get(id) as PosterRow | undefined;
+    return row ? fromRow(row) : null;
+  }
+
+  all(): Poster[] {
+    return (this.db.prepare('SELECT * FROM posters ORDER BY key').all() as PosterRow[]).map(fromRow);
+  }
+
+  byPixelSha256(sha: string): Poster | null {
+    const row = this.db.prepare('SELECT * FROM posters WHERE pixel_sha256 = ? ORDER BY key LIMIT 1').get(sha) as PosterRow | undefined;
+    return row ? fromRow(row) : null;
+  }
+
+  /** Keyset pagination by id: `cursor` is the last id of the previous page. */
+  browse(options: { genre?: string; limit: number; cursor?: string }): { posters: Poster[]; nextCursor: string | null } {
+    const params: unknown[] = [];
+    let sql = 'SELECT p.* FROM posters p';
+    const where: string[] = [];
+    if (options.genre) {
+      sql += ' JOIN poster_genres g ON g.poster_key = p.key AND g.genre = ?';
+      params.push(options.genre);
+    }
+    if (options.cursor) {
+      where.push('p.id > ?');
+      params.push(options.cursor);
+    }
+    if (where.length) sql += ` WHERE ${where.join(' AND ')}`;
+    sql += ' ORDER BY p.id LIMIT ?';
+    params.push(options.limit + 1);
+    const rows = (this.db.prepare(sql).all(...params) as PosterRow[]).map(fromRow);
+    const more = rows.length > options.limit;
+    const posters = more ? rows.slice(0, options.limit) : rows;
+    return { posters, nextCursor: more ? posters[posters.length - 1]!.id : null };
+  }
+
+  genres(): { genre: string; count: number }[] {
+    return this.db
+      .prepare('SELECT genre, count(*) AS count FROM poster_genres GROUP BY genre ORDER BY count DESC, genre')
+      .all() as { genre: string; count: number }[];
+  }
+
+  /** Inserts or updates by id; the key of an existing poster never changes. Returns the key. */
+  upsert(poster: NewPoster, now: string): { key: number; change: 'added' | 'updated' | 'unchanged' } {
+    const existing = this.get(poster.id);
+    if (existing && sameContent(existing, poster)) return { key: existing.key, change: 'unchanged' };
+    const values = {
+      id: poster.id,
+      title: poster.title,
+      year: poster.year,
+      release_date: poster.releaseDate,
+      genres: JSON.stringify(poster.genres),
+      single_genre: poster.singleGenre,
+      split: poster.split,
+      image_path: poster.imagePath,
+      image_sha256: poster.imageSha256,
+      pixel_sha256: poster.pixelSha256,
+      width: poster.width,
+      height: poster.height,
+      imported_at: now,
+    };
+    let key: number;
+    if (existing) {
+      key = existing.key;
+      this.db
+        .prepare(
+          `UPDATE posters SET title=@title, year=@year, release_date=@release_date, genres=@genres, single_genre=@single_genre,
+             split=@split, image_path=@image_path, image_sha256=@image_sha256, pixel_sha256=@pixel_sha256,
+             width=@width, height=@height, imported_at=@imported_at WHERE id=@id`,
+        )
+        .run(values);
+      if (existing.pixelSha256 !== poster.pixelSha256) {
+        // A new picture under the same id: its old embeddings describe another image.
+        this.db.prepare('DELETE FROM embeddings WHERE poster_key = ?').run(key);
+      }
+      this.db.prepare('DELETE FROM poster_genres WHERE poster_key = ?').run(key);
+    } else {
+      key = Number(
+        this.db
+          .prepare(
+            `INSERT INTO posters (id, title, year, release_date, genres, single_genre, split, image_path, image_sha256,
+               pixel_sha256, width, height, imported_at)
+             VALUES (@id, @title, @year, @release_date, @genres, @single_genre, @split, @image_path, @image_sha256,
+               @pixel_sha256, @width, @height, @imported_at)`,
+          )
+          .run(values).lastInsertRowid,
+      );
+    }
+    const addGenre = this.db.prepare('INSERT OR IGNORE INTO poster_genres (poster_key, genre) VALUES (?, ?)');
+    for (const genre of poster.genres) addGenre.run(key, genre);
+    return { key, change: existing ? 'updated' : 'added' };
+  }
+}
+
+function sameContent(a: Poster, b: NewPoster): boolean {
+  return (
+    a.title === b.title &&
+    a.year === b.year &&
+    a.releaseDate === b.releaseDate &&
+    JSON.stringify(a.genres) === JSON.stringify(b.genres) &&
+    a.singleGenre === b.singleGenre &&
+    a.split === b.split &&
+    a.imagePath === b.imagePath &&
+    a.imageSha256 === b.imageSha256 &&
+    a.pixelSha256 === b.pixelSha256
+  );
+}
