@@ -1,0 +1,53 @@
+import { createHash } from 'node:crypto';
+import { copyFileSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { PreprocessingSpec } from './preprocess.js';
+import type { ModelRegistry, ModelVersion } from '../state/models.js';
+
+/** model.json, written by the training package beside model.onnx. */
+interface ModelSidecar {
+  format: string;
+  embedding_dim: number;
+  input: { name: string; width: number; height: number };
+  output: { name: string };
+  preprocessing: PreprocessingSpec;
+  [key: string]: unknown;
+}
+
+/**
+ * Registers a directory made by the training package (model.onnx + model.json): the ONNX file is
+ * copied under the data dir as models/<version>.onnx, its version named after its checksum.
+ */
+export function registerModelDir(dir: string, kind: string, dataDir: string, registry: ModelRegistry): ModelVersion {
+  const sidecar = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as ModelSidecar;
+  if (sidecar.format !== 'marquee-model/1') throw new Error(`${dir}/model.json has format "${sidecar.format}", expected marquee-model/1`);
+  const onnx = readFileSync(join(dir, 'model.onnx'));
+  const sha = createHash('sha256').update(onnx).digest('hex');
+  const version = `${kind}-${sha.slice(0, 12)}`;
+  const existing = registry.get(version);
+  if (existing) return existing;
+  const modelsDir = join(dataDir, 'models');
+  mkdirSync(modelsDir, { recursive: true });
+  const target = join(modelsDir, `${version}.onnx`);
+  const tmp = `${target}.tmp-${process.pid}`;
+  try {
+    copyFileSync(join(dir, 'model.onnx'), tmp);
+    renameSync(tmp, target);
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+  return registry.register({
+    version,
+    filePath: `models/${version}.onnx`,
+    fileSha256: sha,
+    dims: sidecar.embedding_dim,
+    inputWidth: sidecar.input.width,
+    inputHeight: sidecar.input.height,
+    inputName: sidecar.input.name,
+    outputName: sidecar.output.name,
+    preprocessing: sidecar.preprocessing,
+    source: sidecar,
+    metrics: null,
+    createdAt: new Date().toISOString(),
+  });
+}
