@@ -1,0 +1,126 @@
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { importCatalog } from './catalog/importer.js';
+import { buildApp } from './http/server.js';
+import { createLogger, type Logger } from './log.js';
+import { Metrics } from './metrics.js';
+import { ensureBaseModel } from './model/base-model.js';
+import { startProgress } from './progress.js';
+import { embedCatalog } from './service/catalog-embedding.js';
+import { Engine, indexPath, loadEmbedder } from './service/engine.js';
+import { Runtime } from './service/runtime.js';
+import { createServices, startUp, type Services } from './service/startup.js';
+import { openDb } from './state/db.js';
+
+const HELP = `marquee: find movie posters that look alike
+
+Usage: marquee <command> [options]
+
+Commands:
+  serve                 Start the HTTP API (imports MARQUEE_CATALOG, exports and indexes a base model on first start)
+  import <dir>          Import a catalog directory (movies.csv + images); idempotent, bad rows reported and skipped
+  index                 Re-embed the whole catalog with the active model and rebuild its index
+  openapi [file]        Write the OpenAPI document (default openapi/openapi.json)
+
+Configuration is read from environment variables; README.md lists them all.`;
+
+function services(config: Config, log: Logger): Services {
+  const db = openDb(join(config.dataDir, 'marquee.db'));
+  return createServices(config, db, log, new Metrics());
+}
+
+async function serve(config: Config, log: Logger): Promise<void> {
+  const svc = services(config, log);
+  const runtime = new Runtime();
+  const app = await buildApp(svc, runtime);
+  await app.listen({ port: config.port, host: config.host });
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    await app.close();
+    await runtime.peek()?.release();
+    svc.db.close();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  try {
+    await startUp(svc, runtime);
+  } catch (error) {
+    log.fatal({ err: error }, 'start-up failed');
+    await app.close();
+    process.exit(1);
+  }
+}
+
+async function importCommand(config: Config, log: Logger, dir: string | undefined): Promise<void> {
+  if (!dir) throw new ConfigError('usage: marquee import <dir>');
+  const svc = services(config, log);
+  let progress: ReturnType<typeof startProgress> | null = null;
+  const report = await importCatalog(resolve(dir), {
+    db: svc.db,
+    catalog: svc.catalog,
+    dataDir: config.dataDir,
+    maxPixels: config.maxPixels,
+    onProgress(done, total) {
+      progress ??= startProgress(log, 'importing posters', total);
+      progress.tick(done);
+    },
+  });
+  (progress as ReturnType<typeof startProgress> | null)?.finish();
+  for (const row of report.skipped) process.stderr.write(`line ${row.line}${row.id ? ` (${row.id})` : ''}: ${row.reason}\n`);
+  process.stdout.write(`${JSON.stringify({ ...report, skipped: report.skipped.length })}\n`);
+  svc.db.close();
+}
+
+async function indexCommand(config: Config, log: Logger): Promise<void> {
+  const svc = services(config, log);
+  const model = await ensureBaseModel(config, svc.catalog, svc.models, log, (status) => log.info(status));
+  svc.embeddings.deleteVersion(model.version);
+  rmSync(indexPath(config.dataDir, model.version), { force: true });
+  const embedder = await loadEmbedder(model, svc);
+  const embedded = await embedCatalog(model, embedder, svc.embeddings, config.dataDir, config.maxPixels, log);
+  const engine = await Engine.load(model, svc, embedder);
+  process.stdout.write(`${JSON.stringify({ model_version: model.version, embedded, indexed: engine.searcher.size })}\n`);
+  await engine.release();
+  svc.db.close();
+}
+
+async function openapiCommand(config: Config, log: Logger, file = 'openapi/openapi.json'): Promise<void> {
+  const svc = createServices(config, openDb(':memory:'), log, new Metrics());
+  const app = await buildApp(svc, new Runtime());
+  await app.ready();
+  mkdirSync(dirname(resolve(file)), { recursive: true });
+  writeFileSync(file, `${JSON.stringify(app.swagger(), null, 2)}\n`);
+  await app.close();
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...args] = argv;
+  if (!command || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(`${HELP}\n`);
+    return;
+  }
+  const config = loadConfig();
+  const log = createLogger(config.logLevel);
+  switch (command) {
+    case 'serve':
+      return serve(config, log);
+    case 'import':
+      return importCommand(config, log, args[0]);
+    case 'index':
+      return indexCommand(config, log);
+    case 'openapi':
+      return openapiCommand(config, createLogger('warn'), args[0]);
+    default:
+      throw new ConfigError(`unknown command "${command}"\n\n${HELP}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  process.stderr.write(`marquee: ${error instanceof ConfigError ? error.message : ((error as Error).stack ?? String(error))}\n`);
+  process.exit(error instanceof ConfigError ? 2 : 1);
+});

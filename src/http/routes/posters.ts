@@ -1,0 +1,190 @@
+import { createReadStream, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { ApiError, notFound } from '../../errors.js';
+import { voteGenres } from '../../search/genre-vote.js';
+import type { Hit } from '../../search/searcher.js';
+import type { Runtime } from '../../service/runtime.js';
+import type { Services } from '../../service/startup.js';
+import type { Poster } from '../../state/catalog.js';
+import {
+  BrowseQuery,
+  BrowseResponse,
+  ErrorBody,
+  errorResponses,
+  GenreQuery,
+  GenreResponse,
+  PosterBody,
+  PosterParams,
+  SimilarQuery,
+  SimilarResponse,
+  UploadBody,
+} from '../schemas.js';
+import { readImageUpload } from '../upload.js';
+
+const MIME: Record<string, string> = { jpg: 'image/jpeg', png: 'image/png', webp: 'image/webp', gif: 'image/gif', avif: 'image/avif', tif: 'image/tiff' };
+
+function baseUrl(request: FastifyRequest): string {
+  return `${request.protocol}://${request.host}`;
+}
+
+function posterView(poster: Poster, base: string) {
+  const url = `${base}/posters/${encodeURIComponent(poster.id)}`;
+  return {
+    id: poster.id,
+    title: poster.title,
+    year: poster.year,
+    genres: poster.genres,
+    single_genre: poster.singleGenre,
+    split: poster.split,
+    width: poster.width,
+    height: poster.height,
+    url,
+    image_url: `${url}/image`,
+  };
+}
+
+function neighborView(hit: Hit, base: string) {
+  return { ...posterView(hit.poster, base), similarity: hit.similarity, distance: hit.distance };
+}
+
+export function posterRoutes(app: FastifyInstance, services: Services, runtime: Runtime): void {
+  const api = app.withTypeProvider<TypeBoxTypeProvider>();
+  const { config, catalog } = services;
+
+  api.post(
+    '/posters/similar',
+    {
+      config: { upload: true },
+      schema: {
+        tags: ['posters'],
+        summary: 'The catalog posters that look most like an uploaded one',
+        description:
+          'Upload a poster in the multipart field `image`. Filters (`genre`, `year_from`, `year_to`) still return exactly k posters when the catalog has k that match. If the upload is the same picture as a catalog poster, `catalog_match` names it.',
+        consumes: ['multipart/form-data'],
+        querystring: SimilarQuery,
+        response: { 200: SimilarResponse, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const { k, genre, year_from: yearFrom, year_to: yearTo } = request.query;
+      if (yearFrom !== undefined && yearTo !== undefined && yearFrom > yearTo) {
+        throw new ApiError(400, 'invalid_request', `year_from (${yearFrom}) is after year_to (${yearTo})`);
+      }
+      const engine = runtime.current();
+      const bytes = await readImageUpload(request, config.maxUploadBytes);
+      const { vector, image } = await engine.embedUpload(bytes);
+      const match = catalog.byPixelSha256(image.pixelSha256);
+      const hits = engine.searcher.search(vector, k, { genre, yearFrom, yearTo });
+      const base = baseUrl(request);
+      return {
+        model_version: engine.model.version,
+        k,
+        catalog_match: match ? posterView(match, base) : null,
+        results: hits.map((hit) => neighborView(hit, base)),
+      };
+    },
+  );
+
+  api.post(
+    '/posters/genre',
+    {
+      config: { upload: true },
+      schema: {
+        tags: ['posters'],
+        summary: "A poster's likely genres, by a vote of its nearest catalog posters",
+        description:
+          'Upload a poster in the multipart field `image`. Its k nearest catalog posters vote; a catalog poster with the same pixels as the upload never votes for itself.',
+        consumes: ['multipart/form-data'],
+        querystring: GenreQuery,
+        response: { 200: GenreResponse, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const { k } = request.query;
+      const engine = runtime.current();
+      const bytes = await readImageUpload(request, config.maxUploadBytes);
+      const { vector, image } = await engine.embedUpload(bytes);
+      const match = catalog.byPixelSha256(image.pixelSha256);
+      const hits = engine.searcher.search(vector, k, {}, new Set(match ? [match.key] : []));
+      const vote = voteGenres(
+        hits.map((hit) => ({ genres: hit.poster.genres, singleGenre: hit.poster.singleGenre, similarity: hit.similarity })),
+        engine.genres,
+      );
+      const base = baseUrl(request);
+      return {
+        model_version: engine.model.version,
+        k,
+        catalog_match: match ? posterView(match, base) : null,
+        prediction: { genre: vote.genre, score: vote.scores[0]?.score ?? 0 },
+        scores: vote.scores,
+        majority: vote.majority,
+        neighbors: hits.map((hit) => neighborView(hit, base)),
+      };
+    },
+  );
+
+  api.get(
+    '/posters',
+    {
+      schema: {
+        tags: ['posters'],
+        summary: 'Browse the catalog, by id, a page at a time',
+        querystring: BrowseQuery,
+        response: { 200: BrowseResponse, 400: Type.Ref(ErrorBody) },
+      },
+    },
+    async (request) => {
+      const { genre, limit, cursor } = request.query;
+      const page = catalog.browse({ genre, limit, cursor });
+      const base = baseUrl(request);
+      return { posters: page.posters.map((p) => posterView(p, base)), next_cursor: page.nextCursor };
+    },
+  );
+
+  api.get(
+    '/posters/:id',
+    {
+      schema: {
+        tags: ['posters'],
+        summary: 'One poster',
+        params: PosterParams,
+        response: { 200: Type.Ref(PosterBody), 404: Type.Ref(ErrorBody) },
+      },
+    },
+    async (request) => {
+      const poster = catalog.get(request.params.id);
+      if (!poster) throw notFound(`poster ${request.params.id}`);
+      return posterView(poster, baseUrl(request));
+    },
+  );
+
+  api.get(
+    '/posters/:id/image',
+    {
+      schema: {
+        tags: ['posters'],
+        summary: "A poster's image, as imported",
+        params: PosterParams,
+        produces: ['image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/avif', 'image/tiff'],
+        response: {
+          200: Type.String({ format: 'binary', description: 'The image bytes' }),
+          304: Type.Null({ description: 'Unchanged since the ETag sent in If-None-Match' }),
+          404: Type.Ref(ErrorBody),
+        },
+      },
+    },
+    async (request, reply) => {
+      const poster = catalog.get(request.params.id);
+      const file = poster ? join(config.dataDir, poster.imagePath) : null;
+      if (!poster || !file || !existsSync(file)) throw notFound(`image of poster ${request.params.id}`);
+      const etag = `"${poster.imageSha256}"`;
+      reply.header('etag', etag).header('cache-control', 'public, max-age=3600');
+      if (request.headers['if-none-match'] === etag) return reply.code(304).send(null);
+      const extension = poster.imagePath.split('.').pop() ?? '';
+      return reply.type(MIME[extension] ?? 'application/octet-stream').send(createReadStream(file));
+    },
+  );
+}

@@ -1,0 +1,111 @@
+import { Type, type Static } from '@sinclair/typebox';
+
+
+export const ErrorBody = Type.Object(
+  {
+    error: Type.Object({
+      code: Type.String({ description: 'Stable machine-readable code, e.g. no_file, too_many_pixels, not_found' }),
+      message: Type.String({ description: 'What went wrong, for a person' }),
+    }),
+  },
+  { $id: 'Error', description: 'Every error has this shape' },
+);
+
+export const PosterBody = Type.Object(
+  {
+    id: Type.String({ examples: ['tt0086425'] }),
+    title: Type.Union([Type.String(), Type.Null()]),
+    year: Type.Union([Type.Integer(), Type.Null()]),
+    genres: Type.Array(Type.String(), { description: 'All genres, in source order' }),
+    single_genre: Type.String({ description: 'The first genre: the label retrieval metrics use' }),
+    split: Type.Union([Type.String(), Type.Null()], { description: 'train, val or test; null for posters outside the split' }),
+    width: Type.Integer(),
+    height: Type.Integer(),
+    url: Type.String({ description: 'This poster in the API' }),
+    image_url: Type.String({ description: 'The poster image' }),
+  },
+  { $id: 'Poster' },
+);
+
+export const NeighborBody = Type.Intersect(
+  [
+    Type.Ref(PosterBody),
+    Type.Object({
+      similarity: Type.Number({ description: 'Cosine similarity of the embeddings, 1 = identical' }),
+      distance: Type.Number({ description: 'Euclidean distance between the unit-length embeddings (0..2)' }),
+    }),
+  ],
+  { $id: 'Neighbor' },
+);
+
+const CatalogMatch = Type.Union([Type.Ref(PosterBody), Type.Null()], {
+  description: 'The catalog poster whose decoded pixels equal the upload, if any',
+});
+
+export const SimilarQuery = Type.Object({
+  k: Type.Integer({ minimum: 1, maximum: 100, default: 8, description: 'How many posters to return' }),
+  genre: Type.Optional(Type.String({ minLength: 1, description: 'Only posters with this genre' })),
+  year_from: Type.Optional(Type.Integer({ minimum: 1800, maximum: 2200, description: 'Only posters from this year on' })),
+  year_to: Type.Optional(Type.Integer({ minimum: 1800, maximum: 2200, description: 'Only posters up to this year' })),
+});
+export type SimilarQuery = Static<typeof SimilarQuery>;
+
+export const SimilarResponse = Type.Object({
+  model_version: Type.String(),
+  k: Type.Integer(),
+  catalog_match: CatalogMatch,
+  results: Type.Array(Type.Ref(NeighborBody), { description: 'Most similar first' }),
+});
+
+export const GenreQuery = Type.Object({
+  k: Type.Integer({ minimum: 1, maximum: 50, default: 5, description: 'How many neighbours vote' }),
+});
+export type GenreQuery = Static<typeof GenreQuery>;
+
+export const GenreResponse = Type.Object({
+  model_version: Type.String(),
+  k: Type.Integer(),
+  catalog_match: CatalogMatch,
+  prediction: Type.Object(
+    { genre: Type.Union([Type.String(), Type.Null()]), score: Type.Number() },
+    { description: 'The genre with the highest similarity-weighted vote' },
+  ),
+  scores: Type.Array(Type.Object({ genre: Type.String(), score: Type.Number() }), {
+    description: "Every catalog genre, highest first. Each neighbour votes for each of its genres with weight (1 + similarity) / 2; the totals sum to 1",
+  }),
+  majority: Type.Object(
+    { genre: Type.Union([Type.String(), Type.Null()]), votes: Type.Integer() },
+    { description: "The paper's rule: the most common single genre among the neighbours, ties to the more similar" },
+  ),
+  neighbors: Type.Array(Type.Ref(NeighborBody), { description: 'The posters that voted, most similar first (never the catalog match)' }),
+});
+
+export const PosterParams = Type.Object({ id: Type.String({ description: 'Poster id, e.g. tt0086425' }) });
+export type PosterParams = Static<typeof PosterParams>;
+
+export const BrowseQuery = Type.Object({
+  genre: Type.Optional(Type.String({ minLength: 1 })),
+  limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
+  cursor: Type.Optional(Type.String({ minLength: 1, description: 'next_cursor of the previous page' })),
+});
+export type BrowseQuery = Static<typeof BrowseQuery>;
+
+export const BrowseResponse = Type.Object({
+  posters: Type.Array(Type.Ref(PosterBody)),
+  next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as cursor for the next page; null on the last page' }),
+});
+
+export const UploadBody = {
+  type: 'object',
+  required: ['image'],
+  properties: { image: { type: 'string', format: 'binary', description: 'The poster: JPEG, PNG, WebP, GIF, AVIF or TIFF' } },
+} as const;
+
+export const errorResponses = {
+  400: Type.Ref(ErrorBody),
+  413: Type.Ref(ErrorBody),
+  415: Type.Ref(ErrorBody),
+  422: Type.Ref(ErrorBody),
+  503: Type.Ref(ErrorBody),
+};
+

@@ -1,0 +1,103 @@
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import multipart from '@fastify/multipart';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { ApiError } from '../errors.js';
+import type { Runtime } from '../service/runtime.js';
+import type { Services } from '../service/startup.js';
+import { healthRoutes } from './routes/health.js';
+import { posterRoutes } from './routes/posters.js';
+import { BrowseResponse, ErrorBody, GenreResponse, NeighborBody, PosterBody, SimilarResponse, UploadBody } from './schemas.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Route takes a multipart image upload (documented as such in OpenAPI). */
+    upload?: boolean;
+  }
+}
+
+const VERSION = '0.1.0';
+
+function errorBody(code: string, message: string) {
+  return { error: { code, message } };
+}
+
+/** Maps any error to a status and the one JSON error shape. */
+function toApiError(error: FastifyError): ApiError | null {
+  if (error instanceof ApiError) return error;
+  if (error.validation) return new ApiError(400, 'invalid_request', error.message);
+  switch (error.code) {
+    case 'FST_REQ_FILE_TOO_LARGE':
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new ApiError(413, 'file_too_large', error.message);
+    case 'FST_INVALID_MULTIPART_CONTENT_TYPE':
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new ApiError(415, 'unsupported_media_type', error.message);
+    case 'FST_FILES_LIMIT':
+    case 'FST_PARTS_LIMIT':
+    case 'FST_FIELDS_LIMIT':
+      return new ApiError(413, 'too_many_parts', error.message);
+  }
+  const status = error.statusCode ?? 500;
+  if (status >= 400 && status < 500) return new ApiError(status, 'bad_request', error.message);
+  return null;
+}
+
+export async function buildApp(services: Services, runtime: Runtime): Promise<FastifyInstance> {
+  const { config, log, metrics } = services;
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    ajv: { customOptions: { coerceTypes: true, removeAdditional: false, useDefaults: true } },
+  });
+
+  for (const schema of [ErrorBody, PosterBody, NeighborBody]) app.addSchema(schema);
+  void SimilarResponse;
+  void GenreResponse;
+  void BrowseResponse;
+
+  await app.register(multipart, { limits: { fileSize: config.maxUploadBytes } });
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Marquee',
+        version: VERSION,
+        description:
+          'Find catalog posters that look like an uploaded one, and guess its genres from a vote of its nearest neighbours. Embeddings come from a ResNet50 metric-learning model; search is HNSW (usearch) over Euclidean distance.',
+      },
+      tags: [
+        { name: 'posters', description: 'Similarity search, genre vote and the catalog' },
+        { name: 'operations', description: 'Health, readiness and metrics' },
+      ],
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (json.$id as string | undefined) ?? `def-${i}` },
+    transform: ({ schema, url, route }) => {
+      if (!route.config?.upload) return { schema, url };
+      return { schema: { ...schema, body: UploadBody }, url };
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const apiError = toApiError(error);
+    if (!apiError) {
+      request.log.error({ err: error }, 'unhandled error');
+      return reply.code(500).send(errorBody('internal_error', 'something went wrong on our side'));
+    }
+    if (apiError.statusCode >= 500) request.log.warn({ code: apiError.code }, apiError.message);
+    return reply.code(apiError.statusCode).headers(apiError.headers).send(errorBody(apiError.code, apiError.message));
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send(errorBody('not_found', `no route ${request.method} ${request.url.split('?')[0]}`)),
+  );
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.requests.inc({ route, method: request.method, status: String(reply.statusCode) });
+    metrics.requestSeconds.observe({ route, method: request.method }, reply.elapsedTime / 1000);
+  });
+
+  healthRoutes(app, services, runtime);
+  posterRoutes(app, services, runtime);
+  return app;
+}

@@ -1,0 +1,29 @@
+import '@fastify/multipart';
+import type { FastifyRequest } from 'fastify';
+import { ApiError } from '../errors.js';
+
+export const IMAGE_FIELD = 'image';
+
+/** Reads the multipart file field `image` into memory (nothing touches the disk), within the size limit. */
+export async function readImageUpload(request: FastifyRequest, maxBytes: number): Promise<Buffer> {
+  if (!request.isMultipart()) {
+    throw new ApiError(415, 'not_multipart', `send the image as multipart/form-data in a field named "${IMAGE_FIELD}"`);
+  }
+  let image: Buffer | null = null;
+  const otherFiles: string[] = [];
+  const parts = request.parts({ limits: { fileSize: maxBytes, files: 4, fields: 16, parts: 32 } });
+  for await (const part of parts) {
+    if (part.type !== 'file') continue;
+    if (part.fieldname === IMAGE_FIELD && image === null) {
+      image = await part.toBuffer();
+    } else {
+      otherFiles.push(part.fieldname);
+      part.file.resume();
+    }
+  }
+  if (image !== null) return image;
+  if (otherFiles.length > 0) {
+    throw new ApiError(400, 'wrong_field', `the file must be sent in the field "${IMAGE_FIELD}", not "${otherFiles[0]}"`);
+  }
+  throw new ApiError(400, 'no_file', `no file was uploaded: send one in the multipart field "${IMAGE_FIELD}"`);
+}

@@ -1,0 +1,95 @@
+import { join } from 'node:path';
+import type { Config } from '../config.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { MicroBatcher } from '../model/batcher.js';
+import { Embedder } from '../model/embedder.js';
+import { preprocess, type RgbImage } from '../model/preprocess.js';
+import { Searcher } from '../search/searcher.js';
+import { VectorIndex } from '../search/vector-index.js';
+import type { Catalog } from '../state/catalog.js';
+import type { EmbeddingStore } from '../state/embeddings.js';
+import type { ModelVersion } from '../state/models.js';
+
+export interface EngineDeps {
+  config: Config;
+  catalog: Catalog;
+  embeddings: EmbeddingStore;
+  log: Logger;
+  metrics: Metrics;
+}
+
+export function indexPath(dataDir: string, version: string): string {
+  return join(dataDir, 'indexes', `${version}.usearch`);
+}
+
+export function loadEmbedder(model: ModelVersion, deps: Pick<EngineDeps, 'config' | 'log'>): Promise<Embedder> {
+  return Embedder.load(
+    {
+      modelPath: join(deps.config.dataDir, model.filePath),
+      inputName: model.inputName,
+      outputName: model.outputName,
+      width: model.inputWidth,
+      height: model.inputHeight,
+      dims: model.dims,
+      device: deps.config.device,
+      threads: deps.config.threads,
+    },
+    deps.log,
+  );
+}
+
+/**
+ * One model version and everything derived from it: the ONNX session, its request batcher, its
+ * index and the catalog it covers. Requests hold one engine from start to end, so swapping the
+ * active engine never changes the model under a request in flight.
+ */
+export class Engine {
+  private constructor(
+    readonly model: ModelVersion,
+    readonly embedder: Embedder,
+    readonly searcher: Searcher,
+    private readonly batcher: MicroBatcher<Float32Array, Float32Array>,
+    private readonly maxPixels: number,
+    /** Every genre of the posters this engine searches, for the genre vote's full score list. */
+    readonly genres: string[],
+  ) {}
+
+  static async load(model: ModelVersion, deps: EngineDeps, embedder?: Embedder): Promise<Engine> {
+    const { config, catalog, embeddings, log, metrics } = deps;
+    const session = embedder ?? (await loadEmbedder(model, deps));
+    const set = embeddings.load(model.version, model.dims);
+    const started = Date.now();
+    const index = VectorIndex.open(indexPath(config.dataDir, model.version), set, (reason) =>
+      log.info({ version: model.version, reason, vectors: set.keys.length }, 'building the vector index'),
+    );
+    log.info({ version: model.version, vectors: index.size, rebuilt: index.rebuilt, ms: Date.now() - started }, 'vector index ready');
+    const posters = new Map(catalog.all().map((p) => [p.key, p]));
+    const batcher = new MicroBatcher<Float32Array, Float32Array>(
+      (tensors) => session.embed(tensors),
+      { maxBatchSize: config.batchMaxSize, maxWaitMs: config.batchMaxWaitMs, maxQueue: config.queueMax },
+      {
+        onBatch(size, seconds) {
+          metrics.batchSize.observe(size);
+          metrics.embedSeconds.observe(seconds);
+        },
+      },
+    );
+    const genres = [...new Set([...posters.values()].flatMap((p) => p.genres))].sort();
+    return new Engine(model, session, new Searcher(index, set, posters), batcher, config.maxPixels, genres);
+  }
+
+  get queueDepth(): number {
+    return this.batcher.depth;
+  }
+
+  /** Decodes, checks and embeds an uploaded image through the shared micro-batcher. */
+  async embedUpload(bytes: Buffer): Promise<{ vector: Float32Array; image: RgbImage }> {
+    const { tensor, image } = await preprocess(bytes, this.model.preprocessing, this.maxPixels);
+    return { vector: await this.batcher.submit(tensor), image };
+  }
+
+  async release(): Promise<void> {
+    await this.embedder.release();
+  }
+}

@@ -1,0 +1,66 @@
+import type { Config } from '../config.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { importCatalog } from '../catalog/importer.js';
+import { ensureBaseModel } from '../model/base-model.js';
+import { startProgress } from '../progress.js';
+import { Catalog } from '../state/catalog.js';
+import type { Db } from '../state/db.js';
+import { EmbeddingStore } from '../state/embeddings.js';
+import { ModelRegistry } from '../state/models.js';
+import { embedCatalog } from './catalog-embedding.js';
+import { Engine, loadEmbedder } from './engine.js';
+import type { Runtime } from './runtime.js';
+
+export interface Services {
+  config: Config;
+  db: Db;
+  catalog: Catalog;
+  models: ModelRegistry;
+  embeddings: EmbeddingStore;
+  log: Logger;
+  metrics: Metrics;
+}
+
+export function createServices(config: Config, db: Db, log: Logger, metrics: Metrics): Services {
+  return { config, db, catalog: new Catalog(db), models: new ModelRegistry(db), embeddings: new EmbeddingStore(db), log, metrics };
+}
+
+/**
+ * Brings the service to ready: seed catalog imported, a model active, every poster embedded with
+ * it, its index mapped. Each step skips what is already done, so later starts take seconds.
+ */
+export async function startUp(services: Services, runtime: Runtime): Promise<void> {
+  const { config, db, catalog, models, embeddings, log, metrics } = services;
+  if (config.catalogDir) {
+    runtime.setStatus(`importing the catalog from ${config.catalogDir}`);
+    let progress: ReturnType<typeof startProgress> | null = null;
+    const report = await importCatalog(config.catalogDir, {
+      db,
+      catalog,
+      dataDir: config.dataDir,
+      maxPixels: config.maxPixels,
+      onProgress(done, total) {
+        progress ??= startProgress(log, 'importing posters', total);
+        progress.tick(done);
+        runtime.setStatus(`importing the catalog: ${done}/${total}`);
+      },
+    });
+    (progress as ReturnType<typeof startProgress> | null)?.finish();
+    const { skipped, ...counts } = report;
+    log.info({ catalog: config.catalogDir, ...counts, skipped: skipped.length }, 'catalog imported');
+    for (const row of skipped.slice(0, 20)) log.warn(row, 'catalog row skipped');
+  }
+  metrics.catalogSize.set(catalog.count());
+  const model = await ensureBaseModel(config, catalog, models, log, (status) => runtime.setStatus(status));
+  const embedder = await loadEmbedder(model, services);
+  runtime.setStatus('embedding the catalog');
+  await embedCatalog(model, embedder, embeddings, config.dataDir, config.maxPixels, log, (done, total) =>
+    runtime.setStatus(`embedding the catalog: ${done}/${total}`),
+  );
+  runtime.setStatus('loading the vector index');
+  const engine = await Engine.load(model, services, embedder);
+  runtime.swap(engine);
+  metrics.setActiveModel(model.version);
+  log.info({ version: model.version, posters: engine.searcher.size, provider: embedder.provider }, 'ready');
+}
