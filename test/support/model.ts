@@ -1,0 +1,43 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { subsetRows } from './catalog.js';
+import { CACHE, PYTHON, ROOT, SHARED_CATALOG } from './paths.js';
+
+export const TEST_INPUT = { width: 64, height: 96 };
+
+/**
+ * The real base-model export at a small input size, made once per checkout by the training
+ * package and reused by every test file (test/.cache is ignored by git).
+ */
+export function testModelDir(): string {
+  const dir = join(CACHE, `base-${TEST_INPUT.width}x${TEST_INPUT.height}`);
+  if (existsSync(join(dir, 'model.onnx'))) return dir;
+  mkdirSync(CACHE, { recursive: true });
+  const manifest = join(CACHE, 'calibration.jsonl');
+  const rows = subsetRows({ train: 64, val: 0, test: 0 });
+  writeFileSync(
+    manifest,
+    rows
+      .map((r) =>
+        JSON.stringify({ id: r.id, path: join(SHARED_CATALOG, r.file), genres: r.genres.split('|'), single_genre: r.single_genre, split: r.split }),
+      )
+      .join('\n') + '\n',
+  );
+  execFileSync(
+    PYTHON,
+    ['-m', 'training', 'export-base', '--manifest', manifest, '--out', dir, '--width', String(TEST_INPUT.width), '--height', String(TEST_INPUT.height), '--calibrate', '64'],
+    { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  return dir;
+}
+
+/** Embeds images through PyTorch eager (the training side's own path). */
+export function torchEmbed(dir: string, images: string[]): number[][] {
+  const out = execFileSync(PYTHON, ['-m', 'training', 'embed', '--checkpoint', join(dir, 'model.pt'), ...images], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return (JSON.parse(out.trim().split('\n').pop()!) as { embeddings: number[][] }).embeddings;
+}
