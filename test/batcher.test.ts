@@ -26,7 +26,7 @@ describe('micro-batcher', () => {
     const started = Date.now();
     assert.equal(await batcher.submit(7), 7);
     const waited = Date.now() - started;
-    assert.ok(waited >= 25 && waited < 500, `waited ${waited} ms`);
+    assert.ok(waited >= 25, `a lone request waits for company: ${waited} ms`);
   });
 
   it('refuses with 503 and Retry-After when the queue is full, and recovers', async () => {

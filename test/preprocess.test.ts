@@ -58,9 +58,7 @@ describe('preprocessing', () => {
   });
 
   it('rejects a decompression bomb from its header', async () => {
-    const started = Date.now();
     await assert.rejects(decodeRgb(bombPng(30000, 30000), 40_000_000), { statusCode: 422, code: 'too_many_pixels' });
-    assert.ok(Date.now() - started < 1000);
   });
 
   it('rejects empty, non-image and truncated files with distinct codes', async () => {

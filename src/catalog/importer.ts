@@ -55,24 +55,34 @@ export async function importCatalog(dir: string, options: ImportOptions): Promis
   const imagesDir = join(options.dataDir, 'images');
   mkdirSync(imagesDir, { recursive: true });
 
+  // Fields are checked in file order first, so "duplicate id" always means an earlier valid row.
+  const valid: { line: number; fields: RowFields }[] = [];
   const seen = new Set<string>();
+  for (const row of rows) {
+    try {
+      const fields = validateRow(row);
+      if (seen.has(fields.id)) throw new RowError(`duplicate id ${fields.id}`);
+      seen.add(fields.id);
+      valid.push({ line: row.line, fields });
+    } catch (error) {
+      if (!(error instanceof RowError)) throw error;
+      skipped.push({ line: row.line, id: row.fields.id?.trim() || null, reason: error.message });
+    }
+  }
   let done = 0;
   let next = 0;
   const worker = async () => {
-    while (next < rows.length) {
-      const row = rows[next++]!;
+    while (next < valid.length) {
+      const row = valid[next++]!;
       try {
-        const id = row.fields.id?.trim() ?? '';
-        if (seen.has(id)) throw new RowError(`duplicate id ${id}`);
-        seen.add(id);
-        const poster = await readPoster(dir, row, imagesDir, options);
+        const poster = await withImage(dir, row.fields, imagesDir, options);
         const { change } = options.db.transaction(() => options.catalog.upsert(poster, new Date().toISOString()))();
         report[change] += 1;
       } catch (error) {
-        if (!(error instanceof RowError) && !(error instanceof ApiError)) throw error;
-        skipped.push({ line: row.line, id: row.fields.id?.trim() || null, reason: error.message });
+        if (!(error instanceof RowError)) throw error;
+        skipped.push({ line: row.line, id: row.fields.id, reason: error.message });
       }
-      options.onProgress?.(++done, rows.length);
+      options.onProgress?.(++done, valid.length);
     }
   };
   await Promise.all(Array.from({ length: options.concurrency ?? 4 }, worker));
@@ -97,13 +107,14 @@ function readRows(text: string, skipped: SkippedRow[]): CsvRow[] {
   return rows;
 }
 
-async function readPoster(dir: string, row: CsvRow, imagesDir: string, options: ImportOptions): Promise<NewPoster> {
+type RowFields = Omit<NewPoster, 'imagePath' | 'imageSha256' | 'pixelSha256' | 'width' | 'height'> & { file: string };
+
+function validateRow(row: CsvRow): RowFields {
   const f = row.fields;
   const id = f.id?.trim() ?? '';
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(id)) throw new RowError(`id "${id}" is missing or has characters other than letters, digits, '_', '.', '-'`);
   const genres = (f.genres ?? '').split('|').map((g) => g.trim()).filter(Boolean);
   if (genres.length === 0) throw new RowError('no genres');
-  const singleGenre = f.single_genre?.trim() || genres[0]!;
   const split = f.split?.trim() || null;
   if (split !== null && !SPLITS.has(split)) throw new RowError(`split "${split}" is not train, val or test`);
   const yearText = f.year?.trim() ?? '';
@@ -111,6 +122,20 @@ async function readPoster(dir: string, row: CsvRow, imagesDir: string, options: 
   if (year !== null && (!Number.isInteger(year) || year < 1870 || year > 2100)) throw new RowError(`year "${yearText}" is not a year`);
   const file = f.file?.trim() ?? '';
   if (!file) throw new RowError('no file');
+  return {
+    id,
+    title: f.title?.trim() || null,
+    year,
+    releaseDate: f.release_date?.trim() || null,
+    genres,
+    singleGenre: f.single_genre?.trim() || genres[0]!,
+    split: split as Split | null,
+    file,
+  };
+}
+
+async function withImage(dir: string, fields: RowFields, imagesDir: string, options: ImportOptions): Promise<NewPoster> {
+  const { id, file } = fields;
   const source = resolve(dir, file);
   const inside = relative(resolve(dir), source);
   if (isAbsolute(file) || inside.startsWith('..')) throw new RowError(`file "${file}" is outside the catalog directory`);
@@ -132,25 +157,12 @@ async function readPoster(dir: string, row: CsvRow, imagesDir: string, options: 
             throw new RowError(`file "${file}": ${error.message}`);
           },
         );
-  const name = image.name;
-  const target = join(imagesDir, name);
+  const target = join(imagesDir, image.name);
   if (!existsSync(target) || createHash('sha256').update(readFileSync(target)).digest('hex') !== imageSha256) {
     const tmp = `${target}.tmp-${process.pid}`;
     writeFileSync(tmp, bytes);
     renameSync(tmp, target);
   }
-  return {
-    id,
-    title: f.title?.trim() || null,
-    year,
-    releaseDate: f.release_date?.trim() || null,
-    genres,
-    singleGenre,
-    split: split as Split | null,
-    imagePath: `images/${name}`,
-    imageSha256,
-    pixelSha256: image.pixelSha256,
-    width: image.width,
-    height: image.height,
-  };
+  const { file: _file, ...poster } = fields;
+  return { ...poster, imagePath: `images/${image.name}`, imageSha256, pixelSha256: image.pixelSha256, width: image.width, height: image.height };
 }

@@ -1,16 +1,66 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { renderModelInput, type PreprocessingSpec } from '../model/preprocess.js';
 import type { Poster } from '../state/catalog.js';
 
 /**
- * The dataset manifest: the whole contract between the server and the training package
- * (training/manifest.py reads it). JSON Lines, one poster per line.
+ * Renders every poster's model input for this preprocessing (cached by picture and size under
+ * the data dir) and returns each poster's PNG path.
  */
-export function writeManifest(file: string, posters: Poster[], dataDir: string): void {
+export async function renderInputs(
+  posters: Poster[],
+  spec: PreprocessingSpec,
+  dataDir: string,
+  maxPixels: number,
+  onProgress?: (done: number, total: number) => void,
+): Promise<Map<string, string>> {
+  const dir = join(dataDir, 'inputs', `${spec.width}x${spec.height}`);
+  mkdirSync(dir, { recursive: true });
+  const paths = new Map<string, string>();
+  let done = 0;
+  let next = 0;
+  const worker = async () => {
+    while (next < posters.length) {
+      const poster = posters[next++]!;
+      const file = join(dir, `${poster.pixelSha256.slice(0, 32)}.png`);
+      if (!existsSync(file)) {
+        const png = await renderModelInput(await readFile(join(dataDir, poster.imagePath)), spec, maxPixels);
+        const tmp = `${file}.tmp-${process.pid}-${next}`;
+        writeFileSync(tmp, png);
+        renameSync(tmp, file);
+      }
+      paths.set(poster.id, file);
+      onProgress?.(++done, posters.length);
+    }
+  };
+  await Promise.all(Array.from({ length: 4 }, worker));
+  return paths;
+}
+
+/**
+ * The dataset manifest: the whole contract between the server and the training package
+ * (training/manifest.py reads it). JSON Lines, one poster per line. Posters outside the fixed
+ * split are written as train: they are gallery posters, never evaluation queries.
+ */
+export function writeManifest(
+  file: string,
+  posters: Poster[],
+  dataDir: string,
+  inputs?: { spec: PreprocessingSpec; paths: Map<string, string> },
+): void {
   mkdirSync(dirname(file), { recursive: true });
-  const lines = posters.map((p) =>
-    JSON.stringify({ id: p.id, path: join(dataDir, p.imagePath), genres: p.genres, single_genre: p.singleGenre, split: p.split }),
-  );
+  const lines = posters.map((p) => {
+    const rendered = inputs?.paths.get(p.id);
+    return JSON.stringify({
+      id: p.id,
+      path: join(dataDir, p.imagePath),
+      genres: p.genres,
+      single_genre: p.singleGenre,
+      split: p.split ?? 'train',
+      ...(rendered && inputs ? { input: { path: rendered, width: inputs.spec.width, height: inputs.spec.height } } : {}),
+    });
+  });
   const tmp = `${file}.tmp-${process.pid}`;
   writeFileSync(tmp, lines.join('\n') + '\n');
   renameSync(tmp, file);

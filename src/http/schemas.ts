@@ -80,6 +80,13 @@ export const GenreResponse = Type.Object({
   neighbors: Type.Array(Type.Ref(NeighborBody), { description: 'The posters that voted, most similar first (never the catalog match)' }),
 });
 
+export const EmbedResponse = Type.Object({
+  model_version: Type.String(),
+  dims: Type.Integer(),
+  embedding: Type.Array(Type.Number(), { description: 'The unit-length embedding of the upload' }),
+  catalog_match: CatalogMatch,
+});
+
 export const PosterParams = Type.Object({ id: Type.String({ description: 'Poster id, e.g. tt0086425' }) });
 export type PosterParams = Static<typeof PosterParams>;
 

@@ -100,12 +100,16 @@ function toThreeChannels(data: Buffer, channels: number): Buffer {
   return out;
 }
 
-/** Resizes decoded pixels to the model's input and normalises them into a CHW float tensor. */
-export async function toTensor(image: RgbImage, spec: PreprocessingSpec): Promise<Float32Array> {
-  const resized = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
+/** Resizes decoded pixels to the model's input size: 8-bit RGB, HWC. Training reads these very pixels (see renderModelInput). */
+export async function resizeRgb(image: RgbImage, spec: PreprocessingSpec): Promise<Buffer> {
+  return sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
     .resize(spec.width, spec.height, { fit: spec.fit, kernel: spec.kernel })
     .raw()
     .toBuffer();
+}
+
+/** Normalises model-size RGB pixels into a CHW float tensor. */
+export function normalise(resized: Buffer, spec: PreprocessingSpec): Float32Array {
   const plane = spec.width * spec.height;
   const tensor = new Float32Array(3 * plane);
   for (let c = 0; c < 3; c++) {
@@ -115,6 +119,21 @@ export async function toTensor(image: RgbImage, spec: PreprocessingSpec): Promis
     for (let i = 0; i < plane; i++) tensor[offset + i] = resized[i * 3 + c]! * scale - shift;
   }
   return tensor;
+}
+
+export async function toTensor(image: RgbImage, spec: PreprocessingSpec): Promise<Float32Array> {
+  return normalise(await resizeRgb(image, spec), spec);
+}
+
+/**
+ * The model input as a lossless PNG: what training reads, so that training and serving see
+ * the same pixels (a second resize implementation in Python would differ by rounding).
+ */
+export async function renderModelInput(input: Buffer, spec: PreprocessingSpec, maxPixels: number): Promise<Buffer> {
+  const image = await decodeRgb(input, maxPixels, spec.background);
+  return sharp(await resizeRgb(image, spec), { raw: { width: spec.width, height: spec.height, channels: 3 } })
+    .png({ compressionLevel: 1 })
+    .toBuffer();
 }
 
 /** The one preprocessing function: bytes in, model input (and the picture's identity) out. */

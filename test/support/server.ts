@@ -20,6 +20,10 @@ export async function startServer(env: Record<string, string>, options: { readyT
     env: { ...process.env, PORT: '0', HOST: '127.0.0.1', MARQUEE_THREADS: '2', LOG_LEVEL: 'info', ...env, MARQUEE_DATA_DIR: dataDir },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // Whatever happens in the test, the server does not outlive it.
+  const kill = () => child.kill('SIGKILL');
+  process.once('exit', kill);
+  child.once('exit', () => process.removeListener('exit', kill));
   let output = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));

@@ -15,6 +15,7 @@ import {
   ErrorBody,
   errorResponses,
   GenreQuery,
+  EmbedResponse,
   GenreResponse,
   PosterBody,
   PosterParams,
@@ -122,6 +123,32 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
         scores: vote.scores,
         majority: vote.majority,
         neighbors: hits.map((hit) => neighborView(hit, base)),
+      };
+    },
+  );
+
+  api.post(
+    '/posters/embed',
+    {
+      config: { upload: true },
+      schema: {
+        tags: ['posters'],
+        summary: "An uploaded poster's embedding under the active model",
+        description: 'The vector that similarity search uses, for clients that keep their own index.',
+        consumes: ['multipart/form-data'],
+        response: { 200: EmbedResponse, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const engine = runtime.current();
+      const bytes = await readImageUpload(request, config.maxUploadBytes);
+      const { vector, image } = await engine.embedUpload(bytes);
+      const match = catalog.byPixelSha256(image.pixelSha256);
+      return {
+        model_version: engine.model.version,
+        dims: vector.length,
+        embedding: Array.from(vector),
+        catalog_match: match ? posterView(match, baseUrl(request)) : null,
       };
     },
   );
