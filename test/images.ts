@@ -2,7 +2,7 @@ import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 
 /** Pictures in every format the API must accept, all made from one real poster. */
-export async function variants(jpeg: Buffer): Promise<Record<string, Buffer>> {
+export async function variants(jpeg: Buffer) {
   const base = sharp(jpeg);
   const frame = await sharp(jpeg).raw().toBuffer({ resolveWithObject: true });
   const { width, height } = frame.info;

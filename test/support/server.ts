@@ -73,7 +73,7 @@ export async function upload(
   options: { field?: string; filename?: string; type?: string } = {},
 ): Promise<{ status: number; body: any; headers: Headers }> {
   const form = new FormData();
-  form.append(options.field ?? 'image', new Blob([bytes], { type: options.type ?? 'image/jpeg' }), options.filename ?? 'poster.jpg');
+  form.append(options.field ?? 'image', new Blob([new Uint8Array(bytes)], { type: options.type ?? 'image/jpeg' }), options.filename ?? 'poster.jpg');
   const response = await fetch(url, { method: 'POST', body: form });
   const text = await response.text();
   let body: unknown = text;

@@ -1,0 +1,70 @@
+# syntax=docker/dockerfile:1
+#
+# CPU image (default):
+#   docker build -t marquee .
+#   docker run -p 8080:8080 -v marquee-data:/data -v /path/to/posters:/catalog:ro marquee
+#
+# CUDA image: a CUDA + cuDNN runtime base, and onnxruntime-node's CUDA 12 binaries:
+#   docker build -t marquee:cuda \
+#     --build-arg RUNTIME_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04 \
+#     --build-arg ORT_INSTALL=cuda12 .
+#   docker run --gpus all -e MARQUEE_DEVICE=cuda -p 8080:8080 -v marquee-data:/data marquee:cuda
+#
+# The image carries the Python training environment (training/requirements.lock, about 5 GB),
+# which exports the base model on first start and runs retraining. With a model exported
+# elsewhere (MARQUEE_BASE_MODEL), build with --build-arg WITH_PYTHON=0 for a small image.
+
+ARG NODE_IMAGE=node:22-bookworm-slim
+ARG RUNTIME_IMAGE=node:22-bookworm-slim
+
+# ---- Node dependencies and the compiled server --------------------------------------------
+FROM ${NODE_IMAGE} AS build
+ARG ORT_INSTALL=skip
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json .npmrc ./
+# onnxruntime-node's installer reads ONNXRUNTIME_NODE_INSTALL before .npmrc: skip, or cuda12.
+RUN ONNXRUNTIME_NODE_INSTALL=${ORT_INSTALL} npm ci --no-audit --no-fund --ignore-scripts=false
+COPY tsconfig.json ./
+COPY src ./src
+RUN npx tsc -p tsconfig.json && npm prune --omit=dev
+
+# ---- Runtime --------------------------------------------------------------------------------
+FROM ${RUNTIME_IMAGE}
+ARG WITH_PYTHON=1
+# A CUDA base image has no Node.js: bring the build stage's (glibc builds run on both bases).
+COPY --from=build /usr/local/bin/node /usr/local/bin/node
+RUN (id -u marquee >/dev/null 2>&1 || useradd --system --uid 10001 --create-home marquee) \
+    && mkdir -p /data /catalog && chown marquee /data
+WORKDIR /app
+# The venv is made here, against this image's own python3 (3.11 on the default base).
+COPY training/requirements.lock ./training/requirements.lock
+COPY scripts/python-env.sh ./scripts/python-env.sh
+RUN if [ "$WITH_PYTHON" = "1" ]; then \
+      apt-get update && apt-get install -y --no-install-recommends python3 python3-venv libgomp1 \
+      && rm -rf /var/lib/apt/lists/* \
+      && MARQUEE_VENV=/opt/venv bash scripts/python-env.sh; \
+    fi
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+COPY bin ./bin
+COPY migrations ./migrations
+COPY openapi ./openapi
+COPY training ./training
+COPY scripts ./scripts
+
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
+    PORT=8080 \
+    MARQUEE_DATA_DIR=/data \
+    MARQUEE_CATALOG=/catalog \
+    MARQUEE_VENV=/opt/venv \
+    MARQUEE_PYTHON=/opt/venv/bin/python
+VOLUME ["/data"]
+EXPOSE 8080
+USER marquee
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+CMD ["node", "bin/marquee.js", "serve"]
