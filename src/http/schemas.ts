@@ -42,8 +42,11 @@ const CatalogMatch = Type.Union([Type.Ref(PosterBody), Type.Null()], {
   description: 'The catalog poster whose decoded pixels equal the upload, if any',
 });
 
+export const DEFAULT_K = { similar: 8, genre: 5 } as const;
+export const DEFAULT_BROWSE_LIMIT = 50;
+
 export const SimilarQuery = Type.Object({
-  k: Type.Integer({ minimum: 1, maximum: 100, default: 8, description: 'How many posters to return' }),
+  k: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: DEFAULT_K.similar, description: 'How many posters to return' })),
   genre: Type.Optional(Type.String({ minLength: 1, description: 'Only posters with this genre' })),
   year_from: Type.Optional(Type.Integer({ minimum: 1800, maximum: 2200, description: 'Only posters from this year on' })),
   year_to: Type.Optional(Type.Integer({ minimum: 1800, maximum: 2200, description: 'Only posters up to this year' })),
@@ -58,7 +61,7 @@ export const SimilarResponse = Type.Object({
 });
 
 export const GenreQuery = Type.Object({
-  k: Type.Integer({ minimum: 1, maximum: 50, default: 5, description: 'How many neighbours vote' }),
+  k: Type.Optional(Type.Integer({ minimum: 1, maximum: 50, default: DEFAULT_K.genre, description: 'How many neighbours vote' })),
 });
 export type GenreQuery = Static<typeof GenreQuery>;
 
@@ -92,7 +95,7 @@ export type PosterParams = Static<typeof PosterParams>;
 
 export const BrowseQuery = Type.Object({
   genre: Type.Optional(Type.String({ minLength: 1 })),
-  limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: DEFAULT_BROWSE_LIMIT })),
   cursor: Type.Optional(Type.String({ minLength: 1, description: 'next_cursor of the previous page' })),
 });
 export type BrowseQuery = Static<typeof BrowseQuery>;

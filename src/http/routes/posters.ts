@@ -12,6 +12,8 @@ import type { Poster } from '../../state/catalog.js';
 import {
   BrowseQuery,
   BrowseResponse,
+  DEFAULT_BROWSE_LIMIT,
+  DEFAULT_K,
   ErrorBody,
   errorResponses,
   GenreQuery,
@@ -70,7 +72,7 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       },
     },
     async (request) => {
-      const { k, genre, year_from: yearFrom, year_to: yearTo } = request.query;
+      const { k = DEFAULT_K.similar, genre, year_from: yearFrom, year_to: yearTo } = request.query;
       if (yearFrom !== undefined && yearTo !== undefined && yearFrom > yearTo) {
         throw new ApiError(400, 'invalid_request', `year_from (${yearFrom}) is after year_to (${yearTo})`);
       }
@@ -104,7 +106,7 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       },
     },
     async (request) => {
-      const { k } = request.query;
+      const { k = DEFAULT_K.genre } = request.query;
       const engine = runtime.current();
       const bytes = await readImageUpload(request, config.maxUploadBytes);
       const { vector, image } = await engine.embedUpload(bytes);
@@ -164,7 +166,7 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       },
     },
     async (request) => {
-      const { genre, limit, cursor } = request.query;
+      const { genre, limit = DEFAULT_BROWSE_LIMIT, cursor } = request.query;
       const page = catalog.browse({ genre, limit, cursor });
       const base = baseUrl(request);
       return { posters: page.posters.map((p) => posterView(p, base)), next_cursor: page.nextCursor };
