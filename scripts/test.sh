@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The whole suite, as CI runs it: type checks, the Python tests, then the Node tests against real
 # servers, SQLite files, usearch indexes, ONNX models and posters from ../shared/posters.
+# Both test stages always run; the last line totals them.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
 
 echo "== type check (src, test, bench)"
 npx tsc -p tsconfig.json
@@ -12,7 +15,22 @@ echo "== Python environment (training/requirements.lock)"
 bash scripts/python-env.sh
 
 echo "== Python tests (training/tests)"
-.venv/bin/python -m pytest training/tests -q -p no:cacheprovider
+py_status=0
+.venv/bin/python -m pytest training/tests -q -p no:cacheprovider | tee "$work/pytest.log" || py_status=$?
 
 echo "== Node tests (test/)"
-node --import tsx --test --test-concurrency=1 --test-reporter=spec test/*.test.ts
+node_status=0
+node --import tsx --test --test-concurrency=1 \
+  --test-reporter=spec --test-reporter-destination=stdout \
+  --test-reporter=tap --test-reporter-destination="$work/node.tap" \
+  test/*.test.ts || node_status=$?
+
+count() { grep -oE "[0-9]+ $1" "$work/pytest.log" | tail -1 | cut -d' ' -f1 || true; }
+py_passed="$(count passed)"; py_failed="$(count failed)"; py_errors="$(count error)"
+node_passed="$(grep -E '^# pass ' "$work/node.tap" | awk '{print $3}')"
+node_failed="$(grep -E '^# fail ' "$work/node.tap" | awk '{print $3}')"
+passed=$(( ${py_passed:-0} + ${node_passed:-0} ))
+failed=$(( ${py_failed:-0} + ${py_errors:-0} + ${node_failed:-0} ))
+echo "python: ${py_passed:-0} passed, $(( ${py_failed:-0} + ${py_errors:-0} )) failed; node: ${node_passed:-0} passed, ${node_failed:-0} failed"
+echo "total: $passed passed, $failed failed"
+if (( py_status != 0 || node_status != 0 )); then exit 1; fi
