@@ -1,0 +1,188 @@
+import { HSV_BINS } from './colour-histogram.js';
+import type { Evaluation, SystemResult } from './evaluate.js';
+import { MAJORITY_KS, METRICS, MULTI_LABEL_RATIO, RECALL_KS, VOTE_K, type GenreRow, type MetricName, type MetricValues } from './metrics.js';
+
+export const REPORT_FORMAT = 'marquee-eval/1';
+const JSON_DECIMALS = 4;
+
+const HEADINGS: Record<MetricName, string> = {
+  'recall@1': 'Recall@1',
+  'recall@3': 'Recall@3',
+  'recall@8': 'Recall@8',
+  'majority@1': 'maj@1',
+  'majority@3': 'maj@3',
+  'majority@5': 'maj@5',
+  'majority@8': 'maj@8',
+  'any_genre_hit@1': 'any-genre hit@1',
+  'map@r': 'MAP@R',
+  vote_accuracy: 'vote acc.',
+  vote_f1: 'vote F1',
+};
+
+const DEFINITIONS = [
+  `**Recall@k** (k = ${RECALL_KS.join(', ')}): one of the k nearest gallery posters has the query's single genre.`,
+  `**maj@k** (k = ${MAJORITY_KS.join(', ')}): the most common single genre among the k nearest is the query's. ` +
+    "A tie in the count goes to the genre with the most similar poster (the rule of the genre endpoint's `majority`), " +
+    "never to the query's genre by luck.",
+  `**any-genre hit@1**: the top genre of the genre endpoint's vote (k = ${VOTE_K}, each neighbour votes for all its genres ` +
+    "with weight (1 + similarity) / 2) is among the query's genres.",
+  "**MAP@R**: mean average precision over the first R neighbours, R = the number of gallery posters with the query's " +
+    "single genre (pytorch-metric-learning's definition); a query whose genre the gallery lacks scores 0.",
+  "**vote acc.**: the vote's top genre equals the query's single genre. **vote F1**: multi-label F1 over the query's genres, " +
+    `predicting every genre whose vote score is at least ${MULTI_LABEL_RATIO} × the top score; micro pools true and false ` +
+    "positives over genres, macro averages each genre's F1.",
+  "**micro** is the mean over queries; **macro** the mean over the single genres present among the queries of each genre's " +
+    'mean (for F1: over the genres the queries carry).',
+  "**always-majority-genre** answers every query with the gallery's posters of its most common single genre, so each of its " +
+    "figures is the share of queries of that genre (its MAP@R too: it ranks all of that genre's posters first).",
+  "**Paper's protocol**: every catalog poster queried against all of them, itself included, and a neighbour counts when it " +
+    'shares any genre with the query. Shown only to make the difference visible; it is not a quality figure.',
+];
+
+function round(value: number): number {
+  return Number.isInteger(value) ? value : Number(value.toFixed(JSON_DECIMALS));
+}
+
+/** JSON with keys sorted at every level and numbers rounded, so two reports diff line by line. */
+export function stableStringify(value: unknown): string {
+  const normalise = (v: unknown): unknown => {
+    if (typeof v === 'number') return Number.isFinite(v) ? round(v) : null;
+    if (Array.isArray(v)) return v.map(normalise);
+    if (v && typeof v === 'object') {
+      return Object.fromEntries(
+        Object.keys(v)
+          .sort()
+          .map((k) => [k, normalise((v as Record<string, unknown>)[k])]),
+      );
+    }
+    return v;
+  };
+  return `${JSON.stringify(normalise(value), null, 2)}\n`;
+}
+
+function genreRowJson(row: GenreRow): Record<string, unknown> {
+  return { queries: row.queries, labelled: row.labelled, ...row.metrics };
+}
+
+function systemJson(system: SystemResult): Record<string, unknown> {
+  return {
+    label: system.label,
+    protocol: system.protocol,
+    gallery: system.gallery,
+    queries: system.summary.queries,
+    micro: system.summary.micro,
+    macro: system.summary.macro,
+    per_genre: Object.fromEntries(Object.entries(system.summary.perGenre).map(([genre, row]) => [genre, genreRowJson(row)])),
+  };
+}
+
+/** The evaluation as a JSON document: no timings, and no timestamp but `created_at`. */
+export function toJsonDocument(evaluation: Evaluation, createdAt: Date): Record<string, unknown> {
+  return {
+    format: REPORT_FORMAT,
+    created_at: createdAt.toISOString(),
+    model_version: evaluation.modelVersion,
+    base_model_version: evaluation.baseModelVersion,
+    search: evaluation.search,
+    queries: {
+      source: evaluation.queries.source,
+      count: evaluation.queries.count,
+      in_catalog: evaluation.queries.inCatalog,
+      skipped: evaluation.queries.skipped,
+      genres_missing_from_gallery: evaluation.queries.genresMissingFromGallery,
+    },
+    gallery: evaluation.gallery,
+    settings: {
+      recall_k: RECALL_KS,
+      majority_k: MAJORITY_KS,
+      vote_k: VOTE_K,
+      multi_label_ratio: MULTI_LABEL_RATIO,
+      majority_tie_break: 'most similar voter',
+      hsv_bins: HSV_BINS,
+    },
+    systems: Object.fromEntries(evaluation.systems.map((s) => [s.id, systemJson(s)])),
+    index_recall_vs_exact: evaluation.indexRecallVsExact,
+    notes: evaluation.notes,
+  };
+}
+
+const fixed = (value: number | null | undefined) => (value === null || value === undefined ? '–' : value.toFixed(3));
+const count = (n: number) => n.toLocaleString('en-US');
+
+function table(headings: string[], rows: string[][]): string {
+  return [
+    `| ${headings.join(' | ')} |`,
+    `|${headings.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`,
+    ...rows.map((row) => `| ${row.join(' | ')} |`),
+  ].join('\n');
+}
+
+function describeSource(source: string, n: number): string {
+  const [kind, name] = source.split(':');
+  if (kind === 'split') return `${count(n)} posters of the \`${name}\` split`;
+  if (kind === 'csv') return `${count(n)} posters of the external query set \`${name}\``;
+  return `the whole catalog (${count(n)} posters)`;
+}
+
+function perGenreTable(system: SystemResult, columns: MetricName[], extra: 'labelled' | null): string {
+  const rows = Object.entries(system.summary.perGenre)
+    .filter(([, row]) => row.queries > 0 || extra === 'labelled')
+    .sort((a, b) => b[1].queries - a[1].queries || b[1].labelled - a[1].labelled || a[0].localeCompare(b[0]))
+    .map(([genre, row]) => [genre, String(row.queries), ...(extra ? [String(row.labelled)] : []), ...columns.map((m) => fixed(row.metrics[m]))]);
+  const pick = (values: MetricValues) => columns.map((m) => fixed(values[m]));
+  rows.push(['**micro**', String(system.summary.queries), ...(extra ? [''] : []), ...pick(system.summary.micro)]);
+  rows.push(['**macro**', '', ...(extra ? [''] : []), ...pick(system.summary.macro)]);
+  return table(['Genre', 'Queries', ...(extra ? ['Labelled'] : []), ...columns.map((m) => HEADINGS[m])], rows);
+}
+
+/** The evaluation as a Markdown report: headline table, per-genre tables, definitions, run details. */
+export function toMarkdown(evaluation: Evaluation, createdAt: Date): string {
+  const { queries, gallery } = evaluation;
+  const model = evaluation.systems.find((s) => s.id === 'model')!;
+  const lines: string[] = [];
+  lines.push(`# Evaluation of ${evaluation.modelVersion}`, '');
+  lines.push(
+    `Queries: ${describeSource(queries.source, queries.count)}. Gallery: ${describeSource(gallery.source, gallery.count)}. ` +
+      `Search: ${evaluation.search === 'exact' ? 'exact (the figures measure the model, not the index)' : 'the served usearch index'}. ` +
+      'A query never matches itself.',
+    '',
+  );
+  lines.push('## Headline (micro / macro)', '');
+  lines.push(
+    table(
+      ['System', ...METRICS.map((m) => HEADINGS[m])],
+      evaluation.systems.map((s) => [s.label, ...METRICS.map((m) => `${fixed(s.summary.micro[m])} / ${fixed(s.summary.macro[m])}`)]),
+    ),
+    '',
+  );
+  for (const s of evaluation.systems) lines.push(`- ${s.label}: ${s.protocol}; gallery of ${count(s.gallery)}, ${count(s.summary.queries)} queries.`);
+  for (const note of evaluation.notes) lines.push(`- ${note}`);
+  if (evaluation.indexRecallVsExact) {
+    const recall = Object.entries(evaluation.indexRecallVsExact).map(([k, v]) => `${fixed(v)} ${k}`);
+    lines.push(`- Served index recall vs exact search: ${recall.join(', ')}.`);
+  }
+  const missing = Object.entries(queries.genresMissingFromGallery)
+    .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+    .map(([genre, n]) => `${genre} (${n})`);
+  if (missing.length) lines.push(`- Query genres no gallery poster has (misses for every system): ${missing.join(', ')}.`);
+  if (queries.inCatalog && queries.source.startsWith('csv:')) {
+    lines.push(`- ${queries.inCatalog} queries are pictures already in the catalog; they never match themselves.`);
+  }
+  if (queries.skipped.length) {
+    const skipped = queries.skipped.map((s) => `line ${s.line}${s.id ? ` (${s.id})` : ''}: ${s.reason}`);
+    lines.push(`- ${queries.skipped.length} query rows skipped: ${skipped.join('; ')}.`);
+  }
+  lines.push('');
+  lines.push(`## Per genre, retrieval: ${model.label}`, '');
+  lines.push(perGenreTable(model, ['recall@1', 'recall@3', 'recall@8', 'map@r'], null), '');
+  lines.push(`## Per genre, genre prediction: ${model.label}`, '');
+  const prediction: MetricName[] = ['majority@1', 'majority@3', 'majority@5', 'majority@8', 'any_genre_hit@1', 'vote_accuracy', 'vote_f1'];
+  lines.push(perGenreTable(model, prediction, 'labelled'), '');
+  lines.push('"Queries" counts the queries of that single genre; "Labelled" those carrying the genre among their genres (its F1\'s support).', '');
+  lines.push('## Definitions', '');
+  for (const definition of DEFINITIONS) lines.push(`- ${definition}`);
+  lines.push('', '## Run', '');
+  const timings = Object.entries(evaluation.timingsMs).map(([step, ms]) => `${step} ${count(ms)}`);
+  lines.push(`Created ${createdAt.toISOString()}. Timings (ms): ${timings.join(', ')}.`, '');
+  return lines.join('\n');
+}
