@@ -2,6 +2,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { importCatalog } from './catalog/importer.js';
+import { evalCommand } from './eval/command.js';
 import { buildApp } from './http/server.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
@@ -9,6 +10,8 @@ import { ensureBaseModel } from './model/base-model.js';
 import { startProgress } from './progress.js';
 import { embedCatalog } from './service/catalog-embedding.js';
 import { Engine, indexPath, loadEmbedder } from './service/engine.js';
+import { parseRetrainFlags } from './jobs/flags.js';
+import { RetrainRunner } from './jobs/retrain.js';
 import { Runtime } from './service/runtime.js';
 import { createServices, startUp, type Services } from './service/startup.js';
 import { openDb } from './state/db.js';
@@ -21,6 +24,10 @@ Commands:
   serve                 Start the HTTP API (imports MARQUEE_CATALOG, exports and indexes a base model on first start)
   import <dir>          Import a catalog directory (movies.csv + images); idempotent, bad rows reported and skipped
   index                 Re-embed the whole catalog with the active model and rebuild its index
+  train [--mode head|full] [--epochs N] [--force] ...
+                        Retrain without the server (the same job as POST /admin/retrain; flags are its
+                        JSON fields with dashes, e.g. --batch-size 32); activates the model if better
+  eval [options]        Evaluate a model version on the test split beside baselines (marquee eval --help)
   openapi [file]        Write the OpenAPI document (default openapi/openapi.json)
 
 Configuration is read from environment variables; README.md lists them all.`;
@@ -33,7 +40,8 @@ function services(config: Config, log: Logger): Services {
 async function serve(config: Config, log: Logger): Promise<void> {
   const svc = services(config, log);
   const runtime = new Runtime();
-  const app = await buildApp(svc, runtime);
+  const runner = new RetrainRunner(svc, svc.jobs, runtime);
+  const app = await buildApp(svc, runtime, runner);
   await app.listen({ port: config.port, host: config.host });
   let stopping = false;
   const stop = async (signal: string) => {
@@ -41,7 +49,9 @@ async function serve(config: Config, log: Logger): Promise<void> {
     stopping = true;
     log.info({ signal }, 'shutting down');
     await app.close();
-    await runtime.peek()?.release();
+    runner.cancelRunning();
+    await runner.settled();
+    await runtime.peek()?.dispose();
     svc.db.close();
     process.exit(0);
   };
@@ -85,13 +95,36 @@ async function indexCommand(config: Config, log: Logger): Promise<void> {
   const embedded = await embedCatalog(model, embedder, svc.embeddings, config.dataDir, config.maxPixels, log);
   const engine = await Engine.load(model, svc, embedder);
   process.stdout.write(`${JSON.stringify({ model_version: model.version, embedded, indexed: engine.searcher.size })}\n`);
-  await engine.release();
+  await engine.dispose();
   svc.db.close();
+}
+
+async function trainCommand(config: Config, log: Logger, args: string[]): Promise<void> {
+  const params = parseRetrainFlags(args);
+  const svc = services(config, log);
+  svc.jobs.failInterrupted();
+  await ensureBaseModel(config, svc.catalog, svc.models, log, (status) => log.info(status));
+  const runner = new RetrainRunner(svc, svc.jobs, null);
+  const job = runner.start(params);
+  const progress = startProgress(log, `training (${job.id})`, 1000);
+  const timer = setInterval(() => {
+    const fraction = Number(svc.jobs.get(job.id)?.progress?.fraction ?? 0);
+    progress.tick(Math.round(Math.min(Math.max(fraction, 0), 1) * 1000));
+  }, 1000);
+  process.once('SIGINT', () => runner.cancel(job.id));
+  await runner.settled();
+  clearInterval(timer);
+  progress.finish();
+  const final = svc.jobs.get(job.id)!;
+  process.stdout.write(`${JSON.stringify({ job: final.id, state: final.state, model_version: final.modelVersion, error: final.error, metrics: final.metrics })}\n`);
+  svc.db.close();
+  if (final.state !== 'succeeded') process.exitCode = final.state === 'rejected' ? 3 : 1;
 }
 
 async function openapiCommand(config: Config, log: Logger, file = 'openapi/openapi.json'): Promise<void> {
   const svc = createServices(config, openDb(':memory:'), log, new Metrics());
-  const app = await buildApp(svc, new Runtime());
+  const runtime = new Runtime();
+  const app = await buildApp(svc, runtime, new RetrainRunner(svc, svc.jobs, runtime));
   await app.ready();
   mkdirSync(dirname(resolve(file)), { recursive: true });
   writeFileSync(file, `${JSON.stringify(app.swagger(), null, 2)}\n`);
@@ -113,6 +146,10 @@ async function main(argv: string[]): Promise<void> {
       return importCommand(config, log, args[0]);
     case 'index':
       return indexCommand(config, log);
+    case 'train':
+      return trainCommand(config, log, args);
+    case 'eval':
+      return evalCommand(config, log, args);
     case 'openapi':
       return openapiCommand(config, createLogger('warn'), args[0]);
     default:

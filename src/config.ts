@@ -13,6 +13,8 @@ export interface Config {
   device: Device;
   threads: number;
   adminToken: string;
+  /** Admin routes without a token, allowed only when listening on loopback. */
+  adminOpenLoopback: boolean;
   maxUploadBytes: number;
   maxPixels: number;
   batchMaxSize: number;
@@ -60,14 +62,19 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError(`MARQUEE_DEVICE must be auto, cpu or cuda, got "${env.MARQUEE_DEVICE}"`);
   }
   const catalog = env.MARQUEE_CATALOG ?? '../shared/posters';
+  const host = env.HOST || '127.0.0.1';
+  if (env.MARQUEE_ADMIN_OPEN_LOOPBACK === '1' && !isLoopback(host)) {
+    throw new ConfigError(`MARQUEE_ADMIN_OPEN_LOOPBACK=1 opens the admin routes without a token, which is refused on HOST=${host}: listen on 127.0.0.1 or set MARQUEE_ADMIN_TOKEN`);
+  }
   return {
     port: int(env, 'PORT', 8080, 0, 65535),
-    host: env.HOST || '127.0.0.1',
+    host,
     dataDir: resolve(env.MARQUEE_DATA_DIR || './var'),
     catalogDir: catalog === '' ? null : resolve(catalog),
     device,
     threads: int(env, 'MARQUEE_THREADS', availableParallelism(), 1, 1024),
     adminToken: env.MARQUEE_ADMIN_TOKEN ?? '',
+    adminOpenLoopback: env.MARQUEE_ADMIN_OPEN_LOOPBACK === '1',
     maxUploadBytes: int(env, 'MARQUEE_MAX_UPLOAD_BYTES', 10 * 1024 * 1024, 1),
     maxPixels: int(env, 'MARQUEE_MAX_PIXELS', 40_000_000, 1),
     batchMaxSize: int(env, 'MARQUEE_BATCH_MAX_SIZE', 16, 1, 1024),
@@ -80,4 +87,8 @@ export function loadConfig(env: Env = process.env): Config {
     python: env.MARQUEE_PYTHON || null,
     logLevel: env.LOG_LEVEL || 'info',
   };
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }

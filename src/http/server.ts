@@ -5,6 +5,9 @@ import swaggerUi from '@fastify/swagger-ui';
 import { ApiError } from '../errors.js';
 import type { Runtime } from '../service/runtime.js';
 import type { Services } from '../service/startup.js';
+import type { RetrainRunner } from '../jobs/retrain.js';
+import { JobBody, ModelBody, RetrainBody } from './admin-schemas.js';
+import { adminRoutes } from './routes/admin.js';
 import { healthRoutes } from './routes/health.js';
 import { posterRoutes } from './routes/posters.js';
 import { BrowseResponse, ErrorBody, GenreResponse, NeighborBody, PosterBody, SimilarResponse, UploadBody } from './schemas.js';
@@ -43,14 +46,14 @@ function toApiError(error: FastifyError): ApiError | null {
   return null;
 }
 
-export async function buildApp(services: Services, runtime: Runtime): Promise<FastifyInstance> {
+export async function buildApp(services: Services, runtime: Runtime, runner: RetrainRunner): Promise<FastifyInstance> {
   const { config, log, metrics } = services;
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     ajv: { customOptions: { coerceTypes: true, removeAdditional: false, useDefaults: true } },
   });
 
-  for (const schema of [ErrorBody, PosterBody, NeighborBody]) app.addSchema(schema);
+  for (const schema of [ErrorBody, PosterBody, NeighborBody, RetrainBody, JobBody, ModelBody]) app.addSchema(schema);
   void SimilarResponse;
   void GenreResponse;
   void BrowseResponse;
@@ -68,7 +71,9 @@ export async function buildApp(services: Services, runtime: Runtime): Promise<Fa
       tags: [
         { name: 'posters', description: 'Similarity search, genre vote and the catalog' },
         { name: 'operations', description: 'Health, readiness and metrics' },
+        { name: 'admin', description: 'Retraining, jobs and model versions (bearer token: MARQUEE_ADMIN_TOKEN)' },
       ],
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer' } } },
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (json.$id as string | undefined) ?? `def-${i}` },
     transform: ({ schema, url, route }) => {
@@ -99,5 +104,6 @@ export async function buildApp(services: Services, runtime: Runtime): Promise<Fa
 
   healthRoutes(app, services, runtime);
   posterRoutes(app, services, runtime);
+  adminRoutes(app, services, runtime, services.jobs, runner);
   return app;
 }

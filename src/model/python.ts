@@ -30,6 +30,7 @@ export function runTraining(
   args: string[],
   onEvent: (event: TrainingEvent) => void,
   signal?: AbortSignal,
+  onLog?: (text: string) => void,
 ): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(python, ['-m', 'training', ...args], {
@@ -37,6 +38,7 @@ export function runTraining(
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, PYTHONUNBUFFERED: '1' },
       signal,
+      killSignal: 'SIGTERM',
     });
     let buffered = '';
     let stderrTail = '';
@@ -55,6 +57,7 @@ export function runTraining(
     });
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
       stderrTail = (stderrTail + chunk).slice(-4000);
+      onLog?.(chunk);
     });
     child.on('error', reject);
     child.on('close', (code, sig) => {

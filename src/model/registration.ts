@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { constants, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PreprocessingSpec } from './preprocess.js';
 import type { ModelRegistry, ModelVersion } from '../state/models.js';
@@ -28,14 +28,9 @@ export function registerModelDir(dir: string, kind: string, dataDir: string, reg
   if (existing) return existing;
   const modelsDir = join(dataDir, 'models');
   mkdirSync(modelsDir, { recursive: true });
-  const target = join(modelsDir, `${version}.onnx`);
-  const tmp = `${target}.tmp-${process.pid}`;
-  try {
-    copyFileSync(join(dir, 'model.onnx'), tmp);
-    renameSync(tmp, target);
-  } finally {
-    rmSync(tmp, { force: true });
-  }
+  copyAtomically(join(dir, 'model.onnx'), join(modelsDir, `${version}.onnx`));
+  const hasCheckpoint = existsSync(join(dir, 'model.pt'));
+  if (hasCheckpoint) copyAtomically(join(dir, 'model.pt'), join(modelsDir, `${version}.pt`));
   return registry.register({
     version,
     filePath: `models/${version}.onnx`,
@@ -48,6 +43,17 @@ export function registerModelDir(dir: string, kind: string, dataDir: string, reg
     preprocessing: sidecar.preprocessing,
     source: sidecar,
     metrics: null,
+    checkpointPath: hasCheckpoint ? `models/${version}.pt` : null,
     createdAt: new Date().toISOString(),
   });
+}
+
+function copyAtomically(from: string, to: string): void {
+  const tmp = `${to}.tmp-${process.pid}`;
+  try {
+    copyFileSync(from, tmp, constants.COPYFILE_FICLONE);
+    renameSync(tmp, to);
+  } finally {
+    rmSync(tmp, { force: true });
+  }
 }

@@ -21,6 +21,7 @@ export async function embedCatalog(
   maxPixels: number,
   log: Logger,
   onProgress?: (done: number, total: number) => void,
+  signal?: AbortSignal,
 ): Promise<number> {
   const missing = store.missing(model.version);
   if (missing.length === 0) return 0;
@@ -28,6 +29,7 @@ export async function embedCatalog(
   const progress = startProgress(log, `embedding ${missing.length} posters`, missing.length);
   let done = 0;
   for (let start = 0; start < missing.length; start += BATCH) {
+    signal?.throwIfAborted();
     const batch = missing.slice(start, start + BATCH);
     const tensors = await Promise.all(
       batch.map(async ({ imagePath }) => (await preprocess(await readFile(join(dataDir, imagePath)), model.preprocessing, maxPixels)).tensor),

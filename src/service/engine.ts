@@ -45,6 +45,10 @@ export function loadEmbedder(model: ModelVersion, deps: Pick<EngineDeps, 'config
  * active engine never changes the model under a request in flight.
  */
 export class Engine {
+  private users = 0;
+  private retired = false;
+  private disposed: Promise<void> | null = null;
+
   private constructor(
     readonly model: ModelVersion,
     readonly embedder: Embedder,
@@ -89,7 +93,25 @@ export class Engine {
     return { vector: await this.batcher.submit(tensor), image };
   }
 
-  async release(): Promise<void> {
-    await this.embedder.release();
+  /** A request starts using this engine. */
+  enter(): void {
+    this.users += 1;
+  }
+
+  /** A request is done with it; a retired engine is disposed when its last request leaves. */
+  leave(): void {
+    this.users -= 1;
+    if (this.retired && this.users === 0) void this.dispose();
+  }
+
+  /** Taken out of service: disposed as soon as no request uses it. */
+  retire(): void {
+    this.retired = true;
+    if (this.users === 0) void this.dispose();
+  }
+
+  dispose(): Promise<void> {
+    this.disposed ??= this.embedder.release();
+    return this.disposed;
   }
 }

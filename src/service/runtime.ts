@@ -18,20 +18,29 @@ export class Runtime {
     this.reason = reason;
   }
 
-  /** The engine a request should use from start to end. */
-  current(): Engine {
-    if (!this.engine) throw new ApiError(503, 'not_ready', `the service is not ready: ${this.reason}`, { 'retry-after': '5' });
-    return this.engine;
+  /**
+   * Runs a request on the engine in service when it starts. A swap during the request does not
+   * change its engine, and the old engine is disposed only after its last request finishes.
+   */
+  async use<T>(work: (engine: Engine) => Promise<T>): Promise<T> {
+    const engine = this.engine;
+    if (!engine) throw new ApiError(503, 'not_ready', `the service is not ready: ${this.reason}`, { 'retry-after': '5' });
+    engine.enter();
+    try {
+      return await work(engine);
+    } finally {
+      engine.leave();
+    }
   }
 
   peek(): Engine | null {
     return this.engine;
   }
 
-  /** Puts a new engine in service in one step; returns the previous one for release by the caller. */
-  swap(engine: Engine): Engine | null {
+  /** Puts a new engine in service in one step; the previous one retires once its requests finish. */
+  swap(engine: Engine): void {
     const previous = this.engine;
     this.engine = engine;
-    return previous;
+    if (previous && previous !== engine) previous.retire();
   }
 }

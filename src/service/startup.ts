@@ -1,3 +1,5 @@
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -7,6 +9,7 @@ import { startProgress } from '../progress.js';
 import { Catalog } from '../state/catalog.js';
 import type { Db } from '../state/db.js';
 import { EmbeddingStore } from '../state/embeddings.js';
+import { JobStore } from '../state/jobs.js';
 import { ModelRegistry } from '../state/models.js';
 import { embedCatalog } from './catalog-embedding.js';
 import { Engine, loadEmbedder } from './engine.js';
@@ -18,12 +21,22 @@ export interface Services {
   catalog: Catalog;
   models: ModelRegistry;
   embeddings: EmbeddingStore;
+  jobs: JobStore;
   log: Logger;
   metrics: Metrics;
 }
 
 export function createServices(config: Config, db: Db, log: Logger, metrics: Metrics): Services {
-  return { config, db, catalog: new Catalog(db), models: new ModelRegistry(db), embeddings: new EmbeddingStore(db), log, metrics };
+  return {
+    config,
+    db,
+    catalog: new Catalog(db),
+    models: new ModelRegistry(db),
+    embeddings: new EmbeddingStore(db),
+    jobs: new JobStore(db),
+    log,
+    metrics,
+  };
 }
 
 /**
@@ -31,7 +44,10 @@ export function createServices(config: Config, db: Db, log: Logger, metrics: Met
  * it, its index mapped. Each step skips what is already done, so later starts take seconds.
  */
 export async function startUp(services: Services, runtime: Runtime): Promise<void> {
-  const { config, db, catalog, models, embeddings, log, metrics } = services;
+  const { config, db, catalog, models, embeddings, jobs, log, metrics } = services;
+  for (const job of jobs.failInterrupted()) log.warn({ job: job.id }, job.error ?? 'job interrupted');
+  // Whatever an interrupted job was writing is not in use: only registered models and indexes are.
+  rmSync(join(config.dataDir, 'jobs'), { recursive: true, force: true });
   if (config.catalogDir) {
     runtime.setStatus(`importing the catalog from ${config.catalogDir}`);
     let progress: ReturnType<typeof startProgress> | null = null;

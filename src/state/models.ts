@@ -13,6 +13,8 @@ export interface ModelVersion {
   preprocessing: PreprocessingSpec;
   source: Record<string, unknown>;
   metrics: Record<string, unknown> | null;
+  /** The PyTorch checkpoint (model.pt) relative to the data dir, when there is one to train from. */
+  checkpointPath: string | null;
   createdAt: string;
 }
 
@@ -28,6 +30,7 @@ interface ModelRow {
   preprocessing: string;
   source: string;
   metrics: string | null;
+  checkpoint_path: string | null;
   created_at: string;
 }
 
@@ -44,6 +47,7 @@ function fromRow(row: ModelRow): ModelVersion {
     preprocessing: JSON.parse(row.preprocessing) as PreprocessingSpec,
     source: JSON.parse(row.source) as Record<string, unknown>,
     metrics: row.metrics ? (JSON.parse(row.metrics) as Record<string, unknown>) : null,
+    checkpointPath: row.checkpoint_path,
     createdAt: row.created_at,
   };
 }
@@ -66,9 +70,9 @@ export class ModelRegistry {
     this.db
       .prepare(
         `INSERT OR IGNORE INTO model_versions (version, file_path, file_sha256, dims, input_width, input_height, input_name,
-           output_name, preprocessing, source, metrics, created_at)
+           output_name, preprocessing, source, metrics, checkpoint_path, created_at)
          VALUES (@version, @filePath, @fileSha256, @dims, @inputWidth, @inputHeight, @inputName, @outputName,
-           @preprocessing, @source, @metrics, @createdAt)`,
+           @preprocessing, @source, @metrics, @checkpointPath, @createdAt)`,
       )
       .run({
         ...model,
@@ -77,6 +81,10 @@ export class ModelRegistry {
         metrics: model.metrics ? JSON.stringify(model.metrics) : null,
       });
     return this.get(model.version)!;
+  }
+
+  setMetrics(version: string, metrics: Record<string, unknown>): void {
+    this.db.prepare('UPDATE model_versions SET metrics = ? WHERE version = ?').run(JSON.stringify(metrics), version);
   }
 
   active(): ModelVersion | null {

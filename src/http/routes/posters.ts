@@ -76,18 +76,19 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       if (yearFrom !== undefined && yearTo !== undefined && yearFrom > yearTo) {
         throw new ApiError(400, 'invalid_request', `year_from (${yearFrom}) is after year_to (${yearTo})`);
       }
-      const engine = runtime.current();
       const bytes = await readImageUpload(request, config.maxUploadBytes);
-      const { vector, image } = await engine.embedUpload(bytes);
-      const match = catalog.byPixelSha256(image.pixelSha256);
-      const hits = engine.searcher.search(vector, k, { genre, yearFrom, yearTo });
-      const base = baseUrl(request);
-      return {
-        model_version: engine.model.version,
-        k,
-        catalog_match: match ? posterView(match, base) : null,
-        results: hits.map((hit) => neighborView(hit, base)),
-      };
+      return runtime.use(async (engine) => {
+        const { vector, image } = await engine.embedUpload(bytes);
+        const match = catalog.byPixelSha256(image.pixelSha256);
+        const hits = engine.searcher.search(vector, k, { genre, yearFrom, yearTo });
+        const base = baseUrl(request);
+        return {
+          model_version: engine.model.version,
+          k,
+          catalog_match: match ? posterView(match, base) : null,
+          results: hits.map((hit) => neighborView(hit, base)),
+        };
+      });
     },
   );
 
@@ -107,25 +108,26 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
     },
     async (request) => {
       const { k = DEFAULT_K.genre } = request.query;
-      const engine = runtime.current();
       const bytes = await readImageUpload(request, config.maxUploadBytes);
-      const { vector, image } = await engine.embedUpload(bytes);
-      const match = catalog.byPixelSha256(image.pixelSha256);
-      const hits = engine.searcher.search(vector, k, {}, new Set(match ? [match.key] : []));
-      const vote = voteGenres(
-        hits.map((hit) => ({ genres: hit.poster.genres, singleGenre: hit.poster.singleGenre, similarity: hit.similarity })),
-        engine.genres,
-      );
-      const base = baseUrl(request);
-      return {
-        model_version: engine.model.version,
-        k,
-        catalog_match: match ? posterView(match, base) : null,
-        prediction: { genre: vote.genre, score: vote.scores[0]?.score ?? 0 },
-        scores: vote.scores,
-        majority: vote.majority,
-        neighbors: hits.map((hit) => neighborView(hit, base)),
-      };
+      return runtime.use(async (engine) => {
+        const { vector, image } = await engine.embedUpload(bytes);
+        const match = catalog.byPixelSha256(image.pixelSha256);
+        const hits = engine.searcher.search(vector, k, {}, new Set(match ? [match.key] : []));
+        const vote = voteGenres(
+          hits.map((hit) => ({ genres: hit.poster.genres, singleGenre: hit.poster.singleGenre, similarity: hit.similarity })),
+          engine.genres,
+        );
+        const base = baseUrl(request);
+        return {
+          model_version: engine.model.version,
+          k,
+          catalog_match: match ? posterView(match, base) : null,
+          prediction: { genre: vote.genre, score: vote.scores[0]?.score ?? 0 },
+          scores: vote.scores,
+          majority: vote.majority,
+          neighbors: hits.map((hit) => neighborView(hit, base)),
+        };
+      });
     },
   );
 
@@ -142,16 +144,17 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       },
     },
     async (request) => {
-      const engine = runtime.current();
       const bytes = await readImageUpload(request, config.maxUploadBytes);
-      const { vector, image } = await engine.embedUpload(bytes);
-      const match = catalog.byPixelSha256(image.pixelSha256);
-      return {
-        model_version: engine.model.version,
-        dims: vector.length,
-        embedding: Array.from(vector),
-        catalog_match: match ? posterView(match, baseUrl(request)) : null,
-      };
+      return runtime.use(async (engine) => {
+        const { vector, image } = await engine.embedUpload(bytes);
+        const match = catalog.byPixelSha256(image.pixelSha256);
+        return {
+          model_version: engine.model.version,
+          dims: vector.length,
+          embedding: Array.from(vector),
+          catalog_match: match ? posterView(match, baseUrl(request)) : null,
+        };
+      });
     },
   );
 

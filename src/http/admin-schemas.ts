@@ -1,0 +1,70 @@
+import { Type, type Static } from '@sinclair/typebox';
+
+const positiveInt = (description: string, max = 100_000) => Type.Optional(Type.Integer({ minimum: 1, maximum: max, description }));
+const positiveNumber = (description: string) => Type.Optional(Type.Number({ exclusiveMinimum: 0, description }));
+
+export const RetrainBody = Type.Object(
+  {
+    mode: Type.Optional(Type.Union([Type.Literal('head'), Type.Literal('full')], {
+      description: 'head: backbone frozen, features cached (fast on CPU); full: the whole network (the paper). Default: full on CUDA, head on CPU',
+    })),
+    init: Type.Optional(Type.Union([Type.Literal('active'), Type.Literal('random')], { description: 'Start from the active model (default) or a random initialisation' })),
+    epochs: positiveInt('Epochs (default 20)', 1000),
+    batch_size: positiveInt('Batch size (default 32)', 4096),
+    lr: positiveNumber('AdamW learning rate (default 1e-4)'),
+    proxy_lr_multiplier: positiveNumber("The proxies' learning rate as a multiple of lr (default 100)"),
+    weight_decay: Type.Optional(Type.Number({ minimum: 0, description: 'AdamW weight decay' })),
+    warmup_epochs: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: 'Epochs with the backbone frozen first' })),
+    grad_clip: positiveNumber('Gradient clipping threshold'),
+    margin: positiveNumber('Proxy-anchor margin (default 0.1)'),
+    alpha: positiveNumber('Proxy-anchor alpha (default 32)'),
+    embedding_dim: positiveInt('Embedding size (default: the active model’s)', 4096),
+    width: positiveInt('Input width in pixels (default: the active model’s)', 1024),
+    height: positiveInt('Input height in pixels (default: the active model’s)', 1024),
+    seed: Type.Optional(Type.Integer({ minimum: 0, description: 'Random seed' })),
+    limit_batches: positiveInt('Stop each epoch after this many batches (for quick trials)'),
+    force: Type.Optional(Type.Boolean({ description: 'Activate even if not better than the active model on val' })),
+  },
+  { additionalProperties: false, $id: 'RetrainParams' },
+);
+export type RetrainBody = Static<typeof RetrainBody>;
+
+export const JobBody = Type.Object(
+  {
+    id: Type.String(),
+    kind: Type.String(),
+    state: Type.String({ description: 'queued, preparing, training, evaluating, indexing, swapping, succeeded, failed, cancelled or rejected' }),
+    params: Type.Record(Type.String(), Type.Unknown()),
+    progress: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()], {
+      description: 'stage, epoch, epochs, step, steps, loss, img_per_s, eta_s, fraction (0..1), last_validation',
+    }),
+    metrics: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()], { description: "The gate's figures: candidate vs active on val" }),
+    model_version: Type.Union([Type.String(), Type.Null()]),
+    error: Type.Union([Type.String(), Type.Null()]),
+    log_tail: Type.Union([Type.String(), Type.Null()], { description: "The end of the training process's log" }),
+    created_at: Type.String(),
+    updated_at: Type.String(),
+    finished_at: Type.Union([Type.String(), Type.Null()]),
+  },
+  { $id: 'Job' },
+);
+
+export const JobParams = Type.Object({ id: Type.String() });
+export type JobParams = Static<typeof JobParams>;
+
+export const ModelBody = Type.Object(
+  {
+    version: Type.String(),
+    active: Type.Boolean(),
+    created_at: Type.String(),
+    dims: Type.Integer(),
+    input: Type.Object({ width: Type.Integer(), height: Type.Integer() }),
+    file_sha256: Type.String(),
+    source: Type.Record(Type.String(), Type.Unknown(), { description: 'How the model was made (export or training run)' }),
+    metrics: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()]),
+  },
+  { $id: 'Model' },
+);
+
+export const VersionParams = Type.Object({ version: Type.String() });
+export type VersionParams = Static<typeof VersionParams>;

@@ -1,0 +1,156 @@
+import type { FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { ApiError, notFound } from '../../errors.js';
+import type { RetrainRunner } from '../../jobs/retrain.js';
+import { prepareEngine, putInService } from '../../service/activation.js';
+import type { Runtime } from '../../service/runtime.js';
+import type { Services } from '../../service/startup.js';
+import type { Job, JobStore } from '../../state/jobs.js';
+import type { ModelVersion } from '../../state/models.js';
+import { adminAuth } from '../admin-auth.js';
+import { JobBody, JobParams, ModelBody, RetrainBody, VersionParams } from '../admin-schemas.js';
+import { ErrorBody } from '../schemas.js';
+
+function jobView(job: Job) {
+  return {
+    id: job.id,
+    kind: job.kind,
+    state: job.state,
+    params: job.params,
+    progress: job.progress,
+    metrics: job.metrics,
+    model_version: job.modelVersion,
+    error: job.error,
+    log_tail: job.logTail,
+    created_at: job.createdAt,
+    updated_at: job.updatedAt,
+    finished_at: job.finishedAt,
+  };
+}
+
+function modelView(model: ModelVersion, activeVersion: string | null) {
+  return {
+    version: model.version,
+    active: model.version === activeVersion,
+    created_at: model.createdAt,
+    dims: model.dims,
+    input: { width: model.inputWidth, height: model.inputHeight },
+    file_sha256: model.fileSha256,
+    source: model.source,
+    metrics: model.metrics,
+  };
+}
+
+const errors = { 401: Type.Ref(ErrorBody), 403: Type.Ref(ErrorBody) };
+const security = [{ bearerAuth: [] }];
+
+export function adminRoutes(app: FastifyInstance, services: Services, runtime: Runtime, jobs: JobStore, runner: RetrainRunner): void {
+  void app.register(async (admin) => {
+    admin.addHook('onRequest', adminAuth(services.config));
+    const api = admin.withTypeProvider<TypeBoxTypeProvider>();
+
+    api.post(
+      '/admin/retrain',
+      {
+        schema: {
+          tags: ['admin'],
+          summary: 'Fine-tune the embedding model on the catalog, then swap it in if it is better',
+          description:
+            'Starts a job (202, Location: /admin/jobs/{id}); 409 while another runs. The candidate is evaluated on the val split against the active model and activated only if its macro Recall@1 is higher (or `force`), else the job ends `rejected` with both figures. The swap is atomic for requests: those in flight finish on the old model.',
+          security,
+          body: Type.Ref(RetrainBody),
+          response: { 202: Type.Ref(JobBody), 400: Type.Ref(ErrorBody), 409: Type.Ref(ErrorBody), ...errors },
+        },
+      },
+      async (request, reply) => {
+        if (!runtime.peek()) throw new ApiError(503, 'not_ready', 'the service is still starting', { 'retry-after': '5' });
+        const job = runner.start((request.body ?? {}) as RetrainBody);
+        return reply.code(202).header('location', `/admin/jobs/${job.id}`).send(jobView(job));
+      },
+    );
+
+    api.get(
+      '/admin/jobs',
+      {
+        schema: {
+          tags: ['admin'],
+          summary: 'Recent jobs, newest first',
+          security,
+          querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })) }),
+          response: { 200: Type.Object({ jobs: Type.Array(Type.Ref(JobBody)) }), ...errors },
+        },
+      },
+      async (request) => ({ jobs: jobs.list(request.query.limit ?? 50).map(jobView) }),
+    );
+
+    api.get(
+      '/admin/jobs/:id',
+      {
+        schema: {
+          tags: ['admin'],
+          summary: "A job's state, progress, metrics and log tail",
+          security,
+          params: JobParams,
+          response: { 200: Type.Ref(JobBody), 404: Type.Ref(ErrorBody), ...errors },
+        },
+      },
+      async (request) => {
+        const job = jobs.get(request.params.id);
+        if (!job) throw notFound(`job ${request.params.id}`);
+        return jobView(job);
+      },
+    );
+
+    api.delete(
+      '/admin/jobs/:id',
+      {
+        schema: {
+          tags: ['admin'],
+          summary: 'Cancel a running job: its training process is stopped and its temporary files removed',
+          security,
+          params: JobParams,
+          response: { 202: Type.Ref(JobBody), 404: Type.Ref(ErrorBody), 409: Type.Ref(ErrorBody), ...errors },
+        },
+      },
+      async (request, reply) => reply.code(202).send(jobView(runner.cancel(request.params.id))),
+    );
+
+    api.get(
+      '/admin/models',
+      {
+        schema: {
+          tags: ['admin'],
+          summary: 'Model versions with their metrics, and which one is active',
+          security,
+          response: { 200: Type.Object({ active: Type.Union([Type.String(), Type.Null()]), models: Type.Array(Type.Ref(ModelBody)) }), ...errors },
+        },
+      },
+      async () => {
+        const active = services.models.active()?.version ?? null;
+        return { active, models: services.models.list().map((m) => modelView(m, active)) };
+      },
+    );
+
+    api.post(
+      '/admin/models/:version/activate',
+      {
+        schema: {
+          tags: ['admin'],
+          summary: 'Serve this model version (roll back or forward), with the same swap as a retrain',
+          security,
+          params: VersionParams,
+          response: { 200: Type.Ref(ModelBody), 404: Type.Ref(ErrorBody), 409: Type.Ref(ErrorBody), ...errors },
+        },
+      },
+      async (request) => {
+        const model = services.models.get(request.params.version);
+        if (!model) throw notFound(`model version ${request.params.version}`);
+        const running = jobs.unfinished();
+        if (running) throw new ApiError(409, 'job_running', `job ${running.id} is running; wait for it or cancel it first`);
+        if (runtime.peek()?.model.version !== model.version) putInService(await prepareEngine(model, services), services, runtime);
+        return modelView(services.models.get(model.version)!, model.version);
+      },
+    );
+  });
+}

@@ -1,0 +1,214 @@
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { renderInputs, writeManifest } from '../catalog/manifest.js';
+import { ApiError } from '../errors.js';
+import { defaultSpec } from '../model/preprocess.js';
+import { ensurePython, runTraining, type TrainingEvent } from '../model/python.js';
+import { registerModelDir } from '../model/registration.js';
+import type { Embedder } from '../model/embedder.js';
+import { putInService } from '../service/activation.js';
+import { embedCatalog } from '../service/catalog-embedding.js';
+import { Engine, loadEmbedder } from '../service/engine.js';
+import type { Runtime } from '../service/runtime.js';
+import type { Services } from '../service/startup.js';
+import { JobConflictError, type Job, type JobState, type JobStore } from '../state/jobs.js';
+import type { ModelVersion } from '../state/models.js';
+import { compareOnValidation } from './gate.js';
+
+/** What a retrain may override; everything else is the training package's default (the paper's recipe). */
+export interface RetrainParams {
+  mode?: 'head' | 'full';
+  init?: 'active' | 'random';
+  epochs?: number;
+  batch_size?: number;
+  lr?: number;
+  proxy_lr_multiplier?: number;
+  weight_decay?: number;
+  warmup_epochs?: number;
+  grad_clip?: number;
+  margin?: number;
+  alpha?: number;
+  embedding_dim?: number;
+  width?: number;
+  height?: number;
+  seed?: number;
+  limit_batches?: number;
+  /** Activate even when the candidate is not better on validation. */
+  force?: boolean;
+}
+
+const TRAINING_FLAGS = [
+  'mode', 'epochs', 'batch_size', 'lr', 'proxy_lr_multiplier', 'weight_decay', 'warmup_epochs', 'grad_clip',
+  'margin', 'alpha', 'embedding_dim', 'width', 'height', 'seed', 'limit_batches',
+] as const;
+
+export class JobCancelled extends Error {}
+
+const SHUTDOWN = new JobCancelled('server shutting down');
+
+/**
+ * Runs retraining jobs, one at a time: render the catalog's inputs and write the manifest, train
+ * in a child process, embed the catalog with the candidate and compare it with the active model on
+ * `val`, build its index, and swap it in. Cancelling stops the child and removes what the job wrote.
+ */
+export class RetrainRunner {
+  private running: { id: string; controller: AbortController; done: Promise<void> } | null = null;
+  private logTail = '';
+
+  constructor(
+    private readonly services: Services,
+    private readonly jobs: JobStore,
+    /** The serving runtime to swap into; null when training from the CLI (activation is recorded only). */
+    private readonly runtime: Runtime | null,
+  ) {}
+
+  start(params: RetrainParams): Job {
+    let job: Job;
+    try {
+      job = this.jobs.create('retrain', { ...params });
+    } catch (error) {
+      if (error instanceof JobConflictError) {
+        const other = this.jobs.unfinished();
+        throw new ApiError(409, 'job_running', `job ${other?.id ?? ''} is still running; cancel it or wait`.replace('  ', ' '));
+      }
+      throw error;
+    }
+    const controller = new AbortController();
+    this.logTail = '';
+    const done = this.run(job.id, params, controller.signal).finally(() => {
+      if (this.running?.id === job.id) this.running = null;
+    });
+    this.running = { id: job.id, controller, done };
+    return job;
+  }
+
+  /** Resolves when the job in progress (if any) has ended. */
+  async settled(): Promise<void> {
+    await this.running?.done;
+  }
+
+  /** On shutdown: stop the job in progress, if any. */
+  cancelRunning(): void {
+    this.running?.controller.abort(SHUTDOWN);
+  }
+
+  cancel(id: string): Job {
+    const job = this.jobs.get(id);
+    if (!job) throw new ApiError(404, 'not_found', `job ${id} not found`);
+    if (this.running?.id !== id) throw new ApiError(409, 'job_finished', `job ${id} already ended: ${job.state}`);
+    this.running.controller.abort(new JobCancelled('cancelled'));
+    return job;
+  }
+
+  private workDir(id: string): string {
+    return join(this.services.config.dataDir, 'jobs', id);
+  }
+
+  private set(id: string, state: JobState, changes: Parameters<JobStore['update']>[1] = {}): void {
+    this.jobs.update(id, { ...changes, state });
+    this.services.log.info({ job: id, state }, 'retrain job');
+  }
+
+  private async run(id: string, params: RetrainParams, signal: AbortSignal): Promise<void> {
+    const { config, models, catalog, embeddings, log } = this.services;
+    const work = this.workDir(id);
+    let candidate: ModelVersion | null = null;
+    let embedder: Embedder | null = null;
+    try {
+      const active = models.active();
+      if (!active) throw new Error('no active model to compare with');
+      this.set(id, 'preparing');
+      mkdirSync(work, { recursive: true });
+      const spec =
+        params.width || params.height
+          ? defaultSpec(params.width ?? active.inputWidth, params.height ?? active.inputHeight)
+          : active.preprocessing;
+      const posters = catalog.all();
+      const paths = await renderInputs(posters, spec, config.dataDir, config.maxPixels, (done, total) =>
+        this.progress(id, { stage: 'rendering inputs', done, total, fraction: done / total }),
+      );
+      signal.throwIfAborted();
+      const manifest = join(work, 'manifest.jsonl');
+      writeManifest(manifest, posters, config.dataDir, { spec, paths });
+
+      this.set(id, 'training');
+      const out = join(work, 'model');
+      const python = ensurePython(config.python, log);
+      await runTraining(python, this.trainingArgs(params, manifest, out, active), (event) => this.onEvent(id, event), signal, (text) => {
+        this.logTail = (this.logTail + text).slice(-4000);
+      });
+      signal.throwIfAborted();
+
+      this.set(id, 'evaluating');
+      candidate = registerModelDir(out, 'ft', config.dataDir, models);
+      embedder = await loadEmbedder(candidate, this.services);
+      await embedCatalog(candidate, embedder, embeddings, config.dataDir, config.maxPixels, log, (done, total) =>
+        this.progress(id, { stage: 'embedding the catalog', done, total, fraction: done / total }), signal);
+      const verdict = compareOnValidation(this.services, candidate, active);
+      models.setMetrics(candidate.version, { validation: verdict.candidate });
+      if (!models.get(active.version)?.metrics) models.setMetrics(active.version, { validation: verdict.active });
+      const metrics = { ...verdict, forced: Boolean(params.force) };
+      if (!verdict.better && !params.force) {
+        this.set(id, 'rejected', {
+          metrics,
+          modelVersion: candidate.version,
+          error: `not activated: macro Recall@1 on val ${verdict.candidateScore.toFixed(4)} does not beat the active model's ${verdict.activeScore.toFixed(4)}`,
+        });
+        return;
+      }
+      signal.throwIfAborted();
+      this.set(id, 'indexing', { metrics, modelVersion: candidate.version });
+      const engine = await Engine.load(candidate, this.services, embedder);
+      embedder = null;
+      signal.throwIfAborted();
+      this.set(id, 'swapping');
+      putInService(engine, this.services, this.runtime);
+      this.set(id, 'succeeded');
+    } catch (error) {
+      if (signal.aborted && signal.reason === SHUTDOWN) {
+        this.set(id, 'failed', { error: 'interrupted: the server shut down during the job', modelVersion: candidate?.version ?? null });
+      } else if (signal.aborted) {
+        this.set(id, 'cancelled', { error: 'cancelled by request', modelVersion: candidate?.version ?? null });
+      } else {
+        log.error({ job: id, err: error }, 'retrain job failed');
+        this.set(id, 'failed', { error: (error as Error).message, modelVersion: candidate?.version ?? null });
+      }
+    } finally {
+      await embedder?.release();
+      this.jobs.update(id, { logTail: this.logTail || null });
+      rmSync(work, { recursive: true, force: true });
+    }
+  }
+
+  private trainingArgs(params: RetrainParams, manifest: string, out: string, active: ModelVersion): string[] {
+    const args = ['train', '--manifest', manifest, '--out', out];
+    const mode = params.mode ?? (this.runtime?.peek()?.embedder.provider === 'cuda' ? 'full' : 'head');
+    for (const key of TRAINING_FLAGS) {
+      const value = key === 'mode' ? mode : params[key];
+      if (value !== undefined) args.push(`--${key.replaceAll('_', '-')}`, String(value));
+    }
+    if ((params.init ?? 'active') === 'active' && active.checkpointPath) {
+      args.push('--init-from', join(this.services.config.dataDir, active.checkpointPath));
+    }
+    return args;
+  }
+
+  private onEvent(id: string, event: TrainingEvent): void {
+    if (event.event === 'progress' || event.event === 'epoch_start' || event.event === 'features' || event.event === 'calibrate') {
+      const { event: stage, ...rest } = event;
+      const epochs = Number(rest.epochs ?? this.jobs.get(id)?.progress?.epochs ?? 0);
+      const fraction =
+        stage === 'progress' && epochs > 0
+          ? (Number(rest.epoch) - 1 + Number(rest.step) / Math.max(Number(rest.steps), 1)) / epochs
+          : undefined;
+      this.progress(id, { stage, ...rest, ...(fraction !== undefined ? { fraction } : {}) });
+    } else if (event.event === 'validation') {
+      this.progress(id, { last_validation: { epoch: event.epoch, metrics: event.metrics } });
+    }
+  }
+
+  private progress(id: string, changes: Record<string, unknown>): void {
+    const current = this.jobs.get(id)?.progress ?? {};
+    this.jobs.update(id, { progress: { ...current, ...changes }, logTail: this.logTail || null });
+  }
+}
