@@ -1,4 +1,5 @@
-import ort from 'onnxruntime-node';
+import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
 import type { Device } from '../config.js';
 import type { Logger } from '../log.js';
 
@@ -13,36 +14,61 @@ export interface EmbedderOptions {
   threads: number;
 }
 
-/** One onnxruntime session: a batch of CHW tensors in, one embedding per image out. */
+export type ToWorker = { type: 'embed'; id: number; n: number; batch: Float32Array } | { type: 'release' };
+export type FromWorker =
+  | { type: 'ready'; provider: 'cuda' | 'cpu'; fallback?: string }
+  | { type: 'failed'; message: string }
+  | { type: 'result'; id: number; output: Float32Array }
+  | { type: 'error'; id: number; message: string }
+  | { type: 'released' };
+
+// Compiled, this module is dist/model/embedder.js beside embedder-worker.js; under tsx (tests,
+// benchmarks) it is the .ts source, and the worker needs tsx's loader too.
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+const WORKER = new URL(FROM_SOURCE ? './embedder-worker.ts' : './embedder-worker.js', import.meta.url);
+
+function startWorker(options: EmbedderOptions): Worker {
+  if (!FROM_SOURCE) return new Worker(WORKER, { workerData: options });
+  const bootstrap = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(WORKER.href)}); })`;
+  return new Worker(bootstrap, { eval: true, workerData: options });
+}
+
+/**
+ * One onnxruntime session, run on a worker thread: a batch of CHW tensors in, one embedding per
+ * image out. The session's forward pass never blocks the caller's event loop.
+ */
 export class Embedder {
+  private readonly pending = new Map<number, { resolve: (output: Float32Array) => void; reject: (error: Error) => void }>();
+  private nextId = 0;
+  private released: Promise<void> | null = null;
+
   private constructor(
-    private readonly session: ort.InferenceSession,
+    private readonly worker: Worker,
     readonly options: EmbedderOptions,
     readonly provider: 'cuda' | 'cpu',
-  ) {}
+  ) {
+    worker.on('message', (message: FromWorker) => {
+      if (message.type !== 'result' && message.type !== 'error') return;
+      const waiting = this.pending.get(message.id);
+      this.pending.delete(message.id);
+      if (message.type === 'result') waiting?.resolve(message.output);
+      else waiting?.reject(new Error(message.message));
+    });
+    worker.on('error', (error) => this.failAll(error));
+    worker.on('exit', () => this.failAll(new Error('the embedding worker stopped')));
+  }
 
   static async load(options: EmbedderOptions, log: Logger): Promise<Embedder> {
-    const base: ort.InferenceSession.SessionOptions = {
-      graphOptimizationLevel: 'all',
-      intraOpNumThreads: options.threads,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-    };
-    if (options.device !== 'cpu') {
-      try {
-        const session = await ort.InferenceSession.create(options.modelPath, { ...base, executionProviders: ['cuda', 'cpu'] });
-        log.info({ provider: 'cuda' }, 'embedding on CUDA');
-        return new Embedder(session, options, 'cuda');
-      } catch (error) {
-        if (options.device === 'cuda') {
-          throw new Error(`MARQUEE_DEVICE=cuda but the CUDA execution provider is unavailable: ${(error as Error).message}`);
-        }
-        log.info({ provider: 'cpu', reason: firstLine((error as Error).message) }, 'CUDA execution provider unavailable, embedding on CPU');
-      }
+    const worker = startWorker(options);
+    const [first] = (await Promise.race([once(worker, 'message'), once(worker, 'error').then(([error]) => Promise.reject(error))])) as [FromWorker];
+    if (first.type !== 'ready') {
+      await worker.terminate();
+      throw new Error(first.type === 'failed' ? first.message : `unexpected message from the embedding worker: ${first.type}`);
     }
-    const session = await ort.InferenceSession.create(options.modelPath, { ...base, executionProviders: ['cpu'] });
-    if (options.device === 'cpu') log.info({ provider: 'cpu' }, 'embedding on CPU (MARQUEE_DEVICE=cpu)');
-    return new Embedder(session, options, 'cpu');
+    if (first.provider === 'cuda') log.info({ provider: 'cuda' }, 'embedding on CUDA');
+    else if (first.fallback) log.info({ provider: 'cpu', reason: first.fallback }, 'CUDA execution provider unavailable, embedding on CPU');
+    else log.info({ provider: 'cpu' }, 'embedding on CPU (MARQUEE_DEVICE=cpu)');
+    return new Embedder(worker, options, first.provider);
   }
 
   get inputSize(): number {
@@ -50,26 +76,36 @@ export class Embedder {
   }
 
   async embed(tensors: Float32Array[]): Promise<Float32Array[]> {
+    if (this.released) throw new Error('the embedder was released');
     const n = tensors.length;
     const batch = new Float32Array(n * this.inputSize);
     tensors.forEach((tensor, i) => batch.set(tensor, i * this.inputSize));
-    const input = new ort.Tensor('float32', batch, [n, 3, this.options.height, this.options.width]);
-    const outputs = await this.session.run({ [this.options.inputName]: input });
-    const output = outputs[this.options.outputName];
-    if (!output) throw new Error(`model has no output named "${this.options.outputName}"`);
-    const data = output.data as Float32Array;
+    const id = this.nextId++;
+    const output = await new Promise<Float32Array>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ type: 'embed', id, n, batch } satisfies ToWorker, [batch.buffer]);
+    });
     const dims = this.options.dims;
-    const result = Array.from({ length: n }, (_, i) => data.slice(i * dims, (i + 1) * dims));
-    input.dispose();
-    output.dispose();
-    return result;
+    if (output.length !== n * dims) throw new Error(`model returned ${output.length / n} values per image, expected ${dims}`);
+    return Array.from({ length: n }, (_, i) => output.subarray(i * dims, (i + 1) * dims));
   }
 
-  async release(): Promise<void> {
-    await this.session.release();
+  /** Frees the session and stops its thread; waits for a batch in progress to finish first. */
+  release(): Promise<void> {
+    this.released ??= (async () => {
+      this.worker.postMessage({ type: 'release' } satisfies ToWorker);
+      await new Promise<void>((resolve) => {
+        const onMessage = (message: FromWorker) => message.type === 'released' && resolve();
+        this.worker.on('message', onMessage);
+        this.worker.once('exit', () => resolve());
+      });
+      await this.worker.terminate();
+    })();
+    return this.released;
   }
-}
 
-function firstLine(text: string): string {
-  return text.split('\n', 1)[0] ?? text;
+  private failAll(error: Error): void {
+    for (const waiting of this.pending.values()) waiting.reject(error);
+    this.pending.clear();
+  }
 }
