@@ -46,6 +46,16 @@ describe('preprocessing', () => {
     }
   });
 
+  it('takes the first frame of an animated GIF', async () => {
+    const gif = await decodeRgb((await variants(poster)).gif, 1e8);
+    const first = await decodeRgb(poster, 1e8);
+    const second = await decodeRgb(await sharp(poster).flip().png().toBuffer(), 1e8);
+    const distance = (a: Buffer, b: Buffer) => a.reduce((sum, v, i) => sum + Math.abs(v - b[i]!), 0) / a.length;
+    const toFirst = distance(gif.data, first.data);
+    const toSecond = distance(gif.data, second.data);
+    assert.ok(toFirst < toSecond / 3, `mean |diff| to frame 1: ${toFirst.toFixed(1)}, to frame 2: ${toSecond.toFixed(1)}`);
+  });
+
   it('flattens transparency over white', async () => {
     const clear = await decodeRgb(await sharp(poster).ensureAlpha(0).png().toBuffer(), 1e8);
     assert.ok(clear.data.every((v) => v === 255));
