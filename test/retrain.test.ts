@@ -29,6 +29,7 @@ async function waitFor(id: string, done: (job: any) => boolean, timeoutMs = 240_
   for (;;) {
     const { body } = await admin('GET', `/admin/jobs/${id}`);
     if (done(body)) return body;
+    if (FINAL.includes(body.state)) throw new Error(`job ${id} ended ${body.state} first: ${body.error}\n${body.log_tail ?? ''}`);
     if (Date.now() > deadline) throw new Error(`job ${id} stuck: ${JSON.stringify(body)}\n${server.logs().slice(-3000)}`);
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
