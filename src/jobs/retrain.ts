@@ -42,7 +42,7 @@ const TRAINING_FLAGS = [
   'margin', 'alpha', 'embedding_dim', 'width', 'height', 'seed', 'limit_batches',
 ] as const;
 
-export class JobCancelled extends Error {}
+class JobCancelled extends Error {}
 
 const SHUTDOWN = new JobCancelled('server shutting down');
 

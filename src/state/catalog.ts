@@ -98,12 +98,6 @@ export class Catalog {
     return { posters, nextCursor: more ? posters[posters.length - 1]!.id : null };
   }
 
-  genres(): { genre: string; count: number }[] {
-    return this.db
-      .prepare('SELECT genre, count(*) AS count FROM poster_genres GROUP BY genre ORDER BY count DESC, genre')
-      .all() as { genre: string; count: number }[];
-  }
-
   /** Inserts or updates by id; the key of an existing poster never changes. Returns the key. */
   upsert(poster: NewPoster, now: string): { key: number; change: 'added' | 'updated' | 'unchanged' } {
     const existing = this.get(poster.id);
