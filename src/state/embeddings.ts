@@ -10,6 +10,10 @@ export interface EmbeddingSet {
 export class EmbeddingStore {
   constructor(private readonly db: Db) {}
 
+  count(version: string): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM embeddings WHERE model_version = ?').get(version) as { n: number }).n;
+  }
+
   /** Posters with no embedding yet for this version. */
   missing(version: string): { key: number; imagePath: string }[] {
     return this.db
