@@ -52,6 +52,7 @@ COPY package.json ./
 COPY bin ./bin
 COPY migrations ./migrations
 COPY openapi ./openapi
+COPY public ./public
 COPY training ./training
 COPY scripts ./scripts
 

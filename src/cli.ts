@@ -3,6 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { importCatalog } from './catalog/importer.js';
 import { evalCommand } from './eval/command.js';
+import { figuresCommand } from './figures/command.js';
 import { buildApp } from './http/server.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
@@ -28,6 +29,7 @@ Commands:
                         Retrain without the server (the same job as POST /admin/retrain; flags are its
                         JSON fields with dashes, e.g. --batch-size 32); activates the model if better
   eval [options]        Evaluate a model version on the test split beside baselines (marquee eval --help)
+  figures [options]     Draw the embedding map, a retrieval grid and per-genre bar charts as PNG (marquee figures --help)
   openapi [file]        Write the OpenAPI document (default openapi/openapi.json)
 
 Configuration is read from environment variables; README.md lists them all.`;
@@ -150,6 +152,8 @@ async function main(argv: string[]): Promise<void> {
       return trainCommand(config, log, args);
     case 'eval':
       return evalCommand(config, log, args);
+    case 'figures':
+      return figuresCommand(config, log, args);
     case 'openapi':
       return openapiCommand(config, createLogger('warn'), args[0]);
     default:

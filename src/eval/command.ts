@@ -8,6 +8,7 @@ import { createServices } from '../service/startup.js';
 import { openDb } from '../state/db.js';
 import { evaluate, type GalleryChoice } from './evaluate.js';
 import { stableStringify, toJsonDocument, toMarkdown } from './report.js';
+import { EvaluationStore } from '../state/evaluations.js';
 
 export const EVAL_USAGE =
   'usage: marquee eval [--version V] [--gallery train|train+val|all] [--index] [--protocol paper]\n' +
@@ -76,7 +77,9 @@ export async function evalCommand(config: Config, log: Logger, args: string[]): 
     });
     const createdAt = new Date();
     const markdown = toMarkdown(evaluation, createdAt);
-    if (values.json) write(values.json, stableStringify(toJsonDocument(evaluation, createdAt)));
+    const document = stableStringify(toJsonDocument(evaluation, createdAt));
+    new EvaluationStore(svc.db).put(evaluation.modelVersion, createdAt.toISOString(), document, markdown);
+    if (values.json) write(values.json, document);
     if (values.out) write(values.out, markdown);
     else process.stdout.write(markdown);
   } finally {

@@ -1,5 +1,8 @@
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import multipart from '@fastify/multipart';
+import fastifyStatic from '@fastify/static';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { ApiError } from '../errors.js';
@@ -20,6 +23,8 @@ declare module 'fastify' {
 }
 
 const VERSION = '0.1.0';
+/** The demo page: plain HTML, CSS and one JavaScript module, served as they are (no build step). */
+const PUBLIC_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'public');
 
 function errorBody(code: string, message: string) {
   return { error: { code, message } };
@@ -101,6 +106,9 @@ export async function buildApp(services: Services, runtime: Runtime, runner: Ret
     metrics.requests.inc({ route, method: request.method, status: String(reply.statusCode) });
     metrics.requestSeconds.observe({ route, method: request.method }, reply.elapsedTime / 1000);
   });
+
+  await app.register(fastifyStatic, { root: PUBLIC_DIR, prefix: '/demo/', decorateReply: false });
+  for (const path of ['/', '/demo']) app.get(path, { schema: { hide: true } }, (_request, reply) => reply.redirect('/demo/'));
 
   healthRoutes(app, services, runtime);
   posterRoutes(app, services, runtime);

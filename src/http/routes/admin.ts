@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { ApiError, notFound } from '../../errors.js';
+import { EvaluationStore } from '../../state/evaluations.js';
 import type { RetrainRunner } from '../../jobs/retrain.js';
 import { prepareEngine, putInService } from '../../service/activation.js';
 import type { Runtime } from '../../service/runtime.js';
@@ -48,6 +49,7 @@ const security = [{ bearerAuth: [] }];
 export function adminRoutes(app: FastifyInstance, services: Services, runtime: Runtime, jobs: JobStore, runner: RetrainRunner): void {
   void app.register(async (admin) => {
     admin.addHook('onRequest', adminAuth(services.config));
+    const evaluations = new EvaluationStore(services.db);
     const api = admin.withTypeProvider<TypeBoxTypeProvider>();
 
     api.post(
@@ -129,6 +131,43 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
       async () => {
         const active = services.models.active()?.version ?? null;
         return { active, models: services.models.list().map((m) => modelView(m, active)) };
+      },
+    );
+
+    api.get(
+      '/admin/models/:version/report',
+      {
+        schema: {
+          tags: ['admin'],
+          summary: "The version's latest stored evaluation (marquee eval): the JSON document, or Markdown with format=md",
+          description:
+            'Written by every `marquee eval` run of the version (the latest one is kept); 404 until one has run. The JSON document is the one `marquee eval --json` writes, byte for byte.',
+          security,
+          params: VersionParams,
+          querystring: Type.Object({
+            format: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('md')], { default: 'json', description: 'json (default) or md' })),
+          }),
+          response: {
+            200: {
+              description: 'The evaluation report (format marquee-eval/1), or its Markdown with format=md',
+              content: {
+                'application/json': { schema: Type.Record(Type.String(), Type.Unknown()) },
+                'text/markdown': { schema: Type.String() },
+              },
+            },
+            404: Type.Ref(ErrorBody),
+            ...errors,
+          },
+        },
+      },
+      async (request, reply) => {
+        const { version } = request.params;
+        if (!services.models.get(version)) throw notFound(`model version ${version}`);
+        const stored = evaluations.latest(version);
+        if (!stored) throw notFound(`an evaluation of ${version} (run marquee eval --version ${version})`);
+        // Sent as stored: serialising it again could reorder keys or change its rounding.
+        if (request.query.format === 'md') return reply.type('text/markdown; charset=utf-8').send(stored.markdown);
+        return reply.type('application/json; charset=utf-8').send(stored.document);
       },
     );
 

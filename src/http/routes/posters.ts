@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { ApiError, notFound } from '../../errors.js';
+import { CatalogMaps } from '../../figures/map-cache.js';
 import { voteGenres } from '../../search/genre-vote.js';
 import type { Hit } from '../../search/searcher.js';
 import type { Runtime } from '../../service/runtime.js';
@@ -33,6 +34,22 @@ function baseUrl(request: FastifyRequest): string {
   return `${request.protocol}://${request.host}`;
 }
 
+const MapResponse = Type.Object({
+  model_version: Type.String(),
+  method: Type.Literal('umap'),
+  params: Type.Object({ n_neighbors: Type.Integer(), min_dist: Type.Number(), seed: Type.Integer() }),
+  genres: Type.Array(Type.Object({ genre: Type.String(), count: Type.Integer() }), { description: 'Single genres of the points, most common first' }),
+  points: Type.Array(
+    Type.Object({
+      id: Type.String(),
+      x: Type.Number({ description: '0..1, left to right' }),
+      y: Type.Number({ description: '0..1, bottom to top' }),
+      single_genre: Type.String(),
+    }),
+    { description: 'One per catalog poster' },
+  ),
+});
+
 function posterView(poster: Poster, base: string) {
   const url = `${base}/posters/${encodeURIComponent(poster.id)}`;
   return {
@@ -56,6 +73,7 @@ function neighborView(hit: Hit, base: string) {
 export function posterRoutes(app: FastifyInstance, services: Services, runtime: Runtime): void {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   const { config, catalog } = services;
+  const maps = new CatalogMaps({ ...services, dataDir: config.dataDir });
 
   api.post(
     '/posters/similar',
@@ -174,6 +192,32 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       const base = baseUrl(request);
       return { posters: page.posters.map((p) => posterView(p, base)), next_cursor: page.nextCursor };
     },
+  );
+
+  api.get(
+    '/posters/map',
+    {
+      schema: {
+        tags: ['posters'],
+        summary: 'The embedding map: 2-D coordinates of every catalog poster under the active model',
+        description:
+          "UMAP of the catalog's embeddings (the map `marquee figures` draws), computed on first request (tens of seconds for thousands of posters) and cached in the data dir per model version.",
+        response: { 200: MapResponse, 503: Type.Ref(ErrorBody) },
+      },
+    },
+    async () =>
+      runtime.use(async (engine) => {
+        const map = await maps.get(engine.model);
+        const counts = new Map<string, number>();
+        for (const { poster } of map.points) counts.set(poster.singleGenre, (counts.get(poster.singleGenre) ?? 0) + 1);
+        return {
+          model_version: map.modelVersion,
+          method: 'umap' as const,
+          params: { n_neighbors: map.params.nNeighbors, min_dist: map.params.minDist, seed: map.params.seed },
+          genres: [...counts].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).map(([genre, count]) => ({ genre, count })),
+          points: map.points.map(({ poster, x, y }) => ({ id: poster.id, x, y, single_genre: poster.singleGenre })),
+        };
+      }),
   );
 
   api.get(
