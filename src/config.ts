@@ -12,6 +12,8 @@ export interface Config {
   catalogDir: string | null;
   device: Device;
   threads: number;
+  /** Let onnxruntime's idle threads busy-wait for work (lower latency, but CPU taken from everything else). */
+  ortSpinning: boolean;
   adminToken: string;
   /** Admin routes without a token, allowed only when listening on loopback. */
   adminOpenLoopback: boolean;
@@ -73,12 +75,13 @@ export function loadConfig(env: Env = process.env): Config {
     catalogDir: catalog === '' ? null : resolve(catalog),
     device,
     threads: int(env, 'MARQUEE_THREADS', availableParallelism(), 1, 1024),
+    ortSpinning: (env.MARQUEE_ORT_SPINNING ?? '1') !== '0',
     adminToken: env.MARQUEE_ADMIN_TOKEN ?? '',
     adminOpenLoopback: env.MARQUEE_ADMIN_OPEN_LOOPBACK === '1',
     maxUploadBytes: int(env, 'MARQUEE_MAX_UPLOAD_BYTES', 10 * 1024 * 1024, 1),
     maxPixels: int(env, 'MARQUEE_MAX_PIXELS', 40_000_000, 1),
     batchMaxSize: int(env, 'MARQUEE_BATCH_MAX_SIZE', 16, 1, 1024),
-    batchMaxWaitMs: int(env, 'MARQUEE_BATCH_MAX_WAIT_MS', 2, 0, 10_000),
+    batchMaxWaitMs: int(env, 'MARQUEE_BATCH_MAX_WAIT_MS', 0, 0, 10_000),
     queueMax: int(env, 'MARQUEE_QUEUE_MAX', 64, 1),
     baseModelDir: optionalPath(env, 'MARQUEE_BASE_MODEL'),
     baseInput: size(env, 'MARQUEE_BASE_INPUT', { width: 160, height: 240 }),

@@ -13,6 +13,7 @@ async function createSession(): Promise<{ session: ort.InferenceSession; provide
     intraOpNumThreads: options.threads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
+    extra: { session: { intra_op: { allow_spinning: options.spinning ? '1' : '0' }, inter_op: { allow_spinning: options.spinning ? '1' : '0' } } },
   };
   if (options.device !== 'cpu') {
     // The probe's failure is reported in our own log line; onnxruntime's error print would only alarm.

@@ -12,6 +12,7 @@ export interface EmbedderOptions {
   dims: number;
   device: Device;
   threads: number;
+  spinning: boolean;
 }
 
 export type ToWorker = { type: 'embed'; id: number; n: number; batch: Float32Array } | { type: 'release' };

@@ -34,6 +34,7 @@ export function loadEmbedder(model: ModelVersion, deps: Pick<EngineDeps, 'config
       dims: model.dims,
       device: deps.config.device,
       threads: deps.config.threads,
+      spinning: deps.config.ortSpinning,
     },
     deps.log,
   );

@@ -1,0 +1,84 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadConfig, type Config } from '../../src/config.js';
+import { createLogger, type Logger } from '../../src/log.js';
+import { Catalog, type Poster } from '../../src/state/catalog.js';
+import { openDb, type Db } from '../../src/state/db.js';
+import { EmbeddingStore } from '../../src/state/embeddings.js';
+import { ModelRegistry, type ModelVersion } from '../../src/state/models.js';
+import { CpuMonitor } from './interference.js';
+import type { RepeatOptions } from './stats.js';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** Everything the sections share: where the data is, the active model, the test-split posters. */
+export interface BenchContext {
+  root: string;
+  dataDir: string;
+  catalogDir: string;
+  cores: number;
+  /** BENCH_QUICK=1: a few seconds per figure, to check that the benchmark runs; figures are not meaningful. */
+  quick: boolean;
+  repeat: RepeatOptions;
+  httpSeconds: number;
+  httpWarmupSeconds: number;
+  /** The server's configuration as it would read it from this environment (batching knobs, limits). */
+  config: Config;
+  log: Logger;
+  db: Db;
+  model: ModelVersion;
+  modelFile: string;
+  catalog: Catalog;
+  embeddings: EmbeddingStore;
+  /** Test-split posters, by key. */
+  testPosters: Poster[];
+  /** Watches other processes' CPU use; measurements disturbed by them are retried (see CpuMonitor.clean). */
+  monitor: CpuMonitor;
+}
+
+export function createContext(env: NodeJS.ProcessEnv = process.env): BenchContext {
+  const dataDir = resolve(env.MARQUEE_DATA_DIR || join(ROOT, 'var'));
+  const catalogDir = resolve(env.MARQUEE_CATALOG || join(ROOT, '..', 'shared', 'posters'));
+  const cores = availableParallelism();
+  const quick = env.BENCH_QUICK === '1';
+  const dbFile = join(dataDir, 'marquee.db');
+  if (!existsSync(dbFile)) throw new Error(`${dbFile} does not exist: start the server once (npm start) so that it fills ${dataDir}`);
+  const config = loadConfig({ ...env, MARQUEE_DATA_DIR: dataDir, MARQUEE_CATALOG: catalogDir, MARQUEE_THREADS: env.MARQUEE_THREADS || String(cores) });
+  const db = openDb(dbFile);
+  const models = new ModelRegistry(db);
+  const model = models.active();
+  if (!model) throw new Error(`no active model in ${dbFile}: start the server once (npm start) and wait until /ready says ready`);
+  const catalog = new Catalog(db);
+  const embeddings = new EmbeddingStore(db);
+  const posters = catalog.all();
+  if (embeddings.count(model.version) < posters.length) {
+    throw new Error(`only ${embeddings.count(model.version)} of ${posters.length} posters are embedded with ${model.version}: let the server finish starting once`);
+  }
+  const testPosters = posters.filter((p) => p.split === 'test');
+  if (testPosters.length === 0) throw new Error('the catalog has no test-split posters');
+  return {
+    root: ROOT,
+    dataDir,
+    catalogDir,
+    cores,
+    quick,
+    repeat: quick ? { warmup: 1, minReps: 2, maxReps: 20, minSeconds: 0.3 } : { warmup: 3, minReps: 5, maxReps: 400, minSeconds: 4 },
+    httpSeconds: quick ? 2 : 15,
+    httpWarmupSeconds: quick ? 1 : 3,
+    config,
+    log: createLogger('warn'),
+    db,
+    model,
+    modelFile: join(dataDir, model.filePath),
+    catalog,
+    embeddings,
+    testPosters,
+    monitor: new CpuMonitor(cores),
+  };
+}
+
+export function posterBytes(ctx: BenchContext, poster: Poster): Buffer {
+  return readFileSync(join(ctx.dataDir, poster.imagePath));
+}

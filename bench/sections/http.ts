@@ -1,0 +1,132 @@
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import { histogramDelta, scrapeMetrics, startServer, type BenchServer } from '../lib/server.js';
+import type { BenchContext } from '../lib/context.js';
+
+export const CONCURRENCY = [1, 4, 16] as const;
+
+export interface HttpRow {
+  /** Which server configuration: "default" or the batching env vars that differ. */
+  setting: string;
+  env: Record<string, string>;
+  connections: number;
+  seconds: number;
+  requests: number;
+  non2xx: number;
+  errors: number;
+  reqPerS: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  meanMs: number;
+  /** From /metrics over this run: mean images per embedding batch and mean forward time per batch. */
+  meanBatchSize: number;
+  batches: number;
+  meanBatchForwardMs: number;
+  otherCpuShare: number;
+  attempts: number;
+}
+
+export interface HttpResult {
+  endpoint: string;
+  poster: { id: string; file: string; bytes: number; width: number; height: number };
+  servers: { setting: string; readySeconds: number }[];
+  rows: HttpRow[];
+}
+
+export interface HttpVariant {
+  setting: string;
+  env: Record<string, string>;
+  connections: readonly number[];
+}
+
+/** Section (b): autocannon against the real server, POST /posters/similar?k=8 with a real poster. */
+export async function benchHttp(ctx: BenchContext, variants: HttpVariant[], progress: (line: string) => void): Promise<HttpResult> {
+  // A real poster of typical size: the test-split poster with the median file size.
+  const candidates = ctx.testPosters
+    .map((p) => ({ poster: p, file: join(ctx.dataDir, p.imagePath) }))
+    .map((c) => ({ ...c, bytes: statSync(c.file).size }))
+    .sort((a, b) => a.bytes - b.bytes);
+  const chosen = candidates[Math.floor(candidates.length / 2)]!;
+  const path = '/posters/similar?k=8';
+  const result: HttpResult = {
+    endpoint: `POST ${path} (multipart field "image")`,
+    poster: { id: chosen.poster.id, file: chosen.file, bytes: chosen.bytes, width: chosen.poster.width, height: chosen.poster.height },
+    servers: [],
+    rows: [],
+  };
+  const form = { image: { type: 'file', path: chosen.file, options: { filename: `${chosen.poster.id}.jpg`, contentType: 'image/jpeg' } } };
+
+  for (const variant of variants) {
+    const server = await startServer(ctx.root, {
+      MARQUEE_DATA_DIR: ctx.dataDir,
+      MARQUEE_CATALOG: ctx.catalogDir,
+      MARQUEE_THREADS: String(ctx.config.threads),
+      LOG_LEVEL: 'warn',
+      ...variant.env,
+    });
+    result.servers.push({ setting: variant.setting, readySeconds: server.readySeconds });
+    progress(`server (${variant.setting}) ready in ${server.readySeconds.toFixed(1)} s at ${server.url}`);
+    try {
+      await checkResponse(server, chosen.file, path);
+      for (const connections of variant.connections) {
+        const run = (duration: number) =>
+          autocannon({ url: `${server.url}${path}`, method: 'POST', connections, duration, form, timeout: 60 });
+        const label = `c=${connections} (${variant.setting})`;
+        const measured = await ctx.monitor.clean(
+          label,
+          async () => {
+            await run(ctx.httpWarmupSeconds);
+            const before = await scrapeMetrics(server.url);
+            const r = await run(ctx.httpSeconds);
+            const after = await scrapeMetrics(server.url);
+            return { r, before, after };
+          },
+          {},
+          (i) => progress(`${label}: other processes used ${(100 * i.shareOfMachine).toFixed(0)}% of the machine; measuring again`),
+        );
+        const { r, before, after } = measured.value;
+        const size = histogramDelta(before, after, 'marquee_embedding_batch_size');
+        const forward = histogramDelta(before, after, 'marquee_embedding_batch_duration_seconds');
+        const row: HttpRow = {
+          setting: variant.setting,
+          env: variant.env,
+          connections,
+          seconds: r.duration,
+          requests: r['2xx'],
+          non2xx: r.non2xx,
+          errors: r.errors,
+          reqPerS: r['2xx'] / r.duration,
+          p50Ms: r.latency.p50,
+          p90Ms: r.latency.p90,
+          p99Ms: r.latency.p99,
+          meanMs: r.latency.average,
+          meanBatchSize: size.mean,
+          batches: size.count,
+          meanBatchForwardMs: forward.mean * 1000,
+          otherCpuShare: measured.interference.shareOfMachine,
+          attempts: measured.attempts,
+        };
+        result.rows.push(row);
+        progress(
+          `c=${String(connections).padStart(2)} (${variant.setting}): ${row.reqPerS.toFixed(2)} req/s, p50 ${row.p50Ms} ms, p99 ${row.p99Ms} ms, ` +
+            `mean batch ${row.meanBatchSize.toFixed(2)}${row.non2xx || row.errors ? `, ${row.non2xx} non-2xx, ${row.errors} errors` : ''}`,
+        );
+      }
+    } finally {
+      await server.stop();
+    }
+  }
+  return result;
+}
+
+async function checkResponse(server: BenchServer, file: string, path: string): Promise<void> {
+  const body = new FormData();
+  body.append('image', new Blob([new Uint8Array(readFileSync(file))], { type: 'image/jpeg' }), 'poster.jpg');
+  const response = await fetch(`${server.url}${path}`, { method: 'POST', body });
+  const text = await response.text();
+  if (response.status !== 200) throw new Error(`POST ${path} answered ${response.status}: ${text.slice(0, 500)}`);
+  const json = JSON.parse(text) as { results?: unknown[] };
+  if (!Array.isArray(json.results) || json.results.length !== 8) throw new Error(`POST ${path} did not return 8 results: ${text.slice(0, 500)}`);
+}
