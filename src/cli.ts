@@ -1,4 +1,4 @@
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { importCatalog } from './catalog/importer.js';
@@ -8,6 +8,7 @@ import { buildApp } from './http/server.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { ensureBaseModel } from './model/base-model.js';
+import { registerModelDir } from './model/registration.js';
 import { startProgress } from './progress.js';
 import { embedCatalog } from './service/catalog-embedding.js';
 import { Engine, indexPath, loadEmbedder } from './service/engine.js';
@@ -25,6 +26,8 @@ Commands:
   serve                 Start the HTTP API (imports MARQUEE_CATALOG, exports and indexes a base model on first start)
   import <dir>          Import a catalog directory (movies.csv + images); idempotent, bad rows reported and skipped
   index                 Re-embed the whole catalog with the active model and rebuild its index
+  models add <dir>      Register a model directory made by the training package (model.onnx + model.json),
+                        e.g. trained on another machine; prints its version (activate it with the API)
   train [--mode head|full] [--epochs N] [--force] ...
                         Retrain without the server (the same job as POST /admin/retrain; flags are its
                         JSON fields with dashes, e.g. --batch-size 32); activates the model if better
@@ -101,6 +104,17 @@ async function indexCommand(config: Config, log: Logger): Promise<void> {
   svc.db.close();
 }
 
+async function modelsCommand(config: Config, log: Logger, args: string[]): Promise<void> {
+  const [action, dir] = args;
+  if (action !== 'add' || !dir) throw new ConfigError('usage: marquee models add <dir>');
+  const svc = services(config, log);
+  const sidecar = JSON.parse(readFileSync(join(resolve(dir), 'model.json'), 'utf8')) as { init?: string; mode?: string };
+  const kind = sidecar.mode ? 'ft' : 'base';
+  const model = registerModelDir(resolve(dir), kind, config.dataDir, svc.models);
+  process.stdout.write(`${JSON.stringify({ model_version: model.version, dims: model.dims, input: { width: model.inputWidth, height: model.inputHeight } })}\n`);
+  svc.db.close();
+}
+
 async function trainCommand(config: Config, log: Logger, args: string[]): Promise<void> {
   const params = parseRetrainFlags(args);
   const svc = services(config, log);
@@ -150,6 +164,8 @@ async function main(argv: string[]): Promise<void> {
       return indexCommand(config, log);
     case 'train':
       return trainCommand(config, log, args);
+    case 'models':
+      return modelsCommand(config, log, args);
     case 'eval':
       return evalCommand(config, log, args);
     case 'figures':
