@@ -6,8 +6,11 @@ Heavy imports (torch, onnx) happen inside the commands so ``--help`` stays quick
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import re
+import signal
 import sys
 from typing import Sequence
 
@@ -15,6 +18,41 @@ DESCRIPTION = """\
 Marquee training tools. Commands print machine-readable JSON on stdout
 (one object per line) and human-readable messages on stderr; exit status 0
 on success, 1 on failure, 2 on bad arguments."""
+
+TRAIN_DESCRIPTION = """\
+Fine-tune ResNet-50 -> Linear -> L2 normalise with pytorch-metric-learning's
+ProxyAnchorLoss (one proxy per class, the proxies in their own AdamW parameter
+group), in a Lightning loop. Trains on the manifest's 'train' split, validates
+every epoch on 'val' (queries) against 'train' (gallery) and keeps the epoch
+with the best macro Recall@1. The 'test' split is never read.
+
+Inputs: each poster's server-rendered model input (the manifest's "input")
+when its size is the model's, else the poster through the same preprocessing;
+full mode adds a random crop and flip on top of those pixels, in training only.
+
+Runs on CUDA when present (bf16 autocast, channels_last; DDP when several GPUs
+are visible), else on CPU in float32.
+
+Writes, atomically (a temporary directory beside DIR, renamed at the end):
+  DIR/model.onnx    input 'image' [batch,3,H,W] -> output 'embedding' [batch,D],
+                    checked against PyTorch with onnxruntime (cosine >= 0.9999)
+  DIR/model.pt      the best epoch's weights (for `embed`, or --init-from)
+  DIR/model.json    the server's sidecar (format marquee-model/1) plus init,
+                    init_source, mode, labels (the class list), metrics, training
+  DIR/metrics.json  val Recall@1/3/8 and majority@1/3/5 (ties to the more
+                    similar neighbour), micro, macro and per genre, of the best
+                    epoch, plus the per-epoch history
+  DIR/last.ckpt     Lightning checkpoint of the last epoch, for --resume
+
+Progress on stdout, one JSON object per line (epochs count from 1):
+  {"event":"start",...}  {"event":"calibrate"|"features","done":..,"total":..}
+  {"event":"epoch_start","epoch":1,"epochs":20,"steps":179,"backbone_frozen":true}
+  {"event":"progress","epoch":1,"step":12,"steps":179,"loss":..,"img_per_s":..,"eta_s":..}
+  {"event":"validation","epoch":1,"loss":..,"seconds":..,"metrics":{...}}
+  {"event":"onnx"|"verify"|"checkpoint",...}
+  {"event":"done","out":DIR,"best_epoch":3,"seconds":..}   or   {"event":"error","message":..}
+Human-readable logs go to stderr. Exit status: 0 done, 1 failed, 2 bad
+arguments, 143 stopped by SIGTERM (nothing is left at DIR)."""
 
 
 def _int_in(lo: int, hi: int | None = None):
@@ -25,6 +63,20 @@ def _int_in(lo: int, hi: int | None = None):
             raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
         if v < lo or (hi is not None and v > hi):
             raise argparse.ArgumentTypeError(f"must be in {lo}..{hi if hi is not None else 'inf'}, got {v}")
+        return v
+
+    return parse
+
+
+def _float_in(lo: float, hi: float | None = None, *, open_lo: bool = False):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if v != v or v < lo or (open_lo and v == lo) or (hi is not None and v > hi):
+            bounds = f"{'(' if open_lo else '['}{lo}, {hi if hi is not None else 'inf'}]"
+            raise argparse.ArgumentTypeError(f"must be in {bounds}, got {v}")
         return v
 
     return parse
@@ -125,6 +177,88 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("manifest", metavar="M.jsonl")
     p.add_argument("--check-files", action="store_true", help="also require every image path to exist")
     p.set_defaults(func=cmd_check_manifest)
+
+    p = sub.add_parser(
+        "train",
+        help="fine-tune an embedding model with proxy-anchor loss; write model.onnx/.pt/.json, metrics.json, last.ckpt",
+        formatter_class=_RawHelpFormatter,
+        description=TRAIN_DESCRIPTION,
+    )
+    g = p.add_argument_group("data and output")
+    g.add_argument("--manifest", required=True, metavar="M.jsonl", help="dataset manifest (JSON Lines)")
+    g.add_argument("--out", required=True, metavar="DIR", help="output directory (must not exist or be empty)")
+    g.add_argument("--labels", choices=["single_genre"], default="single_genre", help="the class of each poster")
+    g.add_argument("--force", action="store_true", help="replace an existing non-empty DIR")
+    g = p.add_argument_group("initialisation (default: random, BatchNorm calibrated)")
+    g.add_argument(
+        "--init-from",
+        metavar="DIR",
+        help="a model directory with model.pt (e.g. the active model's); its input size, preprocessing "
+        "and head are reused",
+    )
+    g.add_argument(
+        "--weights",
+        metavar="PATH_OR_URL",
+        help="torchvision ResNet-50 (ImageNet) state dict for the backbone; needs --weights-sha256",
+    )
+    g.add_argument("--weights-sha256", type=_sha256, metavar="HEX", help="SHA-256 of --weights")
+    g.add_argument(
+        "--calibrate",
+        type=_int_in(0),
+        default=512,
+        metavar="N",
+        help="random init: train posters used to calibrate BatchNorm statistics",
+    )
+    g.add_argument("--seed", type=_int_in(0), default=0, help="random init, new head, proxies, batch order")
+    g.add_argument("--width", type=_int_in(16, 4096), help="input width (default: the init model's, else 160)")
+    g.add_argument("--height", type=_int_in(16, 4096), help="input height (default: the init model's, else 240)")
+    g.add_argument(
+        "--embedding-dim",
+        type=_int_in(1, 65536),
+        help="embedding size (default: the init model's, else 512); a different size starts a new head",
+    )
+    g = p.add_argument_group("recipe (defaults: the paper's, plus the proxy-anchor authors' additions)")
+    g.add_argument("--mode", choices=["full", "head"], default="full",
+                   help="full: the whole network on augmented images; head: backbone frozen, features "
+                   "computed once (unaugmented) and cached, only the head and proxies train (fast on CPU)")  # fmt: skip
+    g.add_argument("--epochs", type=_int_in(1), metavar="N",
+                   help="epochs to train up to (default: 20; with --resume, the checkpoint's)")  # fmt: skip
+    g.add_argument("--batch-size", type=_int_in(2), default=32, help="posters per step (last partial batch dropped)")
+    g.add_argument("--lr", type=_float_in(0, open_lo=True), default=1e-4, help="AdamW learning rate")
+    g.add_argument("--proxy-lr-multiplier", type=_float_in(0, open_lo=True), default=100.0,
+                   help="the proxies' learning rate is lr times this (own AdamW parameter group)")  # fmt: skip
+    g.add_argument("--weight-decay", type=_float_in(0), default=1e-4, help="AdamW weight decay (all groups)")
+    g.add_argument("--warmup-epochs", type=_int_in(0), default=1,
+                   help="full mode: first epochs with the backbone frozen (head and proxies only)")  # fmt: skip
+    g.add_argument("--grad-clip", type=_float_in(0), default=10.0, help="gradient clipping threshold; 0 = off")
+    g.add_argument("--grad-clip-algorithm", choices=["value", "norm"], default="value",
+                   help="clip each gradient value (the proxy-anchor authors') or the total norm")  # fmt: skip
+    g.add_argument("--margin", type=_float_in(0), default=0.1, help="proxy-anchor margin (delta)")
+    g.add_argument("--alpha", type=_float_in(0, open_lo=True), default=32.0, help="proxy-anchor scale (alpha)")
+    g.add_argument("--freeze-bn", action="store_true",
+                   help="full mode: keep BatchNorm statistics and affine parameters fixed (the proxy-anchor "
+                   "authors' choice with pretrained backbones)")  # fmt: skip
+    g.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="full mode: no random crop/flip (augmentation never applies to validation)")  # fmt: skip
+    g.add_argument("--crop-scale", type=_float_in(0, 1, open_lo=True), default=0.7,
+                   help="full mode: smallest area fraction of the random resized crop")  # fmt: skip
+    g = p.add_argument_group("running")
+    g.add_argument("--resume", metavar="CKPT",
+                   help="continue from a last.ckpt: model, recipe, optimizer, epoch and best epoch come from it "
+                   "(recipe and initialisation options are ignored); --epochs may extend the run")  # fmt: skip
+    g.add_argument("--limit-batches", type=_int_in(1), metavar="N",
+                   help="at most N training batches per epoch (tiny runs, benchmarks)")  # fmt: skip
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="cuda: bf16 autocast, channels_last, DDP over all visible GPUs; cpu: float32")  # fmt: skip
+    g.add_argument("--workers", type=_int_in(0), metavar="N",
+                   help="data-loading processes (default: 1 on a 2-core CPU, up to 8 on CUDA)")  # fmt: skip
+    g.add_argument("--cache-dir", metavar="DIR",
+                   help="head-mode feature cache (default: $MARQUEE_CACHE/features, else "
+                   "~/.cache/marquee/features)")  # fmt: skip
+    g.add_argument("--progress-interval", type=_float_in(0), default=2.0, metavar="S",
+                   help="seconds between progress events at most")  # fmt: skip
+    g.add_argument("--opset", type=_int_in(18, 30), default=None, help="ONNX opset (default: the exporter's)")
+    p.set_defaults(func=cmd_train)
     return parser
 
 
@@ -156,6 +290,45 @@ def cmd_export_base(args: argparse.Namespace) -> int:
         emit("error", message=str(e))
         raise
     return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .events import bound_emit
+    from .train import TrainOptions, train
+
+    emit = bound_emit(sys.stdout)
+    names = {f.name for f in dataclasses.fields(TrainOptions)}
+    opts = TrainOptions(**{k: v for k, v in vars(args).items() if k in names})
+    previous = signal.signal(signal.SIGTERM, _raise_cancelled)
+    _sigterm_received.clear()
+    try:
+        # Libraries that print (Lightning, the ONNX exporter) must not interleave with the JSON lines.
+        with contextlib.redirect_stdout(sys.stderr):
+            train(opts, emit=emit)
+    except BaseException as e:
+        # SIGTERM to the whole process group may first surface as "DataLoader worker killed": still a cancellation.
+        if not _sigterm_received and not isinstance(e, Cancelled):
+            emit("error", message=str(e))
+            raise
+        emit("error", message="cancelled (SIGTERM)")
+        print("cancelled (SIGTERM); nothing written", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+class Cancelled(Exception):
+    """SIGTERM: the server cancels training jobs this way."""
+
+
+_sigterm_received: list[bool] = []
+
+
+def _raise_cancelled(signum, frame) -> None:
+    _sigterm_received.append(True)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the clean-up
+    raise Cancelled()
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
@@ -200,12 +373,16 @@ class UsageError(Exception):
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Show defaults, except for options whose default is None/False (nothing to show)."""
+    """Show defaults, except for options whose default is None and for flags (nothing to show)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default in (None, False):
+        if action.default is None or action.nargs == 0:  # `in (None, False)` would also hide a default of 0
             return action.help or ""
         return super()._get_help_string(action)
+
+
+class _RawHelpFormatter(argparse.RawDescriptionHelpFormatter, _HelpFormatter):
+    """Keeps the description's own line breaks (its example lines)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,7 +28,11 @@ class EmbeddingNet(nn.Module):
         self.embedding_dim = embedding_dim
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.head(self.backbone(image)), p=2.0, dim=1)
+        return self.embed_features(self.backbone(image))
+
+    def embed_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features [N, 2048] -> unit embeddings [N, D] (the head-only training path)."""
+        return F.normalize(self.head(features), p=2.0, dim=1)
 
 
 def build_model(embedding_dim: int = 512, seed: int = 0) -> EmbeddingNet:

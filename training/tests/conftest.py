@@ -79,3 +79,21 @@ def exported(tmp_path_factory, small_manifest):
 @pytest.fixture(scope="session")
 def poster_paths(catalog, catalog_rows) -> list[str]:
     return [str(catalog / r["file"]) for r in catalog_rows[100:106]]
+
+
+@pytest.fixture(scope="session")
+def train_manifest(tmp_path_factory, catalog, catalog_rows) -> Path:
+    """40 train and 8 val posters; the 4 test records point at files that do not exist (never read)."""
+    want = {"train": 40, "val": 8, "test": 4}
+    lines = []
+    for row in catalog_rows:
+        if want[row["split"]] > 0:
+            want[row["split"]] -= 1
+            rec = manifest_record(catalog, row)
+            if row["split"] == "test":
+                rec["path"] = f"/nonexistent/{row['id']}.jpg"
+                rec["input"] = {"path": f"/nonexistent/{row['id']}.png", "width": SMALL_W, "height": SMALL_H}
+            lines.append(json.dumps(rec))
+    path = tmp_path_factory.mktemp("train-manifest") / "manifest.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,376 @@
+"""``train``: proxy-anchor fine-tuning on the manifest's train split, best epoch selected on val.
+
+Writes DIR/model.onnx, model.pt, model.json, metrics.json and last.ckpt. Everything is written
+into a temporary directory beside DIR and renamed into place at the end (as export-base does), so
+a failed or cancelled run leaves no DIR. The test split is never read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities import rank_zero_only
+from torch.utils.data import DataLoader, TensorDataset
+
+from . import events
+from .callbacks import BestEpoch, LastCheckpoint, ProgressEvents
+from .data import PosterDataset, class_names, label_indices, label_of, quiet_worker, split_records, training_augment
+from .export import MODEL_FORMAT, _check_destination, _publish
+from .features import cached_features, default_cache_dir
+from .initial import initial_model
+from .manifest import read_manifest
+from .model import ARCH, EmbeddingNet, save_checkpoint
+from .module import CHECKPOINT_KEY, ProxyAnchorModule
+from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, verify_onnx
+from .weights import sha256_file
+
+VERIFY_IMAGES = 3
+OUTPUT_FILES = ("model.onnx", "model.pt", "model.json", "metrics.json", "last.ckpt")
+
+
+class TrainError(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainOptions:
+    manifest: str
+    out: str
+    mode: str = "full"
+    epochs: int | None = None  # None: 20, or the resumed checkpoint's
+    batch_size: int = 32
+    lr: float = 1e-4
+    proxy_lr_multiplier: float = 100.0
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 1
+    grad_clip: float = 10.0
+    grad_clip_algorithm: str = "value"
+    embedding_dim: int | None = None
+    margin: float = 0.1
+    alpha: float = 32.0
+    labels: str = "single_genre"
+    freeze_bn: bool = False
+    augment: bool = True
+    crop_scale: float = 0.7
+    init_from: str | None = None
+    weights: str | None = None
+    weights_sha256: str | None = None
+    calibrate: int = 512
+    seed: int = 0
+    width: int | None = None
+    height: int | None = None
+    resume: str | None = None
+    limit_batches: int | None = None
+    workers: int | None = None
+    device: str = "auto"
+    cache_dir: str | None = None
+    progress_interval: float = 2.0
+    opset: int | None = None
+    force: bool = False
+
+
+# Recipe options stored in the checkpoint; a resumed run takes them from there.
+RECIPE_KEYS = (
+    "mode", "batch_size", "lr", "proxy_lr_multiplier", "weight_decay", "warmup_epochs", "grad_clip",
+    "grad_clip_algorithm", "margin", "alpha", "labels", "freeze_bn", "augment", "crop_scale", "seed",
+)  # fmt: skip
+DEFAULT_EPOCHS = 20
+
+
+@dataclass
+class _Start:
+    """Where a run starts: a fresh initial model, or a resumed checkpoint."""
+
+    net: EmbeddingNet
+    spec: dict[str, Any]
+    classes: list[str]
+    init: dict[str, Any]  # {"kind": ..., "source": ...}
+    hp: dict[str, Any]  # RECIPE_KEYS
+    epochs: int
+    epochs_done: int = 0
+
+
+def train(
+    opts: TrainOptions,
+    emit: Callable[..., None] = events.emit,
+    log: Callable[[str], None] = events.log,
+) -> Path | None:
+    """Run one training job; returns DIR (None on non-zero DDP ranks, which write nothing)."""
+    t0 = time.monotonic()
+    if rank_zero_only.rank != 0:  # DDP workers re-run this command: one voice on stdout, one writer
+        emit, log = (lambda *a, **k: None), (lambda m: None)
+    out = Path(opts.out).expanduser().resolve()
+    _check_destination(out, opts.force)
+    records = read_manifest(opts.manifest)
+    train_recs, val_recs = split_records(records, "train"), split_records(records, "val")
+    if not val_recs:
+        raise TrainError(f"{opts.manifest}: no 'val' records to select the best epoch on")
+    start = _resume(opts, log) if opts.resume else _fresh(opts, train_recs, emit, log)
+    hp, spec = start.hp, start.spec
+    if len(train_recs) < hp["batch_size"]:
+        raise TrainError(f"{len(train_recs)} train posters: fewer than one batch of {hp['batch_size']}")
+    train_labels = label_indices(train_recs, start.classes, hp["labels"])
+    if (train_labels < 0).any():
+        raise TrainError("the manifest's train labels differ from the checkpoint's classes")
+    val_labels = label_indices(val_recs, start.classes, hp["labels"])
+
+    accelerator = _accelerator(opts.device)
+    on_gpu = accelerator == "cuda"
+    workers = opts.workers if opts.workers is not None else _default_workers(on_gpu)
+    config = {
+        "arch": ARCH,
+        "embedding_dim": start.net.embedding_dim,
+        "width": spec["width"],
+        "height": spec["height"],
+        "preprocessing": spec,
+        "init": start.init["kind"],
+        "init_source": start.init["source"],
+        "classes": start.classes,
+        "epochs": start.epochs,
+        **hp,
+    }
+    emit(
+        "start", out=str(out), mode=hp["mode"], epochs=start.epochs, width=spec["width"], height=spec["height"],
+        embedding_dim=start.net.embedding_dim, train=len(train_recs), val=len(val_recs), classes=len(start.classes),
+        init=start.init["kind"], device=accelerator, resume=opts.resume,
+    )  # fmt: skip
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        # a resumed run draws new batches rather than replaying the first epochs' order
+        pl.seed_everything(hp["seed"] + start.epochs_done, workers=True, verbose=False)
+        module = ProxyAnchorModule(start.net, len(start.classes), hp)
+        module.run_config = config
+        module.val_labels = tuple([label_of(r, hp["labels"]) for r in recs] for recs in (val_recs, train_recs))
+        data = _Data(spec, train_recs, val_recs, train_labels, val_labels, workers, on_gpu)
+        datasets = _datasets(hp, module, data, opts.cache_dir, emit, log)
+        loaders = _loaders(datasets, hp["batch_size"], workers if hp["mode"] == "full" else 0, on_gpu)
+        best = BestEpoch()
+        callbacks = [ProgressEvents(emit, opts.progress_interval), best, LastCheckpoint(tmp / "last.ckpt")]
+        trainer = _trainer(hp, accelerator, start.epochs, opts.limit_batches, callbacks, tmp)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the frozen backbone
+            trainer.fit(module, train_dataloaders=loaders[0], val_dataloaders=loaders[1:], ckpt_path=opts.resume)
+        if not trainer.is_global_zero:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return None
+        if best.net_state is None:
+            raise TrainError("no validation ran, so there is no best epoch to export")
+
+        net = module.net.to("cpu", dtype=torch.float32, memory_format=torch.contiguous_format)
+        net.load_state_dict(best.net_state, strict=False)  # head mode keeps only the head's weights
+        net.eval()
+        log(f"best epoch {best.epoch}: val macro Recall@1 {best.score:.4f}")
+        run = {
+            "precision": _precision(on_gpu),
+            "limit_batches": opts.limit_batches,
+            "manifest": os.path.abspath(opts.manifest),
+            "manifest_sha256": sha256_file(opts.manifest),
+            "images": {"train": len(train_recs), "val": len(val_recs)},
+            "resumed_from": os.path.abspath(opts.resume) if opts.resume else None,
+        }
+        _write_outputs(tmp, net, config, best, datasets["verify"], run, opts.opset, t0, emit, log)
+        _publish(tmp, out, opts.force)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    seconds = round(time.monotonic() - t0, 1)
+    log(f"wrote {out} in {seconds} s")
+    emit("done", out=str(out), best_epoch=best.epoch, seconds=seconds)
+    return out
+
+
+def _fresh(opts: TrainOptions, train_recs, emit, log) -> _Start:
+    hp = {k: getattr(opts, k) for k in RECIPE_KEYS}
+    _check_recipe(hp)
+    pl.seed_everything(hp["seed"], workers=True, verbose=False)
+    initial = initial_model(
+        train=train_recs, init_from=opts.init_from, weights=opts.weights, weights_sha256=opts.weights_sha256,
+        width=opts.width, height=opts.height, embedding_dim=opts.embedding_dim, seed=hp["seed"],
+        calibrate=opts.calibrate, batch_size=hp["batch_size"], emit=emit, log=log,
+    )  # fmt: skip
+    init = {"kind": initial.kind, "source": initial.source}
+    classes = class_names(train_recs, hp["labels"])
+    return _Start(initial.net, initial.spec, classes, init, hp, opts.epochs or DEFAULT_EPOCHS)
+
+
+def _resume(opts: TrainOptions, log) -> _Start:
+    if not os.path.isfile(opts.resume):
+        raise TrainError(f"--resume: no such checkpoint {opts.resume}")
+    ckpt = torch.load(opts.resume, map_location="cpu", weights_only=False)  # Lightning's format, written by us
+    if not isinstance(ckpt, dict) or CHECKPOINT_KEY not in ckpt:
+        raise TrainError(f"--resume: {opts.resume} is not a checkpoint written by `python -m training train`")
+    config = ckpt[CHECKPOINT_KEY]
+    done = ckpt["epoch"]  # written when training ended (callbacks.LastCheckpoint): the epochs done
+    epochs = opts.epochs or config["epochs"]
+    if epochs <= done:
+        raise TrainError(f"--resume: {done} epochs already done; pass --epochs above that")
+    net = EmbeddingNet(config["embedding_dim"])
+    net.load_state_dict({k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")})
+    log(f"resuming {opts.resume} ({done} epochs done) up to epoch {epochs}")
+    init = {"kind": config["init"], "source": config["init_source"]}
+    hp = {k: config[k] for k in RECIPE_KEYS}
+    return _Start(net, config["preprocessing"], config["classes"], init, hp, epochs, done)
+
+
+def _trainer(hp, accelerator: str, epochs: int, limit_batches: int | None, callbacks, root: Path) -> pl.Trainer:
+    return pl.Trainer(
+        accelerator=accelerator,
+        devices="auto",
+        strategy=_strategy(hp, accelerator),
+        precision=_precision(accelerator == "cuda"),
+        max_epochs=epochs,
+        limit_train_batches=limit_batches,
+        gradient_clip_val=hp["grad_clip"] or None,
+        gradient_clip_algorithm=hp["grad_clip_algorithm"],
+        callbacks=callbacks,
+        default_root_dir=root,
+        enable_checkpointing=False,  # Lightning's per-epoch checkpoints: LastCheckpoint writes the one we keep
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+
+
+def _precision(on_gpu: bool) -> str:
+    return "bf16-mixed" if on_gpu else "32-true"
+
+
+def _check_recipe(hp: dict[str, Any]) -> None:
+    if hp["mode"] not in ("full", "head"):
+        raise TrainError(f"--mode must be full or head, got {hp['mode']!r}")
+    if hp["grad_clip_algorithm"] not in ("value", "norm"):
+        raise TrainError(f"--grad-clip-algorithm must be value or norm, got {hp['grad_clip_algorithm']!r}")
+    if not 0 < hp["crop_scale"] <= 1:
+        raise TrainError(f"--crop-scale must be in (0, 1], got {hp['crop_scale']}")
+    if hp["labels"] != "single_genre":
+        raise TrainError(f"--labels: only single_genre is supported, got {hp['labels']!r}")
+
+
+@dataclass
+class _Data:
+    spec: dict[str, Any]
+    train: list
+    val: list
+    train_labels: torch.Tensor
+    val_labels: torch.Tensor
+    workers: int
+    on_gpu: bool
+
+
+def _datasets(hp, module, d: _Data, cache_dir, emit, log) -> dict[str, Any]:
+    """train, val (queries), gallery (train, unaugmented) and verify (a few val images for the ONNX check).
+
+    In head mode train/val/gallery hold cached backbone features instead of images.
+    """
+    spec, train_recs, val_recs, train_labels, val_labels = d.spec, d.train, d.val, d.train_labels, d.val_labels
+    eval_train = PosterDataset(train_recs, spec, train_labels)
+    eval_val = PosterDataset(val_recs, spec, val_labels)
+    verify = PosterDataset(val_recs[:VERIFY_IMAGES], spec, val_labels[:VERIFY_IMAGES])
+    if hp["mode"] == "full":
+        augment = training_augment(spec["width"], spec["height"], hp["crop_scale"]) if hp["augment"] else None
+        train_ds = PosterDataset(train_recs, spec, train_labels, augment)
+        return {"train": train_ds, "val": eval_val, "gallery": eval_train, "verify": verify}
+
+    features = {}
+    for name, ds in (("train", eval_train), ("val", eval_val)):
+        features[name], info = cached_features(
+            module.net.backbone, ds, cache_dir or default_cache_dir(),
+            batch_size=max(hp["batch_size"], 64), workers=d.workers, device="cuda" if d.on_gpu else "cpu",
+            on_progress=lambda d, t, r, name=name: emit("features", split=name, done=d, total=t, img_per_s=round(r, 2)),
+            write=rank_zero_only.rank == 0,
+        )  # fmt: skip
+        log(f"{name} features: {info['hits']} from the cache, {info['computed']} computed ({info['file']})")
+    train_ds = TensorDataset(features["train"], train_labels, torch.arange(len(train_labels)))
+    val_ds = TensorDataset(features["val"], val_labels, torch.arange(len(val_labels)))
+    return {"train": train_ds, "val": val_ds, "gallery": train_ds, "verify": verify}
+
+
+def _loaders(datasets, batch_size: int, workers: int, on_gpu: bool) -> tuple[DataLoader, DataLoader, DataLoader]:
+    """(train, val queries, train gallery); validation is forward-only, so twice the batch."""
+    common: dict[str, Any] = {"num_workers": workers, "pin_memory": on_gpu, "persistent_workers": workers > 0}
+    if workers > 0:
+        common["worker_init_fn"] = quiet_worker
+    return (
+        DataLoader(datasets["train"], batch_size=batch_size, shuffle=True, drop_last=True, **common),
+        DataLoader(datasets["val"], batch_size=batch_size * 2, **common),
+        DataLoader(datasets["gallery"], batch_size=batch_size * 2, **common),
+    )
+
+
+def _write_outputs(tmp: Path, net, config, best, verify, run, opset, t0, emit, log) -> None:
+    save_checkpoint(net, config, tmp / "model.pt")
+    emit("checkpoint", file="model.pt")
+    log("exporting ONNX")
+    opset = export_onnx(net, tmp / "model.onnx", config["width"], config["height"], opset)
+    emit("onnx", file="model.onnx", opset=opset, bytes=(tmp / "model.onnx").stat().st_size)
+    cosines = verify_onnx(net, tmp / "model.onnx", torch.stack([verify[i][0] for i in range(len(verify))]))
+    emit("verify", images=len(verify), min_cosine=min(cosines.values()))
+
+    metrics = {"split": "val", "gallery_split": "train", "label": config["labels"], "epoch": best.epoch, **best.metrics}
+    (tmp / "metrics.json").write_text(json.dumps({**metrics, "history": best.history}, indent=2) + "\n")
+    training = {k: config[k] for k in RECIPE_KEYS if k != "mode"}
+    training.update(epochs=config["epochs"], best_epoch=best.epoch, **run, seconds=round(time.monotonic() - t0, 1))
+    meta = {
+        "format": MODEL_FORMAT,
+        "arch": ARCH,
+        "embedding_dim": net.embedding_dim,
+        "input": {"name": INPUT_NAME, "width": config["width"], "height": config["height"]},
+        "output": {"name": OUTPUT_NAME},
+        "preprocessing": config["preprocessing"],
+        "init": config["init"],
+        "init_source": config["init_source"],
+        "mode": config["mode"],
+        "labels": {"field": config["labels"], "classes": config["classes"]},
+        "metrics": metrics,
+        "training": training,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "torch": torch.__version__.split("+")[0],
+    }
+    (tmp / "model.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    for f in tmp.iterdir():
+        if f.name not in OUTPUT_FILES:  # anything else Lightning may have left in its root dir
+            shutil.rmtree(f) if f.is_dir() else f.unlink()
+        else:
+            f.chmod(0o644)
+    tmp.chmod(0o755)
+
+
+def _accelerator(device: str) -> str:
+    if device not in ("auto", "cpu", "cuda"):
+        raise TrainError(f"--device must be auto, cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise TrainError("--device cuda: no CUDA device available")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        torch.set_float32_matmul_precision("high")
+    return device
+
+
+def _strategy(hp: dict[str, Any], accelerator: str) -> Any:
+    """Lightning's own choice (DDP with several GPUs), told when some parameters sit out some steps."""
+    if accelerator == "cuda" and torch.cuda.device_count() > 1 and hp["mode"] == "full":
+        if hp["warmup_epochs"] > 0 or hp["freeze_bn"]:
+            return DDPStrategy(find_unused_parameters=True)
+    return "auto"
+
+
+def _default_workers(on_gpu: bool) -> int:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(8, cpus - 1) if on_gpu else min(2, max(0, cpus - 1))
