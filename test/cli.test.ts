@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,16 +6,7 @@ import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { makeCatalogDir, subsetRows, toCsv } from './support/catalog.js';
 import { testModelDir } from './support/model.js';
-import { ROOT } from './support/paths.js';
-
-function marquee(args: string[], env: Record<string, string> = {}) {
-  const result = spawnSync(process.execPath, [join(ROOT, 'bin', 'marquee.js'), ...args], {
-    cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: 'warn', MARQUEE_THREADS: '2', ...env },
-    encoding: 'utf8',
-  });
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
-}
+import { marquee } from './support/cli.js';
 
 describe('marquee CLI', () => {
   it('explains itself and refuses unknown commands', () => {

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,16 +12,7 @@ import { EmbeddingStore } from '../src/state/embeddings.js';
 import { ModelRegistry } from '../src/state/models.js';
 import { makeCatalogDir, sharedRows, subsetRows, toCsv } from './support/catalog.js';
 import { testModelDir } from './support/model.js';
-import { ROOT } from './support/paths.js';
-
-function marquee(args: string[], env: Record<string, string>) {
-  const result = spawnSync(process.execPath, [join(ROOT, 'bin', 'marquee.js'), ...args], {
-    cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: 'warn', MARQUEE_THREADS: '2', ...env },
-    encoding: 'utf8',
-  });
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
-}
+import { marquee } from './support/cli.js';
 
 const METRICS = ['recall@1', 'recall@3', 'recall@8', 'majority@1', 'majority@3', 'majority@5', 'majority@8', 'any_genre_hit@1', 'map@r', 'vote_accuracy', 'vote_f1'];
 

@@ -1,25 +1,15 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeCatalogDir, subsetRows } from './support/catalog.js';
 import { testModelDir } from './support/model.js';
-import { ROOT } from './support/paths.js';
 import { startServer, type RunningServer } from './support/server.js';
+import { marquee } from './support/cli.js';
 
 const TOKEN = 'test-admin-token-report';
 const rows = subsetRows({ train: 30, val: 0, test: 8 });
-
-function marquee(args: string[], env: Record<string, string>) {
-  const result = spawnSync(process.execPath, [join(ROOT, 'bin', 'marquee.js'), ...args], {
-    cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: 'warn', MARQUEE_THREADS: '2', ...env },
-    encoding: 'utf8',
-  });
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
-}
 
 describe('GET /admin/models/{version}/report', () => {
   let server: RunningServer;

@@ -1,6 +1,5 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { ConfigError, type Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { Metrics } from '../metrics.js';
@@ -9,6 +8,7 @@ import { openDb } from '../state/db.js';
 import { evaluate, type GalleryChoice } from './evaluate.js';
 import { stableStringify, toJsonDocument, toMarkdown } from './report.js';
 import { EvaluationStore } from '../state/evaluations.js';
+import { parseCommandOptions } from '../command-options.js';
 
 export const EVAL_USAGE =
   'usage: marquee eval [--version V] [--gallery train|train+val|all] [--index] [--protocol paper]\n' +
@@ -34,31 +34,22 @@ const GALLERIES: GalleryChoice[] = ['train', 'train+val', 'all'];
 
 /** `marquee eval`: evaluates a model version and writes the Markdown report (stdout without --out) and the JSON document. */
 export async function evalCommand(config: Config, log: Logger, args: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        version: { type: 'string' },
-        gallery: { type: 'string' },
-        index: { type: 'boolean' },
-        protocol: { type: 'string' },
-        queries: { type: 'string' },
-        images: { type: 'string' },
-        json: { type: 'string' },
-        out: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (error) {
-    throw new ConfigError(`${(error as Error).message}\n${EVAL_USAGE}`);
-  }
-  if (values.help) {
-    process.stdout.write(`${EVAL_HELP}\n`);
-    return;
-  }
+  const values = parseCommandOptions(
+    args,
+    {
+      version: { type: 'string' },
+      gallery: { type: 'string' },
+      index: { type: 'boolean' },
+      protocol: { type: 'string' },
+      queries: { type: 'string' },
+      images: { type: 'string' },
+      json: { type: 'string' },
+      out: { type: 'string' },
+    },
+    EVAL_USAGE,
+    EVAL_HELP,
+  );
+  if (!values) return;
   if (values.gallery !== undefined && !GALLERIES.includes(values.gallery as GalleryChoice)) {
     throw new ConfigError(`--gallery must be ${GALLERIES.join(', ')}, got "${values.gallery}"\n${EVAL_USAGE}`);
   }

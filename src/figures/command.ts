@@ -1,5 +1,4 @@
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { ConfigError, type Config } from '../config.js';
 import { splitSummary } from '../eval/evaluate.js';
 import type { Logger } from '../log.js';
@@ -15,6 +14,7 @@ import { CatalogMaps } from './map-cache.js';
 import { writeMapFigure } from './map-figure.js';
 import { sample, seededRandom } from './random.js';
 import { gridRows, writeRetrievalGrid } from './retrieval-grid.js';
+import { parseCommandOptions } from '../command-options.js';
 
 const DEFAULT_QUERIES = 6;
 const DEFAULT_SEED = 1;
@@ -52,28 +52,19 @@ function positiveInt(raw: string | undefined, name: string, fallback: number, mi
 
 /** `marquee figures`: the embedding map, a retrieval grid and the per-genre bar charts of a model version. */
 export async function figuresCommand(config: Config, log: Logger, args: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        version: { type: 'string' },
-        out: { type: 'string' },
-        queries: { type: 'string' },
-        ids: { type: 'string' },
-        seed: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (error) {
-    throw new ConfigError(`${(error as Error).message}\n${FIGURES_USAGE}`);
-  }
-  if (values.help) {
-    process.stdout.write(`${FIGURES_HELP}\n`);
-    return;
-  }
+  const values = parseCommandOptions(
+    args,
+    {
+      version: { type: 'string' },
+      out: { type: 'string' },
+      queries: { type: 'string' },
+      ids: { type: 'string' },
+      seed: { type: 'string' },
+    },
+    FIGURES_USAGE,
+    FIGURES_HELP,
+  );
+  if (!values) return;
   if (values.queries !== undefined && values.ids !== undefined) throw new ConfigError(`--queries and --ids exclude each other\n${FIGURES_USAGE}`);
   const count = positiveInt(values.queries, 'queries', DEFAULT_QUERIES, 1);
   const seed = positiveInt(values.seed, 'seed', DEFAULT_SEED, 0);
