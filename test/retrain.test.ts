@@ -109,7 +109,8 @@ describe('retraining through the API', () => {
   });
 
   it('cancels a job: the training process stops and its files are removed', async () => {
-    const started = await admin('POST', '/admin/retrain', { mode: 'head', epochs: 1000 });
+    // A full-network job: each step is a real forward and backward pass, so it cannot finish first.
+    const started = await admin('POST', '/admin/retrain', { mode: 'full', epochs: 1000 });
     assert.equal(started.status, 202);
     await waitFor(started.body.id, (j) => j.state === 'training' && j.progress?.stage === 'progress');
     const cancel = await admin('DELETE', `/admin/jobs/${started.body.id}`);
