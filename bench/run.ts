@@ -24,7 +24,7 @@ import { benchSearch } from './sections/search.js';
  * "" for none). On a 2-core CPU, waiting to fill batches buys no throughput (ORT's img/s hardly
  * grows with the batch) and costs its full wait at c=1; 0 and 25 ms bracket the default.
  */
-const DEFAULT_VARIANTS = 'MARQUEE_BATCH_MAX_WAIT_MS=0;MARQUEE_BATCH_MAX_WAIT_MS=25';
+const DEFAULT_VARIANTS = 'MARQUEE_BATCH_MAX_WAIT_MS=2;MARQUEE_BATCH_MAX_WAIT_MS=25;MARQUEE_ORT_SPINNING=0';
 
 function parseVariants(spec: string): HttpVariant[] {
   return spec
