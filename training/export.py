@@ -20,12 +20,11 @@ from typing import Any, Callable
 import torch
 
 from . import events
-from .calibrate import calibrate_batchnorm
+from .initial import initial_model
 from .manifest import image_source, read_manifest, select
-from .model import ARCH, build_model, load_backbone_weights, save_checkpoint
+from .model import ARCH, save_checkpoint
 from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, verify_onnx
 from .preprocess import default_spec, load_batch
-from .weights import resolve_weights
 
 MODEL_FORMAT = "marquee-model/1"
 VERIFY_IMAGES = 3
@@ -70,30 +69,29 @@ def export_base(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        model = build_model(opts.embedding_dim, opts.seed)
-        if opts.weights:
-            log(f"verifying weights {opts.weights}")
-            path = resolve_weights(opts.weights, opts.weights_sha256)
-            load_backbone_weights(model, path)
-            init, calibrated = "imagenet", 0
-            model.eval()
-            emit("weights", source=opts.weights, sha256=opts.weights_sha256.lower())
-        else:
-            init = "random"
+        if not opts.weights:
             chosen = select(records, "train", opts.calibrate, opts.seed)
             if opts.calibrate > 0 and not chosen:
                 raise ExportError(f"{opts.manifest}: no 'train' records to calibrate BatchNorm on")
             if len(chosen) < opts.calibrate:
                 log(f"warning: only {len(chosen)} train posters for --calibrate {opts.calibrate}")
-            log(f"calibrating BatchNorm statistics on {len(chosen)} train posters")
-            emit("calibrate", done=0, total=len(chosen))
-            calibrated = calibrate_batchnorm(
-                model,
-                [image_source(r, spec["width"], spec["height"]) for r in chosen],
-                spec,
-                batch_size=opts.batch_size,
-                on_progress=lambda done, total: emit("calibrate", done=done, total=total),
-            )
+        initial = initial_model(
+            train=records,
+            weights=opts.weights,
+            weights_sha256=opts.weights_sha256,
+            width=opts.width,
+            height=opts.height,
+            embedding_dim=opts.embedding_dim,
+            seed=opts.seed,
+            calibrate=opts.calibrate,
+            batch_size=opts.batch_size,
+            emit=emit,
+            log=log,
+        )
+        model, init = initial.net, initial.kind
+        calibrated = initial.source.get("calibration_images", 0)
+        if opts.weights:
+            emit("weights", source=opts.weights, sha256=opts.weights_sha256.lower())
 
         config = {
             "arch": ARCH,

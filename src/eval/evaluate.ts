@@ -12,7 +12,7 @@ import type { Poster, Split } from '../state/catalog.js';
 import type { EmbeddingSet } from '../state/embeddings.js';
 import type { ModelVersion } from '../state/models.js';
 import { HISTOGRAM_DIMS, HSV_BINS, HistogramCache, histogramsOf } from './colour-histogram.js';
-import { exactKnn, keyedVectors, type KeyedVectors, type Neighbours } from './knn.js';
+import { exactKnn, keyedVectors, storedVectors, type KeyedVectors, type Neighbours, type StoredVectors } from './knn.js';
 import { evaluateQueries, genreCounts, MAJORITY_KS, RECALL_KS, type MatchRule, type QueryOutcome, type Summary } from './metrics.js';
 import { loadQueryCsv, posterItem, type QueryItem, type QuerySet, type SkippedQuery } from './query-set.js';
 
@@ -214,27 +214,6 @@ export function splitSummary(
 /** The gate's figure: `val` queries against the `train` gallery. */
 export function validationSummary(svc: Pick<Services, 'catalog' | 'embeddings'>, model: ModelVersion): Summary {
   return splitSummary(svc, model, 'val');
-}
-
-interface StoredVectors {
-  /** The embeddings of these posters, in their order. */
-  select(posters: { key: number; id: string }[], version: string): KeyedVectors;
-}
-
-function storedVectors(set: EmbeddingSet): StoredVectors {
-  const rows = new Map<number, number>();
-  set.keys.forEach((key, i) => rows.set(Number(key), i));
-  return {
-    select(posters, version) {
-      const data = new Float32Array(posters.length * set.dims);
-      posters.forEach((poster, i) => {
-        const at = rows.get(poster.key);
-        if (at === undefined) throw new Error(`poster ${poster.id} has no embedding for ${version}`);
-        data.set(set.vectors.subarray(at * set.dims, (at + 1) * set.dims), i * set.dims);
-      });
-      return keyedVectors(posters.map((p) => p.key), data, set.dims);
-    },
-  };
 }
 
 function splitQueries(posters: Poster[], dataDir: string): QuerySet {

@@ -1,3 +1,5 @@
+import type { EmbeddingSet } from '../state/embeddings.js';
+
 /** Row-major unit vectors, each with the poster key it belongs to (-1: a query from outside the catalog). */
 export interface KeyedVectors {
   keys: Int32Array;
@@ -19,6 +21,28 @@ export function keyedVectors(keys: ArrayLike<number | bigint>, data: Float32Arra
   for (let i = 0; i < keys.length; i++) out[i] = Number(keys[i]);
   if (data.length !== keys.length * dims) throw new Error(`${keys.length} keys but ${data.length / dims} vectors of ${dims} dims`);
   return { keys: out, data, dims };
+}
+
+/** A model version's stored embeddings, indexed by poster key, to pick query and gallery rows from. */
+export interface StoredVectors {
+  /** The embeddings of these posters, in their order. */
+  select(posters: { key: number; id: string }[], version: string): KeyedVectors;
+}
+
+export function storedVectors(set: EmbeddingSet): StoredVectors {
+  const rows = new Map<number, number>();
+  set.keys.forEach((key, i) => rows.set(Number(key), i));
+  return {
+    select(posters, version) {
+      const data = new Float32Array(posters.length * set.dims);
+      posters.forEach((poster, i) => {
+        const at = rows.get(poster.key);
+        if (at === undefined) throw new Error(`poster ${poster.id} has no embedding for ${version}`);
+        data.set(set.vectors.subarray(at * set.dims, (at + 1) * set.dims), i * set.dims);
+      });
+      return keyedVectors(posters.map((p) => p.key), data, set.dims);
+    },
+  };
 }
 
 const QUERY_BLOCK = 4;

@@ -1,10 +1,9 @@
 import { join } from 'node:path';
 import sharp, { type OverlayOptions } from 'sharp';
-import { exactKnn } from '../eval/knn.js';
+import { exactKnn, storedVectors } from '../eval/knn.js';
 import type { Poster } from '../state/catalog.js';
 import type { EmbeddingSet } from '../state/embeddings.js';
 import { fit, svgDocument, text, writePng } from './svg.js';
-import { vectorsOf } from './vectors.js';
 
 export const GRID_NEIGHBOURS = 4;
 
@@ -24,7 +23,8 @@ export interface GridRow {
 
 /** Each query's nearest gallery posters by exact search; a query is never its own neighbour. */
 export function gridRows(set: EmbeddingSet, version: string, queries: Poster[], gallery: Poster[]): GridRow[] {
-  const found = exactKnn(vectorsOf(set, queries, version), vectorsOf(set, gallery, version), GRID_NEIGHBOURS);
+  const stored = storedVectors(set);
+  const found = exactKnn(stored.select(queries, version), stored.select(gallery, version), GRID_NEIGHBOURS);
   return queries.map((query, q) => {
     const neighbours: GridRow['neighbours'] = [];
     for (let i = 0; i < found.k; i++) {

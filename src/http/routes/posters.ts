@@ -7,6 +7,7 @@ import { ApiError, notFound } from '../../errors.js';
 import { CatalogMaps } from '../../figures/map-cache.js';
 import { voteGenres } from '../../search/genre-vote.js';
 import type { Hit } from '../../search/searcher.js';
+import type { Engine } from '../../service/engine.js';
 import type { Runtime } from '../../service/runtime.js';
 import type { Services } from '../../service/startup.js';
 import type { Poster } from '../../state/catalog.js';
@@ -73,6 +74,12 @@ function neighborView(hit: Hit, base: string) {
 export function posterRoutes(app: FastifyInstance, services: Services, runtime: Runtime): void {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   const { config, catalog } = services;
+
+  /** The upload's embedding, and the catalog poster with the same pixels, if any. */
+  const embedQuery = async (engine: Engine, bytes: Buffer) => {
+    const { vector, image } = await engine.embedUpload(bytes);
+    return { vector, match: catalog.byPixelSha256(image.pixelSha256) };
+  };
   const maps = new CatalogMaps({ ...services, dataDir: config.dataDir });
 
   api.post(
@@ -96,8 +103,7 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       }
       const bytes = await readImageUpload(request, config.maxUploadBytes);
       return runtime.use(async (engine) => {
-        const { vector, image } = await engine.embedUpload(bytes);
-        const match = catalog.byPixelSha256(image.pixelSha256);
+        const { vector, match } = await embedQuery(engine, bytes);
         const hits = engine.searcher.search(vector, k, { genre, yearFrom, yearTo });
         const base = baseUrl(request);
         return {
@@ -128,8 +134,7 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       const { k = DEFAULT_K.genre } = request.query;
       const bytes = await readImageUpload(request, config.maxUploadBytes);
       return runtime.use(async (engine) => {
-        const { vector, image } = await engine.embedUpload(bytes);
-        const match = catalog.byPixelSha256(image.pixelSha256);
+        const { vector, match } = await embedQuery(engine, bytes);
         const hits = engine.searcher.search(vector, k, {}, new Set(match ? [match.key] : []));
         const vote = voteGenres(
           hits.map((hit) => ({ genres: hit.poster.genres, singleGenre: hit.poster.singleGenre, similarity: hit.similarity })),
@@ -164,8 +169,7 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
     async (request) => {
       const bytes = await readImageUpload(request, config.maxUploadBytes);
       return runtime.use(async (engine) => {
-        const { vector, image } = await engine.embedUpload(bytes);
-        const match = catalog.byPixelSha256(image.pixelSha256);
+        const { vector, match } = await embedQuery(engine, bytes);
         return {
           model_version: engine.model.version,
           dims: vector.length,
