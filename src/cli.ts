@@ -2,6 +2,8 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { importCatalog } from './catalog/importer.js';
+import { renderInputs, writeManifest } from './catalog/manifest.js';
+import { defaultSpec } from './model/preprocess.js';
 import { evalCommand } from './eval/command.js';
 import { figuresCommand } from './figures/command.js';
 import { buildApp } from './http/server.js';
@@ -26,6 +28,9 @@ Commands:
   serve                 Start the HTTP API (imports MARQUEE_CATALOG, exports and indexes a base model on first start)
   import <dir>          Import a catalog directory (movies.csv + images); idempotent, bad rows reported and skipped
   index                 Re-embed the whole catalog with the active model and rebuild its index
+  manifest <file> [WxH] Write the training manifest of the catalog, each poster's model input rendered by the
+                        server's preprocessing at WxH (default 96x144), for \`python -m training train\`
+                        on this or another machine
   models add <dir>      Register a model directory made by the training package (model.onnx + model.json),
                         e.g. trained on another machine; prints its version (activate it with the API)
   train [--mode head|full] [--epochs N] [--force] ...
@@ -104,6 +109,22 @@ async function indexCommand(config: Config, log: Logger): Promise<void> {
   svc.db.close();
 }
 
+async function manifestCommand(config: Config, log: Logger, args: string[]): Promise<void> {
+  const [file, size = '96x144'] = args;
+  const match = /^(\d+)x(\d+)$/.exec(size);
+  if (!file || !match) throw new ConfigError('usage: marquee manifest <file> [WIDTHxHEIGHT]');
+  const svc = services(config, log);
+  const posters = svc.catalog.all();
+  if (posters.length === 0) throw new ConfigError('the catalog is empty: run `marquee import <dir>` first');
+  const spec = defaultSpec(Number(match[1]), Number(match[2]));
+  const progress = startProgress(log, `rendering model inputs at ${size}`, posters.length);
+  const paths = await renderInputs(posters, spec, config.dataDir, config.maxPixels, (done) => progress.tick(done));
+  progress.finish();
+  writeManifest(resolve(file), posters, config.dataDir, { spec, paths });
+  process.stdout.write(`${JSON.stringify({ manifest: resolve(file), posters: posters.length, input: { width: spec.width, height: spec.height } })}\n`);
+  svc.db.close();
+}
+
 async function modelsCommand(config: Config, log: Logger, args: string[]): Promise<void> {
   const [action, dir] = args;
   if (action !== 'add' || !dir) throw new ConfigError('usage: marquee models add <dir>');
@@ -164,6 +185,8 @@ async function main(argv: string[]): Promise<void> {
       return indexCommand(config, log);
     case 'train':
       return trainCommand(config, log, args);
+    case 'manifest':
+      return manifestCommand(config, log, args);
     case 'models':
       return modelsCommand(config, log, args);
     case 'eval':

@@ -15,7 +15,12 @@ import torch
 from .metrics import summary
 
 Emit = Callable[..., None]
-SCORE = ("recall@1", "macro")  # what selects the best epoch
+SCORE = "vote_map@5"  # what selects the best epoch: the genre vote's mAP over genres (k = the endpoint's default)
+
+
+def selection_score(metrics: dict) -> float:
+    value = summary(metrics).get(SCORE)
+    return float("-inf") if value is None else value
 
 
 class ProgressEvents(pl.Callback):
@@ -53,7 +58,7 @@ class ProgressEvents(pl.Callback):
         self._step_seconds = elapsed / max(steps_in_window, 1)
         steps = trainer.num_training_batches
         remaining_steps = steps - (batch_idx + 1) + (trainer.max_epochs - trainer.current_epoch - 1) * steps
-        remaining_validations = trainer.max_epochs - trainer.current_epoch
+        remaining_validations = sum(pl_module.validates_in(e) for e in range(trainer.current_epoch, trainer.max_epochs))
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         self.emit(
             "progress",
@@ -71,10 +76,10 @@ class ProgressEvents(pl.Callback):
         self._val_start = time.monotonic()
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or pl_module.val_metrics is None:  # an epoch without validation
             return
         self._val_seconds = time.monotonic() - self._val_start
-        if trainer.is_global_zero and pl_module.val_metrics is not None:
+        if trainer.is_global_zero:
             self.emit(
                 "validation",
                 epoch=trainer.current_epoch + 1,
@@ -85,7 +90,7 @@ class ProgressEvents(pl.Callback):
 
 
 class BestEpoch(pl.Callback):
-    """Keeps a CPU copy of the trained weights at the best validation epoch (macro Recall@1; ties keep the
+    """Keeps a CPU copy of the trained weights at the best validation epoch (SCORE; ties keep the
     earlier epoch) and the per-epoch history. Its state goes into the checkpoint, so a resumed run
     still knows the best epoch before the resume."""
 
@@ -94,6 +99,7 @@ class BestEpoch(pl.Callback):
         self.score = float("-inf")
         self.metrics: dict | None = None
         self.net_state: dict[str, torch.Tensor] | None = None
+        self.centre: torch.Tensor | None = None
         self.history: list[dict] = []
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module) -> None:
@@ -102,14 +108,16 @@ class BestEpoch(pl.Callback):
         epoch = trainer.current_epoch + 1
         metrics = pl_module.val_metrics
         self.history.append({"epoch": epoch, "loss": pl_module.epoch_loss, **summary(metrics)})
-        score = metrics[SCORE[0]][SCORE[1]]
+        score = selection_score(metrics)
         if score > self.score:
             self.epoch, self.score, self.metrics = epoch, score, copy.deepcopy(metrics)
-            # head mode trains only the head: the frozen backbone need not be copied (nor checkpointed twice)
-            kept = "" if pl_module.mode == "full" else "head."
+            # head mode trains only the neck and head: the frozen backbone need not be copied (nor checkpointed twice)
             self.net_state = {
-                k: v.detach().to("cpu", copy=True) for k, v in pl_module.net.state_dict().items() if k.startswith(kept)
+                k: v.detach().to("cpu", copy=True)
+                for k, v in pl_module.net.state_dict().items()
+                if pl_module.mode == "full" or not k.startswith("backbone.")
             }
+            self.centre = pl_module.val_centre.detach().to("cpu", copy=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -117,12 +125,14 @@ class BestEpoch(pl.Callback):
             "score": self.score,
             "metrics": self.metrics,
             "net_state": self.net_state,
+            "centre": self.centre,
             "history": self.history,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch, self.score, self.metrics = state["epoch"], state["score"], state["metrics"]
         self.net_state, self.history = state["net_state"], list(state["history"])
+        self.centre = state.get("centre")
 
 
 class LastCheckpoint(pl.Callback):

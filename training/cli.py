@@ -20,18 +20,32 @@ Marquee training tools. Commands print machine-readable JSON on stdout
 on success, 1 on failure, 2 on bad arguments."""
 
 TRAIN_DESCRIPTION = """\
-Fine-tune ResNet-50 -> Linear -> L2 normalise with pytorch-metric-learning's
-ProxyAnchorLoss (one proxy per class, the proxies in their own AdamW parameter
+Fine-tune ResNet -> Linear -> L2 normalise with proxy-anchor loss (one proxy
+per class; with --labels genres, the default, a poster is a positive of the
+proxy of every one of its genres; the proxies in their own AdamW parameter
 group), in a Lightning loop. Trains on the manifest's 'train' split, validates
 every epoch on 'val' (queries) against 'train' (gallery) and keeps the epoch
-with the best macro Recall@1. The 'test' split is never read.
+whose genre vote ranks val posters best by genre (vote mAP, k=5). The 'test'
+split is never read.
+
+Recipes (--recipe; an option given explicitly overrides its recipe value):
+  paper  the paper's (lr 1e-4 constant, 20 epochs, 1 frozen epoch, crops of
+         70-100%% at the model's size); for CUDA and an ImageNet start
+  cpu    trains the whole network on 2 CPU cores in under 90 minutes from a
+         random start: random crops of 35-100%% of the poster resized to
+         96x144 (--train-width/--train-height; the model serves at its own
+         --width/--height), lr 2e-3 with 1 warm-up epoch and a cosine decay,
+         proxies at 10x, no frozen epoch, validation every 5 epochs, 40 epochs
+  auto   paper on CUDA, cpu otherwise
 
 Inputs: each poster's server-rendered model input (the manifest's "input")
 when its size is the model's, else the poster through the same preprocessing;
-full mode adds a random crop and flip on top of those pixels, in training only.
+full mode holds them decoded in memory (when they fit) and adds a random crop
+and flip per batch, in training only. Colour is never altered.
 
-Runs on CUDA when present (bf16 autocast, channels_last; DDP when several GPUs
-are visible), else on CPU in float32.
+Runs on CUDA when present (DDP when several GPUs are visible), else on the
+CPU; both with channels_last and bf16 autocast where the hardware has bf16
+(--precision auto).
 
 Writes, atomically (a temporary directory beside DIR, renamed at the end):
   DIR/model.onnx    input 'image' [batch,3,H,W] -> output 'embedding' [batch,D],
@@ -40,8 +54,9 @@ Writes, atomically (a temporary directory beside DIR, renamed at the end):
   DIR/model.json    the server's sidecar (format marquee-model/1) plus init,
                     init_source, mode, labels (the class list), metrics, training
   DIR/metrics.json  val Recall@1/3/8 and majority@1/3/5 (ties to the more
-                    similar neighbour), micro, macro and per genre, of the best
-                    epoch, plus the per-epoch history
+                    similar neighbour), micro, macro and per genre, and the
+                    genre vote's mAP and AUC (k=5, 10), of the best epoch,
+                    plus the per-epoch history
   DIR/last.ckpt     Lightning checkpoint of the last epoch, for --resume
 
 Progress on stdout, one JSON object per line (epochs count from 1):
@@ -169,6 +184,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_preprocess)
 
     p = sub.add_parser(
+        "quantize",
+        help="write an int8 copy of a model directory, calibrated on catalog posters, checked against float32",
+        formatter_class=fmt,
+        description=(
+            "Static int8 quantisation (QDQ; int8 weights per channel, uint8 activations; the convolutions only) "
+            "of DIR/model.onnx with onnxruntime's tools, calibrated on --calibrate train posters of the manifest "
+            "through the serving preprocessing. Writes OUT/model.onnx and OUT/model.json (precision int8, the "
+            "settings, and parity with float32 on --check val posters: embedding cosine, top-8 overlap)."
+        ),
+    )
+    p.add_argument("--model", required=True, metavar="DIR", help="model directory (model.onnx + model.json)")
+    p.add_argument("--manifest", required=True, metavar="M.jsonl", help="dataset manifest (JSON Lines)")
+    p.add_argument("--out", required=True, metavar="OUT", help="output directory (must not exist or be empty)")
+    p.add_argument("--calibrate", type=_int_in(1), default=256, metavar="N", help="train posters to calibrate on")
+    p.add_argument("--check", type=_int_in(0), default=256, metavar="N", help="val posters to check parity on")
+    p.add_argument("--batch-size", type=_int_in(1), default=32, help="posters per calibration batch")
+    p.add_argument("--seed", type=_int_in(0), default=0, help="which posters are sampled")
+    p.add_argument("--force", action="store_true", help="replace an existing non-empty OUT")
+    p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser(
         "check-manifest",
         help="validate a dataset manifest and print per-split counts",
         formatter_class=fmt,
@@ -187,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("data and output")
     g.add_argument("--manifest", required=True, metavar="M.jsonl", help="dataset manifest (JSON Lines)")
     g.add_argument("--out", required=True, metavar="DIR", help="output directory (must not exist or be empty)")
-    g.add_argument("--labels", choices=["single_genre"], default="single_genre", help="the class of each poster")
+    g.add_argument("--labels", choices=["genres", "single_genre"],
+                   help="the classes of each poster: all its genres (multi-label; default) or the first only")  # fmt: skip
     g.add_argument("--force", action="store_true", help="replace an existing non-empty DIR")
     g = p.add_argument_group("initialisation (default: random, BatchNorm calibrated)")
     g.add_argument(
@@ -209,7 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="random init: train posters used to calibrate BatchNorm statistics",
     )
-    g.add_argument("--seed", type=_int_in(0), default=0, help="random init, new head, proxies, batch order")
+    g.add_argument("--seed", type=_int_in(0), help="random init, new head, proxies, batch order, crops (default 0)")
+    g.add_argument("--neck", choices=["none", "bn"],
+                   help="random init: 'bn' normalises the pooled features (BatchNorm) before the head")  # fmt: skip
+    g.add_argument("--arch", choices=["resnet50", "resnet34", "resnet18"],
+                   help="random init: the torchvision ResNet (default resnet50; with --init-from, the model's)")  # fmt: skip
     g.add_argument("--width", type=_int_in(16, 4096), help="input width (default: the init model's, else 160)")
     g.add_argument("--height", type=_int_in(16, 4096), help="input height (default: the init model's, else 240)")
     g.add_argument(
@@ -217,31 +258,42 @@ def build_parser() -> argparse.ArgumentParser:
         type=_int_in(1, 65536),
         help="embedding size (default: the init model's, else 512); a different size starts a new head",
     )
-    g = p.add_argument_group("recipe (defaults: the paper's, plus the proxy-anchor authors' additions)")
-    g.add_argument("--mode", choices=["full", "head"], default="full",
+    g = p.add_argument_group("recipe (defaults: the chosen recipe's)")
+    g.add_argument("--recipe", choices=["auto", "paper", "cpu"], default="auto",
+                   help="named defaults for the options of this group (see above)")  # fmt: skip
+    g.add_argument("--mode", choices=["full", "head"],
                    help="full: the whole network on augmented images; head: backbone frozen, features "
                    "computed once (unaugmented) and cached, only the head and proxies train (fast on CPU)")  # fmt: skip
     g.add_argument("--epochs", type=_int_in(1), metavar="N",
-                   help="epochs to train up to (default: 20; with --resume, the checkpoint's)")  # fmt: skip
-    g.add_argument("--batch-size", type=_int_in(2), default=32, help="posters per step (last partial batch dropped)")
-    g.add_argument("--lr", type=_float_in(0, open_lo=True), default=1e-4, help="AdamW learning rate")
-    g.add_argument("--proxy-lr-multiplier", type=_float_in(0, open_lo=True), default=100.0,
+                   help="epochs to train up to (with --resume, default: the checkpoint's)")  # fmt: skip
+    g.add_argument("--batch-size", type=_int_in(2), help="posters per step (last partial batch dropped)")
+    g.add_argument("--lr", type=_float_in(0, open_lo=True), help="AdamW learning rate (the peak, with a schedule)")
+    g.add_argument("--proxy-lr-multiplier", type=_float_in(0, open_lo=True),
                    help="the proxies' learning rate is lr times this (own AdamW parameter group)")  # fmt: skip
-    g.add_argument("--weight-decay", type=_float_in(0), default=1e-4, help="AdamW weight decay (all groups)")
-    g.add_argument("--warmup-epochs", type=_int_in(0), default=1,
+    g.add_argument("--weight-decay", type=_float_in(0), help="AdamW weight decay (all groups)")
+    g.add_argument("--warmup-epochs", type=_int_in(0),
                    help="full mode: first epochs with the backbone frozen (head and proxies only)")  # fmt: skip
-    g.add_argument("--grad-clip", type=_float_in(0), default=10.0, help="gradient clipping threshold; 0 = off")
-    g.add_argument("--grad-clip-algorithm", choices=["value", "norm"], default="value",
+    g.add_argument("--schedule", choices=["constant", "cosine"],
+                   help="learning rate: constant, or linear warm-up then cosine decay to 0, per step")  # fmt: skip
+    g.add_argument("--lr-warmup-epochs", type=_float_in(0), metavar="E",
+                   help="cosine schedule: epochs of linear warm-up (fractions allowed)")  # fmt: skip
+    g.add_argument("--grad-clip", type=_float_in(0), help="gradient clipping threshold; 0 = off")
+    g.add_argument("--grad-clip-algorithm", choices=["value", "norm"],
                    help="clip each gradient value (the proxy-anchor authors') or the total norm")  # fmt: skip
-    g.add_argument("--margin", type=_float_in(0), default=0.1, help="proxy-anchor margin (delta)")
-    g.add_argument("--alpha", type=_float_in(0, open_lo=True), default=32.0, help="proxy-anchor scale (alpha)")
-    g.add_argument("--freeze-bn", action="store_true",
+    g.add_argument("--margin", type=_float_in(0), help="proxy-anchor margin (delta)")
+    g.add_argument("--alpha", type=_float_in(0, open_lo=True), help="proxy-anchor scale (alpha)")
+    g.add_argument("--freeze-bn", action="store_true", default=None,
                    help="full mode: keep BatchNorm statistics and affine parameters fixed (the proxy-anchor "
                    "authors' choice with pretrained backbones)")  # fmt: skip
-    g.add_argument("--no-augment", dest="augment", action="store_false",
+    g.add_argument("--no-augment", dest="augment", action="store_false", default=None,
                    help="full mode: no random crop/flip (augmentation never applies to validation)")  # fmt: skip
-    g.add_argument("--crop-scale", type=_float_in(0, 1, open_lo=True), default=0.7,
+    g.add_argument("--crop-scale", type=_float_in(0, 1, open_lo=True),
                    help="full mode: smallest area fraction of the random resized crop")  # fmt: skip
+    g.add_argument("--train-width", type=_int_in(16, 4096),
+                   help="full mode: width of the training crops (default: the model's input width)")  # fmt: skip
+    g.add_argument("--train-height", type=_int_in(16, 4096), help="full mode: height of the training crops")
+    g.add_argument("--val-every", type=_int_in(1), metavar="N",
+                   help="validate (and consider for the best epoch) every N epochs and after the last")  # fmt: skip
     g = p.add_argument_group("running")
     g.add_argument("--resume", metavar="CKPT",
                    help="continue from a last.ckpt: model, recipe, optimizer, epoch and best epoch come from it "
@@ -249,7 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--limit-batches", type=_int_in(1), metavar="N",
                    help="at most N training batches per epoch (tiny runs, benchmarks)")  # fmt: skip
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="cuda: bf16 autocast, channels_last, DDP over all visible GPUs; cpu: float32")  # fmt: skip
+                   help="cuda: DDP over all visible GPUs")  # fmt: skip
+    g.add_argument("--precision", choices=["auto", "32", "bf16"], default="auto",
+                   help="auto: bf16 autocast on CUDA and on CPUs with bf16 kernels (AVX-512 BF16, AMX), else float32")  # fmt: skip
+    g.add_argument("--data", choices=["auto", "memory", "disk"], default="auto",
+                   help="full mode: hold decoded posters in memory (auto: when they fit in 4 GiB) or decode per batch")  # fmt: skip
     g.add_argument("--workers", type=_int_in(0), metavar="N",
                    help="data-loading processes (default: 1 on a 2-core CPU, up to 8 on CUDA)")  # fmt: skip
     g.add_argument("--cache-dir", metavar="DIR",
@@ -329,6 +385,19 @@ def _raise_cancelled(signum, frame) -> None:
     _sigterm_received.append(True)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the clean-up
     raise Cancelled()
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from .events import emit
+    from .quantize import QuantizeOptions, quantize
+
+    names = {f.name for f in dataclasses.fields(QuantizeOptions)}
+    try:
+        quantize(QuantizeOptions(**{k: v for k, v in vars(args).items() if k in names}))
+    except Exception as e:
+        emit("error", message=str(e))
+        raise
+    return 0
 
 
 def cmd_embed(args: argparse.Namespace) -> int:

@@ -1,26 +1,28 @@
-"""Training data: the label mapping and the poster dataset.
+"""Training data: the labels (multi-hot targets) and the poster datasets.
 
-The dataset reads the pixels serving sees (the server-rendered input named by the manifest when
-its size matches the model's, else the original poster through the same preprocessing) and,
-only when built with an augmentation, alters those pixels before normalising them.
+A poster's label is every one of its genres (``genres``, the default) or the first one only
+(``single_genre``, the metric-learning literature's); either way a target is a multi-hot row over
+the train split's classes, so one loss serves both.
+
+Both datasets read the pixels serving sees (the server-rendered input named by the manifest when
+its size matches the model's, else the original poster through the same preprocessing).
+``PosterDataset`` decodes on every access; ``MemoryPosters`` holds the decoded uint8 pixels in
+memory. Either way augmentation happens later, per batch (training.pixels.BatchAugment).
 """
 
 from __future__ import annotations
 
 import signal
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
 
 from .manifest import Record, image_source
 from .preprocess import normalise, open_image, resize_fill, to_srgb8, validate_spec
 
-LABEL_FIELDS = ("single_genre",)
-
-Augment = Callable[[Image.Image], Image.Image]
+LABEL_FIELDS = ("genres", "single_genre")
 
 
 def split_records(records: Sequence[Record], split: str) -> list[Record]:
@@ -28,34 +30,31 @@ def split_records(records: Sequence[Record], split: str) -> list[Record]:
     return sorted((r for r in records if r.split == split), key=lambda r: r.id)
 
 
-def label_of(record: Record, field: str = "single_genre") -> str:
+def labels_of(record: Record, field: str = "genres") -> tuple[str, ...]:
     if field not in LABEL_FIELDS:
         raise ValueError(f"unsupported label field {field!r}; expected one of {list(LABEL_FIELDS)}")
-    return record.single_genre
+    return record.genres if field == "genres" and record.genres else (record.single_genre,)
 
 
-def class_names(train: Sequence[Record], field: str = "single_genre") -> list[str]:
+def class_names(train: Sequence[Record], field: str = "genres") -> list[str]:
     """The classes (one proxy each): the sorted labels of the train split."""
-    return sorted({label_of(r, field) for r in train})
+    return sorted({label for r in train for label in labels_of(r, field)})
 
 
-def label_indices(records: Sequence[Record], classes: Sequence[str], field: str = "single_genre") -> torch.Tensor:
-    """int64 class index per record; -1 for a label with no proxy (possible only outside train)."""
+def label_targets(records: Sequence[Record], classes: Sequence[str], field: str = "genres") -> torch.Tensor:
+    """float32 [N, C] multi-hot targets; a label with no proxy (possible only outside train) is left out."""
     index = {c: i for i, c in enumerate(classes)}
-    return torch.tensor([index.get(label_of(r, field), -1) for r in records], dtype=torch.int64)
+    out = torch.zeros(len(records), len(classes), dtype=torch.float32)
+    for row, r in enumerate(records):
+        for label in labels_of(r, field):
+            if label in index:
+                out[row, index[label]] = 1.0
+    return out
 
 
-def training_augment(width: int, height: int, crop_scale: float = 0.7) -> Augment:
-    """Random crop of 70-100% of the area at about the poster's aspect, resized back, and a horizontal flip."""
-    aspect = width / height
-    return v2.Compose(
-        [
-            v2.RandomResizedCrop(
-                (height, width), scale=(crop_scale, 1.0), ratio=(aspect * 3 / 4, aspect * 4 / 3), antialias=True
-            ),
-            v2.RandomHorizontalFlip(),
-        ]
-    )
+def unknown_labels(records: Sequence[Record], classes: Sequence[str], field: str = "genres") -> set[str]:
+    known = set(classes)
+    return {label for r in records for label in labels_of(r, field) if label not in known}
 
 
 def load_pixels(source: str, spec: Mapping[str, Any]) -> Image.Image:
@@ -65,21 +64,19 @@ def load_pixels(source: str, spec: Mapping[str, Any]) -> Image.Image:
 
 
 class PosterDataset(Dataset):
-    """Items: (image [3,H,W] float32, class index, position in ``records``)."""
+    """Items: (image [3,H,W] float32, target row, position in ``records``)."""
 
     def __init__(
         self,
         records: Sequence[Record],
         spec: Mapping[str, Any],
         labels: torch.Tensor,
-        augment: Augment | None = None,
     ):
         if len(labels) != len(records):
             raise ValueError(f"{len(labels)} labels for {len(records)} records")
         self.records = list(records)
         self.spec = validate_spec(spec)
         self.labels = labels
-        self.augment = augment
 
     def __len__(self) -> int:
         return len(self.records)
@@ -89,9 +86,22 @@ class PosterDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         img = load_pixels(self.source(i), self.spec)
-        if self.augment is not None:
-            img = self.augment(img)
         return normalise(img, self.spec["mean"], self.spec["std"]), self.labels[i], i
+
+
+class MemoryPosters(Dataset):
+    """Items: (image [3,H,W] uint8, target row, position), from pixels decoded once (training.pixels.load_uint8)."""
+
+    def __init__(self, pixels: torch.Tensor, labels: torch.Tensor):
+        if len(labels) != len(pixels):
+            raise ValueError(f"{len(labels)} labels for {len(pixels)} images")
+        self.pixels, self.labels = pixels, labels
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        return self.pixels[i], self.labels[i], i
 
 
 def quiet_worker(worker_id: int) -> None:

@@ -95,6 +95,7 @@ def export_base(
 
         config = {
             "arch": ARCH,
+            "neck": model.neck_kind,
             "embedding_dim": opts.embedding_dim,
             "width": opts.width,
             "height": opts.height,

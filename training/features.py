@@ -64,8 +64,6 @@ def cached_features(
     write: bool = True,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Features [len(dataset), 2048] in dataset order, and {"file", "hits", "computed", "backbone_sha256"}."""
-    if dataset.augment is not None:
-        raise ValueError("features are cached for unaugmented inputs only")
     sha = module_sha256(backbone)
     path = cache_file(cache_dir, sha, dataset.spec)
     stored: dict[str, torch.Tensor] = {}

@@ -17,11 +17,11 @@ from torch import nn
 from .calibrate import calibrate_batchnorm
 from .embed import resolve_checkpoint
 from .manifest import Record, image_source, select
-from .model import FEATURE_DIM, EmbeddingNet, build_model, load_backbone_weights, load_checkpoint
+from .model import ARCH, ARCHS, EmbeddingNet, build_model, load_backbone_weights, load_checkpoint
 from .preprocess import default_spec, validate_spec
 from .weights import resolve_weights, sha256_file
 
-DEFAULT_WIDTH, DEFAULT_HEIGHT, DEFAULT_EMBEDDING_DIM = 160, 240, 512
+DEFAULT_WIDTH, DEFAULT_HEIGHT, DEFAULT_EMBEDDING_DIM, DEFAULT_NECK = 160, 240, 512, "none"
 
 
 @dataclass
@@ -44,6 +44,8 @@ def initial_model(
     seed: int = 0,
     calibrate: int = 512,
     batch_size: int = 32,
+    arch: str | None = None,
+    neck: str | None = None,
     emit: Callable[..., None] = lambda *a, **k: None,
     log: Callable[[str], None] = lambda m: None,
 ) -> Initial:
@@ -57,11 +59,15 @@ def initial_model(
         if not path.is_file():
             raise ValueError(f"--init-from: no model.pt at {path}")
         net, config = load_checkpoint(path)
+        if arch and arch != net.arch:
+            raise ValueError(f"--arch {arch}: the init model is a {net.arch}")
+        if neck and neck != net.neck_kind:
+            raise ValueError(f"--neck {neck}: the init model's neck is {net.neck_kind!r}")
         spec = dict(validate_spec(config["preprocessing"]))
         spec["width"], spec["height"] = width or spec["width"], height or spec["height"]
         if embedding_dim and embedding_dim != net.embedding_dim:
             log(f"init model has a {net.embedding_dim}-d head; starting a new {embedding_dim}-d head")
-            net.head, net.embedding_dim = _new_head(embedding_dim, seed), embedding_dim
+            net.head, net.embedding_dim = _new_head(ARCHS[net.arch], embedding_dim, seed), embedding_dim
         onnx = Path(path).with_name("model.onnx")
         source = {
             "dir": str(Path(path).parent.resolve()),
@@ -72,7 +78,7 @@ def initial_model(
         return Initial(net, validate_spec(spec), "model", source)
 
     spec = default_spec(width or DEFAULT_WIDTH, height or DEFAULT_HEIGHT)
-    net = build_model(embedding_dim or DEFAULT_EMBEDDING_DIM, seed)
+    net = build_model(embedding_dim or DEFAULT_EMBEDDING_DIM, seed, arch or ARCH, neck or DEFAULT_NECK)
     if weights:
         log(f"verifying weights {weights}")
         load_backbone_weights(net, resolve_weights(weights, weights_sha256))
@@ -93,7 +99,7 @@ def initial_model(
     return Initial(net, spec, "random", {"seed": seed, "calibration_images": done})
 
 
-def _new_head(embedding_dim: int, seed: int) -> nn.Linear:
+def _new_head(features: int, embedding_dim: int, seed: int) -> nn.Linear:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return nn.Linear(FEATURE_DIM, embedding_dim)
+        return nn.Linear(features, embedding_dim)

@@ -73,13 +73,17 @@ def retrieval_metrics(
 
 
 def summary(metrics: dict) -> dict[str, float]:
-    """Flat macro/micro figures, e.g. {"recall@1_macro": 0.12, ...} (for progress lines and history)."""
-    return {
+    """Flat figures, e.g. {"recall@1_macro": 0.12, ..., "vote_map@5": 0.2, "vote_auc@5": 0.6, ...}
+    (for progress lines and history)."""
+    flat = {
         f"{name}_{avg}": value[avg]
         for name, value in metrics.items()
         if isinstance(value, dict) and "macro" in value
         for avg in ("macro", "micro")
     }
+    for k, vote in metrics.get("vote", {}).items():
+        flat[f"vote_map@{k[1:]}"], flat[f"vote_auc@{k[1:]}"] = vote["map"], vote["auc"]
+    return flat
 
 
 def _round(x: float) -> float:

@@ -13,35 +13,55 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-ARCH = "resnet50"
-FEATURE_DIM = 2048
+ARCH = "resnet50"  # the default backbone (the design, and what ImageNet weights fit)
+ARCHS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}  # torchvision ResNets: pooled feature size
 CHECKPOINT_FORMAT = "marquee-checkpoint/1"
 
 
+NECKS = ("none", "bn")
+
+
 class EmbeddingNet(nn.Module):
-    def __init__(self, embedding_dim: int = 512):
+    """``neck``: "bn" puts a BatchNorm over the pooled features before the head. Pooled ReLU features all
+    lie in the positive orthant, so without it every embedding starts in one narrow cone (cosines of
+    0.97 between any two posters) and a network trained from scratch barely leaves it."""
+
+    def __init__(self, embedding_dim: int = 512, arch: str = ARCH, neck: str = "none"):
         super().__init__()
-        backbone = torchvision.models.resnet50(weights=None)
-        backbone.fc = nn.Identity()  # forward() ends with avgpool + flatten -> [N, 2048]
+        if arch not in ARCHS:
+            raise ValueError(f"unsupported arch {arch!r}; expected one of {sorted(ARCHS)}")
+        if neck not in NECKS:
+            raise ValueError(f"unsupported neck {neck!r}; expected one of {list(NECKS)}")
+        backbone = getattr(torchvision.models, arch)(weights=None)
+        backbone.fc = nn.Identity()  # forward() ends with avgpool + flatten -> [N, features]
         self.backbone = backbone
-        self.head = nn.Linear(FEATURE_DIM, embedding_dim)
+        self.neck = nn.BatchNorm1d(ARCHS[arch]) if neck == "bn" else nn.Identity()
+        self.head = nn.Linear(ARCHS[arch], embedding_dim)
         self.embedding_dim = embedding_dim
+        self.arch = arch
+        self.neck_kind = neck
+        # The mean embedding of the training gallery, subtracted before the final normalisation. Training
+        # leaves it at zero (no effect); export sets it (see training.module.validation_metrics): the raw
+        # embeddings of a network trained on a few thousand posters share one dominant direction, which
+        # squeezes every cosine into a narrow band; centring spreads them and keeps the ranking.
+        self.register_buffer("centre", torch.zeros(embedding_dim))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.embed_features(self.backbone(image))
 
     def embed_features(self, features: torch.Tensor) -> torch.Tensor:
         """Pooled backbone features [N, 2048] -> unit embeddings [N, D] (the head-only training path)."""
-        return F.normalize(self.head(features), p=2.0, dim=1)
+        embedding = F.normalize(self.head(self.neck(features)), p=2.0, dim=1)
+        return F.normalize(embedding - self.centre, p=2.0, dim=1)
 
 
-def build_model(embedding_dim: int = 512, seed: int = 0) -> EmbeddingNet:
+def build_model(embedding_dim: int = 512, seed: int = 0, arch: str = ARCH, neck: str = "none") -> EmbeddingNet:
     """A randomly initialised model; the same seed gives the same parameters."""
     if embedding_dim < 1:
         raise ValueError(f"embedding_dim must be positive, got {embedding_dim}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = EmbeddingNet(embedding_dim)
+        model = EmbeddingNet(embedding_dim, arch, neck)
     return model
 
 
@@ -72,6 +92,13 @@ def load_backbone_weights(model: EmbeddingNet, path: str | os.PathLike) -> None:
         )
 
 
+def with_centre(state: Mapping[str, torch.Tensor], embedding_dim: int, prefix: str = "") -> dict[str, torch.Tensor]:
+    """A state dict from before the centring buffer existed gets a zero centre (what it computed then)."""
+    state = dict(state)
+    state.setdefault(f"{prefix}centre", torch.zeros(embedding_dim))
+    return state
+
+
 def save_checkpoint(model: EmbeddingNet, config: Mapping[str, Any], path: str | os.PathLike) -> None:
     """``config`` must hold everything needed to rebuild: arch, embedding_dim, preprocessing, ..."""
     torch.save(
@@ -86,9 +113,9 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[EmbeddingNet, dict[str, An
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
     config = ckpt["config"]
-    if config.get("arch") != ARCH:
+    if config.get("arch") not in ARCHS:
         raise ValueError(f"{path}: unsupported arch {config.get('arch')!r}")
-    model = EmbeddingNet(int(config["embedding_dim"]))
-    model.load_state_dict(ckpt["state_dict"], strict=True)
+    model = EmbeddingNet(int(config["embedding_dim"]), config["arch"], config.get("neck", "none"))
+    model.load_state_dict(with_centre(ckpt["state_dict"], model.embedding_dim), strict=True)
     model.eval()
     return model, config

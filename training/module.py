@@ -1,28 +1,40 @@
-"""The Lightning module: the embedding network trained with pytorch-metric-learning's ProxyAnchorLoss.
+"""The Lightning module: the embedding network trained with multi-label proxy-anchor loss.
 
 Modes: ``full`` trains the whole network on images (the backbone frozen during the first
 ``warmup_epochs``); ``head`` trains only the linear head on cached backbone features, the backbone
 stays frozen. Either way the proxies get their own AdamW parameter group at ``proxy_lr_multiplier``
-times the learning rate (the proxy-anchor authors' setting).
+times the learning rate (the proxy-anchor authors' setting), and with ``schedule: cosine`` every
+group's rate rises linearly over ``lr_warmup_epochs`` and then follows a cosine to zero.
 
-Validation embeds the ``val`` queries and the ``train`` gallery (dataloaders 0 and 1) and computes
-training.metrics on them; the result is left in ``val_metrics`` for the callbacks.
+Full mode may take uint8 batches (training.data.MemoryPosters): they are normalised after the
+transfer to the device and, in training only, passed through ``train_transform`` (a random crop
+and flip, at the training size).
+
+Validation embeds the ``val`` queries and the ``train`` gallery (dataloaders 0 and 1), centres both
+on the gallery's mean embedding (``val_centre``, what export puts in the network), and computes
+training.metrics and the genre vote's ranking figures (training.vote) on them; the result is left
+in ``val_metrics`` for the callbacks.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import math
+from typing import Any, Callable, Mapping, Sequence
 
 import lightning.pytorch as pl
 import torch
-from pytorch_metric_learning.losses import ProxyAnchorLoss
 from torch import nn
 
+from .losses import MultiLabelProxyAnchorLoss
 from .metrics import retrieval_metrics
 from .model import EmbeddingNet
+from .pixels import normalise_batch
+from .vote import multi_hot, vote_metrics, vote_scores
 
 MODES = ("full", "head")
+SCHEDULES = ("constant", "cosine")
 QUERIES, GALLERY = 0, 1
+VOTE_KS = (5, 10)  # the genre endpoint's default k, and 10
 CHECKPOINT_KEY = "marquee"  # the run configuration inside Lightning's checkpoint (what --resume rebuilds from)
 
 
@@ -32,11 +44,17 @@ class ProxyAnchorModule(pl.LightningModule):
         if hp["mode"] not in MODES:
             raise ValueError(f"mode must be one of {list(MODES)}, got {hp['mode']!r}")
         self.net = net
-        self.loss_fn = ProxyAnchorLoss(num_classes, net.embedding_dim, margin=hp["margin"], alpha=hp["alpha"])
+        self.loss_fn = MultiLabelProxyAnchorLoss(num_classes, net.embedding_dim, margin=hp["margin"], alpha=hp["alpha"])
         self.hp = dict(hp)
         self.backbone_frozen = False
-        self.val_labels: tuple[Sequence[str], Sequence[str]] = ((), ())  # (queries, gallery), set by the caller
+        # Set by the caller: single genres and genre lists of (queries, gallery), the spec that
+        # normalises uint8 batches, and the training-time transform of normalised image batches.
+        self.val_labels: tuple[Sequence[str], Sequence[str]] = ((), ())
+        self.val_genres: tuple[Sequence[Sequence[str]], Sequence[Sequence[str]]] = ((), ())
+        self.spec: Mapping[str, Any] | None = None
+        self.train_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.val_metrics: dict | None = None
+        self.val_centre: torch.Tensor | None = None
         self.run_config: dict[str, Any] = {}
         self._val_outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self._loss_sum: torch.Tensor | None = None
@@ -83,21 +101,30 @@ class ProxyAnchorModule(pl.LightningModule):
     # --- training ---------------------------------------------------------------------------
 
     def on_fit_start(self) -> None:
-        if self.device.type == "cuda":
+        if self.mode == "full":
+            # NHWC: oneDNN's fast convolutions on a CPU (1.6x in float32, more under bf16), cuDNN's on a GPU
             self.net.to(memory_format=torch.channels_last)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        x, targets, positions = batch
+        if x.dtype == torch.uint8:
+            if self.spec is None:
+                raise RuntimeError("uint8 image batches need the module's preprocessing spec")
+            x = normalise_batch(x, self.spec)
+            if self.trainer is not None and self.trainer.training and self.train_transform is not None:
+                x = self.train_transform(x)
+        return x, targets, positions
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Unit embeddings of images (full) or of pooled backbone features (head)."""
         if self.mode == "head":
             return self.net.embed_features(x)
-        if x.is_cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
+        return self.net(x.contiguous(memory_format=torch.channels_last))
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        x, labels, _ = batch
-        # float32 for the loss: under bf16 autocast the library would cast its proxies to bf16 in place.
-        loss = self.loss_fn(self.embed(x).float(), labels)
+        x, targets, _ = batch
+        # float32 for the loss, whatever the autocast precision of the network
+        loss = self.loss_fn(self.embed(x).float(), targets)
         detached = loss.detach()
         self._loss_sum = detached if self._loss_sum is None else self._loss_sum + detached
         self._loss_count += 1
@@ -108,10 +135,10 @@ class ProxyAnchorModule(pl.LightningModule):
         """Mean training loss of the current epoch so far (validation runs before on_train_epoch_end)."""
         return float(self._loss_sum) / self._loss_count if self._loss_count else None
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        trained = self.net.parameters() if self.mode == "full" else self.net.head.parameters()
+    def configure_optimizers(self):
+        trained = self.net.parameters() if self.mode == "full" else [*self.net.neck.parameters(), *self.net.head.parameters()]
         lr, proxy_lr = self.hp["lr"], self.hp["lr"] * self.hp["proxy_lr_multiplier"]
-        return torch.optim.AdamW(
+        optimizer = torch.optim.AdamW(
             [
                 {"params": list(trained), "name": "net"},
                 {"params": list(self.loss_fn.parameters()), "lr": proxy_lr, "name": "proxies"},
@@ -119,21 +146,37 @@ class ProxyAnchorModule(pl.LightningModule):
             lr=lr,
             weight_decay=self.hp["weight_decay"],
         )
+        if self.hp["schedule"] != "cosine":
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warm = min(total - 1, round(self.hp["lr_warmup_epochs"] * total / max(1, self.trainer.max_epochs)))
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, warm, total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     # --- validation -------------------------------------------------------------------------
 
+    def validates_in(self, epoch: int) -> bool:
+        """Whether validation runs after ``epoch`` (from 0): every ``val_every`` epochs, and after the last."""
+        last = self.trainer is not None and epoch + 1 >= self.trainer.max_epochs
+        return last or (epoch + 1) % max(1, self.hp["val_every"]) == 0
+
     def on_validation_epoch_start(self) -> None:
         self._val_outputs = {QUERIES: [], GALLERY: []}
+        self.val_metrics = None
 
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if not self.validates_in(self.current_epoch):
+            return  # the loop still walks the (in-memory) batches; nothing is embedded
         x, _, positions = batch
         self._val_outputs[dataloader_idx].append((self.embed(x).float(), positions))
 
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
+        if self.trainer.sanity_checking or not self.validates_in(self.current_epoch):
             return
         queries, gallery = (self._gather(i, len(self.val_labels[i])) for i in (QUERIES, GALLERY))
-        self.val_metrics = retrieval_metrics(queries, self.val_labels[QUERIES], gallery, self.val_labels[GALLERY])
+        self.val_centre = gallery.mean(dim=0)
+        queries, gallery = centred(queries, self.val_centre), centred(gallery, self.val_centre)
+        self.val_metrics = validation_metrics(queries, gallery, self.val_labels, self.val_genres)
         self._val_outputs = {}
 
     def _gather(self, loader: int, n: int) -> torch.Tensor:
@@ -147,6 +190,30 @@ class ProxyAnchorModule(pl.LightningModule):
         out = torch.zeros(n, emb.shape[1], dtype=emb.dtype, device=emb.device)
         out[pos] = emb
         return out.cpu()
+
+
+def centred(embeddings: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """What EmbeddingNet computes once its ``centre`` is set: validation scores the network as it will be exported."""
+    return torch.nn.functional.normalize(embeddings - centre, dim=1)
+
+
+def validation_metrics(queries: torch.Tensor, gallery: torch.Tensor, single, genres) -> dict:
+    """Single-genre retrieval figures, and ``vote``: the genre vote's mAP and AUC over all genres, per k."""
+    metrics = retrieval_metrics(queries, single[QUERIES], gallery, single[GALLERY])
+    classes = sorted({g for gs in genres[GALLERY] for g in gs})
+    gallery_targets = multi_hot(genres[GALLERY], classes)
+    query_targets = multi_hot(genres[QUERIES], classes)
+    metrics["vote"] = {
+        f"k{k}": vote_metrics(vote_scores(queries, gallery, gallery_targets, k), query_targets, classes) for k in VOTE_KS
+    }
+    return metrics
+
+
+def warmup_cosine(step: int, warm: int, total: int) -> float:
+    """Learning-rate factor: linear from 1/(warm+1) to 1 over ``warm`` steps, then a cosine down to 0 at ``total``."""
+    if step < warm:
+        return (step + 1) / (warm + 1)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
 
 
 def _batchnorms(module: nn.Module) -> list[nn.Module]:

@@ -25,19 +25,24 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, TensorDataset
 
 from . import events
-from .callbacks import BestEpoch, LastCheckpoint, ProgressEvents
-from .data import PosterDataset, class_names, label_indices, label_of, quiet_worker, split_records, training_augment
+from .callbacks import SCORE, BestEpoch, LastCheckpoint, ProgressEvents
+from .data import (
+    LABEL_FIELDS, MemoryPosters, PosterDataset, class_names, label_targets, labels_of, quiet_worker, split_records, unknown_labels,
+)  # fmt: skip
 from .export import MODEL_FORMAT, _check_destination, _publish
 from .features import cached_features, default_cache_dir
 from .initial import initial_model
 from .manifest import read_manifest
-from .model import ARCH, EmbeddingNet, save_checkpoint
-from .module import CHECKPOINT_KEY, ProxyAnchorModule
+from .model import ARCHS, EmbeddingNet, save_checkpoint, with_centre
+from .module import CHECKPOINT_KEY, SCHEDULES, ProxyAnchorModule
 from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, verify_onnx
+from .pixels import BatchAugment, load_uint8, resize_batch
+from .recipes import RECIPE_KEYS, recipe_name, resolve_recipe
 from .weights import sha256_file
 
 VERIFY_IMAGES = 3
 OUTPUT_FILES = ("model.onnx", "model.pt", "model.json", "metrics.json", "last.ckpt")
+MEMORY_LIMIT_BYTES = 4 << 30  # decoded train + val posters held in memory up to this; else decoded per batch
 
 
 class TrainError(RuntimeError):
@@ -46,29 +51,41 @@ class TrainError(RuntimeError):
 
 @dataclass
 class TrainOptions:
+    """Recipe fields left at None take the recipe's value (training.recipes); the rest are run options."""
+
     manifest: str
     out: str
-    mode: str = "full"
-    epochs: int | None = None  # None: 20, or the resumed checkpoint's
-    batch_size: int = 32
-    lr: float = 1e-4
-    proxy_lr_multiplier: float = 100.0
-    weight_decay: float = 1e-4
-    warmup_epochs: int = 1
-    grad_clip: float = 10.0
-    grad_clip_algorithm: str = "value"
+    recipe: str = "auto"  # auto: "paper" on CUDA, "cpu" on a CPU
+    mode: str | None = None
+    epochs: int | None = None  # None: the recipe's, or the resumed checkpoint's
+    batch_size: int | None = None
+    lr: float | None = None
+    proxy_lr_multiplier: float | None = None
+    weight_decay: float | None = None
+    warmup_epochs: int | None = None
+    schedule: str | None = None
+    lr_warmup_epochs: float | None = None
+    grad_clip: float | None = None
+    grad_clip_algorithm: str | None = None
     embedding_dim: int | None = None
-    margin: float = 0.1
-    alpha: float = 32.0
-    labels: str = "single_genre"
-    freeze_bn: bool = False
-    augment: bool = True
-    crop_scale: float = 0.7
+    margin: float | None = None
+    alpha: float | None = None
+    labels: str | None = None
+    freeze_bn: bool | None = None
+    augment: bool | None = None
+    crop_scale: float | None = None
+    train_width: int | None = None
+    train_height: int | None = None
+    val_every: int | None = None
+    arch: str | None = None
+    neck: str | None = None
+    precision: str = "auto"
+    data: str = "auto"
     init_from: str | None = None
     weights: str | None = None
     weights_sha256: str | None = None
     calibrate: int = 512
-    seed: int = 0
+    seed: int | None = None
     width: int | None = None
     height: int | None = None
     resume: str | None = None
@@ -81,13 +98,6 @@ class TrainOptions:
     force: bool = False
 
 
-# Recipe options stored in the checkpoint; a resumed run takes them from there.
-RECIPE_KEYS = (
-    "mode", "batch_size", "lr", "proxy_lr_multiplier", "weight_decay", "warmup_epochs", "grad_clip",
-    "grad_clip_algorithm", "margin", "alpha", "labels", "freeze_bn", "augment", "crop_scale", "seed",
-)  # fmt: skip
-DEFAULT_EPOCHS = 20
-
 
 @dataclass
 class _Start:
@@ -99,6 +109,8 @@ class _Start:
     init: dict[str, Any]  # {"kind": ..., "source": ...}
     hp: dict[str, Any]  # RECIPE_KEYS
     epochs: int
+    recipe: str
+    accelerator: str
     epochs_done: int = 0
 
 
@@ -117,20 +129,23 @@ def train(
     train_recs, val_recs = split_records(records, "train"), split_records(records, "val")
     if not val_recs:
         raise TrainError(f"{opts.manifest}: no 'val' records to select the best epoch on")
-    start = _resume(opts, log) if opts.resume else _fresh(opts, train_recs, emit, log)
+    accelerator = _accelerator(opts.device)
+    start = _resume(opts, accelerator, log) if opts.resume else _fresh(opts, accelerator, train_recs, emit, log)
     hp, spec = start.hp, start.spec
+    start.net.centre.zero_()  # trained uncentred (an init model's centre is its own); set anew from the best epoch
     if len(train_recs) < hp["batch_size"]:
         raise TrainError(f"{len(train_recs)} train posters: fewer than one batch of {hp['batch_size']}")
-    train_labels = label_indices(train_recs, start.classes, hp["labels"])
-    if (train_labels < 0).any():
+    if unknown_labels(train_recs, start.classes, hp["labels"]):
         raise TrainError("the manifest's train labels differ from the checkpoint's classes")
-    val_labels = label_indices(val_recs, start.classes, hp["labels"])
+    train_labels = label_targets(train_recs, start.classes, hp["labels"])
+    val_labels = label_targets(val_recs, start.classes, hp["labels"])
 
-    accelerator = _accelerator(opts.device)
     on_gpu = accelerator == "cuda"
+    precision = _precision(opts.precision, on_gpu)
     workers = opts.workers if opts.workers is not None else _default_workers(on_gpu)
     config = {
-        "arch": ARCH,
+        "arch": start.net.arch,
+        "neck": start.net.neck_kind,
         "embedding_dim": start.net.embedding_dim,
         "width": spec["width"],
         "height": spec["height"],
@@ -144,7 +159,9 @@ def train(
     emit(
         "start", out=str(out), mode=hp["mode"], epochs=start.epochs, width=spec["width"], height=spec["height"],
         embedding_dim=start.net.embedding_dim, train=len(train_recs), val=len(val_recs), classes=len(start.classes),
-        init=start.init["kind"], device=accelerator, resume=opts.resume,
+        init=start.init["kind"], device=accelerator, resume=opts.resume, recipe=start.recipe, labels=hp["labels"],
+        precision=precision, arch=start.net.arch,
+        train_width=hp["train_width"] or spec["width"], train_height=hp["train_height"] or spec["height"],
     )  # fmt: skip
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -154,13 +171,17 @@ def train(
         pl.seed_everything(hp["seed"] + start.epochs_done, workers=True, verbose=False)
         module = ProxyAnchorModule(start.net, len(start.classes), hp)
         module.run_config = config
-        module.val_labels = tuple([label_of(r, hp["labels"]) for r in recs] for recs in (val_recs, train_recs))
+        module.val_labels = tuple([r.single_genre for r in recs] for recs in (val_recs, train_recs))
+        module.val_genres = tuple([labels_of(r, "genres") for r in recs] for recs in (val_recs, train_recs))
+        module.spec = spec
+        module.train_transform = _train_transform(hp, spec)
         data = _Data(spec, train_recs, val_recs, train_labels, val_labels, workers, on_gpu)
-        datasets = _datasets(hp, module, data, opts.cache_dir, emit, log)
-        loaders = _loaders(datasets, hp["batch_size"], workers if hp["mode"] == "full" else 0, on_gpu)
+        datasets = _datasets(hp, module, data, opts.data, opts.cache_dir, emit, log)
+        in_memory = isinstance(datasets["train"], MemoryPosters)
+        loaders = _loaders(datasets, hp["batch_size"], workers if hp["mode"] == "full" and not in_memory else 0, on_gpu)
         best = BestEpoch()
         callbacks = [ProgressEvents(emit, opts.progress_interval), best, LastCheckpoint(tmp / "last.ckpt")]
-        trainer = _trainer(hp, accelerator, start.epochs, opts.limit_batches, callbacks, tmp)
+        trainer = _trainer(hp, accelerator, precision, start.epochs, opts.limit_batches, callbacks, tmp)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the frozen backbone
@@ -172,11 +193,14 @@ def train(
             raise TrainError("no validation ran, so there is no best epoch to export")
 
         net = module.net.to("cpu", dtype=torch.float32, memory_format=torch.contiguous_format)
-        net.load_state_dict(best.net_state, strict=False)  # head mode keeps only the head's weights
+        net.load_state_dict(best.net_state, strict=False)  # head mode keeps only the neck's and head's weights
+        net.centre.copy_(best.centre)
         net.eval()
-        log(f"best epoch {best.epoch}: val macro Recall@1 {best.score:.4f}")
+        log(f"best epoch {best.epoch}: val {SCORE} {best.score:.4f}")
         run = {
-            "precision": _precision(on_gpu),
+            "recipe": start.recipe,
+            "precision": precision,
+            "data": "memory" if in_memory else "disk",
             "limit_batches": opts.limit_batches,
             "manifest": os.path.abspath(opts.manifest),
             "manifest_sha256": sha256_file(opts.manifest),
@@ -194,21 +218,28 @@ def train(
     return out
 
 
-def _fresh(opts: TrainOptions, train_recs, emit, log) -> _Start:
-    hp = {k: getattr(opts, k) for k in RECIPE_KEYS}
+def _fresh(opts: TrainOptions, accelerator: str, train_recs, emit, log) -> _Start:
+    try:
+        recipe = recipe_name(opts.recipe, accelerator == "cuda")
+    except ValueError as e:
+        raise TrainError(str(e)) from None
+    hp, epochs = resolve_recipe(recipe, {k: getattr(opts, k) for k in (*RECIPE_KEYS, "epochs")})
     _check_recipe(hp)
+    if opts.arch is not None and opts.arch not in ARCHS:
+        raise TrainError(f"--arch must be one of {sorted(ARCHS)}, got {opts.arch!r}")
     pl.seed_everything(hp["seed"], workers=True, verbose=False)
     initial = initial_model(
         train=train_recs, init_from=opts.init_from, weights=opts.weights, weights_sha256=opts.weights_sha256,
         width=opts.width, height=opts.height, embedding_dim=opts.embedding_dim, seed=hp["seed"],
-        calibrate=opts.calibrate, batch_size=hp["batch_size"], emit=emit, log=log,
+        calibrate=opts.calibrate, batch_size=hp["batch_size"], arch=opts.arch, neck=opts.neck, emit=emit, log=log,
     )  # fmt: skip
     init = {"kind": initial.kind, "source": initial.source}
     classes = class_names(train_recs, hp["labels"])
-    return _Start(initial.net, initial.spec, classes, init, hp, opts.epochs or DEFAULT_EPOCHS)
+    log(f"recipe {recipe}: " + ", ".join(f"{k}={hp[k]}" for k in RECIPE_KEYS) + f", epochs={epochs}")
+    return _Start(initial.net, initial.spec, classes, init, hp, epochs, recipe, accelerator)
 
 
-def _resume(opts: TrainOptions, log) -> _Start:
+def _resume(opts: TrainOptions, accelerator: str, log) -> _Start:
     if not os.path.isfile(opts.resume):
         raise TrainError(f"--resume: no such checkpoint {opts.resume}")
     ckpt = torch.load(opts.resume, map_location="cpu", weights_only=False)  # Lightning's format, written by us
@@ -219,20 +250,20 @@ def _resume(opts: TrainOptions, log) -> _Start:
     epochs = opts.epochs or config["epochs"]
     if epochs <= done:
         raise TrainError(f"--resume: {done} epochs already done; pass --epochs above that")
-    net = EmbeddingNet(config["embedding_dim"])
-    net.load_state_dict({k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")})
+    net = EmbeddingNet(config["embedding_dim"], config["arch"], config.get("neck", "none"))
+    net.load_state_dict(with_centre({k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}, net.embedding_dim))
     log(f"resuming {opts.resume} ({done} epochs done) up to epoch {epochs}")
     init = {"kind": config["init"], "source": config["init_source"]}
     hp = {k: config[k] for k in RECIPE_KEYS}
-    return _Start(net, config["preprocessing"], config["classes"], init, hp, epochs, done)
+    return _Start(net, config["preprocessing"], config["classes"], init, hp, epochs, config["recipe"], accelerator, done)
 
 
-def _trainer(hp, accelerator: str, epochs: int, limit_batches: int | None, callbacks, root: Path) -> pl.Trainer:
+def _trainer(hp, accelerator: str, precision: str, epochs: int, limit_batches, callbacks, root: Path) -> pl.Trainer:
     return pl.Trainer(
         accelerator=accelerator,
         devices="auto",
         strategy=_strategy(hp, accelerator),
-        precision=_precision(accelerator == "cuda"),
+        precision=precision,
         max_epochs=epochs,
         limit_train_batches=limit_batches,
         gradient_clip_val=hp["grad_clip"] or None,
@@ -247,8 +278,20 @@ def _trainer(hp, accelerator: str, epochs: int, limit_batches: int | None, callb
     )
 
 
-def _precision(on_gpu: bool) -> str:
-    return "bf16-mixed" if on_gpu else "32-true"
+def _precision(choice: str, on_gpu: bool) -> str:
+    """auto: bf16 autocast on CUDA, and on a CPU whose oneDNN has bf16 kernels (AVX-512 BF16, AMX); else float32."""
+    if choice not in ("auto", "32", "bf16"):
+        raise TrainError(f"--precision must be auto, 32 or bf16, got {choice!r}")
+    if choice == "auto":
+        choice = "bf16" if on_gpu or _cpu_has_bf16() else "32"
+    return "bf16-mixed" if choice == "bf16" else "32-true"
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _check_recipe(hp: dict[str, Any]) -> None:
@@ -258,8 +301,12 @@ def _check_recipe(hp: dict[str, Any]) -> None:
         raise TrainError(f"--grad-clip-algorithm must be value or norm, got {hp['grad_clip_algorithm']!r}")
     if not 0 < hp["crop_scale"] <= 1:
         raise TrainError(f"--crop-scale must be in (0, 1], got {hp['crop_scale']}")
-    if hp["labels"] != "single_genre":
-        raise TrainError(f"--labels: only single_genre is supported, got {hp['labels']!r}")
+    if hp["labels"] not in LABEL_FIELDS:
+        raise TrainError(f"--labels must be one of {list(LABEL_FIELDS)}, got {hp['labels']!r}")
+    if hp["schedule"] not in SCHEDULES:
+        raise TrainError(f"--schedule must be one of {list(SCHEDULES)}, got {hp['schedule']!r}")
+    if (hp["train_width"] is None) != (hp["train_height"] is None):
+        raise TrainError("--train-width and --train-height go together")
 
 
 @dataclass
@@ -273,24 +320,37 @@ class _Data:
     on_gpu: bool
 
 
-def _datasets(hp, module, d: _Data, cache_dir, emit, log) -> dict[str, Any]:
+def _datasets(hp, module, d: _Data, data: str, cache_dir, emit, log) -> dict[str, Any]:
     """train, val (queries), gallery (train, unaugmented) and verify (a few val images for the ONNX check).
 
-    In head mode train/val/gallery hold cached backbone features instead of images.
+    Full mode: decoded posters in memory (uint8, augmented per batch on the device) when they fit in
+    MEMORY_LIMIT_BYTES or ``data`` is "memory", else decoded from disk per item. Head mode: cached
+    backbone features instead of images.
     """
     spec, train_recs, val_recs, train_labels, val_labels = d.spec, d.train, d.val, d.train_labels, d.val_labels
-    eval_train = PosterDataset(train_recs, spec, train_labels)
-    eval_val = PosterDataset(val_recs, spec, val_labels)
     verify = PosterDataset(val_recs[:VERIFY_IMAGES], spec, val_labels[:VERIFY_IMAGES])
+    if data not in ("auto", "memory", "disk"):
+        raise TrainError(f"--data must be auto, memory or disk, got {data!r}")
     if hp["mode"] == "full":
-        augment = training_augment(spec["width"], spec["height"], hp["crop_scale"]) if hp["augment"] else None
-        train_ds = PosterDataset(train_recs, spec, train_labels, augment)
-        return {"train": train_ds, "val": eval_val, "gallery": eval_train, "verify": verify}
+        need = (len(train_recs) + len(val_recs)) * 3 * spec["width"] * spec["height"]
+        if data == "memory" or (data == "auto" and need <= MEMORY_LIMIT_BYTES):
+            log(f"decoding {len(train_recs) + len(val_recs)} posters into memory ({need / 2**20:.0f} MiB)")
+            decoded = {}
+            for name, recs in (("train", train_recs), ("val", val_recs)):
+                decoded[name] = load_uint8(
+                    recs, spec, lambda done, total, name=name: emit("decode", split=name, done=done, total=total)
+                )
+            train_ds = MemoryPosters(decoded["train"], train_labels)
+            return {"train": train_ds, "val": MemoryPosters(decoded["val"], val_labels), "gallery": train_ds,
+                    "verify": verify}  # fmt: skip
+        eval_train = PosterDataset(train_recs, spec, train_labels)
+        return {"train": eval_train, "val": PosterDataset(val_recs, spec, val_labels), "gallery": eval_train,
+                "verify": verify}  # fmt: skip
 
     features = {}
-    for name, ds in (("train", eval_train), ("val", eval_val)):
+    for name, recs, labels in (("train", train_recs, train_labels), ("val", val_recs, val_labels)):
         features[name], info = cached_features(
-            module.net.backbone, ds, cache_dir or default_cache_dir(),
+            module.net.backbone, PosterDataset(recs, spec, labels), cache_dir or default_cache_dir(),
             batch_size=max(hp["batch_size"], 64), workers=d.workers, device="cuda" if d.on_gpu else "cpu",
             on_progress=lambda d, t, r, name=name: emit("features", split=name, done=d, total=t, img_per_s=round(r, 2)),
             write=rank_zero_only.rank == 0,
@@ -299,6 +359,18 @@ def _datasets(hp, module, d: _Data, cache_dir, emit, log) -> dict[str, Any]:
     train_ds = TensorDataset(features["train"], train_labels, torch.arange(len(train_labels)))
     val_ds = TensorDataset(features["val"], val_labels, torch.arange(len(val_labels)))
     return {"train": train_ds, "val": val_ds, "gallery": train_ds, "verify": verify}
+
+
+def _train_transform(hp, spec) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """Full mode: what a normalised training batch goes through (random crop and flip, at the training size)."""
+    if hp["mode"] != "full":
+        return None
+    width, height = hp["train_width"] or spec["width"], hp["train_height"] or spec["height"]
+    if hp["augment"]:
+        return BatchAugment(width, height, (hp["crop_scale"], 1.0), seed=hp["seed"])
+    if (width, height) == (spec["width"], spec["height"]):
+        return None
+    return lambda x: resize_batch(x, width, height)
 
 
 def _loaders(datasets, batch_size: int, workers: int, on_gpu: bool) -> tuple[DataLoader, DataLoader, DataLoader]:
@@ -328,7 +400,8 @@ def _write_outputs(tmp: Path, net, config, best, verify, run, opset, t0, emit, l
     training.update(epochs=config["epochs"], best_epoch=best.epoch, **run, seconds=round(time.monotonic() - t0, 1))
     meta = {
         "format": MODEL_FORMAT,
-        "arch": ARCH,
+        "arch": net.arch,
+        "neck": net.neck_kind,
         "embedding_dim": net.embedding_dim,
         "input": {"name": INPUT_NAME, "width": config["width"], "height": config["height"]},
         "output": {"name": OUTPUT_NAME},

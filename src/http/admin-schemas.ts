@@ -5,22 +5,38 @@ const positiveNumber = (description: string) => Type.Optional(Type.Number({ excl
 
 export const RetrainBody = Type.Object(
   {
-    mode: Type.Optional(Type.Union([Type.Literal('head'), Type.Literal('full')], {
-      description: 'head: backbone frozen, features cached (fast on CPU); full: the whole network (the paper). Default: full on CUDA, head on CPU',
+    recipe: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('cpu'), Type.Literal('paper')], {
+      description:
+        "Named defaults for the options below (training/recipes.py). cpu: the whole network on a CPU in under 90 minutes " +
+        '(96x144 crops, bf16, lr 2e-3 cosine, 40 epochs); paper: the paper\'s (lr 1e-4, 20 epochs; for a GPU and ImageNet weights). Default auto: paper on CUDA, cpu otherwise',
     })),
-    init: Type.Optional(Type.Union([Type.Literal('active'), Type.Literal('random')], { description: 'Start from the active model (default) or a random initialisation' })),
-    epochs: positiveInt('Epochs (default 20)', 1000),
+    mode: Type.Optional(Type.Union([Type.Literal('head'), Type.Literal('full')], {
+      description: "full: the whole network (default); head: backbone frozen, features cached, only the head trains (minutes on a CPU)",
+    })),
+    labels: Type.Optional(Type.Union([Type.Literal('genres'), Type.Literal('single_genre')], {
+      description: 'genres: a poster is a positive of every one of its genres (multi-label; default); single_genre: of its first only',
+    })),
+    init: Type.Optional(Type.Union([Type.Literal('active'), Type.Literal('random')], { description: 'Start from the active model (default; random when it has no checkpoint) or a random initialisation' })),
+    arch: Type.Optional(Type.Union([Type.Literal('resnet50'), Type.Literal('resnet34'), Type.Literal('resnet18')], {
+      description: 'With init random: the torchvision ResNet (default resnet50)',
+    })),
+    epochs: positiveInt("Epochs (default: the recipe's)", 1000),
     batch_size: positiveInt('Batch size (default 32)', 4096),
-    lr: positiveNumber('AdamW learning rate (default 1e-4)'),
-    proxy_lr_multiplier: positiveNumber("The proxies' learning rate as a multiple of lr (default 100)"),
+    lr: positiveNumber("AdamW learning rate (default: the recipe's)"),
+    proxy_lr_multiplier: positiveNumber("The proxies' learning rate as a multiple of lr"),
     weight_decay: Type.Optional(Type.Number({ minimum: 0, description: 'AdamW weight decay' })),
     warmup_epochs: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: 'Epochs with the backbone frozen first' })),
+    schedule: Type.Optional(Type.Union([Type.Literal('constant'), Type.Literal('cosine')], { description: 'Learning-rate schedule' })),
+    crop_scale: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'Smallest area fraction of the random crop' })),
     grad_clip: positiveNumber('Gradient clipping threshold'),
     margin: positiveNumber('Proxy-anchor margin (default 0.1)'),
     alpha: positiveNumber('Proxy-anchor alpha (default 32)'),
     embedding_dim: positiveInt('Embedding size (default: the active model’s)', 4096),
-    width: positiveInt('Input width in pixels (default: the active model’s)', 1024),
-    height: positiveInt('Input height in pixels (default: the active model’s)', 1024),
+    width: positiveInt('Model input width in pixels (default: the active model’s)', 1024),
+    height: positiveInt('Model input height in pixels (default: the active model’s)', 1024),
+    train_width: positiveInt("Training crop width (default: the recipe's, else the model's)", 1024),
+    train_height: positiveInt('Training crop height', 1024),
+    val_every: positiveInt("Validate every N epochs and after the last (default: the recipe's)", 1000),
     seed: Type.Optional(Type.Integer({ minimum: 0, description: 'Random seed' })),
     limit_batches: positiveInt('Stop each epoch after this many batches (for quick trials)'),
     force: Type.Optional(Type.Boolean({ description: 'Activate even if not better than the active model on val' })),

@@ -2,7 +2,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { renderInputs, writeManifest } from '../catalog/manifest.js';
 import { ApiError } from '../errors.js';
-import { defaultSpec } from '../model/preprocess.js';
+import { defaultSpec, type PreprocessingSpec } from '../model/preprocess.js';
 import { ensurePython, runTraining, type TrainingEvent } from '../model/python.js';
 import { registerModelDir } from '../model/registration.js';
 import type { Embedder } from '../model/embedder.js';
@@ -14,33 +14,13 @@ import type { Services } from '../service/startup.js';
 import { JobConflictError, type Job, type JobState, type JobStore } from '../state/jobs.js';
 import type { ModelVersion } from '../state/models.js';
 import { compareOnValidation } from './gate.js';
+import { RetrainBody } from '../http/admin-schemas.js';
 
-/** What a retrain may override; everything else is the training package's default (the paper's recipe). */
-export interface RetrainParams {
-  mode?: 'head' | 'full';
-  init?: 'active' | 'random';
-  epochs?: number;
-  batch_size?: number;
-  lr?: number;
-  proxy_lr_multiplier?: number;
-  weight_decay?: number;
-  warmup_epochs?: number;
-  grad_clip?: number;
-  margin?: number;
-  alpha?: number;
-  embedding_dim?: number;
-  width?: number;
-  height?: number;
-  seed?: number;
-  limit_batches?: number;
-  /** Activate even when the candidate is not better on validation. */
-  force?: boolean;
-}
+/** What a retrain may override (the API's JSON body); everything else is the training package's recipe. */
+export type RetrainParams = RetrainBody;
 
-const TRAINING_FLAGS = [
-  'mode', 'epochs', 'batch_size', 'lr', 'proxy_lr_multiplier', 'weight_decay', 'warmup_epochs', 'grad_clip',
-  'margin', 'alpha', 'embedding_dim', 'width', 'height', 'seed', 'limit_batches',
-] as const;
+/** Fields passed to `python -m training train` as flags; `init` and `force` are the server's own. */
+const TRAINING_FLAGS = Object.keys(RetrainBody.properties).filter((key) => key !== 'init' && key !== 'force') as (keyof RetrainParams)[];
 
 class JobCancelled extends Error {}
 
@@ -134,7 +114,7 @@ export class RetrainRunner {
       this.set(id, 'training');
       const out = join(work, 'model');
       const python = ensurePython(config.python, log);
-      await runTraining(python, this.trainingArgs(params, manifest, out, active), (event) => this.onEvent(id, event), signal, (text) => {
+      await runTraining(python, this.trainingArgs(params, manifest, out, active, spec), (event) => this.onEvent(id, event), signal, (text) => {
         this.logTail = (this.logTail + text).slice(-4000);
       });
       signal.throwIfAborted();
@@ -152,7 +132,7 @@ export class RetrainRunner {
         this.set(id, 'rejected', {
           metrics,
           modelVersion: candidate.version,
-          error: `not activated: macro Recall@1 on val ${verdict.candidateScore.toFixed(4)} does not beat the active model's ${verdict.activeScore.toFixed(4)}`,
+          error: `not activated: ${verdict.metric} on val ${verdict.candidateScore.toFixed(4)} does not beat the active model's ${verdict.activeScore.toFixed(4)}`,
         });
         return;
       }
@@ -180,11 +160,13 @@ export class RetrainRunner {
     }
   }
 
-  private trainingArgs(params: RetrainParams, manifest: string, out: string, active: ModelVersion): string[] {
-    const args = ['train', '--manifest', manifest, '--out', out];
-    const mode = params.mode ?? (this.runtime?.peek()?.embedder.provider === 'cuda' ? 'full' : 'head');
+  private trainingArgs(params: RetrainParams, manifest: string, out: string, active: ModelVersion, spec: PreprocessingSpec): string[] {
+    // The model's input size is always the rendered inputs' (so training reads exactly what serving sees),
+    // also when a model without a checkpoint (e.g. the shipped default) makes this a random start.
+    const args = ['train', '--manifest', manifest, '--out', out, '--width', String(spec.width), '--height', String(spec.height)];
     for (const key of TRAINING_FLAGS) {
-      const value = key === 'mode' ? mode : params[key];
+      if (key === 'width' || key === 'height') continue;
+      const value = params[key];
       if (value !== undefined) args.push(`--${key.replaceAll('_', '-')}`, String(value));
     }
     if ((params.init ?? 'active') === 'active' && active.checkpointPath) {

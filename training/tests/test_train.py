@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from training.cli import main
-from training.data import PosterDataset, class_names, label_indices, split_records
+from training.data import PosterDataset, class_names, split_records
 from training.manifest import read_manifest
 from training.model import build_model, load_checkpoint
 from training.onnx_export import onnx_embed
@@ -29,7 +29,7 @@ def events_of(stdout: str) -> list[dict]:
 
 def val_batch(manifest, spec, n=4) -> torch.Tensor:
     val = split_records(read_manifest(manifest), "val")[:n]
-    ds = PosterDataset(val, spec, torch.zeros(len(val), dtype=torch.int64))
+    ds = PosterDataset(val, spec, torch.zeros(len(val), 1))
     return torch.stack([ds[i][0] for i in range(len(ds))])
 
 
@@ -54,7 +54,7 @@ def head_run(tmp_path_factory, train_manifest, exported):
     out = tmp_path_factory.mktemp("head") / "model"
     cache = tmp_path_factory.mktemp("features")
     proc = run_cli("train", "--manifest", str(train_manifest), "--out", str(out), "--init-from", str(base),
-                   "--mode", "head", "--epochs", "2", "--cache-dir", str(cache), *TINY)  # fmt: skip
+                   "--mode", "head", "--epochs", "2", "--val-every", "1", "--cache-dir", str(cache), *TINY)  # fmt: skip
     return out, events_of(proc.stdout), proc.stderr, cache
 
 
@@ -67,17 +67,19 @@ def test_head_run_writes_every_output_with_onnx_parity(head_run, train_manifest,
     assert meta["input"] == {"name": "image", "width": SMALL_W, "height": SMALL_H}
     assert meta["output"] == {"name": "embedding"} and meta["embedding_dim"] == 32
     assert meta["preprocessing"] == default_spec(SMALL_W, SMALL_H)
-    assert meta["labels"] == {"field": "single_genre", "classes": class_names(split_records(records, "train"))}
+    assert meta["labels"] == {"field": "genres", "classes": class_names(split_records(records, "train"))}
     assert meta["training"]["images"] == {"train": 40, "val": 8}
     assert meta["training"]["proxy_lr_multiplier"] == 100.0 and meta["training"]["epochs"] == 2
     assert metrics["split"] == "val" and metrics["gallery_split"] == "train" and metrics["queries"] == 8
     assert metrics["epoch"] == meta["training"]["best_epoch"] == events[-1]["best_epoch"]
     assert {k: v for k, v in metrics.items() if k != "history"} == meta["metrics"]
     assert [h["epoch"] for h in metrics["history"]] == [1, 2]
-    best = max(metrics["history"], key=lambda h: (h["recall@1_macro"], -h["epoch"]))
+    best = max(metrics["history"], key=lambda h: (h["vote_map@5"], -h["epoch"]))
     assert best["epoch"] == metrics["epoch"]
     for name in ("recall@1", "recall@3", "recall@8", "majority@1", "majority@3", "majority@5"):
         assert set(metrics[name]) == {"micro", "macro", "per_genre"}
+    assert set(metrics["vote"]) == {"k5", "k10"} and 0 <= metrics["vote"]["k5"]["map"] <= 1
+    assert set(metrics["vote"]["k10"]["per_genre"]["Drama"]) == {"ap", "auc", "positives"}
 
 
 def test_head_run_events_and_backbone_untouched(head_run, exported):
@@ -108,7 +110,7 @@ def test_head_features_are_cached(head_run):
 
 def test_full_run_random_init_with_warmup(tmp_path, train_manifest):
     got = []
-    opts = TrainOptions(manifest=str(train_manifest), out=str(tmp_path / "full"), mode="full", epochs=2,
+    opts = TrainOptions(manifest=str(train_manifest), out=str(tmp_path / "full"), recipe="paper", mode="full", epochs=2,
                         warmup_epochs=1, batch_size=8, limit_batches=1, width=SMALL_W, height=SMALL_H,
                         embedding_dim=16, calibrate=8, workers=0, progress_interval=0)  # fmt: skip
     out = train(opts, emit=lambda event, **f: got.append({"event": event, **f}), log=lambda m: None)
@@ -124,6 +126,27 @@ def test_full_run_random_init_with_warmup(tmp_path, train_manifest):
     assert last["marquee"]["mode"] == "full" and last["marquee"]["classes"] == meta["labels"]["classes"]
     model, _ = load_checkpoint(out / "model.pt")
     assert torch.equal(model.backbone.conv1.weight, init) == (metrics["epoch"] == 1)
+
+
+def test_cpu_recipe_trains_the_whole_network_and_its_loss_falls(tmp_path, train_manifest):
+    """The CPU recipe on a small catalog: posters in memory, reduced training crops, bf16 where the CPU has it,
+    multi-label proxy-anchor loss; the loss falls, the network (not just the head) changes, outputs are written."""
+    got = []
+    opts = TrainOptions(manifest=str(train_manifest), out=str(tmp_path / "cpu"), recipe="cpu", epochs=6, batch_size=8,
+                        width=SMALL_W, height=SMALL_H, train_width=48, train_height=72, val_every=3, crop_scale=0.9,
+                        embedding_dim=16, calibrate=8, workers=0, progress_interval=0)  # fmt: skip
+    out = train(opts, emit=lambda event, **f: got.append({"event": event, **f}), log=lambda m: None)
+    meta, metrics = check_outputs(out, train_manifest, 16)
+    start = next(e for e in got if e["event"] == "start")
+    assert (start["recipe"], start["labels"], start["train_width"], start["train_height"]) == ("cpu", "genres", 48, 72)
+    assert meta["training"]["recipe"] == "cpu" and meta["training"]["data"] == "memory"
+    assert meta["training"]["schedule"] == "cosine" and meta["input"]["width"] == SMALL_W  # served at its own size
+    assert [e["epoch"] for e in got if e["event"] == "validation"] == [3, 6]
+    losses = [e["loss"] for e in got if e["event"] == "validation"]
+    assert losses[-1] < losses[0], losses
+    model, _ = load_checkpoint(out / "model.pt")
+    assert not torch.equal(model.backbone.conv1.weight, build_model(16, seed=0).backbone.conv1.weight)
+    assert model.centre.norm() > 0  # centred on the train gallery's mean embedding
 
 
 def test_resume_continues_from_last_ckpt(head_run, train_manifest, tmp_path):

@@ -1,17 +1,20 @@
+import math
+
 import pytest
 import torch
-from pytorch_metric_learning.losses import ProxyAnchorLoss
 
+from training.losses import MultiLabelProxyAnchorLoss
 from training.model import build_model
-from training.module import ProxyAnchorModule
-from training.train import RECIPE_KEYS, TrainOptions
+from training.module import ProxyAnchorModule, warmup_cosine
+from training.preprocess import default_spec
+from training.recipes import RECIPES, recipe_name, resolve_recipe
+from training.train import TrainOptions
 
 NUM_CLASSES = 5
 
 
-def recipe(**change):
-    opts = TrainOptions(manifest="unused", out="unused")
-    return {**{k: getattr(opts, k) for k in RECIPE_KEYS}, **change}
+def recipe(name="paper", **change):
+    return {**resolve_recipe(name, {})[0], **change}
 
 
 def make(**change) -> ProxyAnchorModule:
@@ -20,20 +23,60 @@ def make(**change) -> ProxyAnchorModule:
 
 def batch(n=4):
     g = torch.Generator().manual_seed(0)
-    return torch.randn(n, 3, 32, 32, generator=g), torch.tensor([0, 1, 1, 3][:n]), torch.arange(n)
+    targets = torch.tensor([[1, 0, 0, 0, 0], [0, 1, 0, 1, 0], [0, 1, 0, 0, 0], [0, 0, 0, 1, 1]], dtype=torch.float32)
+    return torch.randn(n, 3, 32, 32, generator=g), targets[:n], torch.arange(n)
 
 
-def test_defaults_are_the_papers_recipe_plus_the_authors_additions():
-    hp = recipe()
+def test_paper_recipe_is_the_papers_plus_the_authors_additions():
+    hp = recipe("paper")
     assert (hp["batch_size"], hp["lr"], hp["margin"], hp["alpha"], hp["mode"]) == (32, 1e-4, 0.1, 32.0, "full")
     assert (hp["proxy_lr_multiplier"], hp["warmup_epochs"], hp["grad_clip"]) == (100.0, 1, 10.0)
-    assert hp["labels"] == "single_genre" and hp["freeze_bn"] is False
+    assert hp["freeze_bn"] is False and hp["schedule"] == "constant" and RECIPES["paper"]["epochs"] == 20
     assert TrainOptions(manifest="m", out="o").embedding_dim is None  # the init model's, else 512
 
 
-def test_proxy_anchor_gets_unit_embeddings_and_integer_labels(monkeypatch):
+def test_labels_default_to_every_genre_and_the_cpu_recipe_is_chosen_without_a_gpu():
+    assert recipe("paper")["labels"] == recipe("cpu")["labels"] == "genres"
+    assert recipe_name("auto", on_gpu=False) == "cpu" and recipe_name("auto", on_gpu=True) == "paper"
+    hp, epochs = resolve_recipe("cpu", {"lr": 5e-4, "epochs": 3, "crop_scale": None})
+    assert hp["lr"] == 5e-4 and epochs == 3  # what is given wins
+    assert hp["crop_scale"] == RECIPES["cpu"]["crop_scale"] and hp["schedule"] == "cosine"  # the rest is the recipe's
+    with pytest.raises(ValueError, match="--recipe"):
+        recipe_name("fast", on_gpu=False)
+
+
+def test_warmup_then_cosine_schedule():
+    assert warmup_cosine(0, 4, 100) == pytest.approx(1 / 5)
+    assert warmup_cosine(3, 4, 100) == pytest.approx(4 / 5)
+    assert warmup_cosine(4, 4, 100) == pytest.approx(1.0)
+    assert warmup_cosine(52, 4, 100) == pytest.approx(0.5)
+    assert warmup_cosine(100, 4, 100) == pytest.approx(0.0, abs=1e-12)
+    assert warmup_cosine(0, 0, 10) == 1.0 and warmup_cosine(5, 0, 10) == pytest.approx(0.5 * (1 + math.cos(math.pi / 2)))
+
+
+def test_uint8_batches_are_normalised_and_augmented_in_training_only():
+    module = make(mode="full")
+    module.spec = default_spec(32, 48)
+    module.train_transform = lambda x: x[:, :, :24, :16]  # stands for the random crop at the training size
+    pixels = torch.full((2, 3, 48, 32), 255, dtype=torch.uint8)
+    targets = torch.zeros(2, NUM_CLASSES)
+
+    class Trainer:
+        training = False
+
+    module._trainer = Trainer()  # what Lightning sets while fitting
+    x, _, _ = module.on_after_batch_transfer((pixels, targets, torch.arange(2)), 0)
+    assert x.dtype == torch.float32 and x.shape == (2, 3, 48, 32)
+    assert x[0, 0, 0, 0].item() == pytest.approx((1 - 0.485) / 0.229)
+    Trainer.training = True
+    assert module.on_after_batch_transfer((pixels, targets, torch.arange(2)), 0)[0].shape == (2, 3, 24, 16)
+    features = torch.randn(2, 8)  # head mode's cached features pass through untouched
+    assert module.on_after_batch_transfer((features, targets, torch.arange(2)), 0)[0] is features
+
+
+def test_proxy_anchor_gets_unit_embeddings_and_multi_hot_targets(monkeypatch):
     module = make()
-    assert isinstance(module.loss_fn, ProxyAnchorLoss)
+    assert isinstance(module.loss_fn, MultiLabelProxyAnchorLoss)
     assert (module.loss_fn.margin, module.loss_fn.alpha, module.loss_fn.num_classes) == (0.1, 32.0, NUM_CLASSES)
     assert module.loss_fn.proxies.shape == (NUM_CLASSES, 16)
     seen = {}
@@ -49,7 +92,7 @@ def test_proxy_anchor_gets_unit_embeddings_and_integer_labels(monkeypatch):
     assert loss.ndim == 0 and torch.isfinite(loss) and loss.requires_grad
     assert seen["embeddings"].dtype == torch.float32 and seen["embeddings"].shape == (4, 16)
     assert torch.allclose(seen["embeddings"].norm(dim=1), torch.ones(4), atol=1e-5)
-    assert seen["labels"].dtype == torch.int64 and seen["labels"].tolist() == [0, 1, 1, 3]
+    assert seen["labels"].tolist() == batch()[1].tolist()
 
 
 def test_proxies_have_their_own_param_group_at_100x():
@@ -61,7 +104,7 @@ def test_proxies_have_their_own_param_group_at_100x():
     assert all(g["weight_decay"] == 0.05 for g in groups)
     assert len(groups[0]["params"]) == len(list(module.net.parameters()))  # full: the whole network
     head = make(mode="head").configure_optimizers().param_groups
-    assert len(head[0]["params"]) == 2  # head: Linear weight and bias only
+    assert len(head[0]["params"]) == 2  # head: Linear weight and bias only (no BatchNorm neck here)
 
 
 def _step(module, opt):

@@ -1,0 +1,50 @@
+"""Proxy-anchor loss (Kim et al., CVPR 2020) for multi-label data.
+
+pytorch-metric-learning's ProxyAnchorLoss takes one class index per embedding. A poster has
+several genres, so here an embedding is a positive of the proxy of *every* class it carries; the
+loss is otherwise the authors': per proxy, a soft-plus over its positives and one over its
+negatives,
+
+    L = 1/|P+| * sum_{p in P+} log(1 + sum_{x in X+_p} exp(-alpha * (s(x, p) - margin)))
+      + 1/|P|  * sum_{p in P}  log(1 + sum_{x in X-_p} exp( alpha * (s(x, p) + margin)))
+
+with s the cosine similarity, P+ the proxies with a positive in the batch. On one-hot targets it
+is the library's loss (tests/test_losses.py checks that), including its proxy initialisation.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MultiLabelProxyAnchorLoss(nn.Module):
+    def __init__(self, num_classes: int, embedding_size: int, margin: float = 0.1, alpha: float = 32.0):
+        super().__init__()
+        self.proxies = nn.Parameter(torch.empty(num_classes, embedding_size))
+        nn.init.kaiming_normal_(self.proxies, mode="fan_out")  # the library's default initialisation
+        self.num_classes = num_classes
+        self.margin = margin
+        self.alpha = alpha
+
+    def forward(self, embeddings: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``embeddings`` [N, D]; ``targets`` [N, C] multi-hot (0/1), or [N] class indices (one-hot)."""
+        if targets.dim() == 1:
+            targets = F.one_hot(targets, self.num_classes)
+        if targets.shape != (len(embeddings), self.num_classes):
+            raise ValueError(f"targets must be [N] or [N, {self.num_classes}], got {list(targets.shape)}")
+        pos = targets.bool()
+        with torch.autocast(embeddings.device.type, enabled=False):  # alpha * cos needs float32, under any autocast
+            cos = F.normalize(embeddings.float(), dim=1) @ F.normalize(self.proxies.float(), dim=1).T  # [N, C]
+            pos_term = _log1p_sum_exp(-self.alpha * (cos - self.margin), pos)
+            neg_term = _log1p_sum_exp(self.alpha * (cos + self.margin), ~pos)
+        with_pos = pos.any(dim=0).sum().clamp(min=1)
+        return pos_term.sum() / with_pos + neg_term.sum() / self.num_classes
+
+
+def _log1p_sum_exp(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Per column: log(1 + sum over kept rows of exp(x)), stably; 0 for a column with nothing kept."""
+    masked = x.masked_fill(~keep, float("-inf"))
+    zeros = torch.zeros(1, x.shape[1], dtype=x.dtype, device=x.device)
+    return torch.logsumexp(torch.cat([masked, zeros]), dim=0)
