@@ -78,16 +78,15 @@ describe('exact k-NN', () => {
 });
 
 describe('HSV colour histogram', () => {
-  it('puts each pixel in its hue, saturation and value bin and has unit length', () => {
+  it('puts each pixel in its hue, saturation and value bin, square-roots the shares and has unit length', () => {
     // Two pure red pixels, one pure blue, one black.
     const data = Buffer.from([255, 0, 0, 255, 0, 0, 0, 0, 255, 0, 0, 0]);
     const histogram = hsvHistogram({ data, width: 2, height: 2 });
     assert.equal(histogram.length, HISTOGRAM_DIMS);
     const bin = (h: number, s: number, v: number) => (h * 4 + s) * 4 + v;
-    const norm = Math.sqrt(2 * 2 + 1 + 1);
-    assert.ok(Math.abs(histogram[bin(0, 3, 3)]! - 2 / norm) < 1e-6, 'red: hue 0°, full saturation and value');
-    assert.ok(Math.abs(histogram[bin(5, 3, 3)]! - 1 / norm) < 1e-6, 'blue: hue 240° is bin 5 of 8');
-    assert.ok(Math.abs(histogram[bin(0, 0, 0)]! - 1 / norm) < 1e-6, 'black: no hue, no saturation');
+    assert.ok(Math.abs(histogram[bin(0, 3, 3)]! - Math.sqrt(2 / 4)) < 1e-6, 'red: hue 0°, full saturation and value');
+    assert.ok(Math.abs(histogram[bin(5, 3, 3)]! - Math.sqrt(1 / 4)) < 1e-6, 'blue: hue 240° is bin 5 of 8');
+    assert.ok(Math.abs(histogram[bin(0, 0, 0)]! - Math.sqrt(1 / 4)) < 1e-6, 'black: no hue, no saturation');
     assert.ok(Math.abs(histogram.reduce((a, x) => a + x * x, 0) - 1) < 1e-6);
   });
 });

@@ -1,14 +1,19 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { decodeRgb, type RgbImage } from '../model/preprocess.js';
+import { decodeRgb, defaultSpec, resizeRgb, type RgbImage } from '../model/preprocess.js';
 
 /** Hue, saturation, value bins of the colour-histogram baseline. */
 export const HSV_BINS = [8, 4, 4] as const;
 const [HUE_BINS, SATURATION_BINS, VALUE_BINS] = HSV_BINS;
 export const HISTOGRAM_DIMS = HUE_BINS * SATURATION_BINS * VALUE_BINS;
+/** Pictures are resized to this before counting (a poster's 2:3), so every picture weighs the same. */
+export const HISTOGRAM_SIZE = { width: 100, height: 150 } as const;
 
-/** The picture's HSV colour histogram over all its pixels, scaled to unit length (so a dot product is the cosine). */
+/**
+ * The picture's HSV colour histogram: bin shares, square-rooted (the Hellinger kernel, so a few
+ * dominant colours do not swamp the rest), which also makes it unit length: a dot product is the cosine.
+ */
 export function hsvHistogram(image: Pick<RgbImage, 'data' | 'width' | 'height'>): Float32Array {
   const counts = new Float64Array(HISTOGRAM_DIMS);
   const { data } = image;
@@ -32,10 +37,13 @@ export function hsvHistogram(image: Pick<RgbImage, 'data' | 'width' | 'height'>)
     const v = Math.min(VALUE_BINS - 1, Math.floor((max / 256) * VALUE_BINS));
     counts[(h * SATURATION_BINS + s) * VALUE_BINS + v]! += 1;
   }
-  let norm = 0;
-  for (const c of counts) norm += c * c;
-  norm = Math.sqrt(norm) || 1;
-  return Float32Array.from(counts, (c) => c / norm);
+  return Float32Array.from(counts, (c) => Math.sqrt(c / (pixels || 1)));
+}
+
+/** The baseline's histogram of a decoded picture: resized to HISTOGRAM_SIZE (Lanczos, as serving resizes), then counted. */
+export async function baselineHistogram(image: RgbImage): Promise<Float32Array> {
+  const { width, height } = HISTOGRAM_SIZE;
+  return hsvHistogram({ data: await resizeRgb(image, defaultSpec(width, height)), width, height });
 }
 
 const SHA_BYTES = 32;
@@ -43,7 +51,7 @@ const RECORD_BYTES = SHA_BYTES + HISTOGRAM_DIMS * 4;
 
 /**
  * Histograms keyed by the picture's pixel sha256, in one binary file under the data dir
- * (eval/hsv-8x4x4.bin): the same picture is never decoded twice, whichever catalog or query set it is in.
+ * (eval/hsv-8x4x4-sqrt-100x150.bin): the same picture is never decoded twice, whichever catalog or query set it is in.
  */
 export class HistogramCache {
   private changed = false;
@@ -54,7 +62,7 @@ export class HistogramCache {
   ) {}
 
   static open(dataDir: string): HistogramCache {
-    const file = join(dataDir, 'eval', `hsv-${HSV_BINS.join('x')}.bin`);
+    const file = join(dataDir, 'eval', `hsv-${HSV_BINS.join('x')}-sqrt-${HISTOGRAM_SIZE.width}x${HISTOGRAM_SIZE.height}.bin`);
     const entries = new Map<string, Float32Array>();
     if (existsSync(file)) {
       const bytes = readFileSync(file);
@@ -116,7 +124,7 @@ export async function histogramsOf(
       const picture = pictures[i]!;
       let histogram = cache.get(picture.pixelSha256);
       if (!histogram) {
-        histogram = hsvHistogram(await decodeRgb(await readFile(picture.path), maxPixels));
+        histogram = await baselineHistogram(await decodeRgb(await readFile(picture.path), maxPixels));
         cache.set(picture.pixelSha256, histogram);
       }
       out.set(histogram, i * HISTOGRAM_DIMS);

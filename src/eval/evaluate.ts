@@ -11,9 +11,9 @@ import type { Services } from '../service/startup.js';
 import type { Poster, Split } from '../state/catalog.js';
 import type { EmbeddingSet } from '../state/embeddings.js';
 import type { ModelVersion } from '../state/models.js';
-import { HISTOGRAM_DIMS, HSV_BINS, HistogramCache, histogramsOf } from './colour-histogram.js';
-import { exactKnn, keyedVectors, storedVectors, type KeyedVectors, type Neighbours, type StoredVectors } from './knn.js';
-import { evaluateQueries, genreCounts, MAJORITY_KS, RECALL_KS, type MatchRule, type QueryOutcome, type Summary } from './metrics.js';
+import { HISTOGRAM_DIMS, HISTOGRAM_SIZE, HSV_BINS, HistogramCache, histogramsOf } from './colour-histogram.js';
+import { exactKnn, keyedVectors, similaritySpread, storedVectors, type KeyedVectors, type Neighbours, type StoredVectors } from './knn.js';
+import { evaluateQueries, genreCounts, MAJORITY_KS, RANKING_KS, RECALL_KS, type MatchRule, type QueryOutcome, type Summary } from './metrics.js';
 import { loadQueryCsv, posterItem, type QueryItem, type QuerySet, type SkippedQuery } from './query-set.js';
 
 export type GalleryChoice = 'train' | 'train+val' | 'all';
@@ -41,6 +41,8 @@ export interface SystemResult {
   protocol: string;
   gallery: number;
   summary: Summary;
+  /** Median gap between the 1st and the 100th neighbour's similarity (embedding systems only). */
+  similaritySpread?: number | null;
 }
 
 export interface Evaluation {
@@ -66,7 +68,7 @@ export interface Evaluation {
 
 const GALLERY_SPLITS: Record<Exclude<GalleryChoice, 'all'>, Split[]> = { train: ['train'], 'train+val': ['train', 'val'] };
 const QUERY_SPLIT: Split = 'test';
-const MAX_K = Math.max(...RECALL_KS, ...MAJORITY_KS);
+const MAX_K = Math.max(...RECALL_KS, ...MAJORITY_KS, ...RANKING_KS);
 const EMBED_BATCH = 16;
 
 /** The untrained base model: a random-init export registered by export-base (see model/registration.ts). */
@@ -114,8 +116,8 @@ export async function evaluate(svc: Services, options: EvaluateOptions = {}): Pr
   const vectors = new ModelVectors(svc);
   const labeller = new Labeller(gallery, queries);
   const honest = 'honest: exact search, query never in the gallery';
-  const add = (id: SystemId, label: string, protocol: string, summary: Summary, size = gallery.length) =>
-    systems.push({ id, label, protocol, gallery: size, summary });
+  const add = (id: SystemId, label: string, protocol: string, summary: Summary, size = gallery.length, neighbours?: Neighbours) =>
+    systems.push({ id, label, protocol, gallery: size, summary, ...(neighbours ? { similaritySpread: similaritySpread(neighbours) } : {}) });
   let indexRecallVsExact: Record<string, number> | null = null;
   let base: ModelVersion | null = null;
   try {
@@ -128,7 +130,7 @@ export async function evaluate(svc: Services, options: EvaluateOptions = {}): Pr
       const summary = evaluateQueries(labeller.outcomesFromVoters(served.voters));
       add('model', `${model.version} (served index)`, 'honest: the served usearch index, query never in the gallery', summary);
     } else {
-      add('model', `${model.version} (exact)`, honest, evaluateQueries(labeller.outcomes(exact)));
+      add('model', `${model.version} (exact)`, honest, evaluateQueries(labeller.outcomes(exact)), gallery.length, exact);
     }
 
     if (options.paperProtocol) {
@@ -152,7 +154,8 @@ export async function evaluate(svc: Services, options: EvaluateOptions = {}): Pr
       const galleryFeatures = await features(gallery.map((p) => posterItem(p, config.dataDir)), gallery.map((p) => p.key));
       const queryFeatures = await features(queries, queries.map((q) => q.key));
       const neighbours = exactKnn(queryFeatures, galleryFeatures, labeller.depth);
-      add('hsv_histogram', `HSV histogram ${HSV_BINS.join('×')}, cosine`, honest, evaluateQueries(labeller.outcomes(neighbours)));
+      const label = `HSV histogram ${HSV_BINS.join('×')}, square-root, ${HISTOGRAM_SIZE.width}×${HISTOGRAM_SIZE.height}, cosine`;
+      add('hsv_histogram', label, honest, evaluateQueries(labeller.outcomes(neighbours)), gallery.length, neighbours);
     });
 
     base = findBaseModel(models.list());
@@ -164,7 +167,7 @@ export async function evaluate(svc: Services, options: EvaluateOptions = {}): Pr
       await timed('base model', async () => {
         const baseVectors = await vectors.of(untrained, gallery, querySet);
         const neighbours = exactKnn(baseVectors.queries, baseVectors.gallery, labeller.depth);
-        add('base_model', `untrained base ${untrained.version}`, honest, evaluateQueries(labeller.outcomes(neighbours)));
+        add('base_model', `untrained base ${untrained.version}`, honest, evaluateQueries(labeller.outcomes(neighbours)), gallery.length, neighbours);
       });
     }
   } finally {

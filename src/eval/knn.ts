@@ -169,3 +169,22 @@ function kthLargest(values: Float32Array, k: number): number {
   }
   return values[target]!;
 }
+
+/**
+ * How much similarity tells apart: the median over queries of (similarity of the 1st neighbour −
+ * similarity of the `rank`-th). Near 0 when every poster is about equally similar to every other.
+ */
+export function similaritySpread(neighbours: Neighbours, rank = 100): number | null {
+  if (neighbours.k < rank) return null;
+  const queries = neighbours.indices.length / neighbours.k;
+  const gaps: number[] = [];
+  for (let q = 0; q < queries; q++) {
+    const first = neighbours.similarities[q * neighbours.k]!;
+    const last = neighbours.similarities[q * neighbours.k + rank - 1]!;
+    if (Number.isFinite(first) && Number.isFinite(last)) gaps.push(first - last);
+  }
+  if (gaps.length === 0) return null;
+  gaps.sort((a, b) => a - b);
+  const mid = gaps.length >> 1;
+  return gaps.length % 2 ? gaps[mid]! : (gaps[mid - 1]! + gaps[mid]!) / 2;
+}

@@ -1,4 +1,5 @@
 import { majorityGenre, voteGenres, type Voter } from '../search/genre-vote.js';
+import { rankingMetrics, type Ranking } from './ranking.js';
 
 /**
  * The one implementation of Marquee's quality metrics: `marquee eval`, the retrain gate and the
@@ -10,6 +11,8 @@ export const RECALL_KS = [1, 3, 8] as const;
 export const MAJORITY_KS = [1, 3, 5, 8] as const;
 /** The genre endpoint's default number of voters (GET /posters/genres, `k`). */
 export const VOTE_K = 5;
+/** Voters per query of the genre-ranking figures (mAP, AUC): the endpoint's default, and 10. */
+export const RANKING_KS = [VOTE_K, 10] as const;
 /** Multi-label decision rule: every genre whose vote score is at least this fraction of the top score. */
 export const MULTI_LABEL_RATIO = 0.5;
 
@@ -69,6 +72,8 @@ export interface Summary {
   /** Mean over the genres present among the queries of each genre's figure. */
   macro: MetricValues;
   perGenre: Record<string, GenreRow>;
+  /** How well the vote's scores rank queries per genre (multi-label), one entry per RANKING_KS. */
+  ranking: Ranking[];
 }
 
 /** One query's scores: 0/1 hits, its average precision at R, and the genres its vote predicts. */
@@ -149,7 +154,7 @@ function f1(counts: { tp: number; fp: number; fn: number }): number {
 }
 
 /** Micro, macro and per-genre figures of a set of scored queries. */
-export function summarise(scores: QueryScore[]): Summary {
+export function summarise(scores: QueryScore[]): Omit<Summary, 'ranking'> {
   const groups = new Map<string, QueryScore[]>();
   for (const score of scores) {
     const group = groups.get(score.singleGenre);
@@ -204,5 +209,5 @@ export function summarise(scores: QueryScore[]): Summary {
 
 /** Scores and summarises a set of queries under one match rule. */
 export function evaluateQueries(queries: QueryOutcome[], rule: MatchRule = 'single'): Summary {
-  return summarise(queries.map((q) => scoreQuery(q, rule)));
+  return { ...summarise(queries.map((q) => scoreQuery(q, rule))), ranking: RANKING_KS.map((k) => rankingMetrics(queries, k)) };
 }

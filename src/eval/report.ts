@@ -1,6 +1,7 @@
 import { HSV_BINS } from './colour-histogram.js';
 import type { Evaluation, SystemResult } from './evaluate.js';
-import { MAJORITY_KS, METRICS, MULTI_LABEL_RATIO, RECALL_KS, VOTE_K, type GenreRow, type MetricName, type MetricValues } from './metrics.js';
+import { MAJORITY_KS, METRICS, MULTI_LABEL_RATIO, RANKING_KS, RECALL_KS, VOTE_K, type GenreRow, type MetricName, type MetricValues } from './metrics.js';
+import type { Ranking } from './ranking.js';
 
 export const REPORT_FORMAT = 'marquee-eval/1';
 const JSON_DECIMALS = 4;
@@ -31,6 +32,12 @@ const DEFINITIONS = [
   "**vote acc.**: the vote's top genre equals the query's single genre. **vote F1**: multi-label F1 over the query's genres, " +
     `predicting every genre whose vote score is at least ${MULTI_LABEL_RATIO} × the top score; micro pools true and false ` +
     "positives over genres, macro averages each genre's F1.",
+  `**mAP, AUC** (k = ${RANKING_KS.join(', ')}): for each genre, the queries ranked by that genre's score in the vote of their ` +
+    "k nearest neighbours (the genre endpoint's weights), a query being a positive when the genre is among its genres: " +
+    "average precision and ROC AUC per genre (ties as scikit-learn counts them), averaged over the genres with both " +
+    'positive and negative queries. Genre prevalence alone scores mAP = the mean share of queries per genre and AUC 0.5. ' +
+    '**similarity spread**: the median over queries of the gap between the similarity of the 1st and of the 100th nearest ' +
+    'gallery poster (how much `similarity` tells a user).',
   "**micro** is the mean over queries; **macro** the mean over the single genres present among the queries of each genre's " +
     'mean (for F1: over the genres the queries carry).',
   "**always-majority-genre** answers every query with the gallery's posters of its most common single genre, so each of its " +
@@ -64,6 +71,10 @@ function genreRowJson(row: GenreRow): Record<string, unknown> {
   return { queries: row.queries, labelled: row.labelled, ...row.metrics };
 }
 
+function rankingJson(ranking: Ranking): Record<string, unknown> {
+  return { map: ranking.map, auc: ranking.auc, per_genre: ranking.perGenre };
+}
+
 function systemJson(system: SystemResult): Record<string, unknown> {
   return {
     label: system.label,
@@ -73,6 +84,8 @@ function systemJson(system: SystemResult): Record<string, unknown> {
     micro: system.summary.micro,
     macro: system.summary.macro,
     per_genre: Object.fromEntries(Object.entries(system.summary.perGenre).map(([genre, row]) => [genre, genreRowJson(row)])),
+    genre_ranking: Object.fromEntries(system.summary.ranking.map((r) => [`k${r.k}`, rankingJson(r)])),
+    ...(system.similaritySpread !== undefined ? { similarity_spread_1_100: system.similaritySpread } : {}),
   };
 }
 
@@ -96,6 +109,7 @@ export function toJsonDocument(evaluation: Evaluation, createdAt: Date): Record<
       recall_k: RECALL_KS,
       majority_k: MAJORITY_KS,
       vote_k: VOTE_K,
+      ranking_k: RANKING_KS,
       multi_label_ratio: MULTI_LABEL_RATIO,
       majority_tie_break: 'most similar voter',
       hsv_bins: HSV_BINS,
@@ -135,6 +149,15 @@ function perGenreTable(system: SystemResult, columns: MetricName[], extra: 'labe
   return table(['Genre', 'Queries', ...(extra ? ['Labelled'] : []), ...columns.map((m) => HEADINGS[m])], rows);
 }
 
+function rankingTable(rankings: Ranking[]): string {
+  const genres = [...new Set(rankings.flatMap((r) => Object.keys(r.perGenre)))];
+  const positives = (g: string) => rankings.find((r) => r.perGenre[g])?.perGenre[g]?.positives ?? 0;
+  genres.sort((a, b) => positives(b) - positives(a) || a.localeCompare(b));
+  const rows = genres.map((g) => [g, String(positives(g)), ...rankings.flatMap((r) => [fixed(r.perGenre[g]?.ap), fixed(r.perGenre[g]?.auc)])]);
+  rows.push(['**mean**', '', ...rankings.flatMap((r) => [fixed(r.map), fixed(r.auc)])]);
+  return table(['Genre', 'Labelled', ...rankings.flatMap((r) => [`AP (k=${r.k})`, `AUC (k=${r.k})`])], rows);
+}
+
 /** The evaluation as a Markdown report: headline table, per-genre tables, definitions, run details. */
 export function toMarkdown(evaluation: Evaluation, createdAt: Date): string {
   const { queries, gallery } = evaluation;
@@ -152,6 +175,14 @@ export function toMarkdown(evaluation: Evaluation, createdAt: Date): string {
     table(
       ['System', ...METRICS.map((m) => HEADINGS[m])],
       evaluation.systems.map((s) => [s.label, ...METRICS.map((m) => `${fixed(s.summary.micro[m])} / ${fixed(s.summary.macro[m])}`)]),
+    ),
+    '',
+  );
+  lines.push('## Genre ranking (multi-label): the vote\'s scores per genre', '');
+  lines.push(
+    table(
+      ['System', ...RANKING_KS.flatMap((k) => [`mAP (k=${k})`, `AUC (k=${k})`]), 'similarity spread'],
+      evaluation.systems.map((s) => [s.label, ...s.summary.ranking.flatMap((r) => [fixed(r.map), fixed(r.auc)]), fixed(s.similaritySpread)]),
     ),
     '',
   );
@@ -178,6 +209,8 @@ export function toMarkdown(evaluation: Evaluation, createdAt: Date): string {
   lines.push(`## Per genre, genre prediction: ${model.label}`, '');
   const prediction: MetricName[] = ['majority@1', 'majority@3', 'majority@5', 'majority@8', 'any_genre_hit@1', 'vote_accuracy', 'vote_f1'];
   lines.push(perGenreTable(model, prediction, 'labelled'), '');
+  lines.push(`## Per genre, genre ranking: ${model.label}`, '');
+  lines.push(rankingTable(model.summary.ranking), '');
   lines.push('"Queries" counts the queries of that single genre; "Labelled" those carrying the genre among their genres (its F1\'s support).', '');
   lines.push('## Definitions', '');
   for (const definition of DEFINITIONS) lines.push(`- ${definition}`);
