@@ -12,7 +12,12 @@
 #
 # The image carries the Python training environment (training/requirements.lock, about 5 GB),
 # which exports the base model on first start and runs retraining. With a model exported
-# elsewhere (MARQUEE_BASE_MODEL), build with --build-arg WITH_PYTHON=0 for a small image.
+# elsewhere (MARQUEE_BASE_MODEL), or serving the shipped default model (models/default, no
+# Python needed), build with --build-arg WITH_PYTHON=0 for a small image.
+#
+# torchvision's ImageNet ResNet-50 weights are baked in (fetched at build time and checked as
+# the server checks them); --build-arg WITH_WEIGHTS=0 skips that, and the first start then
+# fetches them itself, or falls back to the shipped default model when it cannot.
 
 ARG NODE_IMAGE=node:22-bookworm-slim
 ARG RUNTIME_IMAGE=node:22-bookworm-slim
@@ -33,6 +38,7 @@ RUN npx tsc -p tsconfig.json && npm prune --omit=dev
 # ---- Runtime --------------------------------------------------------------------------------
 FROM ${RUNTIME_IMAGE}
 ARG WITH_PYTHON=1
+ARG WITH_WEIGHTS=1
 # A CUDA base image has no Node.js: bring the build stage's (glibc builds run on both bases).
 COPY --from=build /usr/local/bin/node /usr/local/bin/node
 RUN (id -u marquee >/dev/null 2>&1 || useradd --system --uid 10001 --create-home marquee) \
@@ -55,6 +61,10 @@ COPY openapi ./openapi
 COPY public ./public
 COPY training ./training
 COPY scripts ./scripts
+COPY models ./models
+RUN if [ "$WITH_WEIGHTS" = "1" ]; then \
+      node -e "import('./dist/model/weights.js').then((w) => w.fetchWeights({ ref: w.TORCHVISION_RESNET50_URL, sha256: null }, '/opt/marquee-weights', { connectTimeoutMs: 30000 })).then((v) => console.log('weights', v.path, v.sha256))"; \
+    fi
 
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
@@ -62,6 +72,7 @@ ENV NODE_ENV=production \
     MARQUEE_DATA_DIR=/data \
     MARQUEE_CATALOG=/catalog \
     MARQUEE_VENV=/opt/venv \
+    MARQUEE_WEIGHTS_DIR=/opt/marquee-weights \
     MARQUEE_PYTHON=/opt/venv/bin/python
 VOLUME ["/data"]
 EXPOSE 8080

@@ -1,5 +1,9 @@
 import { availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { TORCHVISION_RESNET50_URL } from './model/weights.js';
+
+const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 export type Device = 'auto' | 'cpu' | 'cuda';
 
@@ -25,8 +29,14 @@ export interface Config {
   /** A directory made by `python -m training export-base`, registered instead of exporting one. */
   baseModelDir: string | null;
   baseInput: { width: number; height: number };
+  /** ImageNet weights of the base model (path or URL); null: opted out (MARQUEE_BASE_WEIGHTS=none). */
   baseWeights: string | null;
   baseWeightsSha256: string | null;
+  weightsConnectTimeoutMs: number;
+  /** A read-only directory that may hold the weights file already (the Docker image bakes it there). */
+  weightsDir: string | null;
+  /** The trained model shipped with Marquee, served when no ImageNet weights can be had; null: none. */
+  defaultModelDir: string | null;
   python: string | null;
   logLevel: string;
 }
@@ -85,11 +95,28 @@ export function loadConfig(env: Env = process.env): Config {
     queueMax: int(env, 'MARQUEE_QUEUE_MAX', 64, 1),
     baseModelDir: optionalPath(env, 'MARQUEE_BASE_MODEL'),
     baseInput: size(env, 'MARQUEE_BASE_INPUT', { width: 160, height: 240 }),
-    baseWeights: env.MARQUEE_BASE_WEIGHTS || null,
-    baseWeightsSha256: env.MARQUEE_BASE_WEIGHTS_SHA256 || null,
+    baseWeights: baseWeights(env),
+    baseWeightsSha256: sha256(env, 'MARQUEE_BASE_WEIGHTS_SHA256'),
+    weightsConnectTimeoutMs: int(env, 'MARQUEE_WEIGHTS_CONNECT_TIMEOUT_MS', 3000, 1, 600_000),
+    weightsDir: optionalPath(env, 'MARQUEE_WEIGHTS_DIR'),
+    defaultModelDir: env.MARQUEE_DEFAULT_MODEL === '' ? null : resolve(env.MARQUEE_DEFAULT_MODEL ?? join(PACKAGE_ROOT, 'models', 'default')),
     python: env.MARQUEE_PYTHON || null,
     logLevel: env.LOG_LEVEL || 'info',
   };
+}
+
+function baseWeights(env: Env): string | null {
+  const raw = env.MARQUEE_BASE_WEIGHTS;
+  if (raw === undefined || raw === '') return TORCHVISION_RESNET50_URL;
+  if (raw === 'none') return null;
+  return /^https?:\/\//.test(raw) ? raw : resolve(raw);
+}
+
+function sha256(env: Env, name: string): string | null {
+  const raw = env[name];
+  if (!raw) return null;
+  if (!/^[0-9a-fA-F]{64}$/.test(raw)) throw new ConfigError(`${name} must be 64 hexadecimal characters (a SHA-256), got "${raw}"`);
+  return raw.toLowerCase();
 }
 
 export function isLoopback(host: string): boolean {

@@ -18,7 +18,14 @@ interface ModelSidecar {
  * Registers a directory made by the training package (model.onnx + model.json): the ONNX file is
  * copied under the data dir as models/<version>.onnx, its version named after its checksum.
  */
-export function registerModelDir(dir: string, kind: string, dataDir: string, registry: ModelRegistry): ModelVersion {
+export function registerModelDir(
+  dir: string,
+  kind: string,
+  dataDir: string,
+  registry: ModelRegistry,
+  /** Facts about how it came to be served, stored in the version's `source` beside model.json. */
+  notes: Record<string, unknown> = {},
+): ModelVersion {
   const sidecar = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as ModelSidecar;
   if (sidecar.format !== 'marquee-model/1') throw new Error(`${dir}/model.json has format "${sidecar.format}", expected marquee-model/1`);
   const onnx = readFileSync(join(dir, 'model.onnx'));
@@ -41,7 +48,7 @@ export function registerModelDir(dir: string, kind: string, dataDir: string, reg
     inputName: sidecar.input.name,
     outputName: sidecar.output.name,
     preprocessing: sidecar.preprocessing,
-    source: sidecar,
+    source: { ...sidecar, ...notes },
     metrics: null,
     checkpointPath: hasCheckpoint ? `models/${version}.pt` : null,
     createdAt: new Date().toISOString(),

@@ -58,8 +58,9 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
         schema: {
           tags: ['admin'],
           summary: 'Fine-tune the embedding model on the catalog, then swap it in if it is better',
+          operationId: 'startRetrain',
           description:
-            'Starts a job (202, Location: /admin/jobs/{id}); 409 while another runs. The candidate is evaluated on the val split against the active model and activated only if its macro Recall@1 is higher (or `force`), else the job ends `rejected` with both figures. The swap is atomic for requests: those in flight finish on the old model.',
+            'Starts a job (202, Location: /admin/jobs/{id}); 409 while another runs. The candidate is evaluated on the val split against the active model and activated only if its genre vote ranks val posters better by genre (vote mAP, k=5; or `force`), else the job ends `rejected` with both figures. The swap is atomic for requests: those in flight finish on the old model.',
           security,
           body: Type.Ref(RetrainBody),
           response: { 202: Type.Ref(JobBody), 400: Type.Ref(ErrorBody), 409: Type.Ref(ErrorBody), ...errors },
@@ -78,6 +79,7 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
         schema: {
           tags: ['admin'],
           summary: 'Recent jobs, newest first',
+          operationId: 'listJobs',
           security,
           querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })) }),
           response: { 200: Type.Object({ jobs: Type.Array(Type.Ref(JobBody)) }), ...errors },
@@ -92,6 +94,7 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
         schema: {
           tags: ['admin'],
           summary: "A job's state, progress, metrics and log tail",
+          operationId: 'getJob',
           security,
           params: JobParams,
           response: { 200: Type.Ref(JobBody), 404: Type.Ref(ErrorBody), ...errors },
@@ -110,6 +113,7 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
         schema: {
           tags: ['admin'],
           summary: 'Cancel a running job: its training process is stopped and its temporary files removed',
+          operationId: 'cancelJob',
           security,
           params: JobParams,
           response: { 202: Type.Ref(JobBody), 404: Type.Ref(ErrorBody), 409: Type.Ref(ErrorBody), ...errors },
@@ -124,6 +128,7 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
         schema: {
           tags: ['admin'],
           summary: 'Model versions with their metrics, and which one is active',
+          operationId: 'listModels',
           security,
           response: { 200: Type.Object({ active: Type.Union([Type.String(), Type.Null()]), models: Type.Array(Type.Ref(ModelBody)) }), ...errors },
         },
@@ -140,6 +145,7 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
         schema: {
           tags: ['admin'],
           summary: "The version's latest stored evaluation (marquee eval): the JSON document, or Markdown with format=md",
+          operationId: 'getModelReport',
           description:
             'Written by every `marquee eval` run of the version (the latest one is kept); 404 until one has run. The JSON document is the one `marquee eval --json` writes, byte for byte.',
           security,
@@ -177,6 +183,7 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
         schema: {
           tags: ['admin'],
           summary: 'Serve this model version (roll back or forward), with the same swap as a retrain',
+          operationId: 'activateModel',
           security,
           params: VersionParams,
           response: { 200: Type.Ref(ModelBody), 404: Type.Ref(ErrorBody), 409: Type.Ref(ErrorBody), ...errors },

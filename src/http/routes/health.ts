@@ -3,6 +3,10 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Runtime } from '../../service/runtime.js';
 import type { Services } from '../../service/startup.js';
+import { ErrorBody } from '../schemas.js';
+
+/** Any path can be answered 400 bad_url (a path that does not decode), in the one error shape. */
+const badRequest = { 400: Type.Ref(ErrorBody) };
 
 export function healthRoutes(app: FastifyInstance, services: Services, runtime: Runtime): void {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
@@ -14,7 +18,9 @@ export function healthRoutes(app: FastifyInstance, services: Services, runtime: 
       schema: {
         tags: ['operations'],
         summary: 'Liveness: the process answers',
-        response: { 200: Type.Object({ status: Type.Literal('ok') }) },
+        operationId: 'getHealth',
+        security: [],
+        response: { 200: Type.Object({ status: Type.Literal('ok') }), ...badRequest },
       },
     },
     async () => ({ status: 'ok' as const }),
@@ -26,16 +32,27 @@ export function healthRoutes(app: FastifyInstance, services: Services, runtime: 
       schema: {
         tags: ['operations'],
         summary: 'Readiness: a model and its index are loaded',
+        operationId: 'getReadiness',
+        security: [],
         response: {
-          200: Type.Object({ status: Type.Literal('ready'), model_version: Type.String(), posters: Type.Integer(), provider: Type.String() }),
+          200: Type.Object({
+            status: Type.Literal('ready'),
+            model_version: Type.String(),
+            posters: Type.Integer(),
+            provider: Type.String(),
+            init: Type.String({ description: 'Where the served model started from: imagenet, random (offline), random (opted out), model, ...' }),
+          }),
           503: Type.Object({ status: Type.Literal('not_ready'), reason: Type.String() }),
+          ...badRequest,
         },
       },
     },
     async (_request, reply) => {
       const engine = runtime.peek();
       if (!engine) return reply.code(503).header('retry-after', '5').send({ status: 'not_ready' as const, reason: runtime.notReadyReason });
-      return { status: 'ready' as const, model_version: engine.model.version, posters: engine.searcher.size, provider: engine.embedder.provider };
+      const { source } = engine.model;
+      const init = String(source.init_status ?? source.init ?? 'unknown');
+      return { status: 'ready' as const, model_version: engine.model.version, posters: engine.searcher.size, provider: engine.embedder.provider, init };
     },
   );
 
@@ -45,8 +62,10 @@ export function healthRoutes(app: FastifyInstance, services: Services, runtime: 
       schema: {
         tags: ['operations'],
         summary: 'Prometheus metrics',
+        operationId: 'getMetrics',
+        security: [],
         produces: ['text/plain'],
-        response: { 200: Type.String({ description: 'Prometheus text exposition format' }) },
+        response: { 200: Type.String({ description: 'Prometheus text exposition format' }), ...badRequest },
       },
     },
     async (_request, reply) => {

@@ -1,0 +1,156 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { get as httpGet, type IncomingMessage } from 'node:http';
+import { get as httpsGet } from 'node:https';
+import { basename, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+
+/**
+ * torchvision's published ImageNet weights for ResNet-50 (ResNet50_Weights.IMAGENET1K_V2, its
+ * DEFAULT), at the URL torchvision itself downloads from. torchvision checks a download by the
+ * hash prefix in the file name (`-11ad3fa6.`: the SHA-256 must start with it); Marquee checks
+ * the same prefix, and the whole digest when one is configured.
+ */
+export const TORCHVISION_RESNET50_URL = 'https://download.pytorch.org/models/resnet50-11ad3fa6.pth';
+
+export interface WeightsSource {
+  /** URL (http, https) or local path. */
+  ref: string;
+  /** Full SHA-256 when known; otherwise the file name's hash prefix (torchvision's rule) is required. */
+  sha256: string | null;
+}
+
+export interface VerifiedWeights {
+  path: string;
+  sha256: string;
+}
+
+/** Why no weights could be had: the reason is what `/ready` and the model record show after "random". */
+export class WeightsUnavailable extends Error {
+  constructor(
+    readonly reason: 'offline' | 'refused' | 'failed',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** torchvision's HASH_REGEX (`-([a-f0-9]*)\.`) applied to the file name. */
+export function hashPrefix(ref: string): string | null {
+  return /-([a-f0-9]+)\./.exec(basename(new URL(ref, 'file:///').pathname))?.[1] ?? null;
+}
+
+async function sha256Of(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(path), hash);
+  return hash.digest('hex');
+}
+
+function checkDigest(actual: string, source: WeightsSource, label: string): void {
+  const prefix = hashPrefix(source.ref);
+  const expected = source.sha256?.toLowerCase() ?? null;
+  if (expected ? actual !== expected : !prefix || !actual.startsWith(prefix)) {
+    const want = expected ?? (prefix ? `a digest starting with ${prefix}` : 'a configured SHA-256 (MARQUEE_BASE_WEIGHTS_SHA256)');
+    throw new WeightsUnavailable('refused', `${label}: SHA-256 ${actual} is not ${want}; refusing to load it`);
+  }
+}
+
+function request(url: string, connectTimeoutMs: number, idleTimeoutMs: number): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const get = url.startsWith('https:') ? httpsGet : httpGet;
+    const req = get(url, { timeout: idleTimeoutMs }, (res) => {
+      clearTimeout(connectTimer);
+      resolve(res);
+    });
+    // One attempt with a short deadline for the answer to start: an unreachable host fails fast, once.
+    const connectTimer = setTimeout(() => req.destroy(new Error(`no answer within ${connectTimeoutMs} ms`)), connectTimeoutMs);
+    req.on('timeout', () => req.destroy(new Error(`stalled for ${idleTimeoutMs} ms`)));
+    req.on('error', (error) => {
+      clearTimeout(connectTimer);
+      reject(error);
+    });
+  });
+}
+
+/**
+ * A verified local copy of the weights: a path is checked where it is; a URL is downloaded once
+ * into `cacheDir` (to a temporary file, checked, then renamed, so a failed or truncated download
+ * leaves nothing behind) and reused on later starts after checking it again.
+ */
+export async function fetchWeights(
+  source: WeightsSource,
+  cacheDir: string,
+  options: {
+    connectTimeoutMs: number;
+    idleTimeoutMs?: number;
+    redirects?: number;
+    /** Read-only directories that may already hold the file (e.g. baked into a Docker image). */
+    bakedDirs?: string[];
+  },
+): Promise<VerifiedWeights> {
+  if (!/^https?:\/\//.test(source.ref)) {
+    if (!existsSync(source.ref)) throw new WeightsUnavailable('failed', `weights file not found: ${source.ref}`);
+    const sha256 = await sha256Of(source.ref);
+    checkDigest(sha256, source, source.ref);
+    return { path: source.ref, sha256 };
+  }
+  const name = basename(new URL(source.ref).pathname) || 'weights.pth';
+  for (const dir of options.bakedDirs ?? []) {
+    const baked = join(dir, name);
+    if (!existsSync(baked)) continue;
+    const sha256 = await sha256Of(baked);
+    checkDigest(sha256, source, baked);
+    return { path: baked, sha256 };
+  }
+  const cached = join(cacheDir, name);
+  if (existsSync(cached)) {
+    const sha256 = await sha256Of(cached);
+    try {
+      checkDigest(sha256, source, cached);
+      return { path: cached, sha256 };
+    } catch {
+      rmSync(cached, { force: true }); // a stale or damaged copy: fetch it again
+    }
+  }
+  mkdirSync(cacheDir, { recursive: true });
+  const tmp = `${cached}.download-${process.pid}`;
+  try {
+    let url = source.ref;
+    let res: IncomingMessage;
+    for (let hop = 0; ; hop++) {
+      try {
+        res = await request(url, options.connectTimeoutMs, options.idleTimeoutMs ?? 30_000);
+      } catch (error) {
+        throw new WeightsUnavailable('offline', `could not reach ${url}: ${(error as Error).message}`);
+      }
+      const location = res.headers.location;
+      if (res.statusCode && res.statusCode >= 300 && res.statusCode < 400 && location && hop < (options.redirects ?? 3)) {
+        res.resume();
+        url = new URL(location, url).toString();
+        continue;
+      }
+      break;
+    }
+    if (res.statusCode !== 200) {
+      res.resume();
+      throw new WeightsUnavailable('failed', `${url} answered HTTP ${res.statusCode}`);
+    }
+    const expected = Number(res.headers['content-length'] ?? Number.NaN);
+    let received = 0;
+    res.on('data', (chunk: Buffer) => (received += chunk.length));
+    try {
+      await pipeline(res, createWriteStream(tmp));
+    } catch (error) {
+      throw new WeightsUnavailable('failed', `download of ${url} broke off after ${received} bytes: ${(error as Error).message}`);
+    }
+    if (Number.isFinite(expected) && received !== expected) {
+      throw new WeightsUnavailable('failed', `download of ${url} is truncated: ${received} of ${expected} bytes`);
+    }
+    const sha256 = await sha256Of(tmp);
+    checkDigest(sha256, source, url);
+    renameSync(tmp, cached);
+    return { path: cached, sha256 };
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+}
