@@ -81,6 +81,29 @@ describe('bad input gets a clear 4xx and never hurts the server', () => {
     assertError({ status: route.status, body: await route.json() }, 404, 'not_found');
   });
 
+  it('a multipart body that ends before its closing boundary, or with a broken part header', async () => {
+    const boundary = '----marquee-test';
+    const head = `--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="p.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`;
+    const type = { 'content-type': `multipart/form-data; boundary=${boundary}` };
+    const truncated = Buffer.concat([Buffer.from(head), poster.subarray(0, 5000)]);
+    assertError(await post('/posters/similar', truncated, type), 400, 'malformed_multipart');
+    const broken = Buffer.from(`--${boundary}\r\nContent-Disposition form-data name\r\n\r\nx\r\n--${boundary}--\r\n`);
+    const result = await post('/posters/similar', broken, type);
+    assert.ok(result.status >= 400 && result.status < 500, JSON.stringify(result.body));
+    assert.deepEqual(Object.keys(result.body.error).sort(), ['code', 'message']);
+  });
+
+  it('a path parameter over the length limit, a bad URL, a cursor this server did not make', async () => {
+    const long = await fetch(`${server.url}/posters/${'t'.repeat(500)}`);
+    assertError({ status: long.status, body: await long.json() }, 414, 'path_too_long');
+    const badUrl = await fetch(`${server.url}/posters/%E0%A4%A`);
+    assertError({ status: badUrl.status, body: await badUrl.json() }, 400, 'bad_url');
+    for (const cursor of ['%25%25', 'tt0000001', 'c1.!!!', `c1.${Buffer.from('{"after":3}').toString('base64url')}`]) {
+      const page = await fetch(`${server.url}/posters?cursor=${encodeURIComponent(cursor)}`);
+      assertError({ status: page.status, body: await page.json() }, 400, 'invalid_cursor');
+    }
+  });
+
   it('accepts CMYK, grayscale, 16-bit, alpha, animated GIF, WebP, AVIF and EXIF-rotated images', async () => {
     const reference = (await upload(`${server.url}/posters/embed`, poster)).body.embedding as number[];
     const lossless: Record<string, Buffer> = {

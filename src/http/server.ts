@@ -1,6 +1,6 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
 import swagger from '@fastify/swagger';
@@ -30,11 +30,23 @@ function errorBody(code: string, message: string) {
   return { error: { code, message } };
 }
 
-/** Maps any error to a status and the one JSON error shape. */
-function toApiError(error: FastifyError): ApiError | null {
+/**
+ * Maps any error to a status and the one JSON error shape; null for a real server fault (500).
+ * Errors of Fastify, its plugins and the libraries beneath carry a status when a client caused
+ * them: a 4xx keeps its status under a code of ours, so no client-caused error can be a 500.
+ */
+export function toApiError(error: FastifyError): ApiError | null {
   if (error instanceof ApiError) return error;
   if (error.validation) return new ApiError(400, 'invalid_request', error.message);
   switch (error.code) {
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new ApiError(414, 'path_too_long', 'a path parameter is longer than the server accepts');
+    case 'FST_ERR_BAD_URL':
+      return new ApiError(400, 'bad_url', error.message);
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new ApiError(400, 'invalid_request', error.message);
     case 'FST_REQ_FILE_TOO_LARGE':
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new ApiError(413, 'file_too_large', error.message);
@@ -47,8 +59,20 @@ function toApiError(error: FastifyError): ApiError | null {
       return new ApiError(413, 'too_many_parts', error.message);
   }
   const status = error.statusCode ?? 500;
+  if (status === 406 || status === 415) return new ApiError(415, 'unsupported_media_type', error.message);
   if (status >= 400 && status < 500) return new ApiError(status, 'bad_request', error.message);
   return null;
+}
+
+/** The one place an error becomes a response (the error handler and Fastify's router errors share it). */
+function sendError(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  const apiError = toApiError(error);
+  if (!apiError) {
+    request.log.error({ err: error, reqId: request.id }, 'unhandled error');
+    return reply.code(500).send(errorBody('internal_error', 'something went wrong on our side'));
+  }
+  if (apiError.statusCode >= 500) request.log.warn({ code: apiError.code, reqId: request.id }, apiError.message);
+  return reply.code(apiError.statusCode).headers(apiError.headers).send(errorBody(apiError.code, apiError.message));
 }
 
 export async function buildApp(services: Services, runtime: Runtime, runner: RetrainRunner): Promise<FastifyInstance> {
@@ -56,6 +80,8 @@ export async function buildApp(services: Services, runtime: Runtime, runner: Ret
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     ajv: { customOptions: { coerceTypes: true, removeAdditional: false, useDefaults: true } },
+    // A bad URL or an over-long path parameter is answered by the router, before any hook: in our shape too.
+    frameworkErrors: (error, request, reply) => sendError(error, request, reply),
   });
 
   for (const schema of [ErrorBody, PosterBody, NeighborBody, RetrainBody, JobBody, ModelBody]) app.addSchema(schema);
@@ -79,6 +105,7 @@ export async function buildApp(services: Services, runtime: Runtime, runner: Ret
         { name: 'admin', description: 'Retraining, jobs and model versions (bearer token: MARQUEE_ADMIN_TOKEN)' },
       ],
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer' } } },
+      servers: [{ url: '/', description: 'This server (the API is served at the root of its origin)' }],
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (json.$id as string | undefined) ?? `def-${i}` },
     transform: ({ schema, url, route }) => {
@@ -88,15 +115,7 @@ export async function buildApp(services: Services, runtime: Runtime, runner: Ret
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
-  app.setErrorHandler((error: FastifyError, request, reply) => {
-    const apiError = toApiError(error);
-    if (!apiError) {
-      request.log.error({ err: error }, 'unhandled error');
-      return reply.code(500).send(errorBody('internal_error', 'something went wrong on our side'));
-    }
-    if (apiError.statusCode >= 500) request.log.warn({ code: apiError.code }, apiError.message);
-    return reply.code(apiError.statusCode).headers(apiError.headers).send(errorBody(apiError.code, apiError.message));
-  });
+  app.setErrorHandler((error: FastifyError, request, reply) => sendError(error, request, reply));
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send(errorBody('not_found', `no route ${request.method} ${request.url.split('?')[0]}`)),
   );

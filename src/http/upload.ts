@@ -12,14 +12,21 @@ export async function readImageUpload(request: FastifyRequest, maxBytes: number)
   let image: Buffer | null = null;
   const otherFiles: string[] = [];
   const parts = request.parts({ limits: { fileSize: maxBytes, files: 4, fields: 16, parts: 32 } });
-  for await (const part of parts) {
-    if (part.type !== 'file') continue;
-    if (part.fieldname === IMAGE_FIELD && image === null) {
-      image = await part.toBuffer();
-    } else {
-      otherFiles.push(part.fieldname);
-      part.file.resume();
+  try {
+    for await (const part of parts) {
+      if (part.type !== 'file') continue;
+      if (part.fieldname === IMAGE_FIELD && image === null) {
+        image = await part.toBuffer();
+      } else {
+        otherFiles.push(part.fieldname);
+        part.file.resume();
+      }
     }
+  } catch (error) {
+    // @fastify/multipart's own errors carry their status (413, 400, ...); busboy's parse errors
+    // ("Unexpected end of form", "Malformed part header", ...) carry none: all are the client's.
+    if (error instanceof ApiError || typeof (error as { statusCode?: unknown }).statusCode === 'number') throw error;
+    throw new ApiError(400, 'malformed_multipart', `the multipart body could not be parsed: ${(error as Error).message}`);
   }
   if (image !== null) return image;
   if (otherFiles.length > 0) {

@@ -76,7 +76,7 @@ export class Catalog {
     return row ? fromRow(row) : null;
   }
 
-  /** Keyset pagination by id: `cursor` is the last id of the previous page. */
+  /** Keyset pagination by id: `cursor` (from encodeCursor) names the last id of the previous page. */
   browse(options: { genre?: string; limit: number; cursor?: string }): { posters: Poster[]; nextCursor: string | null } {
     const params: unknown[] = [];
     let sql = 'SELECT p.* FROM posters p';
@@ -87,7 +87,7 @@ export class Catalog {
     }
     if (options.cursor) {
       where.push('p.id > ?');
-      params.push(options.cursor);
+      params.push(decodeCursor(options.cursor));
     }
     if (where.length) sql += ` WHERE ${where.join(' AND ')}`;
     sql += ' ORDER BY p.id LIMIT ?';
@@ -95,7 +95,7 @@ export class Catalog {
     const rows = (this.db.prepare(sql).all(...params) as PosterRow[]).map(fromRow);
     const more = rows.length > options.limit;
     const posters = more ? rows.slice(0, options.limit) : rows;
-    return { posters, nextCursor: more ? posters[posters.length - 1]!.id : null };
+    return { posters, nextCursor: more ? encodeCursor(posters[posters.length - 1]!.id) : null };
   }
 
   /** Inserts or updates by id; the key of an existing poster never changes. Returns the key. */
@@ -162,4 +162,25 @@ function sameContent(a: Poster, b: NewPoster): boolean {
     a.imageSha256 === b.imageSha256 &&
     a.pixelSha256 === b.pixelSha256
   );
+}
+
+/** Thrown for a browse cursor this server did not make. */
+export class CursorError extends Error {}
+
+const CURSOR_PREFIX = 'c1.';
+
+/** An opaque page cursor: versioned, base64url, so a made-up or damaged one is told apart from a real one. */
+export function encodeCursor(lastId: string): string {
+  return CURSOR_PREFIX + Buffer.from(JSON.stringify({ after: lastId }), 'utf8').toString('base64url');
+}
+
+export function decodeCursor(cursor: string): string {
+  if (!cursor.startsWith(CURSOR_PREFIX)) throw new CursorError('the cursor is not one this server made: pass next_cursor back as it is');
+  try {
+    const value = JSON.parse(Buffer.from(cursor.slice(CURSOR_PREFIX.length), 'base64url').toString('utf8')) as { after?: unknown };
+    if (typeof value.after === 'string' && value.after) return value.after;
+  } catch {
+    /* reported below */
+  }
+  throw new CursorError('the cursor is damaged: pass next_cursor back as it is');
 }

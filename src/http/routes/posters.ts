@@ -10,7 +10,7 @@ import type { Hit } from '../../search/searcher.js';
 import type { Engine } from '../../service/engine.js';
 import type { Runtime } from '../../service/runtime.js';
 import type { Services } from '../../service/startup.js';
-import type { Poster } from '../../state/catalog.js';
+import { CursorError, type Poster } from '../../state/catalog.js';
 import {
   BrowseQuery,
   BrowseResponse,
@@ -89,6 +89,8 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       schema: {
         tags: ['posters'],
         summary: 'The catalog posters that look most like an uploaded one',
+        operationId: 'findSimilarPosters',
+        security: [],
         description:
           'Upload a poster in the multipart field `image`. Filters (`genre`, `year_from`, `year_to`) still return exactly k posters when the catalog has k that match. If the upload is the same picture as a catalog poster, `catalog_match` names it.',
         consumes: ['multipart/form-data'],
@@ -123,6 +125,8 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       schema: {
         tags: ['posters'],
         summary: "A poster's likely genres, by a vote of its nearest catalog posters",
+        operationId: 'predictGenres',
+        security: [],
         description:
           'Upload a poster in the multipart field `image`. Its k nearest catalog posters vote; a catalog poster with the same pixels as the upload never votes for itself.',
         consumes: ['multipart/form-data'],
@@ -161,6 +165,8 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       schema: {
         tags: ['posters'],
         summary: "An uploaded poster's embedding under the active model",
+        operationId: 'embedPoster',
+        security: [],
         description: 'The vector that similarity search uses, for clients that keep their own index.',
         consumes: ['multipart/form-data'],
         response: { 200: EmbedResponse, ...errorResponses },
@@ -186,13 +192,21 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       schema: {
         tags: ['posters'],
         summary: 'Browse the catalog, by id, a page at a time',
+        operationId: 'listPosters',
+        security: [],
         querystring: BrowseQuery,
         response: { 200: BrowseResponse, 400: Type.Ref(ErrorBody) },
       },
     },
     async (request) => {
       const { genre, limit = DEFAULT_BROWSE_LIMIT, cursor } = request.query;
-      const page = catalog.browse({ genre, limit, cursor });
+      let page: ReturnType<typeof catalog.browse>;
+      try {
+        page = catalog.browse({ genre, limit, cursor });
+      } catch (error) {
+        if (error instanceof CursorError) throw new ApiError(400, 'invalid_cursor', error.message);
+        throw error;
+      }
       const base = baseUrl(request);
       return { posters: page.posters.map((p) => posterView(p, base)), next_cursor: page.nextCursor };
     },
@@ -204,9 +218,11 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       schema: {
         tags: ['posters'],
         summary: 'The embedding map: 2-D coordinates of every catalog poster under the active model',
+        operationId: 'getPosterMap',
+        security: [],
         description:
           "UMAP of the catalog's embeddings (the map `marquee figures` draws), computed on first request (tens of seconds for thousands of posters) and cached in the data dir per model version.",
-        response: { 200: MapResponse, 503: Type.Ref(ErrorBody) },
+        response: { 200: MapResponse, 400: Type.Ref(ErrorBody), 503: Type.Ref(ErrorBody) },
       },
     },
     async () =>
@@ -230,6 +246,8 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       schema: {
         tags: ['posters'],
         summary: 'One poster',
+        operationId: 'getPoster',
+        security: [],
         params: PosterParams,
         response: { 200: Type.Ref(PosterBody), 404: Type.Ref(ErrorBody) },
       },
@@ -247,6 +265,8 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       schema: {
         tags: ['posters'],
         summary: "A poster's image, as imported",
+        operationId: 'getPosterImage',
+        security: [],
         params: PosterParams,
         produces: ['image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/avif', 'image/tiff'],
         response: {
