@@ -19,7 +19,7 @@ type ErrorConstructor = new (...args: unknown[]) => Error & { code: string; stat
  */
 describe('every framework and plugin error code answers in the one error shape', () => {
   let app: FastifyInstance;
-  let thrown: Error | null = null;
+  let thrown: (Error & { statusCode?: number }) | null = null;
   const catalogue: [string, ErrorConstructor][] = [];
 
   before(async () => {
@@ -43,7 +43,7 @@ describe('every framework and plugin error code answers in the one error shape',
     const seen = new Set<number>();
     for (const [name, Ctor] of catalogue) {
       thrown = new Ctor('a', 'b', 'c');
-      const declared = thrown.statusCode ?? 500;
+      const declared = thrown!.statusCode ?? 500;
       const response = await app.inject({ method: 'GET', url: '/throw' });
       const body = response.json() as { error?: { code?: unknown; message?: unknown } };
       assert.deepEqual(Object.keys(body), ['error'], `${name}: ${response.body}`);

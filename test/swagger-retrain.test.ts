@@ -48,13 +48,13 @@ describe('retraining from Swagger UI', () => {
     await page.locator('.modal-ux button.authorize').click();
     await page.locator('.modal-ux button.btn-done').click();
 
-    const retrain = await open(page, 'operations-admin-post_admin_retrain');
+    const retrain = await open(page, 'operations-admin-startRetrain');
     await retrain.locator('textarea.body-param__text').fill(JSON.stringify({ mode: 'head', epochs: 1 }));
     const started = await execute(retrain);
     assert.equal(started.status, '202', JSON.stringify(started.body));
     const id = started.body.id as string;
 
-    const watch = await open(page, 'operations-admin-get_admin_jobs__id_');
+    const watch = await open(page, 'operations-admin-getJob');
     await watch.locator('input[placeholder="id"]').fill(id);
     let job: any;
     for (let i = 0; i < 240; i++) {

@@ -29,7 +29,7 @@ describe('Swagger UI', () => {
       assert.ok(operations.includes(path), `${path} is listed (${operations.join(', ')})`);
     }
 
-    const block = page.locator('#operations-posters-post_posters_similar');
+    const block = page.locator('#operations-posters-findSimilarPosters');
     await block.locator('.opblock-summary').click();
     await block.locator('.try-out__btn').click();
     await block.locator('input[type=file]').setInputFiles(posterPath(rows[2]!.id));

@@ -24,9 +24,9 @@ Fine-tune ResNet -> Linear -> L2 normalise with proxy-anchor loss (one proxy
 per class; with --labels genres, the default, a poster is a positive of the
 proxy of every one of its genres; the proxies in their own AdamW parameter
 group), in a Lightning loop. Trains on the manifest's 'train' split, validates
-every epoch on 'val' (queries) against 'train' (gallery) and keeps the epoch
-whose genre vote ranks val posters best by genre (vote mAP, k=5). The 'test'
-split is never read.
+on 'val' (queries) against 'train' (gallery) every --val-every epochs and after
+the last, and keeps the epoch whose genre vote ranks val posters best by genre
+(vote mAP, k=5). The 'test' split is never read.
 
 Recipes (--recipe; an option given explicitly overrides its recipe value):
   paper  the paper's (lr 1e-4 constant, 20 epochs, 1 frozen epoch, crops of

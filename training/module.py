@@ -111,8 +111,9 @@ class ProxyAnchorModule(pl.LightningModule):
             if self.spec is None:
                 raise RuntimeError("uint8 image batches need the module's preprocessing spec")
             x = normalise_batch(x, self.spec)
-            if self.trainer is not None and self.trainer.training and self.train_transform is not None:
-                x = self.train_transform(x)
+        # images (in memory or decoded from disk) are cropped in training; head mode's features are not images
+        if x.dim() == 4 and self.trainer is not None and self.trainer.training and self.train_transform is not None:
+            x = self.train_transform(x)
         return x, targets, positions
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,7 @@ from .model import ARCHS, EmbeddingNet, save_checkpoint, with_centre
 from .module import CHECKPOINT_KEY, SCHEDULES, ProxyAnchorModule
 from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, verify_onnx
 from .pixels import BatchAugment, load_uint8, resize_batch
-from .recipes import RECIPE_KEYS, recipe_name, resolve_recipe
+from .recipes import RECIPE_KEYS, RECIPES, recipe_name, resolve_recipe
 from .weights import sha256_file
 
 VERIFY_IMAGES = 3
@@ -144,6 +144,7 @@ def train(
     precision = _precision(opts.precision, on_gpu)
     workers = opts.workers if opts.workers is not None else _default_workers(on_gpu)
     config = {
+        "recipe": start.recipe,
         "arch": start.net.arch,
         "neck": start.net.neck_kind,
         "embedding_dim": start.net.embedding_dim,
@@ -174,7 +175,7 @@ def train(
         module.val_labels = tuple([r.single_genre for r in recs] for recs in (val_recs, train_recs))
         module.val_genres = tuple([labels_of(r, "genres") for r in recs] for recs in (val_recs, train_recs))
         module.spec = spec
-        module.train_transform = _train_transform(hp, spec)
+        module.train_transform = _train_transform(hp, spec, start.epochs_done)
         data = _Data(spec, train_recs, val_recs, train_labels, val_labels, workers, on_gpu)
         datasets = _datasets(hp, module, data, opts.data, opts.cache_dir, emit, log)
         in_memory = isinstance(datasets["train"], MemoryPosters)
@@ -194,7 +195,8 @@ def train(
 
         net = module.net.to("cpu", dtype=torch.float32, memory_format=torch.contiguous_format)
         net.load_state_dict(best.net_state, strict=False)  # head mode keeps only the neck's and head's weights
-        net.centre.copy_(best.centre)
+        if best.centre is not None:  # None only for a best epoch kept by a checkpoint from before centring
+            net.centre.copy_(best.centre)
         net.eval()
         log(f"best epoch {best.epoch}: val {SCORE} {best.score:.4f}")
         run = {
@@ -254,8 +256,9 @@ def _resume(opts: TrainOptions, accelerator: str, log) -> _Start:
     net.load_state_dict(with_centre({k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}, net.embedding_dim))
     log(f"resuming {opts.resume} ({done} epochs done) up to epoch {epochs}")
     init = {"kind": config["init"], "source": config["init_source"]}
-    hp = {k: config[k] for k in RECIPE_KEYS}
-    return _Start(net, config["preprocessing"], config["classes"], init, hp, epochs, config["recipe"], accelerator, done)
+    recipe = config.get("recipe", "paper")  # checkpoints from before recipes were the paper's
+    hp = {k: config.get(k, RECIPES[recipe][k]) for k in RECIPE_KEYS}
+    return _Start(net, config["preprocessing"], config["classes"], init, hp, epochs, recipe, accelerator, done)
 
 
 def _trainer(hp, accelerator: str, precision: str, epochs: int, limit_batches, callbacks, root: Path) -> pl.Trainer:
@@ -361,13 +364,14 @@ def _datasets(hp, module, d: _Data, data: str, cache_dir, emit, log) -> dict[str
     return {"train": train_ds, "val": val_ds, "gallery": train_ds, "verify": verify}
 
 
-def _train_transform(hp, spec) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def _train_transform(hp, spec, epochs_done: int = 0) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """Full mode: what a normalised training batch goes through (random crop and flip, at the training size)."""
     if hp["mode"] != "full":
         return None
     width, height = hp["train_width"] or spec["width"], hp["train_height"] or spec["height"]
     if hp["augment"]:
-        return BatchAugment(width, height, (hp["crop_scale"], 1.0), seed=hp["seed"])
+        # a resumed run draws new crops rather than replaying the first epochs' (as it draws new batches)
+        return BatchAugment(width, height, (hp["crop_scale"], 1.0), seed=hp["seed"] + epochs_done)
     if (width, height) == (spec["width"], spec["height"]):
         return None
     return lambda x: resize_batch(x, width, height)

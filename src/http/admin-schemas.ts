@@ -1,6 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox';
 
-const positiveInt = (description: string, max = 100_000) => Type.Optional(Type.Integer({ minimum: 1, maximum: max, description }));
+const positiveInt = (description: string, max = 100_000, min = 1) => Type.Optional(Type.Integer({ minimum: min, maximum: max, description }));
+/** Pixels: the training package takes 16 to 4096. */
+const pixels = (description: string) => positiveInt(description, 1024, 16);
 const positiveNumber = (description: string) => Type.Optional(Type.Number({ exclusiveMinimum: 0, description }));
 
 export const RetrainBody = Type.Object(
@@ -21,21 +23,21 @@ export const RetrainBody = Type.Object(
       description: 'With init random: the torchvision ResNet (default resnet50)',
     })),
     epochs: positiveInt("Epochs (default: the recipe's)", 1000),
-    batch_size: positiveInt('Batch size (default 32)', 4096),
+    batch_size: positiveInt('Batch size (default 32)', 4096, 2),
     lr: positiveNumber("AdamW learning rate (default: the recipe's)"),
     proxy_lr_multiplier: positiveNumber("The proxies' learning rate as a multiple of lr"),
     weight_decay: Type.Optional(Type.Number({ minimum: 0, description: 'AdamW weight decay' })),
     warmup_epochs: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: 'Epochs with the backbone frozen first' })),
     schedule: Type.Optional(Type.Union([Type.Literal('constant'), Type.Literal('cosine')], { description: 'Learning-rate schedule' })),
     crop_scale: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'Smallest area fraction of the random crop' })),
-    grad_clip: positiveNumber('Gradient clipping threshold'),
-    margin: positiveNumber('Proxy-anchor margin (default 0.1)'),
+    grad_clip: Type.Optional(Type.Number({ minimum: 0, description: 'Gradient clipping threshold; 0: off' })),
+    margin: Type.Optional(Type.Number({ minimum: 0, description: 'Proxy-anchor margin (default 0.1)' })),
     alpha: positiveNumber('Proxy-anchor alpha (default 32)'),
     embedding_dim: positiveInt('Embedding size (default: the active model’s)', 4096),
-    width: positiveInt('Model input width in pixels (default: the active model’s)', 1024),
-    height: positiveInt('Model input height in pixels (default: the active model’s)', 1024),
-    train_width: positiveInt("Training crop width (default: the recipe's, else the model's)", 1024),
-    train_height: positiveInt('Training crop height', 1024),
+    width: pixels('Model input width in pixels (default: the active model’s)'),
+    height: pixels('Model input height in pixels (default: the active model’s)'),
+    train_width: pixels("Training crop width (default: the recipe's, else the model's)"),
+    train_height: pixels('Training crop height'),
     val_every: positiveInt("Validate every N epochs and after the last (default: the recipe's)", 1000),
     seed: Type.Optional(Type.Integer({ minimum: 0, description: 'Random seed' })),
     limit_batches: positiveInt('Stop each epoch after this many batches (for quick trials)'),

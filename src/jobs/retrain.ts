@@ -43,6 +43,9 @@ export class RetrainRunner {
   ) {}
 
   start(params: RetrainParams): Job {
+    if (params.arch && params.init !== 'random') {
+      throw new ApiError(400, 'invalid_request', 'arch chooses the network of a random start: give it with init "random"');
+    }
     let job: Job;
     try {
       job = this.jobs.create('retrain', { ...params });
@@ -176,7 +179,7 @@ export class RetrainRunner {
   }
 
   private onEvent(id: string, event: TrainingEvent): void {
-    if (event.event === 'progress' || event.event === 'epoch_start' || event.event === 'features' || event.event === 'calibrate') {
+    if (['progress', 'epoch_start', 'features', 'calibrate', 'decode'].includes(event.event)) {
       const { event: stage, ...rest } = event;
       const epochs = Number(rest.epochs ?? this.jobs.get(id)?.progress?.epochs ?? 0);
       const fraction =

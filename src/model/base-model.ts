@@ -58,7 +58,7 @@ async function imagenetWeights(
   onStatus: (status: string) => void,
 ): Promise<VerifiedWeights | { reason: string }> {
   if (!config.baseWeights) {
-    log.info('MARQUEE_BASE_WEIGHTS=none: no ImageNet weights; starting from a random initialisation');
+    log.info('ImageNet weights opted out (MARQUEE_BASE_WEIGHTS=none): starting from a random initialisation');
     return { reason: 'opted out' };
   }
   onStatus(`fetching ImageNet weights (${config.baseWeights})`);

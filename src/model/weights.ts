@@ -42,7 +42,11 @@ export function hashPrefix(ref: string): string | null {
 
 async function sha256Of(path: string): Promise<string> {
   const hash = createHash('sha256');
-  await pipeline(createReadStream(path), hash);
+  try {
+    await pipeline(createReadStream(path), hash);
+  } catch (error) {
+    throw new WeightsUnavailable('failed', `cannot read ${path}: ${(error as Error).message}`);
+  }
   return hash.digest('hex');
 }
 

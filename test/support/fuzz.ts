@@ -188,7 +188,7 @@ export function sendCase(url: string, fuzz: Pick<FuzzCase, 'contentType' | 'body
       res.on('end', () => {
         const ms = performance.now() - started;
         const status = res.statusCode ?? 0;
-        resolve({ status, ms, problem: judge(status, Buffer.concat(chunks).toString('utf8')) });
+        resolve({ status, ms, problem: judge(target.pathname, status, Buffer.concat(chunks).toString('utf8')) });
       });
       res.on('error', (error) => resolve({ status: 0, ms: performance.now() - started, problem: `response broke: ${error.message}` }));
     });
@@ -198,7 +198,10 @@ export function sendCase(url: string, fuzz: Pick<FuzzCase, 'contentType' | 'body
   });
 }
 
-function judge(status: number, text: string): string | null {
+/** What a 200 of each upload route carries (src/http/schemas.ts). */
+const SUCCESS_FIELD: Record<string, string> = { '/posters/similar': 'results', '/posters/genre': 'scores', '/posters/embed': 'embedding' };
+
+function judge(path: string, status: number, text: string): string | null {
   if (status >= 500) return `answered ${status}: ${text.slice(0, 200)}`;
   let body: unknown;
   try {
@@ -214,7 +217,8 @@ function judge(status: number, text: string): string | null {
     }
     return null;
   }
-  if (status === 200 && !Array.isArray((body as { results?: unknown }).results)) return `answered 200 without results: ${text.slice(0, 200)}`;
+  const field = SUCCESS_FIELD[path];
+  if (status === 200 && field && !Array.isArray((body as Record<string, unknown>)[field])) return `answered 200 without ${field}: ${text.slice(0, 200)}`;
   return status === 200 ? null : `unexpected status ${status}`;
 }
 

@@ -54,7 +54,7 @@ def head_run(tmp_path_factory, train_manifest, exported):
     out = tmp_path_factory.mktemp("head") / "model"
     cache = tmp_path_factory.mktemp("features")
     proc = run_cli("train", "--manifest", str(train_manifest), "--out", str(out), "--init-from", str(base),
-                   "--mode", "head", "--epochs", "2", "--val-every", "1", "--cache-dir", str(cache), *TINY)  # fmt: skip
+                   "--recipe", "paper", "--mode", "head", "--epochs", "2", "--cache-dir", str(cache), *TINY)  # fmt: skip
     return out, events_of(proc.stdout), proc.stderr, cache
 
 
