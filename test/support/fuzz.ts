@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import sharp from 'sharp';
+import { seededRandom } from '../../src/figures/random.js';
 import { posterPath, subsetRows } from './catalog.js';
 
 /**
@@ -22,18 +23,6 @@ export interface FuzzOutcome {
   ms: number;
   /** What is wrong with the answer, if anything (a 5xx, a hang, a body outside the contract). */
   problem: string | null;
-}
-
-/** mulberry32: small, fast, and the same sequence for the same seed on every machine. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 type Rng = () => number;
@@ -168,7 +157,7 @@ function frame(image: Buffer, rng: Rng): { contentType: string; body: Buffer; fr
 
 /** The `index`-th case of a run seeded with `seed`: the same case on every machine. */
 export function fuzzCase(seed: number, index: number, seeds: { name: string; bytes: Buffer }[]): FuzzCase {
-  const rng = prng((seed * 2654435761 + index * 40503) >>> 0);
+  const rng = seededRandom((seed * 2654435761 + index * 40503) >>> 0);
   const source = pick(rng, seeds);
   const { bytes, mutation } = mutateImage(source.bytes, rng);
   const { contentType, body, framing } = frame(bytes, rng);
