@@ -7,13 +7,10 @@
  * to /posters/similar and /posters/genre. Reports cases/s, the status mix, the slowest inputs,
  * the server's RSS over the run, and every case outside the contract (kept in test/fuzz-corpus).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
 import { makeCatalogDir, subsetRows } from '../test/support/catalog.js';
-import { fuzzCase, fuzzSeeds, rssOf, sendCase } from '../test/support/fuzz.js';
+import { fuzzCase, fuzzSeeds, keepInCorpus, rssOf, sendCase } from '../test/support/fuzz.js';
 import { testModelDir } from '../test/support/model.js';
-import { ROOT } from '../test/support/paths.js';
 import { startServer } from '../test/support/server.js';
 
 const cases = Number(process.argv[2] ?? 20_000);
@@ -35,10 +32,7 @@ try {
     slowest.sort((a, b) => b.ms - a.ms).splice(10);
     if (outcome.problem) {
       failures.push(`${fuzz.id} ${fuzz.mutation}: ${outcome.problem}`);
-      const dir = join(ROOT, 'test', 'fuzz-corpus');
-      mkdirSync(dir, { recursive: true });
-      writeFileSync(join(dir, `${fuzz.id}.bin`), fuzz.body);
-      writeFileSync(join(dir, `${fuzz.id}.json`), `${JSON.stringify({ content_type: fuzz.contentType, mutation: fuzz.mutation, problem: outcome.problem, found: new Date().toISOString() }, null, 2)}\n`);
+      keepInCorpus(fuzz, outcome.problem);
     }
     if (i % 1000 === 0) rss.push((await rssOf(pid)) ?? 0);
   }

@@ -1,33 +1,12 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeCatalogDir, subsetRows } from './support/catalog.js';
-import { fuzzCase, fuzzSeeds, rssOf, sendCase, type FuzzCase } from './support/fuzz.js';
+import { fuzzCase, fuzzSeeds, keepInCorpus, readCorpus, rssOf, sendCase } from './support/fuzz.js';
 import { testModelDir } from './support/model.js';
-import { ROOT } from './support/paths.js';
 import { startServer, type RunningServer } from './support/server.js';
 
 const CASES = Number(process.env.MARQUEE_FUZZ_CASES ?? 500);
 const SEED = Number(process.env.MARQUEE_FUZZ_SEED ?? 1);
-const CORPUS = join(ROOT, 'test', 'fuzz-corpus');
-
-function corpus(): FuzzCase[] {
-  if (!existsSync(CORPUS)) return [];
-  return readdirSync(CORPUS)
-    .filter((f) => f.endsWith('.json'))
-    .map((f) => {
-      const meta = JSON.parse(readFileSync(join(CORPUS, f), 'utf8')) as { content_type: string; mutation: string };
-      return { id: f.replace(/\.json$/, ''), mutation: meta.mutation, contentType: meta.content_type, body: readFileSync(join(CORPUS, f.replace(/\.json$/, '.bin'))) };
-    });
-}
-
-function keep(fuzz: FuzzCase, problem: string): void {
-  mkdirSync(CORPUS, { recursive: true });
-  writeFileSync(join(CORPUS, `${fuzz.id}.bin`), fuzz.body);
-  writeFileSync(join(CORPUS, `${fuzz.id}.json`), `${JSON.stringify({ content_type: fuzz.contentType, mutation: fuzz.mutation, problem, found: new Date().toISOString() }, null, 2)}\n`);
-}
-
 describe(`upload fuzzing: ${CASES} seeded cases (seed ${SEED}) and the corpus`, () => {
   let server: RunningServer;
   let seeds: { name: string; bytes: Buffer }[];
@@ -41,7 +20,7 @@ describe(`upload fuzzing: ${CASES} seeded cases (seed ${SEED}) and the corpus`, 
   });
 
   it('replays every input that once failed', async () => {
-    for (const fuzz of corpus()) {
+    for (const fuzz of readCorpus()) {
       const outcome = await sendCase(`${server.url}/posters/similar?k=3`, fuzz);
       assert.equal(outcome.problem, null, `${fuzz.id} (${fuzz.mutation})`);
     }
@@ -60,7 +39,7 @@ describe(`upload fuzzing: ${CASES} seeded cases (seed ${SEED}) and the corpus`, 
       slowest = Math.max(slowest, outcome.ms);
       if (outcome.problem) {
         failures.push(`${fuzz.id} ${fuzz.mutation}: ${outcome.problem}`);
-        keep(fuzz, outcome.problem);
+        keepInCorpus(fuzz, outcome.problem);
       }
     }
     assert.deepEqual(failures, [], 'cases outside the contract (kept in test/fuzz-corpus)');

@@ -50,6 +50,13 @@ async function sha256Of(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/** The file at `path`, hashed and checked against `source`'s expected digest (refused when it differs). */
+async function verified(path: string, source: WeightsSource, label = path): Promise<VerifiedWeights> {
+  const sha256 = await sha256Of(path);
+  checkDigest(sha256, source, label);
+  return { path, sha256 };
+}
+
 function checkDigest(actual: string, source: WeightsSource, label: string): void {
   const prefix = hashPrefix(source.ref);
   const expected = source.sha256?.toLowerCase() ?? null;
@@ -94,24 +101,17 @@ export async function fetchWeights(
 ): Promise<VerifiedWeights> {
   if (!/^https?:\/\//.test(source.ref)) {
     if (!existsSync(source.ref)) throw new WeightsUnavailable('failed', `weights file not found: ${source.ref}`);
-    const sha256 = await sha256Of(source.ref);
-    checkDigest(sha256, source, source.ref);
-    return { path: source.ref, sha256 };
+    return verified(source.ref, source);
   }
   const name = basename(new URL(source.ref).pathname) || 'weights.pth';
   for (const dir of options.bakedDirs ?? []) {
     const baked = join(dir, name);
-    if (!existsSync(baked)) continue;
-    const sha256 = await sha256Of(baked);
-    checkDigest(sha256, source, baked);
-    return { path: baked, sha256 };
+    if (existsSync(baked)) return verified(baked, source);
   }
   const cached = join(cacheDir, name);
   if (existsSync(cached)) {
-    const sha256 = await sha256Of(cached);
     try {
-      checkDigest(sha256, source, cached);
-      return { path: cached, sha256 };
+      return await verified(cached, source);
     } catch {
       rmSync(cached, { force: true }); // a stale or damaged copy: fetch it again
     }
@@ -150,8 +150,7 @@ export async function fetchWeights(
     if (Number.isFinite(expected) && received !== expected) {
       throw new WeightsUnavailable('failed', `download of ${url} is truncated: ${received} of ${expected} bytes`);
     }
-    const sha256 = await sha256Of(tmp);
-    checkDigest(sha256, source, url);
+    const { sha256 } = await verified(tmp, source, url);
     renameSync(tmp, cached);
     return { path: cached, sha256 };
   } finally {

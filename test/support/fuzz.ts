@@ -1,8 +1,10 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { join } from 'node:path';
 import sharp from 'sharp';
 import { seededRandom } from '../../src/figures/random.js';
 import { posterPath, subsetRows } from './catalog.js';
+import { ROOT } from './paths.js';
 
 /**
  * A seeded fuzzer of poster uploads: real posters in several formats, mutated in their bytes
@@ -241,4 +243,25 @@ export async function fuzzSeeds(count = 3): Promise<{ name: string; bytes: Buffe
     );
   }
   return seeds;
+}
+
+/** Every input that once failed: test/fuzz-corpus/<id>.bin (the request body) + <id>.json (how to send it). */
+export const CORPUS = join(ROOT, 'test', 'fuzz-corpus');
+
+export function readCorpus(): FuzzCase[] {
+  if (!existsSync(CORPUS)) return [];
+  return readdirSync(CORPUS)
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => {
+      const meta = JSON.parse(readFileSync(join(CORPUS, f), 'utf8')) as { content_type: string; mutation: string };
+      return { id: f.replace(/\.json$/, ''), mutation: meta.mutation, contentType: meta.content_type, body: readFileSync(join(CORPUS, f.replace(/\.json$/, '.bin'))) };
+    });
+}
+
+/** Keeps a failing case in the corpus, to be committed with its fix and replayed ever after. */
+export function keepInCorpus(fuzz: FuzzCase, problem: string): void {
+  mkdirSync(CORPUS, { recursive: true });
+  writeFileSync(join(CORPUS, `${fuzz.id}.bin`), fuzz.body);
+  const meta = { content_type: fuzz.contentType, mutation: fuzz.mutation, problem, found: new Date().toISOString() };
+  writeFileSync(join(CORPUS, `${fuzz.id}.json`), `${JSON.stringify(meta, null, 2)}\n`);
 }
