@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { ConfigError, loadConfig, type Config } from './config.js';
+import { insufficientStorage, isStorageFull } from './errors.js';
 import { importCatalog } from './catalog/importer.js';
 import { renderInputs, writeManifest } from './catalog/manifest.js';
 import { defaultSpec } from './model/preprocess.js';
@@ -19,6 +20,7 @@ import { RetrainRunner } from './jobs/retrain.js';
 import { Runtime } from './service/runtime.js';
 import { createServices, startUp, type Services } from './service/startup.js';
 import { openDb } from './state/db.js';
+import { claimDataDir, DataDirBusy } from './state/processes.js';
 
 const HELP = `marquee: find movie posters that look alike
 
@@ -70,7 +72,7 @@ async function serve(config: Config, log: Logger): Promise<void> {
   try {
     await startUp(svc, runtime);
   } catch (error) {
-    log.fatal({ err: error }, 'start-up failed');
+    log.fatal({ err: error }, isStorageFull(error) ? `start-up failed: ${insufficientStorage(error).message}` : 'start-up failed');
     await app.close();
     process.exit(1);
   }
@@ -176,6 +178,7 @@ async function main(argv: string[]): Promise<void> {
   }
   const config = loadConfig();
   const log = createLogger(config.logLevel);
+  if (command !== 'openapi') claimDataDir(config.dataDir, command);
   switch (command) {
     case 'serve':
       return serve(config, log);
@@ -201,6 +204,8 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
-  process.stderr.write(`marquee: ${error instanceof ConfigError ? error.message : ((error as Error).stack ?? String(error))}\n`);
-  process.exit(error instanceof ConfigError ? 2 : 1);
+  const expected = error instanceof ConfigError || error instanceof DataDirBusy;
+  const message = isStorageFull(error) ? insufficientStorage(error).message : expected ? (error as Error).message : ((error as Error).stack ?? String(error));
+  process.stderr.write(`marquee: ${message}\n`);
+  process.exit(expected ? 2 : 1);
 });

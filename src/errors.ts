@@ -18,3 +18,14 @@ export class ImageError extends ApiError {
     super(status, code, message);
   }
 }
+
+const STORAGE_FULL = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);
+
+/** The data dir's disk (or quota) is full: a file write failed with ENOSPC/EDQUOT, or SQLite with SQLITE_FULL. */
+export function isStorageFull(error: unknown): boolean {
+  return STORAGE_FULL.has(String((error as { code?: unknown } | null)?.code ?? ''));
+}
+
+export function insufficientStorage(error: unknown): ApiError {
+  return new ApiError(507, 'insufficient_storage', `the data directory's disk is full; free space and try again (${(error as Error).message})`);
+}

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from .lifetime import die_with_main
 from .manifest import Record, image_source
 from .preprocess import normalise, open_image, resize_fill, to_srgb8, validate_spec
 
@@ -106,5 +107,7 @@ class MemoryPosters(Dataset):
 
 def quiet_worker(worker_id: int) -> None:
     """DataLoader worker_init_fn: a worker stopped by SIGTERM (e.g. with the whole process group)
-    just exits, instead of running the parent's cancellation handler it inherited by fork."""
+    just exits, instead of running the parent's cancellation handler it inherited by fork; and it
+    dies with the training process, also when that one is killed outright."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_main()

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { parse, type CsvError } from 'csv-parse/sync';
@@ -7,6 +7,7 @@ import { ApiError } from '../errors.js';
 import { decodeRgb } from '../model/preprocess.js';
 import type { Catalog, NewPoster, Split } from '../state/catalog.js';
 import type { Db } from '../state/db.js';
+import { writeAtomically } from '../state/files.js';
 
 export interface SkippedRow {
   line: number;
@@ -159,9 +160,7 @@ async function withImage(dir: string, fields: RowFields, imagesDir: string, opti
         );
   const target = join(imagesDir, image.name);
   if (!existsSync(target) || createHash('sha256').update(readFileSync(target)).digest('hex') !== imageSha256) {
-    const tmp = `${target}.tmp-${process.pid}`;
-    writeFileSync(tmp, bytes);
-    renameSync(tmp, target);
+    writeAtomically(target, bytes);
   }
   const { file: _file, ...poster } = fields;
   return { ...poster, imagePath: `images/${image.name}`, imageSha256, pixelSha256: image.pixelSha256, width: image.width, height: image.height };

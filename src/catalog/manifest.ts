@@ -1,8 +1,9 @@
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { renderModelInput, type PreprocessingSpec } from '../model/preprocess.js';
 import type { Poster } from '../state/catalog.js';
+import { writeAtomically } from '../state/files.js';
 
 /**
  * Renders every poster's model input for this preprocessing (cached by picture and size under
@@ -26,9 +27,7 @@ export async function renderInputs(
       const file = join(dir, `${poster.pixelSha256.slice(0, 32)}.png`);
       if (!existsSync(file)) {
         const png = await renderModelInput(await readFile(join(dataDir, poster.imagePath)), spec, maxPixels);
-        const tmp = `${file}.tmp-${process.pid}-${next}`;
-        writeFileSync(tmp, png);
-        renameSync(tmp, file);
+        writeAtomically(file, png);
       }
       paths.set(poster.id, file);
       onProgress?.(++done, posters.length);
@@ -61,7 +60,5 @@ export function writeManifest(
       ...(rendered && inputs ? { input: { path: rendered, width: inputs.spec.width, height: inputs.spec.height } } : {}),
     });
   });
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, lines.join('\n') + '\n');
-  renameSync(tmp, file);
+  writeAtomically(file, lines.join('\n') + '\n');
 }

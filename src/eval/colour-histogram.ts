@@ -1,7 +1,8 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { decodeRgb, defaultSpec, resizeRgb, type RgbImage } from '../model/preprocess.js';
+import { writeAtomically } from '../state/files.js';
 
 /** Hue, saturation, value bins of the colour-histogram baseline. */
 export const HSV_BINS = [8, 4, 4] as const;
@@ -98,14 +99,7 @@ export class HistogramCache {
       Buffer.from(histogram.buffer, histogram.byteOffset, histogram.byteLength).copy(out, at + SHA_BYTES);
       at += RECORD_BYTES;
     }
-    mkdirSync(dirname(this.file), { recursive: true });
-    const tmp = `${this.file}.tmp-${process.pid}`;
-    try {
-      writeFileSync(tmp, out);
-      renameSync(tmp, this.file);
-    } finally {
-      rmSync(tmp, { force: true });
-    }
+    writeAtomically(this.file, out);
     this.changed = false;
   }
 }

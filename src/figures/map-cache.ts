@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../log.js';
 import type { Catalog, Poster } from '../state/catalog.js';
 import type { EmbeddingStore } from '../state/embeddings.js';
+import { writeAtomically } from '../state/files.js';
 import type { ModelVersion } from '../state/models.js';
 import { MAP_PARAMS, type MapParams } from './map-layout.js';
 
@@ -158,8 +159,5 @@ function readMapFile(file: string): MapFile | null {
 
 /** Written to a temporary file and renamed, so a reader never sees half a map. */
 function writeMapFile(file: string, content: MapFile): void {
-  mkdirSync(dirname(file), { recursive: true });
-  const temporary = `${file}.${process.pid}.tmp`;
-  writeFileSync(temporary, `${JSON.stringify(content)}\n`);
-  renameSync(temporary, file);
+  writeAtomically(file, `${JSON.stringify(content)}\n`);
 }

@@ -5,7 +5,7 @@ import multipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { ApiError } from '../errors.js';
+import { ApiError, insufficientStorage, isStorageFull } from '../errors.js';
 import type { Runtime } from '../service/runtime.js';
 import type { Services } from '../service/startup.js';
 import type { RetrainRunner } from '../jobs/retrain.js';
@@ -37,6 +37,7 @@ function errorBody(code: string, message: string) {
  */
 export function toApiError(error: FastifyError): ApiError | null {
   if (error instanceof ApiError) return error;
+  if (isStorageFull(error)) return insufficientStorage(error);
   if (error.validation) return new ApiError(400, 'invalid_request', error.message);
   switch (error.code) {
     case 'FST_ERR_MAX_PARAM_LENGTH':

@@ -1,7 +1,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { renderInputs, writeManifest } from '../catalog/manifest.js';
-import { ApiError } from '../errors.js';
+import { ApiError, insufficientStorage, isStorageFull } from '../errors.js';
 import { defaultSpec, type PreprocessingSpec } from '../model/preprocess.js';
 import { ensurePython, runTraining, type TrainingEvent } from '../model/python.js';
 import { registerModelDir } from '../model/registration.js';
@@ -148,18 +148,35 @@ export class RetrainRunner {
       putInService(engine, this.services, this.runtime);
       this.set(id, 'succeeded');
     } catch (error) {
+      // The job's files go first: on a full disk they are the space the failure record needs.
+      rmSync(work, { recursive: true, force: true });
+      const modelVersion = candidate?.version ?? null;
       if (signal.aborted && signal.reason === SHUTDOWN) {
-        this.set(id, 'failed', { error: 'interrupted: the server shut down during the job', modelVersion: candidate?.version ?? null });
+        this.finish(id, 'failed', { error: 'interrupted: the server shut down during the job', modelVersion });
       } else if (signal.aborted) {
-        this.set(id, 'cancelled', { error: 'cancelled by request', modelVersion: candidate?.version ?? null });
+        this.finish(id, 'cancelled', { error: 'cancelled by request', modelVersion });
       } else {
         log.error({ job: id, err: error }, 'retrain job failed');
-        this.set(id, 'failed', { error: (error as Error).message, modelVersion: candidate?.version ?? null });
+        const message = isStorageFull(error) ? insufficientStorage(error).message : (error as Error).message;
+        this.finish(id, 'failed', { error: message, modelVersion });
       }
     } finally {
       await embedder?.release();
-      this.jobs.update(id, { logTail: this.logTail || null });
+      this.finish(id, null, { logTail: this.logTail || null });
       rmSync(work, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Records how the job ended. It never throws: a job that cannot record its end (a full disk) is
+   * logged, and the next start marks it interrupted; an exception here would take the server down.
+   */
+  private finish(id: string, state: JobState | null, changes: Parameters<JobStore['update']>[1]): void {
+    try {
+      if (state) this.set(id, state, changes);
+      else this.jobs.update(id, changes);
+    } catch (error) {
+      this.services.log.error({ job: id, state, err: error }, 'could not record the end of the retrain job');
     }
   }
 
@@ -192,8 +209,13 @@ export class RetrainRunner {
     }
   }
 
+  /** Progress is informative: a write that fails (a full disk) is logged, and the job goes on. */
   private progress(id: string, changes: Record<string, unknown>): void {
-    const current = this.jobs.get(id)?.progress ?? {};
-    this.jobs.update(id, { progress: { ...current, ...changes }, logTail: this.logTail || null });
+    try {
+      const current = this.jobs.get(id)?.progress ?? {};
+      this.jobs.update(id, { progress: { ...current, ...changes }, logTail: this.logTail || null });
+    } catch (error) {
+      this.services.log.warn({ job: id, err: error }, 'could not record the job\'s progress');
+    }
   }
 }

@@ -36,7 +36,8 @@ export function runTraining(
     const child = spawn(python, ['-m', 'training', ...args], {
       cwd: PROJECT_ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, PYTHONUNBUFFERED: '1' },
+      // The child arms a parent-death signal (training/lifetime.py): a killed server leaves no training behind.
+      env: { ...process.env, PYTHONUNBUFFERED: '1', MARQUEE_PARENT_PID: String(process.pid) },
       signal,
       killSignal: 'SIGTERM',
     });

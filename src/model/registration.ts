@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { constants, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PreprocessingSpec } from './preprocess.js';
+import { copyAtomically } from '../state/files.js';
 import type { ModelRegistry, ModelVersion } from '../state/models.js';
 
 /** model.json, written by the training package beside model.onnx. */
@@ -53,14 +54,4 @@ export function registerModelDir(
     checkpointPath: hasCheckpoint ? `models/${version}.pt` : null,
     createdAt: new Date().toISOString(),
   });
-}
-
-function copyAtomically(from: string, to: string): void {
-  const tmp = `${to}.tmp-${process.pid}`;
-  try {
-    copyFileSync(from, tmp, constants.COPYFILE_FICLONE);
-    renameSync(tmp, to);
-  } finally {
-    rmSync(tmp, { force: true });
-  }
 }

@@ -4,6 +4,7 @@ import { get as httpGet, type IncomingMessage } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { basename, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { temporaryPath } from '../state/files.js';
 
 /**
  * torchvision's published ImageNet weights for ResNet-50 (ResNet50_Weights.IMAGENET1K_V2, its
@@ -117,7 +118,7 @@ export async function fetchWeights(
     }
   }
   mkdirSync(cacheDir, { recursive: true });
-  const tmp = `${cached}.download-${process.pid}`;
+  const tmp = temporaryPath(cached);
   try {
     let url = source.ref;
     let res: IncomingMessage;

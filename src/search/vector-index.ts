@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import usearch from 'usearch';
 import type { EmbeddingSet } from '../state/embeddings.js';
+import { temporaryPath, writeAtomically } from '../state/files.js';
 
 const { Index, MetricKind, ScalarKind } = usearch;
 type UsearchIndex = InstanceType<typeof Index>;
@@ -97,12 +98,12 @@ export class VectorIndex {
       const vectors = Array.from({ length: set.keys.length }, (_, i) => set.vectors.subarray(i * set.dims, (i + 1) * set.dims));
       index.add(set.keys, vectors, 0);
     }
-    const tmp = `${file}.tmp-${process.pid}`;
+    const tmp = temporaryPath(file);
     try {
       index.save(tmp);
       rmSync(`${file}.json`, { force: true });
       renameSync(tmp, file);
-      writeFileSync(`${file}.json`, JSON.stringify(meta));
+      writeAtomically(`${file}.json`, JSON.stringify(meta));
     } finally {
       rmSync(tmp, { force: true });
     }

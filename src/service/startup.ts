@@ -1,4 +1,4 @@
-import { rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
@@ -9,6 +9,7 @@ import { startProgress } from '../progress.js';
 import { Catalog } from '../state/catalog.js';
 import type { Db } from '../state/db.js';
 import { EmbeddingStore } from '../state/embeddings.js';
+import { sweepTemporaryFiles } from '../state/files.js';
 import { JobStore } from '../state/jobs.js';
 import { ModelRegistry } from '../state/models.js';
 import { embedCatalog } from './catalog-embedding.js';
@@ -40,14 +41,33 @@ export function createServices(config: Config, db: Db, log: Logger, metrics: Met
 }
 
 /**
+ * Model files that no version names: a registration killed between copying the file and recording
+ * it. Only exclusive commands (serve, train, index, models) register models, so none is in flight.
+ */
+function sweepUnregisteredModels(dataDir: string, models: ModelRegistry): string[] {
+  const dir = join(dataDir, 'models');
+  if (!existsSync(dir)) return [];
+  const named = new Set(models.list().flatMap((m) => [m.filePath, m.checkpointPath]));
+  const removed: string[] = [];
+  for (const name of readdirSync(dir)) {
+    if (named.has(`models/${name}`)) continue;
+    rmSync(join(dir, name), { recursive: true, force: true });
+    removed.push(`models/${name}`);
+  }
+  return removed;
+}
+
+/**
  * Brings the service to ready: seed catalog imported, a model active, every poster embedded with
  * it, its index mapped. Each step skips what is already done, so later starts take seconds.
  */
 export async function startUp(services: Services, runtime: Runtime): Promise<void> {
   const { config, db, catalog, models, embeddings, jobs, log, metrics } = services;
   for (const job of jobs.failInterrupted()) log.warn({ job: job.id }, job.error ?? 'job interrupted');
-  // Whatever an interrupted job was writing is not in use: only registered models and indexes are.
+  // Whatever an interrupted job or write left is not in use: only registered models and indexes are.
   rmSync(join(config.dataDir, 'jobs'), { recursive: true, force: true });
+  const leftovers = [...sweepTemporaryFiles(config.dataDir), ...sweepUnregisteredModels(config.dataDir, models)];
+  if (leftovers.length > 0) log.warn({ files: leftovers.slice(0, 20), count: leftovers.length }, 'removed files left by an interrupted write');
   if (config.catalogDir) {
     runtime.setStatus(`importing the catalog from ${config.catalogDir}`);
     let progress: ReturnType<typeof startProgress> | null = null;

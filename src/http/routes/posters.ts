@@ -25,7 +25,6 @@ import {
   PosterParams,
   SimilarQuery,
   SimilarResponse,
-  UploadBody,
 } from '../schemas.js';
 import { readImageUpload } from '../upload.js';
 

@@ -1,0 +1,371 @@
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import usearch from 'usearch';
+import { makeCatalogDir, subsetRows } from './catalog.js';
+import { testModelDir } from './model.js';
+import { startServer, upload, type RunningServer } from './server.js';
+
+/**
+ * The crash harness: starts the real server, drives it into a stage (first start: import, embedding,
+ * index build; a retrain: each of its states; a swap), kills it with SIGKILL at a random moment in
+ * that stage, restarts it on the same data dir and checks that it came back whole.
+ */
+
+export const STAGES = [
+  'import',
+  'embedding',
+  'index build',
+  'retrain: preparing',
+  'retrain: training',
+  'retrain: evaluating',
+  'retrain: indexing',
+  'retrain: swapping',
+  'swap',
+] as const;
+export type Stage = (typeof STAGES)[number];
+
+export interface Kill {
+  n: number;
+  target: Stage;
+  /** Where the server's log says it was when killed. */
+  landed: string;
+  delayMs: number;
+  restartMs: number;
+  problems: string[];
+}
+
+const TOKEN = 'crash-token';
+const FINAL = ['succeeded', 'failed', 'cancelled', 'rejected'];
+
+/** Log markers, and the stage that each begins. */
+const MARKS: [RegExp, string][] = [
+  [/Server listening/, 'import'],
+  [/"msg":"catalog imported"/, 'base model'],
+  [/"msg":"embedding the catalog"/, 'embedding'],
+  [/"msg":"building the vector index"/, 'index build'],
+  [/"msg":"vector index ready"/, 'loading'],
+  [/"msg":"ready"/, 'serving'],
+  [/"state":"\w+","msg":"retrain job"/, 'job'],
+  [/"url":"\/admin\/models\/[^"]+\/activate"[^\n]*"msg":"incoming request"/, 'swap'],
+  [/"msg":"model activated"/, 'activated'],
+];
+
+/**
+ * Where a server was when killed, from its log: the last stage begun, inside a retrain or a swap
+ * named after it (a retrain's "evaluating" embeds the catalog too, but is not a first start's embedding).
+ */
+export function landing(logs: string): string {
+  const marks = MARKS.flatMap(([pattern, name]) => [...logs.matchAll(new RegExp(pattern.source, 'g'))].map((m) => ({ at: m.index!, name, text: m[0] })));
+  marks.sort((x, y) => x.at - y.at);
+  let stage = 'spawn';
+  let within: string | null = null;
+  for (const mark of marks) {
+    if (mark.name === 'job') {
+      const state = /"state":"(\w+)"/.exec(mark.text)![1]!;
+      within = FINAL.includes(state) ? null : `retrain: ${state}`;
+      if (!within) stage = 'serving';
+    } else if (mark.name === 'swap') {
+      within = 'swap';
+    } else if (mark.name === 'activated' && within === 'swap') {
+      within = null;
+      stage = 'after the swap';
+    } else if (mark.name !== 'activated') {
+      stage = mark.name;
+    }
+  }
+  return within ?? stage;
+}
+
+/** A deterministic PRNG (mulberry32), so a seed names a run. */
+function random(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function waitForLog(server: RunningServer, pattern: RegExp, from: number, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (pattern.test(server.logs().slice(from))) {
+        done();
+        resolve();
+      } else if (server.child.exitCode !== null) {
+        done();
+        reject(new Error(`server exited waiting for ${pattern}:\n${server.logs().slice(-2000)}`));
+      }
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error(`no ${pattern} in ${timeoutMs} ms:\n${server.logs().slice(-2000)}`));
+    }, timeoutMs);
+    const done = () => {
+      clearTimeout(timer);
+      server.child.stdout!.off('data', check);
+    };
+    server.child.stdout!.on('data', check);
+    check();
+  });
+}
+
+async function admin(url: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const response = await fetch(`${url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: response.status, body: await response.json().catch(() => null) };
+}
+
+/** What the kill must not undo: answers the server gave before it. */
+interface Acknowledged {
+  jobs: string[];
+  activated: string | null;
+}
+
+/** Training processes still running for this data dir (their manifest lies under it). */
+function trainingProcesses(dataDir: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (cmdline.includes('training') && cmdline.includes(dataDir)) pids.push(Number(entry));
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return pids;
+}
+
+function leftoverFiles(dataDir: string, registered: Set<string>, serverPid: number): string[] {
+  const problems: string[] = [];
+  if (existsSync(join(dataDir, 'jobs'))) problems.push('jobs/ remains');
+  const walk = (dir: string, rel: string) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const name = rel ? `${rel}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) walk(join(dir, entry.name), name);
+      else if (/\.tmp-\d+|\.download-\d+|\.\d+\.tmp$/.test(entry.name)) problems.push(`temporary file ${name}`);
+    }
+  };
+  walk(dataDir, '');
+  const models = join(dataDir, 'models');
+  if (existsSync(models)) {
+    for (const name of readdirSync(models)) if (!registered.has(`models/${name}`)) problems.push(`unregistered model file models/${name}`);
+  }
+  const run = join(dataDir, 'run');
+  if (existsSync(run)) {
+    for (const name of readdirSync(run)) if (name !== `${serverPid}.json`) problems.push(`stale claim run/${name}`);
+  }
+  return problems;
+}
+
+/** Everything a restarted server must satisfy; returns what it does not. */
+export async function checkRestart(server: RunningServer, acknowledged: Acknowledged): Promise<string[]> {
+  const problems: string[] = [];
+  const { dataDir, url } = server;
+  const db = new Database(join(dataDir, 'marquee.db'), { readonly: true, fileMustExist: true });
+  try {
+    const integrity = db.pragma('integrity_check', { simple: true });
+    if (integrity !== 'ok') problems.push(`integrity_check: ${String(integrity)}`);
+    const foreign = db.pragma('foreign_key_check') as unknown[];
+    if (foreign.length > 0) problems.push(`foreign_key_check: ${foreign.length} rows`);
+    const unfinished = db.prepare(`SELECT id, state FROM jobs WHERE state NOT IN ('succeeded','failed','cancelled','rejected')`).all();
+    if (unfinished.length > 0) problems.push(`unfinished jobs after restart: ${JSON.stringify(unfinished)}`);
+    for (const id of acknowledged.jobs) {
+      const job = db.prepare('SELECT state FROM jobs WHERE id = ?').get(id) as { state: string } | undefined;
+      if (!job) problems.push(`acknowledged job ${id} is gone`);
+    }
+    const active = db.prepare('SELECT m.* FROM active_model a JOIN model_versions m ON m.version = a.version').get() as
+      | { version: string; file_path: string; file_sha256: string; dims: number }
+      | undefined;
+    if (!active) return [...problems, 'no active model'];
+    if (acknowledged.activated && active.version !== acknowledged.activated) {
+      problems.push(`activation of ${acknowledged.activated} was acknowledged, ${active.version} is active`);
+    }
+    const file = join(dataDir, active.file_path);
+    if (!existsSync(file)) problems.push(`active model file ${active.file_path} missing`);
+    else if (createHash('sha256').update(readFileSync(file)).digest('hex') !== active.file_sha256) problems.push('active model file does not match its sha256');
+
+    const ready = (await fetch(`${url}/ready`).then((r) => r.json())) as { model_version: string; posters: number };
+    if (ready.model_version !== active.version) problems.push(`/ready serves ${ready.model_version}, SQLite says ${active.version}`);
+    const keys = (db.prepare('SELECT key FROM posters ORDER BY key').all() as { key: number }[]).map((r) => r.key);
+    const embedded = (db.prepare('SELECT count(*) AS n FROM embeddings WHERE model_version = ?').get(active.version) as { n: number }).n;
+    if (ready.posters !== keys.length) problems.push(`/ready has ${ready.posters} posters, SQLite ${keys.length}`);
+    if (embedded !== keys.length) problems.push(`${embedded} embeddings of ${keys.length} posters`);
+    // The index file the server mapped, read by usearch itself: exactly SQLite's keys.
+    const index = new usearch.Index({ dimensions: active.dims, metric: usearch.MetricKind.L2sq, quantization: usearch.ScalarKind.F32, connectivity: 16, expansion_add: 128, expansion_search: 64, multi: false });
+    index.view(join(dataDir, 'indexes', `${active.version}.usearch`));
+    if (Number(index.size()) !== keys.length) problems.push(`index holds ${index.size()} vectors, SQLite ${keys.length} posters`);
+    const absent = keys.filter((key) => !index.contains(BigInt(key)));
+    if (absent.length > 0) problems.push(`${absent.length} posters missing from the index (first ${absent[0]})`);
+
+    // A poster of the catalog, uploaded, is found as itself.
+    const probe = db.prepare('SELECT id, image_path FROM posters ORDER BY random() LIMIT 1').get() as { id: string; image_path: string } | undefined;
+    if (probe) {
+      const answer = await upload(`${url}/posters/similar?k=3`, readFileSync(join(dataDir, probe.image_path)));
+      if (answer.status !== 200) problems.push(`similar answered ${answer.status}`);
+      else if (answer.body.results[0]?.id !== probe.id) problems.push(`poster ${probe.id} is not its own first hit`);
+    }
+    const registered = new Set(
+      (db.prepare('SELECT file_path, checkpoint_path FROM model_versions').all() as { file_path: string; checkpoint_path: string | null }[]).flatMap(
+        (m) => [m.file_path, m.checkpoint_path ?? ''],
+      ),
+    );
+    problems.push(...leftoverFiles(dataDir, registered, server.child.pid!));
+  } finally {
+    db.close();
+  }
+  const orphans = trainingProcesses(dataDir);
+  if (orphans.length > 0) problems.push(`training processes outlived the server: ${orphans.join(', ')}`);
+  return problems;
+}
+
+export interface CrashRunOptions {
+  kills: number;
+  seed: number;
+  /** The catalog of first starts, retrains and swaps. */
+  posters?: { train: number; val: number; test: number };
+  /** The catalog of index-build kills: large enough that building its index takes a few hundred ms. */
+  indexPosters?: { train: number; val: number; test: number };
+  /** The stages to kill in, in rotation (default: all). */
+  stages?: readonly Stage[];
+  onKill?: (kill: Kill) => void;
+}
+
+/** How long after its stage begins a kill may land (about the stage's length here on the test model). */
+const WINDOW_MS: Record<Stage, number> = {
+  import: 1200,
+  embedding: 1500,
+  'index build': 350,
+  'retrain: preparing': 800,
+  'retrain: training': 12_000,
+  'retrain: evaluating': 2000,
+  'retrain: indexing': 20,
+  'retrain: swapping': 5,
+  swap: 400,
+};
+
+const FIRST_START: Partial<Record<Stage, RegExp>> = { import: /Server listening/, embedding: /"msg":"embedding the catalog"/ };
+
+/** A data dir that servers are started on, killed and restarted. */
+class Subject {
+  server: RunningServer | null = null;
+  dataDir: string | null = null;
+
+  constructor(private readonly env: Record<string, string>) {}
+
+  async start(options: { fresh?: boolean; waitReady?: boolean } = {}): Promise<RunningServer> {
+    await this.server?.stop();
+    if (options.fresh) this.discard();
+    this.server = await startServer({ ...this.env, ...(this.dataDir ? { MARQUEE_DATA_DIR: this.dataDir } : {}) }, {
+      waitReady: options.waitReady ?? true,
+      readyTimeoutMs: 180_000,
+    });
+    this.dataDir = this.server.dataDir;
+    return this.server;
+  }
+
+  async ready(): Promise<RunningServer> {
+    return this.server && this.server.child.exitCode === null ? this.server : this.start();
+  }
+
+  discard(): void {
+    if (this.dataDir) rmSync(this.dataDir, { recursive: true, force: true });
+    this.dataDir = null;
+  }
+
+  async close(): Promise<void> {
+    await this.server?.stop();
+    this.discard();
+  }
+}
+
+/** Brings a server into the stage; resolves when it has begun. Returns the log offset where it began. */
+async function enter(target: Stage, small: Subject, large: Subject, acknowledged: Acknowledged): Promise<{ server: RunningServer; from: number }> {
+  const marker = FIRST_START[target];
+  if (marker) {
+    const server = await small.start({ fresh: true, waitReady: false });
+    await waitForLog(server, marker, 0, 60_000);
+    return { server, from: 0 };
+  }
+  if (target === 'index build') {
+    // Embeddings stored, the index file gone: the start rebuilds it from SQLite.
+    await large.ready();
+    await large.server!.stop();
+    rmSync(join(large.dataDir!, 'indexes'), { recursive: true, force: true });
+    const server = await large.start({ waitReady: false });
+    await waitForLog(server, /"msg":"building the vector index"/, 0, 60_000);
+    return { server, from: 0 };
+  }
+  const server = await small.ready();
+  if (target === 'swap') {
+    let models = (await admin(server.url, 'GET', '/admin/models')).body;
+    if (models.models.length < 2) {
+      // Nothing to swap to yet: a forced retrain makes the second version first.
+      const from = server.logs().length;
+      const job = await admin(server.url, 'POST', '/admin/retrain', { mode: 'head', epochs: 1, force: true });
+      acknowledged.jobs.push(job.body.id);
+      await waitForLog(server, /"state":"(succeeded|failed|rejected)","msg":"retrain job"/, from, 180_000);
+      models = (await admin(server.url, 'GET', '/admin/models')).body;
+    }
+    const other = models.models.find((m: { version: string }) => m.version !== models.active);
+    if (!other) throw new Error(`no second model version to swap to: ${JSON.stringify(models)}`);
+    const from = server.logs().length;
+    void admin(server.url, 'POST', `/admin/models/${other.version}/activate`).then(
+      (answer) => {
+        if (answer.status === 200) acknowledged.activated = other.version;
+      },
+      () => undefined,
+    );
+    await waitForLog(server, /"url":"\/admin\/models\/[^"]+\/activate"/, from, 10_000);
+    return { server, from };
+  }
+  const from = server.logs().length;
+  const job = await admin(server.url, 'POST', '/admin/retrain', { mode: 'head', epochs: 1, force: true });
+  if (job.status !== 202) throw new Error(`retrain answered ${job.status}: ${JSON.stringify(job.body)}`);
+  acknowledged.jobs.push(job.body.id);
+  await waitForLog(server, new RegExp(`"state":"${target.slice('retrain: '.length)}","msg":"retrain job"`), from, 180_000);
+  return { server, from };
+}
+
+export async function runCrashes(options: CrashRunOptions): Promise<Kill[]> {
+  const rand = random(options.seed);
+  const common = { MARQUEE_BASE_MODEL: testModelDir(), MARQUEE_ADMIN_TOKEN: TOKEN };
+  const small = new Subject({ ...common, MARQUEE_CATALOG: makeCatalogDir(subsetRows(options.posters ?? { train: 240, val: 40, test: 20 })) });
+  const large = new Subject({ ...common, MARQUEE_CATALOG: makeCatalogDir(subsetRows(options.indexPosters ?? { train: 2400, val: 400, test: 200 })) });
+  const stages = options.stages ?? STAGES;
+  const kills: Kill[] = [];
+  try {
+    for (let n = 1; n <= options.kills; n++) {
+      const target = stages[(n - 1) % stages.length]!;
+      const delayMs = Math.round(rand() * WINDOW_MS[target]);
+      const acknowledged: Acknowledged = { jobs: [], activated: null };
+      const subject = target === 'index build' ? large : small;
+      const { server, from } = await enter(target, small, large, acknowledged);
+      if (delayMs > 0) await sleep(delayMs);
+      server.child.kill('SIGKILL');
+      await server.stop();
+      const landed = landing(server.logs().slice(from));
+      const restarted = Date.now();
+      const again = await subject.start();
+      const restartMs = Date.now() - restarted;
+      const problems = await checkRestart(again, acknowledged);
+      const kill: Kill = { n, target, landed, delayMs, restartMs, problems };
+      kills.push(kill);
+      options.onKill?.(kill);
+    }
+  } finally {
+    await small.close();
+    await large.close();
+  }
+  return kills;
+}
