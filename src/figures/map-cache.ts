@@ -135,7 +135,12 @@ export class CatalogMaps {
       created_at: new Date().toISOString(),
       points: posters.map((poster, i) => ({ key: poster.key, id: poster.id, x: round(coords[i * 2]!), y: round(coords[i * 2 + 1]!) })),
     };
-    writeMapFile(file, content);
+    try {
+      writeMapFile(file, content);
+    } catch (error) {
+      // The file only saves the next start a recomputation; the map itself is served either way.
+      this.deps.log.warn({ version: model.version, err: error }, 'could not store the embedding map');
+    }
     return this.toMap(model.version, content, posters, false);
   }
 

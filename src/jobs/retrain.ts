@@ -33,6 +33,8 @@ const SHUTDOWN = new JobCancelled('server shutting down');
  */
 export class RetrainRunner {
   private running: { id: string; controller: AbortController; done: Promise<void> } | null = null;
+  /** The end of a job that could not be written (a full disk): written before the next job starts. */
+  private unrecorded: { id: string; state: JobState; changes: Parameters<JobStore['update']>[1] } | null = null;
   private logTail = '';
 
   constructor(
@@ -45,6 +47,12 @@ export class RetrainRunner {
   start(params: RetrainParams): Job {
     if (params.arch && params.init !== 'random') {
       throw new ApiError(400, 'invalid_request', 'arch chooses the network of a random start: give it with init "random"');
+    }
+    if (this.unrecorded) {
+      // Throws (a full disk: 507) while it still cannot be written.
+      const { id, state, changes } = this.unrecorded;
+      this.set(id, state, changes);
+      this.unrecorded = null;
     }
     let job: Job;
     try {
@@ -127,6 +135,7 @@ export class RetrainRunner {
       embedder = await loadEmbedder(candidate, this.services);
       await embedCatalog(candidate, embedder, embeddings, config.dataDir, config.maxPixels, log, (done, total) =>
         this.progress(id, { stage: 'embedding the catalog', done, total, fraction: done / total }), signal);
+      await this.embedMissing(active, signal);
       const verdict = compareOnValidation(this.services, candidate, active);
       models.setMetrics(candidate.version, { validation: verdict.candidate });
       if (!models.get(active.version)?.metrics) models.setMetrics(active.version, { validation: verdict.active });
@@ -177,6 +186,22 @@ export class RetrainRunner {
       else this.jobs.update(id, changes);
     } catch (error) {
       this.services.log.error({ job: id, state, err: error }, 'could not record the end of the retrain job');
+      if (state) this.unrecorded = { id, state, changes };
+    }
+  }
+
+  /**
+   * Posters imported beside the server (`marquee import`) since the active model embedded the
+   * catalog have no embedding of it yet; the gate compares both models on the same posters.
+   */
+  private async embedMissing(model: ModelVersion, signal: AbortSignal): Promise<void> {
+    const { config, embeddings, log } = this.services;
+    if (embeddings.missing(model.version).length === 0) return;
+    const embedder = await loadEmbedder(model, this.services);
+    try {
+      await embedCatalog(model, embedder, embeddings, config.dataDir, config.maxPixels, log, undefined, signal);
+    } finally {
+      await embedder.release();
     }
   }
 
