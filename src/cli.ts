@@ -170,6 +170,9 @@ async function openapiCommand(config: Config, log: Logger, file = 'openapi/opena
   await app.close();
 }
 
+/** Commands that work on the data dir; each claims it first (src/state/processes.ts). */
+const DATA_DIR_COMMANDS = new Set(['serve', 'import', 'index', 'train', 'manifest', 'models', 'eval', 'figures']);
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...args] = argv;
   if (!command || command === '--help' || command === '-h' || command === 'help') {
@@ -178,7 +181,7 @@ async function main(argv: string[]): Promise<void> {
   }
   const config = loadConfig();
   const log = createLogger(config.logLevel);
-  if (command !== 'openapi') claimDataDir(config.dataDir, command);
+  if (DATA_DIR_COMMANDS.has(command)) claimDataDir(config.dataDir, command);
   switch (command) {
     case 'serve':
       return serve(config, log);
