@@ -3,6 +3,7 @@ import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import usearch from 'usearch';
+import { seededRandom } from '../../src/figures/random.js';
 import { makeCatalogDir, subsetRows } from './catalog.js';
 import { testModelDir } from './model.js';
 import { startServer, upload, type RunningServer } from './server.js';
@@ -76,18 +77,6 @@ export function landing(logs: string): string {
     }
   }
   return within ?? stage;
-}
-
-/** A deterministic PRNG (mulberry32), so a seed names a run. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -338,7 +327,7 @@ async function enter(target: Stage, small: Subject, large: Subject, acknowledged
 }
 
 export async function runCrashes(options: CrashRunOptions): Promise<Kill[]> {
-  const rand = random(options.seed);
+  const rand = seededRandom(options.seed);
   const common = { MARQUEE_BASE_MODEL: testModelDir(), MARQUEE_ADMIN_TOKEN: TOKEN };
   const small = new Subject({ ...common, MARQUEE_CATALOG: makeCatalogDir(subsetRows(options.posters ?? { train: 240, val: 40, test: 20 })) });
   const large = new Subject({ ...common, MARQUEE_CATALOG: makeCatalogDir(subsetRows(options.indexPosters ?? { train: 2400, val: 400, test: 200 })) });

@@ -11,6 +11,26 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _gone(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def _kill_and_expect(proc: subprocess.Popen, pid_file: Path, within: float, what: str) -> None:
+    """Waits for `what` to write its pid, SIGKILLs `proc`, and expects `what` gone `within` seconds."""
+    deadline = time.time() + 60
+    while not (pid_file.exists() and pid_file.read_text()):
+        assert time.time() < deadline and proc.poll() is None, f"{what} did not start"
+        time.sleep(0.05)
+    pid = int(pid_file.read_text())
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + within
+    while not _gone(pid):
+        assert time.time() < deadline, f"{what} outlived the killed process"
+        time.sleep(0.05)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_child_dies_with_its_killed_parent(tmp_path):
     # A parent that starts `python -m training`-like child armed by die_with_parent, then is SIGKILLed.
@@ -26,24 +46,7 @@ def test_a_child_dies_with_its_killed_parent(tmp_path):
         time.sleep(60)
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", parent])
-    deadline = time.time() + 30
-    while not (pid_file.exists() and pid_file.read_text()):
-        assert time.time() < deadline, "the child did not start"
-        time.sleep(0.05)
-    child = int(pid_file.read_text())
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    deadline = time.time() + 10
-    while not _gone(child):
-        assert time.time() < deadline, "the child outlived its killed parent"
-        time.sleep(0.05)
-
-
-def _gone(pid: int) -> bool:
-    stat = Path(f"/proc/{pid}/stat")
-    return not stat.exists() or stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z"
-
+    _kill_and_expect(subprocess.Popen([sys.executable, "-c", parent]), pid_file, within=10, what="the child")
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_dataloader_workers_die_with_a_killed_training_process(tmp_path):
@@ -64,19 +67,7 @@ def test_dataloader_workers_die_with_a_killed_training_process(tmp_path):
             pass
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", main], cwd=ROOT)
-    deadline = time.time() + 60
-    while not (pid_file.exists() and pid_file.read_text()):
-        assert time.time() < deadline and proc.poll() is None, "the worker did not start"
-        time.sleep(0.05)
-    worker = int(pid_file.read_text())
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    deadline = time.time() + 2
-    while not _gone(worker):
-        assert time.time() < deadline, "the worker outlived the killed training process"
-        time.sleep(0.05)
-
+    _kill_and_expect(subprocess.Popen([sys.executable, "-c", main], cwd=ROOT), pid_file, within=2, what="the worker")
 
 def test_without_a_parent_named_nothing_is_armed():
     from training.lifetime import die_with_parent
