@@ -19,19 +19,30 @@ export function openDb(file: string): Db {
   return db;
 }
 
-/** Applies migrations/NNN_*.sql in order; PRAGMA user_version records the last one applied. */
+/**
+ * Applies migrations/NNN_*.sql in order; PRAGMA user_version records the last one applied. Foreign
+ * keys are off while they run (a table rebuild must not cascade its DROP) and checked before each commits.
+ */
 export function migrate(db: Db): void {
   const applied = db.pragma('user_version', { simple: true }) as number;
   const files = readdirSync(MIGRATIONS_DIR)
     .filter((f) => /^\d+_.*\.sql$/.test(f))
     .sort();
-  for (const file of files) {
-    const number = Number.parseInt(file, 10);
-    if (number <= applied) continue;
-    const sql = readFileSync(join(MIGRATIONS_DIR, file), 'utf8');
-    db.transaction(() => {
-      db.exec(sql);
-      db.pragma(`user_version = ${number}`);
-    })();
+  const enforced = db.pragma('foreign_keys', { simple: true }) as number;
+  db.pragma('foreign_keys = OFF');
+  try {
+    for (const file of files) {
+      const number = Number.parseInt(file, 10);
+      if (number <= applied) continue;
+      const sql = readFileSync(join(MIGRATIONS_DIR, file), 'utf8');
+      db.transaction(() => {
+        db.exec(sql);
+        const broken = db.pragma('foreign_key_check') as unknown[];
+        if (broken.length > 0) throw new Error(`migration ${file} breaks ${broken.length} foreign keys`);
+        db.pragma(`user_version = ${number}`);
+      })();
+    }
+  } finally {
+    db.pragma(`foreign_keys = ${enforced ? 'ON' : 'OFF'}`);
   }
 }
