@@ -50,6 +50,9 @@ export const SimilarQuery = Type.Object({
   genre: Type.Optional(Type.String({ minLength: 1, description: 'Only posters with this genre' })),
   year_from: Type.Optional(Type.Integer({ minimum: 1800, maximum: 2200, description: 'Only posters from this year on' })),
   year_to: Type.Optional(Type.Integer({ minimum: 1800, maximum: 2200, description: 'Only posters up to this year' })),
+  min_similarity: Type.Optional(
+    Type.Number({ minimum: -1, maximum: 1, description: 'A relevance floor: only posters at least this similar (cosine); fewer than k may come back' }),
+  ),
 });
 export type SimilarQuery = Static<typeof SimilarQuery>;
 
@@ -58,6 +61,7 @@ export const SimilarResponse = Type.Object({
   k: Type.Integer(),
   catalog_match: CatalogMatch,
   results: Type.Array(Type.Ref(NeighborBody), { description: 'Most similar first' }),
+  truncated: Type.Boolean({ description: 'true when min_similarity dropped some of the k nearest, so fewer than k are returned' }),
 });
 
 export const GenreQuery = Type.Object({

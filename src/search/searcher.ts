@@ -38,6 +38,22 @@ export class Searcher {
     return this.index.size;
   }
 
+  /** The stored embedding of a poster this searcher covers; null for one it does not (yet). */
+  vectorOf(key: number): Float32Array | null {
+    const { keys, vectors, dims } = this.embeddings;
+    const wanted = BigInt(key);
+    let lo = 0;
+    let hi = keys.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const at = keys[mid]!;
+      if (at === wanted) return vectors.subarray(mid * dims, (mid + 1) * dims);
+      if (at < wanted) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return null;
+  }
+
   /**
    * The k nearest posters that pass the filter and are not excluded. Filtered searches over-fetch
    * from the index, growing the request until k survive; if the graph cannot supply them, an exact

@@ -63,7 +63,7 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
             'Starts a job (202, Location: /admin/jobs/{id}); 409 while another runs. The candidate is evaluated on the val split against the active model and activated only if its genre vote ranks val posters better by genre (vote mAP, k=5; or `force`), else the job ends `rejected` with both figures. The swap is atomic for requests: those in flight finish on the old model.',
           security,
           body: Type.Ref(RetrainBody),
-          response: { 202: Type.Ref(JobBody), 400: Type.Ref(ErrorBody), 409: Type.Ref(ErrorBody), ...errors },
+          response: { 202: Type.Ref(JobBody), 400: Type.Ref(ErrorBody), 409: Type.Ref(ErrorBody), 507: Type.Ref(ErrorBody), ...errors },
         },
       },
       async (request, reply) => {
@@ -186,7 +186,7 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
           operationId: 'activateModel',
           security,
           params: VersionParams,
-          response: { 200: Type.Ref(ModelBody), 404: Type.Ref(ErrorBody), 409: Type.Ref(ErrorBody), ...errors },
+          response: { 200: Type.Ref(ModelBody), 404: Type.Ref(ErrorBody), 409: Type.Ref(ErrorBody), 507: Type.Ref(ErrorBody), ...errors },
         },
       },
       async (request) => {

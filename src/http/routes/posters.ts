@@ -5,9 +5,10 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { ApiError, notFound } from '../../errors.js';
 import { CatalogMaps } from '../../figures/map-cache.js';
-import { voteGenres } from '../../search/genre-vote.js';
+import type { GenreVote } from '../../search/genre-vote.js';
 import type { Hit } from '../../search/searcher.js';
 import type { Engine } from '../../service/engine.js';
+import { genreVote, similarTo, vectorOfPoster, type SimilarAnswer, type SimilarQuery as SearchQuery } from '../../service/poster-search.js';
 import type { Runtime } from '../../service/runtime.js';
 import type { Services } from '../../service/startup.js';
 import { CursorError, type Poster } from '../../state/catalog.js';
@@ -70,6 +71,37 @@ function neighborView(hit: Hit, base: string) {
   return { ...posterView(hit.poster, base), similarity: hit.similarity, distance: hit.distance };
 }
 
+/** The k and filters of a similar query, checked. */
+function similarQuery(query: SimilarQuery): SearchQuery & { k: number } {
+  const { k = DEFAULT_K.similar, genre, year_from: yearFrom, year_to: yearTo, min_similarity: minSimilarity } = query;
+  if (yearFrom !== undefined && yearTo !== undefined && yearFrom > yearTo) {
+    throw new ApiError(400, 'invalid_request', `year_from (${yearFrom}) is after year_to (${yearTo})`);
+  }
+  return { k, filter: { genre, yearFrom, yearTo }, minSimilarity };
+}
+
+function similarView(engine: Engine, answer: SimilarAnswer, k: number, match: Poster | null, base: string) {
+  return {
+    model_version: engine.model.version,
+    k,
+    catalog_match: match ? posterView(match, base) : null,
+    results: answer.hits.map((hit) => neighborView(hit, base)),
+    truncated: answer.truncated,
+  };
+}
+
+function genreView(engine: Engine, { hits, vote }: { hits: Hit[]; vote: GenreVote }, k: number, match: Poster | null, base: string) {
+  return {
+    model_version: engine.model.version,
+    k,
+    catalog_match: match ? posterView(match, base) : null,
+    prediction: { genre: vote.genre, score: vote.scores[0]?.score ?? 0 },
+    scores: vote.scores,
+    majority: vote.majority,
+    neighbors: hits.map((hit) => neighborView(hit, base)),
+  };
+}
+
 export function posterRoutes(app: FastifyInstance, services: Services, runtime: Runtime): void {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   const { config, catalog } = services;
@@ -98,21 +130,11 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       },
     },
     async (request) => {
-      const { k = DEFAULT_K.similar, genre, year_from: yearFrom, year_to: yearTo } = request.query;
-      if (yearFrom !== undefined && yearTo !== undefined && yearFrom > yearTo) {
-        throw new ApiError(400, 'invalid_request', `year_from (${yearFrom}) is after year_to (${yearTo})`);
-      }
+      const query = similarQuery(request.query);
       const bytes = await readImageUpload(request, config.maxUploadBytes);
       return runtime.use(async (engine) => {
         const { vector, match } = await embedQuery(engine, bytes);
-        const hits = engine.searcher.search(vector, k, { genre, yearFrom, yearTo });
-        const base = baseUrl(request);
-        return {
-          model_version: engine.model.version,
-          k,
-          catalog_match: match ? posterView(match, base) : null,
-          results: hits.map((hit) => neighborView(hit, base)),
-        };
+        return similarView(engine, similarTo(engine, vector, query), query.k, match, baseUrl(request));
       });
     },
   );
@@ -138,21 +160,7 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       const bytes = await readImageUpload(request, config.maxUploadBytes);
       return runtime.use(async (engine) => {
         const { vector, match } = await embedQuery(engine, bytes);
-        const hits = engine.searcher.search(vector, k, {}, new Set(match ? [match.key] : []));
-        const vote = voteGenres(
-          hits.map((hit) => ({ genres: hit.poster.genres, singleGenre: hit.poster.singleGenre, similarity: hit.similarity })),
-          engine.genres,
-        );
-        const base = baseUrl(request);
-        return {
-          model_version: engine.model.version,
-          k,
-          catalog_match: match ? posterView(match, base) : null,
-          prediction: { genre: vote.genre, score: vote.scores[0]?.score ?? 0 },
-          scores: vote.scores,
-          majority: vote.majority,
-          neighbors: hits.map((hit) => neighborView(hit, base)),
-        };
+        return genreView(engine, genreVote(engine, vector, k, new Set(match ? [match.key] : [])), k, match, baseUrl(request));
       });
     },
   );
@@ -237,6 +245,58 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
           points: map.points.map(({ poster, x, y }) => ({ id: poster.id, x, y, single_genre: poster.singleGenre })),
         };
       }),
+  );
+
+  api.get(
+    '/posters/:id/similar',
+    {
+      schema: {
+        tags: ['posters'],
+        summary: 'The catalog posters that look most like a catalog poster',
+        operationId: 'findPostersSimilarToPoster',
+        security: [],
+        description:
+          'The same answer as uploading the poster\'s image to POST /posters/similar, without the upload, and the poster itself never among the results (`catalog_match` names it).',
+        params: PosterParams,
+        querystring: SimilarQuery,
+        response: { 200: SimilarResponse, 400: Type.Ref(ErrorBody), 404: Type.Ref(ErrorBody), 503: Type.Ref(ErrorBody) },
+      },
+    },
+    async (request) => {
+      const query = similarQuery(request.query);
+      const poster = catalog.get(request.params.id);
+      if (!poster) throw notFound(`poster ${request.params.id}`);
+      return runtime.use(async (engine) => {
+        const vector = await vectorOfPoster(engine, poster, config.dataDir);
+        const answer = similarTo(engine, vector, { ...query, exclude: new Set([poster.key]) });
+        return similarView(engine, answer, query.k, poster, baseUrl(request));
+      });
+    },
+  );
+
+  api.get(
+    '/posters/:id/genre',
+    {
+      schema: {
+        tags: ['posters'],
+        summary: "A catalog poster's likely genres, by a vote of its nearest other posters",
+        operationId: 'predictGenresOfPoster',
+        security: [],
+        description: "The same answer as uploading the poster's image to POST /posters/genre, without the upload: the poster never votes for itself.",
+        params: PosterParams,
+        querystring: GenreQuery,
+        response: { 200: GenreResponse, 400: Type.Ref(ErrorBody), 404: Type.Ref(ErrorBody), 503: Type.Ref(ErrorBody) },
+      },
+    },
+    async (request) => {
+      const { k = DEFAULT_K.genre } = request.query;
+      const poster = catalog.get(request.params.id);
+      if (!poster) throw notFound(`poster ${request.params.id}`);
+      return runtime.use(async (engine) => {
+        const vector = await vectorOfPoster(engine, poster, config.dataDir);
+        return genreView(engine, genreVote(engine, vector, k, new Set([poster.key])), k, poster, baseUrl(request));
+      });
+    },
   );
 
   api.get(
