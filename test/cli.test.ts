@@ -37,7 +37,7 @@ describe('marquee CLI', () => {
     const first = marquee(['import', dir], { MARQUEE_DATA_DIR: dataDir });
     assert.equal(first.code, 0, first.stderr);
     const report = JSON.parse(first.stdout);
-    assert.deepEqual(report, { rows: 11, added: 4, updated: 0, unchanged: 0, skipped: 7 });
+    assert.deepEqual(report, { rows: 11, added: 4, updated: 0, unchanged: 0, deleted: 0, skipped: 7 });
     const lines = [...first.stderr.matchAll(/^line (\d+)/gm)].map((m) => Number(m[1]));
     assert.deepEqual(lines, [5, 6, 7, 8, 9, 10, 11]);
     assert.match(first.stderr, /line 5 \(\w+\): no genres/);
@@ -45,7 +45,7 @@ describe('marquee CLI', () => {
     assert.match(first.stderr, /line 10 \(tt9999902\): file "extra\/notes.jpg"/);
 
     const again = marquee(['import', dir], { MARQUEE_DATA_DIR: dataDir });
-    assert.deepEqual(JSON.parse(again.stdout), { rows: 11, added: 0, updated: 0, unchanged: 4, skipped: 7 });
+    assert.deepEqual(JSON.parse(again.stdout), { rows: 11, added: 0, updated: 0, unchanged: 4, deleted: 0, skipped: 7 });
 
     const retitled = rows.map((r, i) => (i === 0 ? { ...r, title: 'A New Title' } : r));
     writeFileSync(join(dir, 'movies.csv'), toCsv(retitled));

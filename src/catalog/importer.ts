@@ -20,6 +20,8 @@ export interface ImportReport {
   added: number;
   updated: number;
   unchanged: number;
+  /** Rows of posters deleted through the API: left out, so an import does not bring them back. */
+  deleted: number;
   skipped: SkippedRow[];
 }
 
@@ -30,6 +32,11 @@ export interface ImportOptions {
   maxPixels: number;
   onProgress?: (done: number, total: number) => void;
   concurrency?: number;
+  /**
+   * Add the ids SQLite does not have, leave the others as they are: the start-up import, which
+   * must not undo changes made through the API. `marquee import` updates changed rows too.
+   */
+  onlyNew?: boolean;
 }
 
 interface CsvRow {
@@ -40,19 +47,21 @@ interface CsvRow {
 const EXTENSIONS: Record<string, string> = { jpeg: 'jpg', png: 'png', webp: 'webp', gif: 'gif', heif: 'avif', avif: 'avif', tiff: 'tif' };
 const SPLITS = new Set(['train', 'val', 'test']);
 
-class RowError extends Error {}
+/** A row (or an API request's poster fields) that cannot be a poster; the message says why. */
+export class PosterFieldError extends Error {}
 
 /**
  * Imports a catalog directory in the format of ../shared/posters: movies.csv (id, genres, file,
  * and optionally title, year, release_date, single_genre, split) beside the images it names.
- * Idempotent: unchanged rows are left alone. Bad rows are reported with their line and skipped.
+ * Idempotent: unchanged rows are left alone, posters deleted through the API stay deleted. Bad rows
+ * are reported with their line and skipped.
  */
 export async function importCatalog(dir: string, options: ImportOptions): Promise<ImportReport> {
   const csvPath = join(dir, 'movies.csv');
   if (!existsSync(csvPath)) throw new ApiError(400, 'no_catalog', `${csvPath} does not exist`);
   const skipped: SkippedRow[] = [];
   const rows = readRows(readFileSync(csvPath, 'utf8'), skipped);
-  const report: ImportReport = { rows: rows.length + skipped.length, added: 0, updated: 0, unchanged: 0, skipped };
+  const report: ImportReport = { rows: rows.length + skipped.length, added: 0, updated: 0, unchanged: 0, deleted: 0, skipped };
   const imagesDir = join(options.dataDir, 'images');
   mkdirSync(imagesDir, { recursive: true });
 
@@ -62,11 +71,11 @@ export async function importCatalog(dir: string, options: ImportOptions): Promis
   for (const row of rows) {
     try {
       const fields = validateRow(row);
-      if (seen.has(fields.id)) throw new RowError(`duplicate id ${fields.id}`);
+      if (seen.has(fields.id)) throw new PosterFieldError(`duplicate id ${fields.id}`);
       seen.add(fields.id);
       valid.push({ line: row.line, fields });
     } catch (error) {
-      if (!(error instanceof RowError)) throw error;
+      if (!(error instanceof PosterFieldError)) throw error;
       skipped.push({ line: row.line, id: row.fields.id?.trim() || null, reason: error.message });
     }
   }
@@ -75,12 +84,21 @@ export async function importCatalog(dir: string, options: ImportOptions): Promis
   const worker = async () => {
     while (next < valid.length) {
       const row = valid[next++]!;
+      const { id } = row.fields;
+      if (options.catalog.isDeleted(id) || (options.onlyNew && options.catalog.get(id))) {
+        report[options.catalog.isDeleted(id) ? 'deleted' : 'unchanged'] += 1;
+        options.onProgress?.(++done, valid.length);
+        continue;
+      }
       try {
         const poster = await withImage(dir, row.fields, imagesDir, options);
-        const { change } = options.db.transaction(() => options.catalog.upsert(poster, new Date().toISOString()))();
+        // Checked again where it counts: a delete through the API may have come meanwhile.
+        const change = options.db.transaction(() =>
+          options.catalog.isDeleted(id) ? 'deleted' : options.catalog.upsert(poster, new Date().toISOString()).change,
+        )();
         report[change] += 1;
       } catch (error) {
-        if (!(error instanceof RowError)) throw error;
+        if (!(error instanceof PosterFieldError)) throw error;
         skipped.push({ line: row.line, id: row.fields.id, reason: error.message });
       }
       options.onProgress?.(++done, valid.length);
@@ -108,21 +126,20 @@ function readRows(text: string, skipped: SkippedRow[]): CsvRow[] {
   return rows;
 }
 
-type RowFields = Omit<NewPoster, 'imagePath' | 'imageSha256' | 'pixelSha256' | 'width' | 'height'> & { file: string };
+export type PosterFields = Omit<NewPoster, 'imagePath' | 'imageSha256' | 'pixelSha256' | 'width' | 'height'>;
+type RowFields = PosterFields & { file: string };
 
-function validateRow(row: CsvRow): RowFields {
-  const f = row.fields;
+/** A poster's fields from text (a CSV row, or the API's form fields), checked: the one set of rules. */
+export function posterFields(f: Record<string, string | undefined>): PosterFields {
   const id = f.id?.trim() ?? '';
-  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(id)) throw new RowError(`id "${id}" is missing or has characters other than letters, digits, '_', '.', '-'`);
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(id)) throw new PosterFieldError(`id "${id}" is missing or has characters other than letters, digits, '_', '.', '-'`);
   const genres = (f.genres ?? '').split('|').map((g) => g.trim()).filter(Boolean);
-  if (genres.length === 0) throw new RowError('no genres');
+  if (genres.length === 0) throw new PosterFieldError('no genres');
   const split = f.split?.trim() || null;
-  if (split !== null && !SPLITS.has(split)) throw new RowError(`split "${split}" is not train, val or test`);
+  if (split !== null && !SPLITS.has(split)) throw new PosterFieldError(`split "${split}" is not train, val or test`);
   const yearText = f.year?.trim() ?? '';
   const year = yearText === '' ? null : Number(yearText);
-  if (year !== null && (!Number.isInteger(year) || year < 1870 || year > 2100)) throw new RowError(`year "${yearText}" is not a year`);
-  const file = f.file?.trim() ?? '';
-  if (!file) throw new RowError('no file');
+  if (year !== null && (!Number.isInteger(year) || year < 1870 || year > 2100)) throw new PosterFieldError(`year "${yearText}" is not a year`);
   return {
     id,
     title: f.title?.trim() || null,
@@ -131,20 +148,31 @@ function validateRow(row: CsvRow): RowFields {
     genres,
     singleGenre: f.single_genre?.trim() || genres[0]!,
     split: split as Split | null,
-    file,
   };
+}
+
+function validateRow(row: CsvRow): RowFields {
+  const fields = posterFields(row.fields);
+  const file = row.fields.file?.trim() ?? '';
+  if (!file) throw new PosterFieldError('no file');
+  return { ...fields, file };
+}
+
+/** The stored file name of a poster's image: its id and the decoded format's extension. */
+export function imageName(id: string, format: string): string {
+  return `${id}.${EXTENSIONS[format] ?? 'img'}`;
 }
 
 async function withImage(dir: string, fields: RowFields, imagesDir: string, options: ImportOptions): Promise<NewPoster> {
   const { id, file } = fields;
   const source = resolve(dir, file);
   const inside = relative(resolve(dir), source);
-  if (isAbsolute(file) || inside.startsWith('..')) throw new RowError(`file "${file}" is outside the catalog directory`);
+  if (isAbsolute(file) || inside.startsWith('..')) throw new PosterFieldError(`file "${file}" is outside the catalog directory`);
   let bytes: Buffer;
   try {
     bytes = await readFile(source);
   } catch {
-    throw new RowError(`file "${file}" cannot be read`);
+    throw new PosterFieldError(`file "${file}" cannot be read`);
   }
   const imageSha256 = createHash('sha256').update(bytes).digest('hex');
   const known = options.catalog.get(id);
@@ -153,9 +181,9 @@ async function withImage(dir: string, fields: RowFields, imagesDir: string, opti
     known && known.imageSha256 === imageSha256 && existsSync(join(options.dataDir, known.imagePath))
       ? { pixelSha256: known.pixelSha256, width: known.width, height: known.height, name: known.imagePath.slice('images/'.length) }
       : await decodeRgb(bytes, options.maxPixels).then(
-          (decoded) => ({ ...decoded, name: `${id}.${EXTENSIONS[decoded.format] ?? 'img'}` }),
+          (decoded) => ({ ...decoded, name: imageName(id, decoded.format) }),
           (error: ApiError) => {
-            throw new RowError(`file "${file}": ${error.message}`);
+            throw new PosterFieldError(`file "${file}": ${error.message}`);
           },
         );
   const target = join(imagesDir, image.name);

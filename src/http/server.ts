@@ -10,15 +10,17 @@ import type { Runtime } from '../service/runtime.js';
 import type { Services } from '../service/startup.js';
 import type { RetrainRunner } from '../jobs/retrain.js';
 import { JobBody, ModelBody, RetrainBody } from './admin-schemas.js';
+import { adminPosterRoutes } from './routes/admin-posters.js';
 import { adminRoutes } from './routes/admin.js';
+import { CatalogWriter } from '../service/catalog-writes.js';
 import { healthRoutes } from './routes/health.js';
 import { posterRoutes } from './routes/posters.js';
 import { BrowseResponse, ErrorBody, GenreResponse, NeighborBody, PosterBody, SimilarResponse, UploadBody } from './schemas.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** Route takes a multipart image upload (documented as such in OpenAPI). */
-    upload?: boolean;
+    /** Route takes a multipart upload: `true` for the image alone, else its body schema (documented as such in OpenAPI). */
+    upload?: boolean | Record<string, unknown>;
   }
 }
 
@@ -110,8 +112,9 @@ export async function buildApp(services: Services, runtime: Runtime, runner: Ret
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (json.$id as string | undefined) ?? `def-${i}` },
     transform: ({ schema, url, route }) => {
-      if (!route.config?.upload) return { schema, url };
-      return { schema: { ...schema, body: UploadBody }, url };
+      const upload = route.config?.upload;
+      if (!upload) return { schema, url };
+      return { schema: { ...schema, body: upload === true ? UploadBody : upload }, url };
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
@@ -133,5 +136,6 @@ export async function buildApp(services: Services, runtime: Runtime, runner: Ret
   healthRoutes(app, services, runtime);
   posterRoutes(app, services, runtime);
   adminRoutes(app, services, runtime, services.jobs, runner);
+  adminPosterRoutes(app, services, new CatalogWriter(services, runtime));
   return app;
 }

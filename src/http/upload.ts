@@ -4,18 +4,26 @@ import { ApiError } from '../errors.js';
 
 export const IMAGE_FIELD = 'image';
 
-/** Reads the multipart file field `image` into memory (nothing touches the disk), within the size limit. */
-export async function readImageUpload(request: FastifyRequest, maxBytes: number): Promise<Buffer> {
+export interface MultipartUpload {
+  image: Buffer | null;
+  /** The text fields, each with every value sent under its name, in order. */
+  fields: Map<string, string[]>;
+}
+
+/** Reads a multipart body into memory (nothing touches the disk): the file field `image` within the size limit, and the text fields. */
+export async function readMultipart(request: FastifyRequest, maxBytes: number): Promise<MultipartUpload> {
   if (!request.isMultipart()) {
     throw new ApiError(415, 'not_multipart', `send the image as multipart/form-data in a field named "${IMAGE_FIELD}"`);
   }
   let image: Buffer | null = null;
   const otherFiles: string[] = [];
+  const fields = new Map<string, string[]>();
   const parts = request.parts({ limits: { fileSize: maxBytes, files: 4, fields: 16, parts: 32 } });
   try {
     for await (const part of parts) {
-      if (part.type !== 'file') continue;
-      if (part.fieldname === IMAGE_FIELD && image === null) {
+      if (part.type !== 'file') {
+        fields.set(part.fieldname, [...(fields.get(part.fieldname) ?? []), String(part.value)]);
+      } else if (part.fieldname === IMAGE_FIELD && image === null) {
         image = await part.toBuffer();
       } else {
         otherFiles.push(part.fieldname);
@@ -28,9 +36,15 @@ export async function readImageUpload(request: FastifyRequest, maxBytes: number)
     if (error instanceof ApiError || typeof (error as { statusCode?: unknown }).statusCode === 'number') throw error;
     throw new ApiError(400, 'malformed_multipart', `the multipart body could not be parsed: ${(error as Error).message}`);
   }
-  if (image !== null) return image;
-  if (otherFiles.length > 0) {
+  if (image === null && otherFiles.length > 0) {
     throw new ApiError(400, 'wrong_field', `the file must be sent in the field "${IMAGE_FIELD}", not "${otherFiles[0]}"`);
   }
+  return { image, fields };
+}
+
+/** The uploaded image in the multipart field `image`; 400 when there is none. */
+export async function readImageUpload(request: FastifyRequest, maxBytes: number): Promise<Buffer> {
+  const { image } = await readMultipart(request, maxBytes);
+  if (image !== null) return image;
   throw new ApiError(400, 'no_file', `no file was uploaded: send one in the multipart field "${IMAGE_FIELD}"`);
 }

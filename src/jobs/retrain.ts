@@ -6,9 +6,9 @@ import { defaultSpec, type PreprocessingSpec } from '../model/preprocess.js';
 import { ensurePython, runTraining, type TrainingEvent } from '../model/python.js';
 import { registerModelDir } from '../model/registration.js';
 import type { Embedder } from '../model/embedder.js';
-import { putInService } from '../service/activation.js';
+import { bringIntoService } from '../service/activation.js';
 import { embedCatalog } from '../service/catalog-embedding.js';
-import { Engine, loadEmbedder } from '../service/engine.js';
+import { loadEmbedder } from '../service/engine.js';
 import type { Runtime } from '../service/runtime.js';
 import type { Services } from '../service/startup.js';
 import { JobConflictError, type Job, type JobState, type JobStore } from '../state/jobs.js';
@@ -150,11 +150,9 @@ export class RetrainRunner {
       }
       signal.throwIfAborted();
       this.set(id, 'indexing', { metrics, modelVersion: candidate.version });
-      const engine = await Engine.load(candidate, this.services, embedder);
-      embedder = null;
-      signal.throwIfAborted();
-      this.set(id, 'swapping');
-      putInService(engine, this.services, this.runtime);
+      const owned = embedder;
+      embedder = null; // the engine (or, failing, bringIntoService) releases it
+      await bringIntoService(candidate, this.services, this.runtime, { embedder: owned, signal, beforeSwap: () => this.set(id, 'swapping') });
       this.set(id, 'succeeded');
     } catch (error) {
       // The job's files go first: on a full disk they are the space the failure record needs.

@@ -26,32 +26,52 @@ function hasFilter(filter: SearchFilter): boolean {
   return filter.genre !== undefined || filter.yearFrom !== undefined || filter.yearTo !== undefined;
 }
 
-/** Nearest-neighbour search over one model version's index, with metadata filters and exclusions. */
+/**
+ * Nearest-neighbour search over one model version's index, with metadata filters and exclusions.
+ * The live catalog changes it through put/update/remove, after SQLite has committed the change.
+ */
 export class Searcher {
+  private readonly vectors = new Map<number, Float32Array>();
+
   constructor(
     private readonly index: VectorIndex,
-    private readonly embeddings: EmbeddingSet,
+    embeddings: EmbeddingSet,
     private readonly posters: Map<number, Poster>,
-  ) {}
+  ) {
+    const { keys, vectors, dims } = embeddings;
+    keys.forEach((key, i) => this.vectors.set(Number(key), vectors.subarray(i * dims, (i + 1) * dims)));
+  }
 
   get size(): number {
     return this.index.size;
   }
 
+  /** Every poster this searcher covers. */
+  allPosters(): IterableIterator<Poster> {
+    return this.posters.values();
+  }
+
   /** The stored embedding of a poster this searcher covers; null for one it does not (yet). */
   vectorOf(key: number): Float32Array | null {
-    const { keys, vectors, dims } = this.embeddings;
-    const wanted = BigInt(key);
-    let lo = 0;
-    let hi = keys.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      const at = keys[mid]!;
-      if (at === wanted) return vectors.subarray(mid * dims, (mid + 1) * dims);
-      if (at < wanted) lo = mid + 1;
-      else hi = mid - 1;
-    }
-    return null;
+    return this.vectors.get(key) ?? null;
+  }
+
+  /** A poster added (or its picture replaced) with its vector under this searcher's model. */
+  put(poster: Poster, vector: Float32Array): void {
+    this.index.add(poster.key, vector);
+    this.vectors.set(poster.key, vector);
+    this.posters.set(poster.key, poster);
+  }
+
+  /** New metadata of a poster it covers (the vector unchanged). */
+  update(poster: Poster): void {
+    if (this.posters.has(poster.key)) this.posters.set(poster.key, poster);
+  }
+
+  remove(key: number): void {
+    this.index.remove(key);
+    this.vectors.delete(key);
+    this.posters.delete(key);
   }
 
   /**
@@ -74,14 +94,12 @@ export class Searcher {
   }
 
   private exact(query: Float32Array, k: number, accept: (poster: Poster | undefined) => poster is Poster): Hit[] {
-    const { keys, vectors, dims } = this.embeddings;
     const scored: Neighbor[] = [];
-    for (let i = 0; i < keys.length; i++) {
-      const key = Number(keys[i]);
+    for (const [key, vector] of this.vectors) {
       if (!accept(this.posters.get(key))) continue;
       let sum = 0;
-      for (let d = 0; d < dims; d++) {
-        const diff = vectors[i * dims + d]! - query[d]!;
+      for (let d = 0; d < vector.length; d++) {
+        const diff = vector[d]! - query[d]!;
         sum += diff * diff;
       }
       scored.push({ key, distance: Math.sqrt(sum) });

@@ -43,14 +43,33 @@ function newIndex(dims: number): UsearchIndex {
   });
 }
 
-/** A usearch HNSW index over one model version's embeddings, memory-mapped from its file. */
+/**
+ * A usearch HNSW index over one model version's embeddings, loaded from its file into memory so
+ * that posters added to or removed from the live catalog change it in place. The file is derived:
+ * a start finds it stale after such changes (its meta no longer matches SQLite) and rebuilds it.
+ */
 export class VectorIndex {
   private constructor(
     private readonly index: UsearchIndex,
-    readonly size: number,
     readonly dims: number,
     readonly rebuilt: boolean,
   ) {}
+
+  get size(): number {
+    return Number(this.index.size());
+  }
+
+  /** Adds a poster's vector, replacing the one it had. */
+  add(key: number, vector: Float32Array): void {
+    const id = BigInt(key);
+    if (this.index.contains(id)) this.index.remove(id);
+    this.index.add(id, vector);
+  }
+
+  remove(key: number): void {
+    const id = BigInt(key);
+    if (this.index.contains(id)) this.index.remove(id);
+  }
 
   /**
    * Maps the index file if it matches the embeddings; otherwise (missing, stale or corrupt)
@@ -64,9 +83,9 @@ export class VectorIndex {
       VectorIndex.build(file, set, expected);
     }
     const index = newIndex(set.dims);
-    index.view(file);
+    index.load(file);
     if (index.size() !== expected.count) throw new Error(`index ${file} holds ${index.size()} vectors, expected ${expected.count}`);
-    return new VectorIndex(index, expected.count, set.dims, reason !== null);
+    return new VectorIndex(index, set.dims, reason !== null);
   }
 
   private static problem(file: string, expected: IndexMeta): string | null {

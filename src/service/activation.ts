@@ -1,36 +1,48 @@
+import type { Embedder } from '../model/embedder.js';
+import type { ModelVersion } from '../state/models.js';
 import { embedCatalog } from './catalog-embedding.js';
 import { Engine, loadEmbedder } from './engine.js';
 import type { Runtime } from './runtime.js';
 import type { Services } from './startup.js';
-import type { ModelVersion } from '../state/models.js';
 
-/** Everything a model version needs to serve: every poster embedded, its index built and mapped. */
-export async function prepareEngine(
+/**
+ * Puts a model version in service: every poster embedded, its index built, recorded as active in
+ * SQLite, swapped in. The bulk of the embedding runs while the catalog keeps changing; the last
+ * step runs under the runtime's write lock (Runtime.exclusive), embedding what writes added
+ * meanwhile and loading the engine from SQLite as it is then, so the engine swapped in holds every
+ * poster present at the swap and none deleted before it. Requests in flight finish on the engine
+ * they started with. Without a runtime (the CLI) the activation is only recorded.
+ */
+export async function bringIntoService(
   model: ModelVersion,
   services: Services,
-  onProgress?: (done: number, total: number) => void,
-  signal?: AbortSignal,
+  runtime: Runtime | null,
+  options: { embedder?: Embedder; signal?: AbortSignal; onProgress?: (done: number, total: number) => void; beforeSwap?: () => void } = {},
 ): Promise<Engine> {
   const { config, embeddings, log } = services;
-  const embedder = await loadEmbedder(model, services);
+  const embedder = options.embedder ?? (await loadEmbedder(model, services));
+  const embedMissing = () => embedCatalog(model, embedder, embeddings, config.dataDir, config.maxPixels, log, options.onProgress, options.signal);
+  const swap = async () => {
+    await embedMissing();
+    const engine = await Engine.load(model, services, embedder);
+    if (options.signal?.aborted) {
+      await engine.dispose();
+      options.signal.throwIfAborted();
+    }
+    options.beforeSwap?.();
+    services.models.activate(model.version, new Date().toISOString());
+    services.metrics.setActiveModel(model.version);
+    if (runtime) runtime.swap(engine);
+    else await engine.dispose();
+    log.info({ version: model.version }, 'model activated');
+    return engine;
+  };
   try {
-    await embedCatalog(model, embedder, embeddings, config.dataDir, config.maxPixels, log, onProgress, signal);
-    signal?.throwIfAborted();
-    return await Engine.load(model, services, embedder);
+    await embedMissing();
+    options.signal?.throwIfAborted();
+    return await (runtime ? runtime.exclusive(swap) : swap());
   } catch (error) {
     await embedder.release();
     throw error;
   }
-}
-
-/**
- * Puts an engine in service: recorded as active in SQLite, then swapped in. Requests in flight
- * finish on the engine they started with; new requests get this one.
- */
-export function putInService(engine: Engine, services: Services, runtime: Runtime | null): void {
-  services.models.activate(engine.model.version, new Date().toISOString());
-  services.metrics.setActiveModel(engine.model.version);
-  if (runtime) runtime.swap(engine);
-  else void engine.dispose();
-  services.log.info({ version: engine.model.version }, 'model activated');
 }

@@ -7,7 +7,7 @@ import { Embedder } from '../model/embedder.js';
 import { preprocess, type RgbImage } from '../model/preprocess.js';
 import { Searcher } from '../search/searcher.js';
 import { VectorIndex } from '../search/vector-index.js';
-import type { Catalog } from '../state/catalog.js';
+import type { Catalog, Poster } from '../state/catalog.js';
 import type { EmbeddingStore } from '../state/embeddings.js';
 import type { ModelVersion } from '../state/models.js';
 
@@ -56,9 +56,31 @@ export class Engine {
     readonly searcher: Searcher,
     private readonly batcher: MicroBatcher<Float32Array, Float32Array>,
     private readonly maxPixels: number,
-    /** Every genre of the posters this engine searches, for the genre vote's full score list. */
-    readonly genres: string[],
   ) {}
+
+  private genreList: string[] | null = null;
+
+  /** Every genre of the posters this engine searches, for the genre vote's full score list. */
+  get genres(): string[] {
+    this.genreList ??= [...new Set([...this.searcher.allPosters()].flatMap((p) => p.genres))].sort();
+    return this.genreList;
+  }
+
+  /** The live catalog, after SQLite has committed: a poster added or its picture replaced. */
+  putPoster(poster: Poster, vector: Float32Array): void {
+    this.searcher.put(poster, vector);
+    this.genreList = null;
+  }
+
+  updatePoster(poster: Poster): void {
+    this.searcher.update(poster);
+    this.genreList = null;
+  }
+
+  removePoster(key: number): void {
+    this.searcher.remove(key);
+    this.genreList = null;
+  }
 
   static async load(model: ModelVersion, deps: EngineDeps, embedder?: Embedder): Promise<Engine> {
     const { config, catalog, embeddings, log, metrics } = deps;
@@ -80,8 +102,7 @@ export class Engine {
         },
       },
     );
-    const genres = [...new Set([...posters.values()].flatMap((p) => p.genres))].sort();
-    return new Engine(model, session, new Searcher(index, set, posters), batcher, config.maxPixels, genres);
+    return new Engine(model, session, new Searcher(index, set, posters), batcher, config.maxPixels);
   }
 
   get queueDepth(): number {

@@ -5,6 +5,7 @@ import type { Engine } from './engine.js';
 export class Runtime {
   private engine: Engine | null = null;
   private reason = 'starting';
+  private writes: Promise<unknown> = Promise.resolve();
 
   get ready(): boolean {
     return this.engine !== null;
@@ -35,6 +36,16 @@ export class Runtime {
 
   peek(): Engine | null {
     return this.engine;
+  }
+
+  /**
+   * Catalog writes and swaps, one at a time: a write lands on the engine in service (and in SQLite)
+   * before a swap loads the next engine from SQLite, so no write is lost across a swap.
+   */
+  exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.writes.then(work, work);
+    this.writes = run.catch(() => undefined);
+    return run;
   }
 
   /** Puts a new engine in service in one step; the previous one retires once its requests finish. */

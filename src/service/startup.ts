@@ -76,6 +76,7 @@ export async function startUp(services: Services, runtime: Runtime): Promise<voi
       catalog,
       dataDir: config.dataDir,
       maxPixels: config.maxPixels,
+      onlyNew: true,
       onProgress(done, total) {
         progress ??= startProgress(log, 'importing posters', total);
         progress.tick(done);

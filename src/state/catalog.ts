@@ -98,6 +98,25 @@ export class Catalog {
     return { posters, nextCursor: more ? encodeCursor(posters[posters.length - 1]!.id) : null };
   }
 
+  /** Removes a poster (its genres and embeddings of every version with it) and remembers its id as deleted. */
+  delete(id: string, now: string): Poster | null {
+    const poster = this.get(id);
+    if (!poster) return null;
+    this.db.prepare('DELETE FROM posters WHERE key = ?').run(poster.key);
+    this.db.prepare('INSERT OR REPLACE INTO deleted_posters (id, deleted_at) VALUES (?, ?)').run(id, now);
+    return poster;
+  }
+
+  /** Whether the id was deleted through the API (the catalog import leaves such rows out). */
+  isDeleted(id: string): boolean {
+    return this.db.prepare('SELECT 1 FROM deleted_posters WHERE id = ?').get(id) !== undefined;
+  }
+
+  /** An id added again through the API is no longer deleted. */
+  undelete(id: string): void {
+    this.db.prepare('DELETE FROM deleted_posters WHERE id = ?').run(id);
+  }
+
   /** Inserts or updates by id; the key of an existing poster never changes. Returns the key. */
   upsert(poster: NewPoster, now: string): { key: number; change: 'added' | 'updated' | 'unchanged' } {
     const existing = this.get(poster.id);

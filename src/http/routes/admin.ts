@@ -4,7 +4,7 @@ import { Type } from '@sinclair/typebox';
 import { ApiError, notFound } from '../../errors.js';
 import { EvaluationStore } from '../../state/evaluations.js';
 import type { RetrainRunner } from '../../jobs/retrain.js';
-import { prepareEngine, putInService } from '../../service/activation.js';
+import { bringIntoService } from '../../service/activation.js';
 import type { Runtime } from '../../service/runtime.js';
 import type { Services } from '../../service/startup.js';
 import type { Job, JobStore } from '../../state/jobs.js';
@@ -194,7 +194,7 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
         if (!model) throw notFound(`model version ${request.params.version}`);
         const running = jobs.unfinished();
         if (running) throw new ApiError(409, 'job_running', `job ${running.id} is running; wait for it or cancel it first`);
-        if (runtime.peek()?.model.version !== model.version) putInService(await prepareEngine(model, services), services, runtime);
+        if (runtime.peek()?.model.version !== model.version) await bringIntoService(model, services, runtime);
         return modelView(services.models.get(model.version)!, model.version);
       },
     );

@@ -1,6 +1,6 @@
 import { createReadStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { ApiError, notFound } from '../../errors.js';
@@ -28,12 +28,9 @@ import {
   SimilarResponse,
 } from '../schemas.js';
 import { readImageUpload } from '../upload.js';
+import { baseUrl, neighborView, posterView } from '../views.js';
 
 const MIME: Record<string, string> = { jpg: 'image/jpeg', png: 'image/png', webp: 'image/webp', gif: 'image/gif', avif: 'image/avif', tif: 'image/tiff' };
-
-function baseUrl(request: FastifyRequest): string {
-  return `${request.protocol}://${request.host}`;
-}
 
 const MapResponse = Type.Object({
   model_version: Type.String(),
@@ -50,26 +47,6 @@ const MapResponse = Type.Object({
     { description: 'One per catalog poster' },
   ),
 });
-
-function posterView(poster: Poster, base: string) {
-  const url = `${base}/posters/${encodeURIComponent(poster.id)}`;
-  return {
-    id: poster.id,
-    title: poster.title,
-    year: poster.year,
-    genres: poster.genres,
-    single_genre: poster.singleGenre,
-    split: poster.split,
-    width: poster.width,
-    height: poster.height,
-    url,
-    image_url: `${url}/image`,
-  };
-}
-
-function neighborView(hit: Hit, base: string) {
-  return { ...posterView(hit.poster, base), similarity: hit.similarity, distance: hit.distance };
-}
 
 /** The k and filters of a similar query, checked. */
 function similarQuery(query: SimilarQuery): SearchQuery & { k: number } {

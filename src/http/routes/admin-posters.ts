@@ -1,0 +1,170 @@
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type, type Static } from '@sinclair/typebox';
+import { posterFields, PosterFieldError } from '../../catalog/importer.js';
+import { ApiError } from '../../errors.js';
+import type { CatalogWriter } from '../../service/catalog-writes.js';
+import { adminAuth } from '../admin-auth.js';
+import { ErrorBody, PosterBody, PosterParams } from '../schemas.js';
+import { readImageUpload, readMultipart } from '../upload.js';
+import { baseUrl, posterView } from '../views.js';
+import type { Services } from '../../service/startup.js';
+
+const GENRES_HELP = 'one field per genre, or one field with genres separated by "|"';
+
+/** The multipart body of POST /admin/posters, as the OpenAPI document shows it. */
+export const PosterUploadBody = {
+  type: 'object',
+  required: ['image', 'genres'],
+  properties: {
+    image: { type: 'string', format: 'binary', description: 'The poster: JPEG, PNG, WebP, GIF, AVIF or TIFF' },
+    id: { type: 'string', description: 'Letters, digits, _ . - (1-64); one is made when absent' },
+    title: { type: 'string' },
+    year: { type: 'integer', minimum: 1870, maximum: 2100 },
+    release_date: { type: 'string', description: 'e.g. 1984-06-08' },
+    genres: { type: 'array', items: { type: 'string' }, description: `In their source order: ${GENRES_HELP}` },
+    single_genre: { type: 'string', description: 'The one genre of the paper\'s label; default: the first of genres' },
+    split: { type: 'string', enum: ['train', 'val', 'test'] },
+    upsert: { type: 'boolean', description: 'Replace the poster with this id if there is one (else 409 poster_exists)' },
+  },
+} as const;
+
+const PosterChangesBody = Type.Object(
+  {
+    title: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+    year: Type.Optional(Type.Union([Type.Integer({ minimum: 1870, maximum: 2100 }), Type.Null()])),
+    release_date: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+    genres: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { minItems: 1, maxItems: 32, description: 'Replaces the genres, in order' })),
+    single_genre: Type.Optional(Type.String({ minLength: 1, description: 'Default when genres change: the first of them' })),
+    split: Type.Optional(Type.Union([Type.Union([Type.Literal('train'), Type.Literal('val'), Type.Literal('test')]), Type.Null()])),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
+type PosterChangesBody = Static<typeof PosterChangesBody>;
+
+const errors = { 400: Type.Ref(ErrorBody), 401: Type.Ref(ErrorBody), 403: Type.Ref(ErrorBody), 404: Type.Ref(ErrorBody), 503: Type.Ref(ErrorBody), 507: Type.Ref(ErrorBody) };
+const uploadErrors = { 413: Type.Ref(ErrorBody), 415: Type.Ref(ErrorBody), 422: Type.Ref(ErrorBody) };
+const security = [{ bearerAuth: [] }];
+
+function single(fields: Map<string, string[]>, name: string): string | undefined {
+  const values = fields.get(name);
+  if (values && values.length > 1) throw new ApiError(400, 'invalid_request', `the field "${name}" was sent ${values.length} times`);
+  return values?.[0];
+}
+
+/** The live catalog's admin routes: add, change, re-picture and remove posters while serving. */
+export function adminPosterRoutes(app: FastifyInstance, services: Services, writer: CatalogWriter): void {
+  void app.register(async (admin) => {
+    admin.addHook('onRequest', adminAuth(services.config));
+    const api = admin.withTypeProvider<TypeBoxTypeProvider>();
+    const { config } = services;
+
+    api.post(
+      '/admin/posters',
+      {
+        config: { upload: PosterUploadBody },
+        schema: {
+          tags: ['admin'],
+          summary: 'Add a poster to the catalog: found by the very next search',
+          operationId: 'addPoster',
+          description: `Multipart: the image in \`image\`, the metadata in text fields (genres: ${GENRES_HELP}). 201 with the poster and Location; 409 poster_exists for a taken id, unless \`upsert\` is true (then 200). Embedded with the model in service; no index rebuild, no restart.`,
+          security,
+          consumes: ['multipart/form-data'],
+          response: { 200: Type.Ref(PosterBody), 201: Type.Ref(PosterBody), 409: Type.Ref(ErrorBody), ...errors, ...uploadErrors },
+        },
+      },
+      async (request, reply) => {
+        const { image, fields } = await readMultipart(request, config.maxUploadBytes);
+        if (!image) throw new ApiError(400, 'no_file', 'no file was uploaded: send the poster in the multipart field "image"');
+        const upsertText = single(fields, 'upsert');
+        if (upsertText !== undefined && !['true', 'false'].includes(upsertText)) throw new ApiError(400, 'invalid_request', 'upsert is true or false');
+        let parsed;
+        try {
+          parsed = posterFields({
+            id: single(fields, 'id') ?? `p-${randomBytes(6).toString('hex')}`,
+            title: single(fields, 'title'),
+            year: single(fields, 'year'),
+            release_date: single(fields, 'release_date'),
+            genres: (fields.get('genres') ?? []).join('|'),
+            single_genre: single(fields, 'single_genre'),
+            split: single(fields, 'split'),
+          });
+        } catch (error) {
+          if (error instanceof PosterFieldError) throw new ApiError(400, 'invalid_request', error.message);
+          throw error;
+        }
+        if (!parsed.genres.includes(parsed.singleGenre)) throw new ApiError(400, 'invalid_request', `single_genre "${parsed.singleGenre}" is not one of the genres`);
+        const { poster, created } = await writer.add(parsed, image, { upsert: upsertText === 'true' });
+        const view = posterView(poster, baseUrl(request));
+        return reply.code(created ? 201 : 200).header('location', `/posters/${encodeURIComponent(poster.id)}`).send(view);
+      },
+    );
+
+    api.patch(
+      '/admin/posters/:id',
+      {
+        schema: {
+          tags: ['admin'],
+          summary: "Change a poster's metadata (the genre vote uses new genres at once)",
+          operationId: 'updatePoster',
+          security,
+          params: PosterParams,
+          body: PosterChangesBody,
+          response: { 200: Type.Ref(PosterBody), ...errors },
+        },
+      },
+      async (request) => {
+        const body = request.body as PosterChangesBody;
+        const poster = await writer.update(request.params.id, {
+          ...(body.title !== undefined ? { title: body.title } : {}),
+          ...(body.year !== undefined ? { year: body.year } : {}),
+          ...(body.release_date !== undefined ? { releaseDate: body.release_date } : {}),
+          ...(body.genres !== undefined ? { genres: body.genres } : {}),
+          ...(body.single_genre !== undefined ? { singleGenre: body.single_genre } : {}),
+          ...(body.split !== undefined ? { split: body.split } : {}),
+        });
+        return posterView(poster, baseUrl(request));
+      },
+    );
+
+    api.put(
+      '/admin/posters/:id/image',
+      {
+        config: { upload: true },
+        schema: {
+          tags: ['admin'],
+          summary: "Replace a poster's picture (embedded again)",
+          operationId: 'replacePosterImage',
+          security,
+          consumes: ['multipart/form-data'],
+          params: PosterParams,
+          response: { 200: Type.Ref(PosterBody), ...errors, ...uploadErrors },
+        },
+      },
+      async (request) => {
+        const image = await readImageUpload(request, config.maxUploadBytes);
+        return posterView(await writer.replaceImage(request.params.id, image), baseUrl(request));
+      },
+    );
+
+    api.delete(
+      '/admin/posters/:id',
+      {
+        schema: {
+          tags: ['admin'],
+          summary: 'Remove a poster: gone from search, browse, votes and catalog_match at once',
+          operationId: 'deletePoster',
+          description: 'Its image and its embeddings of every model version are removed; the catalog import does not bring it back (adding the id through this API does).',
+          security,
+          params: PosterParams,
+          response: { 204: Type.Null(), ...errors },
+        },
+      },
+      async (request, reply) => {
+        await writer.remove(request.params.id);
+        return reply.code(204).send(null);
+      },
+    );
+  });
+}

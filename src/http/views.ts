@@ -1,0 +1,29 @@
+import type { FastifyRequest } from 'fastify';
+import type { Hit } from '../search/searcher.js';
+import type { Poster } from '../state/catalog.js';
+
+/** How posters look in responses: one place for every route that returns them. */
+
+export function baseUrl(request: FastifyRequest): string {
+  return `${request.protocol}://${request.host}`;
+}
+
+export function posterView(poster: Poster, base: string) {
+  const url = `${base}/posters/${encodeURIComponent(poster.id)}`;
+  return {
+    id: poster.id,
+    title: poster.title,
+    year: poster.year,
+    genres: poster.genres,
+    single_genre: poster.singleGenre,
+    split: poster.split,
+    width: poster.width,
+    height: poster.height,
+    url,
+    image_url: `${url}/image`,
+  };
+}
+
+export function neighborView(hit: Hit, base: string) {
+  return { ...posterView(hit.poster, base), similarity: hit.similarity, distance: hit.distance };
+}

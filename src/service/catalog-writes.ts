@@ -1,0 +1,139 @@
+import { createHash } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { imageName, type PosterFields } from '../catalog/importer.js';
+import { ApiError, notFound } from '../errors.js';
+import type { RgbImage } from '../model/preprocess.js';
+import type { Poster, Split } from '../state/catalog.js';
+import { writeAtomically } from '../state/files.js';
+import type { Engine } from './engine.js';
+import type { Runtime } from './runtime.js';
+import type { Services } from './startup.js';
+
+export interface PosterChanges {
+  title?: string | null;
+  year?: number | null;
+  releaseDate?: string | null;
+  genres?: string[];
+  singleGenre?: string;
+  split?: Split | null;
+}
+
+/**
+ * The live catalog: posters added, changed and removed while the service answers. SQLite is the
+ * source of truth: each write commits there first (poster row, genres, and the embedding of the
+ * model in service, in one transaction), then lands on the engine in service, under the runtime's
+ * write lock, so that a swap (which loads the next engine from SQLite under the same lock) never
+ * misses one. Other model versions embed new posters when they are next put in service.
+ */
+export class CatalogWriter {
+  constructor(
+    private readonly services: Services,
+    private readonly runtime: Runtime,
+  ) {}
+
+  /** Adds a poster (or, with `upsert`, replaces the one with its id): 409 poster_exists otherwise. */
+  async add(fields: PosterFields, bytes: Buffer, options: { upsert?: boolean } = {}): Promise<{ poster: Poster; created: boolean }> {
+    const { catalog } = this.services;
+    const conflict = () => new ApiError(409, 'poster_exists', `poster ${fields.id} exists: PATCH /admin/posters/${fields.id} changes it, or add with upsert`);
+    if (!options.upsert && catalog.get(fields.id)) throw conflict();
+    const first = await this.embed(bytes);
+    return this.runtime.exclusive(async () => {
+      const existing = catalog.get(fields.id);
+      if (existing && !options.upsert) throw conflict();
+      const { engine, vector, image } = await this.embedOn(first, bytes);
+      const poster = this.store(fields, bytes, image, engine, vector);
+      this.removeReplacedImage(existing, poster);
+      return { poster, created: existing === null };
+    });
+  }
+
+  /** A new picture for a poster: stored and embedded again (its embeddings of other versions dropped). */
+  async replaceImage(id: string, bytes: Buffer): Promise<Poster> {
+    if (!this.services.catalog.get(id)) throw notFound(`poster ${id}`);
+    const first = await this.embed(bytes);
+    return this.runtime.exclusive(async () => {
+      const existing = this.services.catalog.get(id);
+      if (!existing) throw notFound(`poster ${id}`);
+      const { engine, vector, image } = await this.embedOn(first, bytes);
+      const poster = this.store(existing, bytes, image, engine, vector);
+      this.removeReplacedImage(existing, poster);
+      return poster;
+    });
+  }
+
+  /** New metadata; the genre vote and filters use it from the next request on. */
+  async update(id: string, changes: PosterChanges): Promise<Poster> {
+    const { catalog, db } = this.services;
+    return this.runtime.exclusive(async () => {
+      const existing = catalog.get(id);
+      if (!existing) throw notFound(`poster ${id}`);
+      const genres = changes.genres ?? existing.genres;
+      const singleGenre = changes.singleGenre ?? (changes.genres ? genres[0]! : existing.singleGenre);
+      if (!genres.includes(singleGenre)) throw new ApiError(400, 'invalid_request', `single_genre "${singleGenre}" is not one of the genres`);
+      const poster = db.transaction(() => {
+        catalog.upsert({ ...existing, ...changes, genres, singleGenre }, new Date().toISOString());
+        return catalog.get(id)!;
+      })();
+      this.runtime.peek()?.updatePoster(poster);
+      return poster;
+    });
+  }
+
+  /** Gone from search, browse, votes and catalog_match at once; its image and embeddings removed. */
+  async remove(id: string): Promise<Poster> {
+    const { catalog, db, config } = this.services;
+    return this.runtime.exclusive(async () => {
+      const poster = db.transaction(() => catalog.delete(id, new Date().toISOString()))();
+      if (!poster) throw notFound(`poster ${id}`);
+      this.runtime.peek()?.removePoster(poster.key);
+      // After the commit: a crash in between leaves an unused file, never a poster without its image.
+      rmSync(join(config.dataDir, poster.imagePath), { force: true });
+      return poster;
+    });
+  }
+
+  private embed(bytes: Buffer): Promise<{ engine: Engine; vector: Float32Array; image: RgbImage }> {
+    return this.runtime.use(async (engine) => ({ engine, ...(await engine.embedUpload(bytes)) }));
+  }
+
+  /** The embedding made outside the lock, or (a swap came in between) one by the engine now in service. */
+  private async embedOn(first: { engine: Engine; vector: Float32Array; image: RgbImage }, bytes: Buffer) {
+    return this.runtime.peek() === first.engine ? first : this.embed(bytes);
+  }
+
+  private store(fields: PosterFields, bytes: Buffer, image: RgbImage, engine: Engine, vector: Float32Array): Poster {
+    const { catalog, db, embeddings, config } = this.services;
+    // A name of its own per picture: the poster's current file stays whole until the commit names the new one.
+    const digest = sha256(bytes);
+    const name = imageName(`${fields.id}.${digest.slice(0, 12)}`, image.format);
+    writeAtomically(join(config.dataDir, 'images', name), bytes);
+    const poster = db.transaction(() => {
+      catalog.undelete(fields.id);
+      const { id, title, year, releaseDate, genres, singleGenre, split } = fields;
+      const { key } = catalog.upsert(
+        {
+          id, title, year, releaseDate, genres, singleGenre, split,
+          imagePath: `images/${name}`,
+          imageSha256: digest,
+          pixelSha256: image.pixelSha256,
+          width: image.width,
+          height: image.height,
+        },
+        new Date().toISOString(),
+      );
+      embeddings.putMany(engine.model.version, [{ key, vector }]);
+      return catalog.get(id)!;
+    })();
+    engine.putPoster(poster, vector);
+    return poster;
+  }
+
+  private removeReplacedImage(before: Poster | null, after: Poster): void {
+    if (before && before.imagePath !== after.imagePath) rmSync(join(this.services.config.dataDir, before.imagePath), { force: true });
+  }
+}
+
+function sha256(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
