@@ -4,7 +4,7 @@
  *   node --import tsx bench/crash.ts [kills=207] [seed=11] > bench/results/crash.md
  *
  * Kills the real server with SIGKILL at random moments in each stage (a first start's import,
- * embedding and index build; each state of a retrain; a swap), restarts it on the same data dir
+ * embedding and index build; each state of a retrain; a swap; live adds and deletes), restarts it on the same data dir
  * and checks it: ready, the active model complete, SQLite's integrity_check, every poster in the
  * index and nothing else, no leftovers (job files, temporary files, unregistered models, training
  * processes), every acknowledged job and activation kept. Prints a table of where each kill landed.
@@ -29,7 +29,7 @@ const lines = [
   '# Crash consistency, long form',
   '',
   `${new Date().toISOString()}, ${cpus()[0]?.model ?? 'cpu'} (${cpus().length} cores), Node ${process.version}; \`node --import tsx bench/crash.ts ${kills} ${seed}\`, ${minutes.toFixed(0)} min.`,
-  'Test model (64x96), a catalog of 300 posters (3,000 for the index-build kills); retrains are `mode: head, epochs: 1, force: true`.',
+  'Test model (64x96), a catalog of 300 posters (3,000 for the index-build kills); retrains are `mode: head, epochs: 1, force: true`; live writes are 4 clients adding posters through the API and deleting every other one.',
   '',
   `- Kills: **${done.length}**; restarts that failed a check: **${inconsistent.length}**; acknowledged writes lost: **${inconsistent.filter((k) => k.problems.some((p) => /acknowledged/.test(p))).length}**.`,
   `- Restart to ready after a kill: median ${quantile(0.5)} ms, p95 ${quantile(0.95)} ms, max ${restart.at(-1) ?? 0} ms.`,

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import usearch from 'usearch';
 import { seededRandom } from '../../src/figures/random.js';
-import { makeCatalogDir, subsetRows } from './catalog.js';
+import { makeCatalogDir, posterPath, sharedRows, subsetRows } from './catalog.js';
 import { testModelDir } from './model.js';
 import { startServer, upload, type RunningServer } from './server.js';
 
@@ -24,6 +24,7 @@ export const STAGES = [
   'retrain: indexing',
   'retrain: swapping',
   'swap',
+  'adds and deletes',
 ] as const;
 export type Stage = (typeof STAGES)[number];
 
@@ -51,6 +52,7 @@ const MARKS: [RegExp, string][] = [
   [/"state":"\w+","msg":"retrain job"/, 'job'],
   [/"url":"\/admin\/models\/[^"]+\/activate"[^\n]*"msg":"incoming request"/, 'swap'],
   [/"msg":"model activated"/, 'activated'],
+  [/"method":"(POST|DELETE)","url":"\/admin\/posters[^"]*"[^\n]*"msg":"incoming request"/, 'adds and deletes'],
 ];
 
 /**
@@ -115,9 +117,12 @@ async function admin(url: string, method: string, path: string, body?: unknown):
 }
 
 /** What the kill must not undo: answers the server gave before it. */
-interface Acknowledged {
+export interface Acknowledged {
   jobs: string[];
   activated: string | null;
+  /** Posters whose add (201) or delete (204) through the API was answered. */
+  added?: string[];
+  deleted?: string[];
 }
 
 /** Training processes still running for this data dir (their manifest lies under it). */
@@ -169,6 +174,12 @@ export async function checkRestart(server: RunningServer, acknowledged: Acknowle
     if (foreign.length > 0) problems.push(`foreign_key_check: ${foreign.length} rows`);
     const unfinished = db.prepare(`SELECT id, state FROM jobs WHERE state NOT IN ('succeeded','failed','cancelled','rejected')`).all();
     if (unfinished.length > 0) problems.push(`unfinished jobs after restart: ${JSON.stringify(unfinished)}`);
+    for (const id of acknowledged.added ?? []) {
+      if (!db.prepare('SELECT 1 FROM posters WHERE id = ?').get(id)) problems.push(`acknowledged add of ${id} is gone`);
+    }
+    for (const id of acknowledged.deleted ?? []) {
+      if (db.prepare('SELECT 1 FROM posters WHERE id = ?').get(id)) problems.push(`acknowledged delete of ${id} is undone`);
+    }
     for (const id of acknowledged.jobs) {
       const job = db.prepare('SELECT state FROM jobs WHERE id = ?').get(id) as { state: string } | undefined;
       if (!job) problems.push(`acknowledged job ${id} is gone`);
@@ -241,6 +252,7 @@ const WINDOW_MS: Record<Stage, number> = {
   'retrain: indexing': 20,
   'retrain: swapping': 5,
   swap: 400,
+  'adds and deletes': 2000,
 };
 
 const FIRST_START: Partial<Record<Stage, RegExp>> = { import: /Server listening/, embedding: /"msg":"embedding the catalog"/ };
@@ -296,6 +308,10 @@ async function enter(target: Stage, small: Subject, large: Subject, acknowledged
     return { server, from: 0 };
   }
   const server = await small.ready();
+  if (target === 'adds and deletes') {
+    void liveWrites(server, acknowledged);
+    return { server, from: server.logs().length };
+  }
   if (target === 'swap') {
     let models = (await admin(server.url, 'GET', '/admin/models')).body;
     if (models.models.length < 2) {
@@ -324,6 +340,40 @@ async function enter(target: Stage, small: Subject, large: Subject, acknowledged
   acknowledged.jobs.push(job.body.id);
   await waitForLog(server, new RegExp(`"state":"${target.slice('retrain: '.length)}","msg":"retrain job"`), from, 180_000);
   return { server, from };
+}
+
+let written = 0;
+
+/**
+ * Four clients adding posters through the API and deleting every other one, until the server
+ * dies; what it acknowledged is recorded. Each add has an id of its own, so none is ever reused.
+ */
+async function liveWrites(server: RunningServer, acknowledged: Acknowledged): Promise<void> {
+  acknowledged.added = [];
+  acknowledged.deleted = [];
+  // Pictures of their own (the end of the shared catalog, far from the harness's catalog), so each poster is its own first hit.
+  const catalog = new Set(subsetRows({ train: 2400, val: 400, test: 200 }).map((r) => r.id));
+  const pool = sharedRows().filter((r) => !catalog.has(r.id));
+  const client = async () => {
+    for (let i = 0; ; i++) {
+      const id = `live-${process.pid}-${++written}`;
+      const form = new FormData();
+      form.append('id', id);
+      form.append('genres', 'Drama');
+      form.append('image', new Blob([new Uint8Array(readFileSync(posterPath(pool[written % pool.length]!.id)))], { type: 'image/jpeg' }), 'p.jpg');
+      const added = await fetch(`${server.url}/admin/posters`, { method: 'POST', body: form, headers: { authorization: `Bearer ${TOKEN}` } });
+      if (added.status !== 201) return;
+      acknowledged.added!.push(id);
+      if (i % 2 === 1) {
+        // Once the delete is sent, either outcome is right until it is answered.
+        acknowledged.added!.splice(acknowledged.added!.indexOf(id), 1);
+        const deleted = await fetch(`${server.url}/admin/posters/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${TOKEN}` } });
+        if (deleted.status !== 204) return;
+        acknowledged.deleted!.push(id);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 4 }, () => client().catch(() => undefined)));
 }
 
 export async function runCrashes(options: CrashRunOptions): Promise<Kill[]> {
