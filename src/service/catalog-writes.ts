@@ -10,6 +10,13 @@ import type { Engine } from './engine.js';
 import type { Runtime } from './runtime.js';
 import type { Services } from './startup.js';
 
+/** Where an add's time went: decoding and the forward pass, waiting for the write lock, storing. */
+export interface AddTiming {
+  embedMs: number;
+  waitMs: number;
+  storeMs: number;
+}
+
 export interface PosterChanges {
   title?: string | null;
   year?: number | null;
@@ -33,18 +40,22 @@ export class CatalogWriter {
   ) {}
 
   /** Adds a poster (or, with `upsert`, replaces the one with its id): 409 poster_exists otherwise. */
-  async add(fields: PosterFields, bytes: Buffer, options: { upsert?: boolean } = {}): Promise<{ poster: Poster; created: boolean }> {
+  async add(fields: PosterFields, bytes: Buffer, options: { upsert?: boolean } = {}): Promise<{ poster: Poster; created: boolean; timing: AddTiming }> {
     const { catalog } = this.services;
     const conflict = () => new ApiError(409, 'poster_exists', `poster ${fields.id} exists: PATCH /admin/posters/${fields.id} changes it, or add with upsert`);
     if (!options.upsert && catalog.get(fields.id)) throw conflict();
+    const started = performance.now();
     const first = await this.embed(bytes);
+    const embedded = performance.now();
     return this.runtime.exclusive(async () => {
+      const locked = performance.now();
       const existing = catalog.get(fields.id);
       if (existing && !options.upsert) throw conflict();
       const { engine, vector, image } = await this.embedOn(first, bytes);
       const poster = this.store(fields, bytes, image, engine, vector);
       this.removeReplacedImage(existing, poster);
-      return { poster, created: existing === null };
+      const timing = { embedMs: embedded - started, waitMs: locked - embedded, storeMs: performance.now() - locked };
+      return { poster, created: existing === null, timing };
     });
   }
 

@@ -68,7 +68,7 @@ export function adminPosterRoutes(app: FastifyInstance, services: Services, writ
           tags: ['admin'],
           summary: 'Add a poster to the catalog: found by the very next search',
           operationId: 'addPoster',
-          description: `Multipart: the image in \`image\`, the metadata in text fields (genres: ${GENRES_HELP}). 201 with the poster and Location; 409 poster_exists for a taken id, unless \`upsert\` is true (then 200). Embedded with the model in service; no index rebuild, no restart.`,
+          description: `Multipart: the image in \`image\`, the metadata in text fields (genres: ${GENRES_HELP}). 201 with the poster and Location; 409 poster_exists for a taken id, unless \`upsert\` is true (then 200). Embedded with the model in service; no index rebuild, no restart. The Server-Timing header says where the time went (embed: decoding and the forward pass; lock: waiting for other writes; store: the image file, SQLite and the index).`,
           security,
           consumes: ['multipart/form-data'],
           response: { 200: Type.Ref(PosterBody), 201: Type.Ref(PosterBody), 409: Type.Ref(ErrorBody), ...errors, ...uploadErrors },
@@ -95,9 +95,13 @@ export function adminPosterRoutes(app: FastifyInstance, services: Services, writ
           throw error;
         }
         if (!parsed.genres.includes(parsed.singleGenre)) throw new ApiError(400, 'invalid_request', `single_genre "${parsed.singleGenre}" is not one of the genres`);
-        const { poster, created } = await writer.add(parsed, image, { upsert: upsertText === 'true' });
+        const { poster, created, timing } = await writer.add(parsed, image, { upsert: upsertText === 'true' });
         const view = posterView(poster, baseUrl(request));
-        return reply.code(created ? 201 : 200).header('location', `/posters/${encodeURIComponent(poster.id)}`).send(view);
+        return reply
+          .code(created ? 201 : 200)
+          .header('location', `/posters/${encodeURIComponent(poster.id)}`)
+          .header('server-timing', `embed;dur=${timing.embedMs.toFixed(1)}, lock;dur=${timing.waitMs.toFixed(1)}, store;dur=${timing.storeMs.toFixed(1)}`)
+          .send(view);
       },
     );
 
