@@ -3,6 +3,8 @@ import { dirname, join, resolve } from 'node:path';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { insufficientStorage, isStorageFull } from './errors.js';
 import { importCatalog } from './catalog/importer.js';
+import { importTmdb, TmdbError } from './catalog/tmdb.js';
+import { parseCommandOptions } from './command-options.js';
 import { renderInputs, writeManifest } from './catalog/manifest.js';
 import { defaultSpec } from './model/preprocess.js';
 import { evalCommand } from './eval/command.js';
@@ -29,6 +31,7 @@ Usage: marquee <command> [options]
 Commands:
   serve                 Start the HTTP API (imports MARQUEE_CATALOG, exports and indexes a base model on first start)
   import <dir>          Import a catalog directory (movies.csv + images); idempotent, bad rows reported and skipped
+  import-tmdb [options] Import movies and their posters from TMDB's API (marquee import-tmdb --help)
   index                 Re-embed the whole catalog with the active model and rebuild its index
   manifest <file> [WxH] Write the training manifest of the catalog, each poster's model input rendered by the
                         server's preprocessing at WxH (default 96x144), for \`python -m training train\`
@@ -96,6 +99,76 @@ async function importCommand(config: Config, log: Logger, dir: string | undefine
   for (const row of report.skipped) process.stderr.write(`line ${row.line}${row.id ? ` (${row.id})` : ''}: ${row.reason}\n`);
   process.stdout.write(`${JSON.stringify({ ...report, skipped: report.skipped.length })}\n`);
   svc.db.close();
+}
+
+const TMDB_USAGE = 'usage: marquee import-tmdb [--pages N] [--size w342] [--discover key=value ...] [--restart]';
+const TMDB_HELP = `${TMDB_USAGE}
+
+Imports movies from TMDB's API v3 with their posters, as the paper built its catalog: the genre list,
+then pages of movie/popular (or discover/movie with --discover filters), each poster downloaded at
+--size and imported as tmdb-<id> with title, release date, year, genres in TMDB's order, and TMDB's
+id, popularity and original language. Rate limits are honoured; a run goes on from the page where
+the last one stopped (--restart: from page 1); movies already imported are skipped.
+
+  --pages N             pages to read in this run, 20 movies each (default 1)
+  --size S              poster size of TMDB's image base: w185, w342 (default), w500, original
+  --discover key=value  a discover/movie filter, e.g. with_genres=27 or primary_release_year=1984 (repeatable)
+  --restart             start again from page 1
+
+Credentials: TMDB_API_KEY (v3 key) or TMDB_BEARER_TOKEN (v4 read access token). MARQUEE_TMDB_API_URL
+and MARQUEE_TMDB_IMAGE_URL point it elsewhere (default https://api.themoviedb.org/3, https://image.tmdb.org/t/p).`;
+
+async function importTmdbCommand(config: Config, log: Logger, args: string[]): Promise<void> {
+  const flags = parseCommandOptions(
+    args,
+    { pages: { type: 'string' }, size: { type: 'string' }, discover: { type: 'string', multiple: true }, restart: { type: 'boolean' } },
+    TMDB_USAGE,
+    TMDB_HELP,
+  );
+  if (!flags) return;
+  const pages = Number(flags.pages ?? 1);
+  if (!Number.isInteger(pages) || pages < 1 || pages > 500) throw new ConfigError(`--pages is a whole number from 1 to 500\n${TMDB_USAGE}`);
+  const discover: Record<string, string> = {};
+  for (const filter of flags.discover ?? []) {
+    const [key, ...rest] = filter.split('=');
+    if (!key || rest.length === 0) throw new ConfigError(`--discover takes key=value, not "${filter}"\n${TMDB_USAGE}`);
+    discover[key] = rest.join('=');
+  }
+  const svc = services(config, log);
+  let progress: ReturnType<typeof startProgress> | null = null;
+  try {
+    const report = await importTmdb(
+      {
+        apiUrl: process.env.MARQUEE_TMDB_API_URL || 'https://api.themoviedb.org/3',
+        imageUrl: process.env.MARQUEE_TMDB_IMAGE_URL || 'https://image.tmdb.org/t/p',
+        apiKey: process.env.TMDB_API_KEY || null,
+        bearerToken: process.env.TMDB_BEARER_TOKEN || null,
+        size: flags.size ?? 'w342',
+        pages,
+        discover,
+        restart: Boolean(flags.restart),
+      },
+      {
+        db: svc.db,
+        catalog: svc.catalog,
+        dataDir: config.dataDir,
+        maxPixels: config.maxPixels,
+        log,
+        onProgress(done, total) {
+          progress ??= startProgress(log, 'importing TMDB movies', total);
+          progress.tick(done);
+        },
+      },
+    );
+    (progress as ReturnType<typeof startProgress> | null)?.finish();
+    for (const failure of report.failed) process.stderr.write(`tmdb ${failure.tmdb_id} (${failure.title ?? 'untitled'}): ${failure.reason}\n`);
+    process.stdout.write(`${JSON.stringify({ ...report, failed: report.failed.length })}\n`);
+  } catch (error) {
+    if (error instanceof TmdbError) throw new ConfigError(error.message);
+    throw error;
+  } finally {
+    svc.db.close();
+  }
 }
 
 async function indexCommand(config: Config, log: Logger): Promise<void> {
@@ -171,7 +244,7 @@ async function openapiCommand(config: Config, log: Logger, file = 'openapi/opena
 }
 
 /** Commands that work on the data dir; each claims it first (src/state/processes.ts). */
-const DATA_DIR_COMMANDS = new Set(['serve', 'import', 'index', 'train', 'manifest', 'models', 'eval', 'figures']);
+const DATA_DIR_COMMANDS = new Set(['serve', 'import', 'import-tmdb', 'index', 'train', 'manifest', 'models', 'eval', 'figures']);
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...args] = argv;
@@ -187,6 +260,8 @@ async function main(argv: string[]): Promise<void> {
       return serve(config, log);
     case 'import':
       return importCommand(config, log, args[0]);
+    case 'import-tmdb':
+      return importTmdbCommand(config, log, args);
     case 'index':
       return indexCommand(config, log);
     case 'train':

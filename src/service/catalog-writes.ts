@@ -130,6 +130,7 @@ export class CatalogWriter {
           pixelSha256: image.pixelSha256,
           width: image.width,
           height: image.height,
+          source: 'source' in fields ? (fields as Poster).source : null,
         },
         new Date().toISOString(),
       );

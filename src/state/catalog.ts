@@ -16,9 +16,11 @@ export interface Poster {
   pixelSha256: string;
   width: number;
   height: number;
+  /** Where it came from (an importer's own fields, e.g. TMDB's id); null when nothing was said. */
+  source: Record<string, unknown> | null;
 }
 
-export type NewPoster = Omit<Poster, 'key'>;
+export type NewPoster = Omit<Poster, 'key' | 'source'> & { source?: Record<string, unknown> | null };
 
 interface PosterRow {
   key: number;
@@ -34,6 +36,7 @@ interface PosterRow {
   pixel_sha256: string;
   width: number;
   height: number;
+  source: string | null;
 }
 
 function fromRow(row: PosterRow): Poster {
@@ -51,6 +54,7 @@ function fromRow(row: PosterRow): Poster {
     pixelSha256: row.pixel_sha256,
     width: row.width,
     height: row.height,
+    source: row.source ? (JSON.parse(row.source) as Record<string, unknown>) : null,
   };
 }
 
@@ -134,6 +138,7 @@ export class Catalog {
       pixel_sha256: poster.pixelSha256,
       width: poster.width,
       height: poster.height,
+      source: poster.source ? JSON.stringify(poster.source) : null,
       imported_at: now,
     };
     let key: number;
@@ -143,7 +148,7 @@ export class Catalog {
         .prepare(
           `UPDATE posters SET title=@title, year=@year, release_date=@release_date, genres=@genres, single_genre=@single_genre,
              split=@split, image_path=@image_path, image_sha256=@image_sha256, pixel_sha256=@pixel_sha256,
-             width=@width, height=@height, imported_at=@imported_at WHERE id=@id`,
+             width=@width, height=@height, source=@source, imported_at=@imported_at WHERE id=@id`,
         )
         .run(values);
       if (existing.pixelSha256 !== poster.pixelSha256) {
@@ -156,9 +161,9 @@ export class Catalog {
         this.db
           .prepare(
             `INSERT INTO posters (id, title, year, release_date, genres, single_genre, split, image_path, image_sha256,
-               pixel_sha256, width, height, imported_at)
+               pixel_sha256, width, height, source, imported_at)
              VALUES (@id, @title, @year, @release_date, @genres, @single_genre, @split, @image_path, @image_sha256,
-               @pixel_sha256, @width, @height, @imported_at)`,
+               @pixel_sha256, @width, @height, @source, @imported_at)`,
           )
           .run(values).lastInsertRowid,
       );
@@ -179,7 +184,8 @@ function sameContent(a: Poster, b: NewPoster): boolean {
     a.split === b.split &&
     a.imagePath === b.imagePath &&
     a.imageSha256 === b.imageSha256 &&
-    a.pixelSha256 === b.pixelSha256
+    a.pixelSha256 === b.pixelSha256 &&
+    JSON.stringify(a.source) === JSON.stringify(b.source ?? null)
   );
 }
 

@@ -26,7 +26,7 @@ function startTime(pid: number): string | null {
 /**
  * Commands that write what the server's start-up repairs (jobs, model files) run one at a time;
  * `index` (which deletes and rewrites the active version's embeddings) runs alone; the others
- * (import, eval, figures...) share the data dir with a server through SQLite's WAL and busy timeout.
+ * (import, import-tmdb, eval, figures...) share the data dir with a server through SQLite's WAL and busy timeout.
  */
 const EXCLUSIVE = new Set(['serve', 'index', 'train', 'models']);
 
