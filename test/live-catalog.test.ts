@@ -97,6 +97,21 @@ describe('the live catalog', () => {
     }
   });
 
+  it('adds a batch: each poster as the single add would, one failure not stopping the others', async () => {
+    const items = outsiders.slice(4, 8).map((r) => ({ id: r.id, genres: r.genres.split('|'), image: image(r.id).toString('base64') }));
+    items.push({ id: 'batch-broken', genres: ['Drama'], image: Buffer.from('not an image').toString('base64') });
+    items.push({ id: outsiders[0]!.id, genres: ['Drama'], image: image(outsiders[0]!.id).toString('base64') }); // taken above
+    const answer = await admin(server, 'POST', '/admin/posters/batch', { posters: items });
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    assert.deepEqual(answer.body.results.map((r: { index: number; status: number }) => [r.index, r.status]), [[0, 201], [1, 201], [2, 201], [3, 201], [4, 415], [5, 409]]);
+    assert.equal(answer.body.results[5].error.code, 'poster_exists');
+    for (const item of items.slice(0, 4)) assert.equal((await similar(server, image(item.id))).results[0]!.id, item.id);
+    assert.equal((await fetch(`${server.url}/posters/batch-broken`)).status, 404);
+    const tooMany = await admin(server, 'POST', '/admin/posters/batch', { posters: Array.from({ length: 33 }, () => items[0]) });
+    assert.equal(tooMany.status, 400);
+    assert.equal(tooMany.body.error.code, 'invalid_request');
+  });
+
   it('changes metadata and pictures: the vote and filters use them from the next request', async () => {
     const poster = rows[5]!;
     const patched = await admin(server, 'PATCH', `/admin/posters/${poster.id}`, { genres: ['Noir-X', 'Drama'], title: 'Renamed' });

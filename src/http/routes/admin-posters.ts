@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type, type Static } from '@sinclair/typebox';
-import { posterFields, PosterFieldError } from '../../catalog/importer.js';
+import { posterFields, PosterFieldError, type PosterFields } from '../../catalog/importer.js';
 import { ApiError } from '../../errors.js';
 import type { CatalogWriter } from '../../service/catalog-writes.js';
 import { adminAuth } from '../admin-auth.js';
@@ -47,6 +47,46 @@ const errors = { 400: Type.Ref(ErrorBody), 401: Type.Ref(ErrorBody), 403: Type.R
 const uploadErrors = { 413: Type.Ref(ErrorBody), 415: Type.Ref(ErrorBody), 422: Type.Ref(ErrorBody) };
 const security = [{ bearerAuth: [] }];
 
+/** A poster's fields from the API (form fields or a batch item), checked by the importer's rules. */
+function parseFields(text: Record<string, string | undefined>): PosterFields {
+  let parsed: PosterFields;
+  try {
+    parsed = posterFields({ ...text, id: text.id ?? `p-${randomBytes(6).toString('hex')}` });
+  } catch (error) {
+    if (error instanceof PosterFieldError) throw new ApiError(400, 'invalid_request', error.message);
+    throw error;
+  }
+  if (!parsed.genres.includes(parsed.singleGenre)) throw new ApiError(400, 'invalid_request', `single_genre "${parsed.singleGenre}" is not one of the genres`);
+  return parsed;
+}
+
+export const BATCH_MAX = 32;
+
+const BatchItem = Type.Object(
+  {
+    id: Type.Optional(Type.String()),
+    title: Type.Optional(Type.String()),
+    year: Type.Optional(Type.Integer({ minimum: 1870, maximum: 2100 })),
+    release_date: Type.Optional(Type.String()),
+    genres: Type.Array(Type.String({ minLength: 1 }), { minItems: 1, maxItems: 32 }),
+    single_genre: Type.Optional(Type.String()),
+    split: Type.Optional(Type.Union([Type.Literal('train'), Type.Literal('val'), Type.Literal('test')])),
+    image: Type.String({ contentEncoding: 'base64', description: 'The poster file, base64' }),
+  },
+  { additionalProperties: false },
+);
+const BatchBody = Type.Object(
+  { posters: Type.Array(BatchItem, { minItems: 1, maxItems: BATCH_MAX }), upsert: Type.Optional(Type.Boolean({ default: false })) },
+  { additionalProperties: false },
+);
+type BatchBody = Static<typeof BatchBody>;
+const BatchResult = Type.Object({
+  index: Type.Integer(),
+  status: Type.Integer({ description: 'What POST /admin/posters would have answered for this poster: 201, 200 (upserted), or a 4xx' }),
+  poster: Type.Optional(Type.Ref(PosterBody)),
+  error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
+});
+
 function single(fields: Map<string, string[]>, name: string): string | undefined {
   const values = fields.get(name);
   if (values && values.length > 1) throw new ApiError(400, 'invalid_request', `the field "${name}" was sent ${values.length} times`);
@@ -79,22 +119,15 @@ export function adminPosterRoutes(app: FastifyInstance, services: Services, writ
         if (!image) throw new ApiError(400, 'no_file', 'no file was uploaded: send the poster in the multipart field "image"');
         const upsertText = single(fields, 'upsert');
         if (upsertText !== undefined && !['true', 'false'].includes(upsertText)) throw new ApiError(400, 'invalid_request', 'upsert is true or false');
-        let parsed;
-        try {
-          parsed = posterFields({
-            id: single(fields, 'id') ?? `p-${randomBytes(6).toString('hex')}`,
-            title: single(fields, 'title'),
-            year: single(fields, 'year'),
-            release_date: single(fields, 'release_date'),
-            genres: (fields.get('genres') ?? []).join('|'),
-            single_genre: single(fields, 'single_genre'),
-            split: single(fields, 'split'),
-          });
-        } catch (error) {
-          if (error instanceof PosterFieldError) throw new ApiError(400, 'invalid_request', error.message);
-          throw error;
-        }
-        if (!parsed.genres.includes(parsed.singleGenre)) throw new ApiError(400, 'invalid_request', `single_genre "${parsed.singleGenre}" is not one of the genres`);
+        const parsed = parseFields({
+          id: single(fields, 'id'),
+          title: single(fields, 'title'),
+          year: single(fields, 'year'),
+          release_date: single(fields, 'release_date'),
+          genres: (fields.get('genres') ?? []).join('|'),
+          single_genre: single(fields, 'single_genre'),
+          split: single(fields, 'split'),
+        });
         const { poster, created, timing } = await writer.add(parsed, image, { upsert: upsertText === 'true' });
         const view = posterView(poster, baseUrl(request));
         return reply
@@ -102,6 +135,42 @@ export function adminPosterRoutes(app: FastifyInstance, services: Services, writ
           .header('location', `/posters/${encodeURIComponent(poster.id)}`)
           .header('server-timing', `embed;dur=${timing.embedMs.toFixed(1)}, lock;dur=${timing.waitMs.toFixed(1)}, store;dur=${timing.storeMs.toFixed(1)}`)
           .send(view);
+      },
+    );
+
+    api.post(
+      '/admin/posters/batch',
+      {
+        // Base64 makes a file a third larger; the whole batch may hold BATCH_MAX of the largest uploads.
+        bodyLimit: Math.ceil((BATCH_MAX * config.maxUploadBytes * 4) / 3) + 64 * 1024,
+        schema: {
+          tags: ['admin'],
+          summary: `Add up to ${BATCH_MAX} posters in one request, for clients that sync a collection`,
+          operationId: 'addPosters',
+          description:
+            'JSON: each poster with its image in base64 and the fields of POST /admin/posters. Each is added as that route would add it (its embedding batched with the others); the answer lists, in order, what it would have answered for each: a poster that fails does not stop the others.',
+          security,
+          body: BatchBody,
+          response: { 200: Type.Object({ results: Type.Array(BatchResult) }), ...errors, 413: Type.Ref(ErrorBody) },
+        },
+      },
+      async (request) => {
+        const { posters, upsert = false } = request.body as BatchBody;
+        const base = baseUrl(request);
+        const results = await Promise.all(
+          posters.map(async (item, index) => {
+            try {
+              const image = Buffer.from(item.image, 'base64');
+              const fields = parseFields({ ...item, year: item.year === undefined ? undefined : String(item.year), genres: item.genres.join('|') });
+              const { poster, created } = await writer.add(fields, image, { upsert });
+              return { index, status: created ? 201 : 200, poster: posterView(poster, base) };
+            } catch (error) {
+              if (!(error instanceof ApiError) || error.statusCode >= 500) throw error;
+              return { index, status: error.statusCode, error: { code: error.code, message: error.message } };
+            }
+          }),
+        );
+        return { results };
       },
     );
 
