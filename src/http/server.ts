@@ -99,6 +99,7 @@ export async function buildApp(services: Services, runtime: Runtime, runner: Ret
       info: {
         title: 'Marquee',
         version: VERSION,
+        license: { name: 'MIT', identifier: 'MIT' },
         description:
           'Find catalog posters that look like an uploaded one, and guess its genres from a vote of its nearest neighbours. Embeddings come from a ResNet50 metric-learning model; search is HNSW (usearch) over Euclidean distance.',
       },
