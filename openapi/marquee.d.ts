@@ -307,7 +307,7 @@ export interface paths {
         };
         /**
          * The version's latest stored evaluation (marquee eval): the JSON document, or Markdown with format=md
-         * @description Written by every `marquee eval` run of the version (the latest one is kept); 404 until one has run. The JSON document is the one `marquee eval --json` writes, byte for byte.
+         * @description Written by every `marquee eval` run of the version (the latest one is kept); 404 until one has run. The JSON document is the one `marquee eval --json` writes, byte for byte. X-Catalog-Stale: true when the catalog has changed since it was measured (X-Catalog-Fingerprint names the state it measured).
          */
         get: operations["getModelReport"];
         put?: never;

@@ -65,4 +65,17 @@ describe('GET /admin/models/{version}/report', () => {
     assert.equal(latest, readFileSync(join(out, 'second.json'), 'utf8'));
     assert.notEqual(JSON.parse(latest).created_at, JSON.parse(text).created_at);
   });
+
+  it('says when the catalog has changed since the evaluation', async () => {
+    const current = await get(`/admin/models/${version}/report`, TOKEN);
+    assert.equal(current.headers.get('x-catalog-stale'), 'false');
+    assert.match(current.headers.get('x-catalog-fingerprint') ?? '', /^[0-9a-f]{64}$/);
+    const patched = await fetch(`${server.url}/admin/posters/${rows[0]!.id}`, {
+      method: 'PATCH',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ genres: ['Western'] }),
+    });
+    assert.equal(patched.status, 200);
+    assert.equal((await get(`/admin/models/${version}/report`, TOKEN)).headers.get('x-catalog-stale'), 'true');
+  });
 });

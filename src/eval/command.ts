@@ -58,6 +58,7 @@ export async function evalCommand(config: Config, log: Logger, args: string[]): 
 
   const svc = createServices(config, openDb(join(config.dataDir, 'marquee.db')), log, new Metrics());
   try {
+    const catalogState = svc.catalog.fingerprint(); // the catalog the evaluation reads
     const evaluation = await evaluate(svc, {
       version: values.version,
       gallery: values.gallery as GalleryChoice | undefined,
@@ -69,7 +70,7 @@ export async function evalCommand(config: Config, log: Logger, args: string[]): 
     const createdAt = new Date();
     const markdown = toMarkdown(evaluation, createdAt);
     const document = stableStringify(toJsonDocument(evaluation, createdAt));
-    new EvaluationStore(svc.db).put(evaluation.modelVersion, createdAt.toISOString(), document, markdown);
+    new EvaluationStore(svc.db).put(evaluation.modelVersion, createdAt.toISOString(), document, markdown, catalogState);
     if (values.json) write(values.json, document);
     if (values.out) write(values.out, markdown);
     else process.stdout.write(markdown);

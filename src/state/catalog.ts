@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Db } from './db.js';
 
 export type Split = 'train' | 'val' | 'test';
@@ -61,6 +62,18 @@ function fromRow(row: PosterRow): Poster {
 /** The poster catalog in SQLite. */
 export class Catalog {
   constructor(private readonly db: Db) {}
+
+  /**
+   * The catalog's state as one hash: every poster's key, picture, genres and split. What is derived
+   * from the catalog (an evaluation, the embedding map) records it, to tell whether it still describes it.
+   */
+  fingerprint(): string {
+    const hash = createHash('sha256');
+    for (const row of this.db.prepare('SELECT key, pixel_sha256, genres, split FROM posters ORDER BY key').iterate() as IterableIterator<{ key: number; pixel_sha256: string; genres: string; split: string | null }>) {
+      hash.update(`${row.key}:${row.pixel_sha256}:${row.genres}:${row.split ?? ''}\n`);
+    }
+    return hash.digest('hex');
+  }
 
   count(): number {
     return (this.db.prepare('SELECT count(*) AS n FROM posters').get() as { n: number }).n;

@@ -147,7 +147,7 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
           summary: "The version's latest stored evaluation (marquee eval): the JSON document, or Markdown with format=md",
           operationId: 'getModelReport',
           description:
-            'Written by every `marquee eval` run of the version (the latest one is kept); 404 until one has run. The JSON document is the one `marquee eval --json` writes, byte for byte.',
+            'Written by every `marquee eval` run of the version (the latest one is kept); 404 until one has run. The JSON document is the one `marquee eval --json` writes, byte for byte. X-Catalog-Stale: true when the catalog has changed since it was measured (X-Catalog-Fingerprint names the state it measured).',
           security,
           params: VersionParams,
           querystring: Type.Object({
@@ -171,6 +171,9 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
         if (!services.models.get(version)) throw notFound(`model version ${version}`);
         const stored = evaluations.latest(version);
         if (!stored) throw notFound(`an evaluation of ${version} (run marquee eval --version ${version})`);
+        // Whether the catalog has changed since (posters added, removed, re-pictured or re-labelled).
+        reply.header('x-catalog-fingerprint', stored.catalogFingerprint ?? 'unknown');
+        reply.header('x-catalog-stale', String(stored.catalogFingerprint !== services.catalog.fingerprint()));
         // Sent as stored: serialising it again could reorder keys or change its rounding.
         if (request.query.format === 'md') return reply.type('text/markdown; charset=utf-8').send(stored.markdown);
         return reply.type('application/json; charset=utf-8').send(stored.document);
