@@ -48,7 +48,7 @@ try {
   const lines = [
     '# Soak, long form',
     '',
-    `${new Date().toISOString()}, ${cpus()[0]?.model ?? 'cpu'} (${cpus().length} cores), Node ${process.version}; \`node --import tsx bench/soak.ts ${minutes} ${concurrency}\`.`,
+    `${new Date().toISOString()}, ${cpus()[0]?.model ?? 'cpu'} (${cpus().length} cores), Node ${process.version}; \`${process.env.MALLOC_ARENA_MAX ? `MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX} ` : ''}node --import tsx bench/soak.ts ${minutes} ${concurrency}\`.`,
     `A real server (test model 64x96, ${rows.length} posters), ${concurrency} clients in this process sending similar 40 %, genre 25 %, browse 15 %, image 10 %, metrics 5 %, ready 5 %; a forced retrain (head, 1 epoch) at ${(minutes * 0.4).toFixed(0)} min, a rollback to the first model at ${(minutes * 0.7).toFixed(0)} min.`,
     '',
     `- Requests: ${result.requests} (${(result.requests / (minutes * 60)).toFixed(0)}/s); errors other than 503: **${errors}** (target 0); 503 overload: ${overload}.`,

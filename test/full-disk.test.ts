@@ -8,9 +8,11 @@ import Database from 'better-sqlite3';
 import { makeCatalogDir, posterPath, sharedRows, subsetRows } from './support/catalog.js';
 import { marquee } from './support/cli.js';
 import { testModelDir } from './support/model.js';
-import { startServer, upload, type RunningServer } from './support/server.js';
+import { adminRequest, startServer, upload, type RunningServer } from './support/server.js';
+
 
 const TOKEN = 'disk-token';
+const admin = (server: RunningServer, method: string, path: string, body?: unknown) => adminRequest(server.url, TOKEN, method, path, body);
 const rows = subsetRows({ train: 100, val: 20, test: 10 });
 const taken = new Set(rows.map((r) => r.id));
 const spare = sharedRows().filter((r) => r.split === 'train' && !taken.has(r.id));
@@ -72,14 +74,6 @@ function posterCount(): number {
   }
 }
 
-async function admin(server: RunningServer, method: string, path: string, body?: unknown) {
-  const response = await fetch(`${server.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: response.status, body: (await response.json()) as any };
-}
 
 async function waitForJob(server: RunningServer, id: string): Promise<any> {
   for (;;) {

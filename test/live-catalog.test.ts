@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import { makeCatalogDir, posterPath, sharedRows, subsetRows } from './support/catalog.js';
 import { checkRestart } from './support/crash.js';
 import { testModelDir } from './support/model.js';
-import { startServer, upload, type RunningServer } from './support/server.js';
+import { adminRequest, startServer, upload, type RunningServer } from './support/server.js';
 
 const TOKEN = 'live-token';
 const rows = subsetRows({ train: 50, val: 10, test: 10 });
@@ -23,15 +23,8 @@ async function addPoster(server: RunningServer, bytes: Buffer, fields: Record<st
   return { status: response.status, body: (await response.json()) as any, headers: response.headers };
 }
 
-async function admin(server: RunningServer, method: string, path: string, body?: unknown) {
-  const response = await fetch(`${server.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : null };
-}
+
+const admin = (server: RunningServer, method: string, path: string, body?: unknown) => adminRequest(server.url, TOKEN, method, path, body);
 
 async function similar(server: RunningServer, bytes: Buffer, query = 'k=5') {
   const answer = await upload(`${server.url}/posters/similar?${query}`, bytes);

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { rssOf } from './fuzz.js';
 import { posterPath, type Row } from './catalog.js';
-import { upload, type RunningServer } from './server.js';
+import { adminRequest, upload, type RunningServer } from './server.js';
 
 /**
  * The soak: `concurrency` clients sending mixed traffic to a real server for a while (similar and
@@ -166,21 +166,13 @@ export async function runSoak(
   return { intervals, errors, requests: total };
 }
 
-async function adminCall(server: RunningServer, token: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const response = await fetch(`${server.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: response.status, body: await response.json() };
-}
 
 /** A forced retrain through the API, waited for; says how it ended. */
 export async function retrainAction(server: RunningServer, token: string): Promise<string> {
-  const started = await adminCall(server, token, 'POST', '/admin/retrain', { mode: 'head', epochs: 1, force: true });
+  const started = await adminRequest(server.url, token, 'POST', '/admin/retrain', { mode: 'head', epochs: 1, force: true });
   if (started.status !== 202) throw new Error(`retrain answered ${started.status}: ${JSON.stringify(started.body)}`);
   for (;;) {
-    const job = (await adminCall(server, token, 'GET', `/admin/jobs/${started.body.id}`)).body;
+    const job = (await adminRequest(server.url, token, 'GET', `/admin/jobs/${started.body.id}`)).body;
     if (job.state === 'succeeded') return `${job.model_version} active`;
     if (['failed', 'cancelled', 'rejected'].includes(job.state)) throw new Error(`retrain ${job.state}: ${job.error}`);
     await new Promise((resolve) => setTimeout(resolve, 500));
@@ -189,11 +181,11 @@ export async function retrainAction(server: RunningServer, token: string): Promi
 
 /** Activates `version` (a rollback or forward); says which version serves. */
 export async function activateAction(server: RunningServer, token: string, version: () => string): Promise<string> {
-  const answer = await adminCall(server, token, 'POST', `/admin/models/${version()}/activate`);
+  const answer = await adminRequest(server.url, token, 'POST', `/admin/models/${version()}/activate`);
   if (answer.status !== 200) throw new Error(`activate answered ${answer.status}: ${JSON.stringify(answer.body)}`);
   return `${answer.body.version} active`;
 }
 
 export async function activeVersion(server: RunningServer, token: string): Promise<string> {
-  return (await adminCall(server, token, 'GET', '/admin/models')).body.active as string;
+  return (await adminRequest(server.url, token, 'GET', '/admin/models')).body.active as string;
 }
