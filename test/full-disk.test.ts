@@ -124,6 +124,17 @@ describe('a full disk', { skip: dataDir ? false : 'mounting a tmpfs is not allow
     }
 
     const before = posterCount();
+    const images = () => readdirSync(join(dataDir!, 'images')).length;
+    const imagesBefore = images();
+    const form = new FormData();
+    form.append('id', refused[0]!.id);
+    form.append('genres', 'Drama');
+    form.append('image', new Blob([new Uint8Array(readFileSync(posterPath(refused[0]!.id)))], { type: 'image/jpeg' }), 'p.jpg');
+    const add = await fetch(`${server.url}/admin/posters`, { method: 'POST', body: form, headers: { authorization: `Bearer ${TOKEN}` } });
+    assert.equal(add.status, 507, await add.clone().text());
+    assert.equal(((await add.json()) as any).error.code, 'insufficient_storage');
+    assert.equal(images(), imagesBefore, 'no image file of the refused add');
+    assert.equal((await fetch(`${server.url}/posters/${refused[0]!.id}`)).status, 404);
     const refusedImport = marquee(['import', makeCatalogDir(refused)], env);
     assert.equal(refusedImport.code, 1, refusedImport.stderr);
     assert.match(refusedImport.stderr, /marquee: the data directory's disk is full; free space and try again/);
@@ -147,6 +158,11 @@ describe('a full disk', { skip: dataDir ? false : 'mounting a tmpfs is not allow
     const importAgain = marquee(['import', makeCatalogDir(refused)], env);
     assert.equal(importAgain.code, 0, importAgain.stderr);
     assert.equal(JSON.parse(importAgain.stdout.trim().split('\n').pop()!).added, refused.length);
+    const form2 = new FormData();
+    form2.append('id', 'after-free');
+    form2.append('genres', 'Drama');
+    form2.append('image', new Blob([new Uint8Array(readFileSync(posterPath(spare[40]!.id)))], { type: 'image/jpeg' }), 'p.jpg');
+    assert.equal((await fetch(`${server.url}/admin/posters`, { method: 'POST', body: form2, headers: { authorization: `Bearer ${TOKEN}` } })).status, 201);
     const job = await admin(server, 'POST', '/admin/retrain', { mode: 'head', epochs: 1, force: true });
     assert.equal(job.status, 202, JSON.stringify(job.body));
     const done = await waitForJob(server, job.body.id);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { imageName, type PosterFields } from '../catalog/importer.js';
 import { ApiError, notFound } from '../errors.js';
@@ -118,8 +118,10 @@ export class CatalogWriter {
     // A name of its own per picture: the poster's current file stays whole until the commit names the new one.
     const digest = sha256(bytes);
     const name = imageName(`${fields.id}.${digest.slice(0, 12)}`, image.format);
-    writeAtomically(join(config.dataDir, 'images', name), bytes);
-    const poster = db.transaction(() => {
+    const file = join(config.dataDir, 'images', name);
+    const existed = existsSync(file);
+    writeAtomically(file, bytes);
+    const commit = db.transaction(() => {
       catalog.undelete(fields.id);
       const { id, title, year, releaseDate, genres, singleGenre, split } = fields;
       const { key } = catalog.upsert(
@@ -136,7 +138,15 @@ export class CatalogWriter {
       );
       embeddings.putMany(engine.model.version, [{ key, vector }]);
       return catalog.get(id)!;
-    })();
+    });
+    let poster: Poster;
+    try {
+      poster = commit();
+    } catch (error) {
+      // Not committed (e.g. a full disk): the picture written for it goes too.
+      if (!existed) rmSync(file, { force: true });
+      throw error;
+    }
     engine.putPoster(poster, vector);
     return poster;
   }
