@@ -996,6 +996,8 @@ export interface operations {
                 content: {
                     "application/json": {
                         model_version: string;
+                        /** @description The catalog state the map describes (as X-Catalog-Fingerprint of a model report): recomputed when posters are added, removed or re-pictured, labelled with their current genres */
+                        catalog_fingerprint: string;
                         /** @enum {string} */
                         method: "umap";
                         params: {

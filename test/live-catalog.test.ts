@@ -120,6 +120,9 @@ describe('the live catalog', () => {
     assert.equal((await admin(server, 'PATCH', `/admin/posters/${poster.id}`, { genres: [] })).status, 400);
     assert.equal((await admin(server, 'PATCH', '/admin/posters/nobody', { title: 'x' })).status, 404);
 
+    const map = await (await fetch(`${server.url}/posters/map`)).json();
+    assert.equal(map.points.find((p: { id: string }) => p.id === poster.id).single_genre, 'Noir-X', 'the map labels points with the new genres');
+
     const replacement = image(outsiders[3]!.id);
     const form = new FormData();
     form.append('image', new Blob([new Uint8Array(replacement)], { type: 'image/jpeg' }), 'new.jpg');
@@ -127,6 +130,11 @@ describe('the live catalog', () => {
     assert.equal(put.status, 200);
     assert.equal((await similar(server, replacement)).catalog_match?.id, poster.id);
     assert.notEqual((await similar(server, image(poster.id))).catalog_match?.id, poster.id, 'the old picture is no longer it');
+    const redrawn = await (await fetch(`${server.url}/posters/map`)).json();
+    assert.notEqual(redrawn.catalog_fingerprint, map.catalog_fingerprint, 'a new picture is a new catalog state, and a new map');
+    assert.equal((await admin(server, 'PATCH', `/admin/posters/${poster.id}`, { genres: ['Noir-Y'] })).status, 200);
+    const relabelled = await (await fetch(`${server.url}/posters/map`)).json();
+    assert.equal(relabelled.points.find((p: { id: string }) => p.id === poster.id).single_genre, 'Noir-Y', 'a map asked for again is not an old one');
   });
 
   it('deletes a poster from search, browse, votes and matches at once; a restart keeps it deleted and agrees with SQLite', async () => {

@@ -78,12 +78,8 @@ async function layoutOnWorker(data: Float32Array, dims: number, params: MapParam
 export class CatalogMaps {
   /** One computation per version at a time; later requests share it. */
   private readonly pending = new Map<string, Promise<CatalogMap>>();
-  /**
-   * The last map of each version with the catalog size it was made for: a server's catalog only
-   * changes on start (or a concurrent `marquee import`, which adds posters), so the size is enough
-   * to skip re-reading and re-hashing the catalog on every request.
-   */
-  private readonly recent = new Map<string, { posters: number; map: CatalogMap }>();
+  /** The last map of each version with the catalog state (Catalog.fingerprint) it was made for. */
+  private readonly recent = new Map<string, { catalog: string; map: CatalogMap }>();
 
   constructor(
     private readonly deps: { dataDir: string; catalog: Catalog; embeddings: EmbeddingStore; log: Logger },
@@ -91,13 +87,15 @@ export class CatalogMaps {
   ) {}
 
   get(model: ModelVersion): Promise<CatalogMap> {
+    // The catalog's state, not its size: a poster re-pictured or re-labelled, or one added as another goes, changes it.
+    const catalog = this.deps.catalog.fingerprint();
     const recent = this.recent.get(model.version);
-    if (recent && recent.posters === this.deps.catalog.count()) return Promise.resolve(recent.map);
+    if (recent && recent.catalog === catalog) return Promise.resolve(recent.map);
     let map = this.pending.get(model.version);
     if (!map) {
       map = this.load(model)
         .then((loaded) => {
-          this.recent.set(model.version, { posters: loaded.points.length, map: loaded });
+          this.recent.set(model.version, { catalog, map: loaded });
           return loaded;
         })
         .finally(() => this.pending.delete(model.version));

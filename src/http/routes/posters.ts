@@ -34,6 +34,9 @@ const MIME: Record<string, string> = { jpg: 'image/jpeg', png: 'image/png', webp
 
 const MapResponse = Type.Object({
   model_version: Type.String(),
+  catalog_fingerprint: Type.String({
+    description: 'The catalog state the map describes (as X-Catalog-Fingerprint of a model report): recomputed when posters are added, removed or re-pictured, labelled with their current genres',
+  }),
   method: Type.Literal('umap'),
   params: Type.Object({ n_neighbors: Type.Integer(), min_dist: Type.Number(), seed: Type.Integer() }),
   genres: Type.Array(Type.Object({ genre: Type.String(), count: Type.Integer() }), { description: 'Single genres of the points, most common first' }),
@@ -216,6 +219,7 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
         for (const { poster } of map.points) counts.set(poster.singleGenre, (counts.get(poster.singleGenre) ?? 0) + 1);
         return {
           model_version: map.modelVersion,
+          catalog_fingerprint: catalog.fingerprint(),
           method: 'umap' as const,
           params: { n_neighbors: map.params.nNeighbors, min_dist: map.params.minDist, seed: map.params.seed },
           genres: [...counts].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).map(([genre, count]) => ({ genre, count })),
