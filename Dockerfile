@@ -44,6 +44,10 @@ COPY --from=build /usr/local/bin/node /usr/local/bin/node
 RUN (id -u marquee >/dev/null 2>&1 || useradd --system --uid 10001 --create-home marquee) \
     && mkdir -p /data /catalog && chown marquee /data
 WORKDIR /app
+# jemalloc hands memory back to the system: with glibc's malloc a model swap's peak (two models in memory while
+# requests finish on the old one) stays in the process for good (bench/results/soak.md).
+RUN apt-get update && apt-get install -y --no-install-recommends libjemalloc2 && rm -rf /var/lib/apt/lists/* \
+    && ln -s "$(find /usr/lib -name libjemalloc.so.2 | head -n 1)" /usr/local/lib/libjemalloc.so.2
 # The venv is made here, against this image's own python3 (3.11 on the default base).
 COPY training/requirements.lock ./training/requirements.lock
 COPY scripts/python-env.sh ./scripts/python-env.sh
@@ -73,7 +77,8 @@ ENV NODE_ENV=production \
     MARQUEE_CATALOG=/catalog \
     MARQUEE_VENV=/opt/venv \
     MARQUEE_WEIGHTS_DIR=/opt/marquee-weights \
-    MARQUEE_PYTHON=/opt/venv/bin/python
+    MARQUEE_PYTHON=/opt/venv/bin/python \
+    LD_PRELOAD=/usr/local/lib/libjemalloc.so.2
 VOLUME ["/data"]
 EXPOSE 8080
 USER marquee
