@@ -202,15 +202,14 @@ export async function checkRestart(server: RunningServer, acknowledged: Acknowle
     const absent = keys.filter((key) => !index.contains(BigInt(key)));
     if (absent.length > 0) problems.push(`${absent.length} posters missing from the index (first ${absent[0]})`);
 
-    // A poster of the catalog, uploaded, is found as itself: its catalog_match, and among its nearest
-    // (not necessarily first: the random-init test model packs embeddings so close that HNSW's
-    // approximate order can put a neighbour at distance ~1e-4 before it).
+    // Through the API: a poster's own image names it as catalog_match. Its place among the nearest is not
+    // asked: that is HNSW's recall, not consistency, and on the random-init test model's near-identical
+    // embeddings a poster's own vector is sometimes not among its 10 approximate nearest (up to 9 of 3,000).
     const probe = db.prepare('SELECT id, image_path FROM posters ORDER BY random() LIMIT 1').get() as { id: string; image_path: string } | undefined;
     if (probe) {
       const answer = await upload(`${url}/posters/similar?k=10`, readFileSync(join(dataDir, probe.image_path)));
       if (answer.status !== 200) problems.push(`similar answered ${answer.status}`);
       else if (answer.body.catalog_match?.id !== probe.id) problems.push(`poster ${probe.id} is not the catalog_match of its own image`);
-      else if (!answer.body.results.some((r: { id: string }) => r.id === probe.id)) problems.push(`poster ${probe.id} is not among the 10 nearest to its own image`);
     }
     const registered = new Set(
       (db.prepare('SELECT file_path, checkpoint_path FROM model_versions').all() as { file_path: string; checkpoint_path: string | null }[]).flatMap(
