@@ -85,8 +85,9 @@ export async function importCatalog(dir: string, options: ImportOptions): Promis
     while (next < valid.length) {
       const row = valid[next++]!;
       const { id } = row.fields;
-      if (options.catalog.isDeleted(id) || (options.onlyNew && options.catalog.get(id))) {
-        report[options.catalog.isDeleted(id) ? 'deleted' : 'unchanged'] += 1;
+      const deleted = options.catalog.isDeleted(id);
+      if (deleted || (options.onlyNew && options.catalog.get(id))) {
+        report[deleted ? 'deleted' : 'unchanged'] += 1;
         options.onProgress?.(++done, valid.length);
         continue;
       }
