@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+# Every temporary file of the run (data dirs, catalogs, pytest's basetemp, training's scratch) goes
+# under one folder that goes with the run: a suite that leaves gigabytes in /tmp fills a CI disk.
+export TMPDIR="$work/tmp"
+mkdir -p "$TMPDIR"
 
 echo "== type check (src, test, bench)"
 npx tsc -p tsconfig.json

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TORCHVISION_RESNET50_URL } from './model/weights.js';
+import { INDEX_SCALARS, type IndexScalar } from './search/vector-index.js';
 
 const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -18,6 +19,8 @@ export interface Config {
   threads: number;
   /** Let onnxruntime's idle threads busy-wait for work (lower latency, but CPU taken from everything else). */
   ortSpinning: boolean;
+  /** How the HNSW graph stores vectors (MARQUEE_INDEX_SCALAR); f16 and i8 halve and quarter its memory. */
+  indexScalar: IndexScalar;
   adminToken: string;
   /** Admin routes without a token, allowed only when listening on loopback. */
   adminOpenLoopback: boolean;
@@ -73,6 +76,10 @@ export function loadConfig(env: Env = process.env): Config {
   if (!['auto', 'cpu', 'cuda'].includes(device)) {
     throw new ConfigError(`MARQUEE_DEVICE must be auto, cpu or cuda, got "${env.MARQUEE_DEVICE}"`);
   }
+  const indexScalar = (env.MARQUEE_INDEX_SCALAR || 'f32') as IndexScalar;
+  if (!INDEX_SCALARS.includes(indexScalar)) {
+    throw new ConfigError(`MARQUEE_INDEX_SCALAR must be one of ${INDEX_SCALARS.join(', ')}, got "${env.MARQUEE_INDEX_SCALAR}"`);
+  }
   const catalog = env.MARQUEE_CATALOG ?? '../shared/posters';
   const host = env.HOST || '127.0.0.1';
   if (env.MARQUEE_ADMIN_OPEN_LOOPBACK === '1' && !isLoopback(host)) {
@@ -86,6 +93,7 @@ export function loadConfig(env: Env = process.env): Config {
     device,
     threads: int(env, 'MARQUEE_THREADS', availableParallelism(), 1, 1024),
     ortSpinning: (env.MARQUEE_ORT_SPINNING ?? '1') !== '0',
+    indexScalar,
     adminToken: env.MARQUEE_ADMIN_TOKEN ?? '',
     adminOpenLoopback: env.MARQUEE_ADMIN_OPEN_LOOPBACK === '1',
     maxUploadBytes: int(env, 'MARQUEE_MAX_UPLOAD_BYTES', 10 * 1024 * 1024, 1),

@@ -129,10 +129,10 @@ export function renderMarkdown(r: BenchResults): string {
   const h = r.http;
   if (h) {
     out.push(`## (b) HTTP load — ${h.endpoint}`, '');
-    out.push(`Poster ${h.poster.id} (${h.poster.width}x${h.poster.height}, ${h.poster.bytes} bytes); autocannon in the benchmark process, server in its own process on the same ${m.cores} cores.`, '');
+    out.push(`Poster ${h.poster.id} (${h.poster.width}x${h.poster.height}, ${h.poster.bytes} bytes); autocannon in a process of its own (bench/lib/load-process.ts), server in another, on the same ${m.cores} cores.`, '');
     out.push(
       table(
-        ['setting', 'connections', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'mean batch size', 'forward ms/batch (server)', 'requests', 'non-2xx / errors', 'other CPU'],
+        ['setting', 'connections', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'mean batch size', 'forward ms/batch (server)', 'requests', 'non-2xx / errors', 'autocannon CPU (cores)', 'other CPU'],
         h.rows.map((row) => [
           row.setting,
           String(row.connections),
@@ -144,6 +144,7 @@ export function renderMarkdown(r: BenchResults): string {
           f(row.meanBatchForwardMs, 1),
           String(row.requests),
           `${row.non2xx} / ${row.errors}`,
+          f(row.loadGeneratorCores, 2),
           disturbed(row.otherCpuShare, row.attempts),
         ]),
       ),

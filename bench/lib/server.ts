@@ -5,6 +5,7 @@ import { join } from 'node:path';
 export interface BenchServer {
   url: string;
   port: number;
+  pid: number;
   /** Seconds from spawn to /ready answering 200. */
   readySeconds: number;
   logs(): string;
@@ -49,6 +50,7 @@ export async function startServer(root: string, env: Record<string, string>, rea
   const server: BenchServer = {
     url,
     port,
+    pid: child.pid!,
     readySeconds: 0,
     logs: () => output,
     async stop() {

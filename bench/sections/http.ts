@@ -1,6 +1,8 @@
+import { execFile } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import autocannon from 'autocannon';
+import { promisify } from 'node:util';
+import type autocannon from 'autocannon';
 import { histogramDelta, scrapeMetrics, startServer, type BenchServer } from '../lib/server.js';
 import type { BenchContext } from '../lib/context.js';
 
@@ -25,6 +27,8 @@ export interface HttpRow {
   batches: number;
   meanBatchForwardMs: number;
   otherCpuShare: number;
+  /** CPU the load generator (autocannon, in its own process) took, in cores: its CPU seconds ÷ wall seconds. */
+  loadGeneratorCores: number;
   attempts: number;
 }
 
@@ -71,8 +75,7 @@ export async function benchHttp(ctx: BenchContext, variants: HttpVariant[], prog
     try {
       await checkResponse(server, chosen.file, path);
       for (const connections of variant.connections) {
-        const run = (duration: number) =>
-          autocannon({ url: `${server.url}${path}`, method: 'POST', connections, duration, form, timeout: 60 });
+        const run = (duration: number) => loadProcess(ctx.root, { url: `${server.url}${path}`, method: 'POST', connections, duration, form, timeout: 60 });
         const label = `c=${connections} (${variant.setting})`;
         const measured = await ctx.monitor.clean(
           label,
@@ -86,7 +89,8 @@ export async function benchHttp(ctx: BenchContext, variants: HttpVariant[], prog
           {},
           (i) => progress(`${label}: other processes used ${(100 * i.shareOfMachine).toFixed(0)}% of the machine; measuring again`),
         );
-        const { r, before, after } = measured.value;
+        const { r: run_, before, after } = measured.value;
+        const r = run_.result;
         const size = histogramDelta(before, after, 'marquee_embedding_batch_size');
         const forward = histogramDelta(before, after, 'marquee_embedding_batch_duration_seconds');
         const row: HttpRow = {
@@ -106,6 +110,7 @@ export async function benchHttp(ctx: BenchContext, variants: HttpVariant[], prog
           batches: size.count,
           meanBatchForwardMs: forward.mean * 1000,
           otherCpuShare: measured.interference.shareOfMachine,
+          loadGeneratorCores: run_.cpuSeconds / run_.wallSeconds,
           attempts: measured.attempts,
         };
         result.rows.push(row);
@@ -119,6 +124,17 @@ export async function benchHttp(ctx: BenchContext, variants: HttpVariant[], prog
     }
   }
   return result;
+}
+
+const execFileAsync = promisify(execFile);
+
+/** One autocannon run in its own process (bench/lib/load-process.ts). */
+async function loadProcess(root: string, options: Record<string, unknown>): Promise<{ result: autocannon.Result; cpuSeconds: number; wallSeconds: number }> {
+  const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', join(root, 'bench', 'lib', 'load-process.ts'), JSON.stringify(options)], {
+    cwd: root,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  return JSON.parse(stdout.trim().split('\n').pop()!) as { result: autocannon.Result; cpuSeconds: number; wallSeconds: number };
 }
 
 async function checkResponse(server: BenchServer, file: string, path: string): Promise<void> {

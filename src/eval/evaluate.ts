@@ -126,8 +126,7 @@ export async function evaluate(svc: Services, options: EvaluateOptions = {}): Pr
     const modelVectors = await timed('embeddings', () => vectors.of(model, gallery, querySet));
     const exact = await timed('exact search', () => exactKnn(modelVectors.queries, modelVectors.gallery, labeller.depth));
     if (options.index) {
-      const { set } = await vectors.stored(model);
-      const served = await timed('index search', () => indexNeighbours(svc, model, set, modelVectors.queries, gallery, labeller));
+      const served = await timed('index search', () => indexNeighbours(svc, model, modelVectors.queries, gallery, labeller));
       indexRecallVsExact = recallVsExact(served, exact, modelVectors.gallery.keys);
       const summary = evaluateQueries(labeller.outcomesFromVoters(served.voters));
       add('model', `${model.version} (served index)`, 'honest: the served usearch index, query never in the gallery', summary);
@@ -366,16 +365,16 @@ interface ServedNeighbours {
 function indexNeighbours(
   svc: Services,
   model: ModelVersion,
-  set: EmbeddingSet,
   queries: KeyedVectors,
   gallery: Poster[],
   labeller: Labeller,
 ): ServedNeighbours {
-  const index = VectorIndex.open(indexPath(svc.config.dataDir, model.version), set, (reason) =>
-    svc.log.info({ version: model.version, reason }, 'building the vector index'),
-  );
+  const index = VectorIndex.open(indexPath(svc.config.dataDir, model.version), svc.embeddings.source(model.version, model.dims), {
+    scalar: svc.config.indexScalar,
+    onRebuild: (reason) => svc.log.info({ version: model.version, reason }, 'building the vector index'),
+  });
   const posters = svc.catalog.all();
-  const searcher = new Searcher(index, set, new Map(posters.map((p) => [p.key, p])));
+  const searcher = new Searcher(index, (key) => svc.embeddings.get(model.version, key), new Map(posters.map((p) => [p.key, p])));
   const inGallery = new Set(gallery.map((p) => p.key));
   const exclude = new Set(posters.filter((p) => !inGallery.has(p.key)).map((p) => p.key));
   const voters: Voter[][] = [];

@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import usearch from 'usearch';
 import type { EmbeddingSet } from '../state/embeddings.js';
 import { temporaryPath, writeAtomically } from '../state/files.js';
+import { QuantizedRows } from './quantized-rows.js';
 
 const { Index, MetricKind, ScalarKind } = usearch;
 type UsearchIndex = InstanceType<typeof Index>;
@@ -14,28 +14,42 @@ export interface Neighbor {
   distance: number;
 }
 
-/** What an index file was built from; a mismatch with SQLite means the file is stale. */
+/** How the HNSW graph stores its vectors: float32, or usearch's half and 8-bit forms (a half and a quarter of the memory). */
+export type IndexScalar = 'f32' | 'f16' | 'i8';
+export const INDEX_SCALARS: readonly IndexScalar[] = ['f32', 'f16', 'i8'];
+
+/** What a version's index is derived from: its embeddings in SQLite and their change log (migrations/008). */
+export interface EmbeddingSource {
+  readonly dims: number;
+  /** The last change recorded to any embedding. */
+  lastChange(): number;
+  /** Posters whose embedding changed after `seq`, with the vector each has now (null: it has none). */
+  changedSince(seq: number): Iterable<{ key: number; vector: Float32Array | null }>;
+  /** Every embedding, a batch at a time. */
+  batches(size: number): Iterable<EmbeddingSet>;
+  /** The changes a saved checkpoint holds are no longer needed. */
+  pruneChanges(upTo: number): void;
+}
+
+/** A checkpoint's meta file: the last embedding change its files hold (and, to read, how many vectors). */
 interface IndexMeta {
-  format: 'marquee-index/1';
-  count: number;
+  format: 'marquee-index/2';
   dims: number;
-  fingerprint: string;
+  scalar: IndexScalar;
+  count: number;
+  seq: number;
 }
 
 const HNSW = { connectivity: 16, expansionAdd: 128, expansionSearch: 64 };
+const BUILD_BATCH = 10_000;
 
-export function fingerprint(set: EmbeddingSet): string {
-  return createHash('sha256')
-    .update(Buffer.from(set.keys.buffer, set.keys.byteOffset, set.keys.byteLength))
-    .update(Buffer.from(set.vectors.buffer, set.vectors.byteOffset, set.vectors.byteLength))
-    .digest('hex');
-}
+const SCALAR_KIND = { f32: ScalarKind.F32, f16: ScalarKind.F16, i8: ScalarKind.I8 } as const;
 
-function newIndex(dims: number): UsearchIndex {
+function newIndex(dims: number, scalar: IndexScalar): UsearchIndex {
   return new Index({
     dimensions: dims,
     metric: MetricKind.L2sq,
-    quantization: ScalarKind.F32,
+    quantization: SCALAR_KIND[scalar],
     connectivity: HNSW.connectivity,
     expansion_add: HNSW.expansionAdd,
     expansion_search: HNSW.expansionSearch,
@@ -43,16 +57,35 @@ function newIndex(dims: number): UsearchIndex {
   });
 }
 
+export interface OpenOptions {
+  scalar?: IndexScalar;
+  onRebuild?: (reason: string) => void;
+}
+
 /**
- * A usearch HNSW index over one model version's embeddings, loaded from its file into memory so
- * that posters added to or removed from the live catalog change it in place. The file is derived:
- * a start finds it stale after such changes (its meta no longer matches SQLite) and rebuilds it.
+ * One model version's vectors in memory, searchable: a usearch HNSW graph for nearest neighbours
+ * and a compact int8 copy (QuantizedRows) for exact scans over the few posters a filter leaves.
+ * Posters added to or removed from the live catalog change both in place.
+ *
+ * On disk the two are a checkpoint (`<version>.usearch`, `.rows`, and a meta file naming the last
+ * embedding change they hold). Opening one loads the files and replays the changes SQLite logged
+ * after it, so a start reads what changed, not every embedding; a missing or unreadable checkpoint
+ * is rebuilt from SQLite. The files are derived: deleting them costs a rebuild, nothing else.
  */
 export class VectorIndex {
+  /** Changes replayed from SQLite's log at open. */
+  replayed = 0;
+
   private constructor(
+    private readonly file: string,
     private readonly index: UsearchIndex,
+    readonly rows: QuantizedRows,
     readonly dims: number,
-    readonly rebuilt: boolean,
+    readonly scalar: IndexScalar,
+    private readonly source: EmbeddingSource,
+    private seq: number,
+    /** Why the files were rebuilt at open; null when the checkpoint was used. */
+    readonly rebuilt: string | null,
   ) {}
 
   get size(): number {
@@ -64,70 +97,128 @@ export class VectorIndex {
     const id = BigInt(key);
     if (this.index.contains(id)) this.index.remove(id);
     this.index.add(id, vector);
+    this.rows.set(key, vector);
   }
 
   remove(key: number): void {
     const id = BigInt(key);
     if (this.index.contains(id)) this.index.remove(id);
+    this.rows.delete(key);
   }
 
-  /**
-   * Maps the index file if it matches the embeddings; otherwise (missing, stale or corrupt)
-   * builds it again from them, saves it beside a meta file, and maps the new file.
-   */
-  static open(file: string, set: EmbeddingSet, onRebuild?: (reason: string) => void): VectorIndex {
-    const expected: IndexMeta = { format: 'marquee-index/1', count: set.keys.length, dims: set.dims, fingerprint: fingerprint(set) };
-    const reason = VectorIndex.problem(file, expected);
-    if (reason) {
-      onRebuild?.(reason);
-      VectorIndex.build(file, set, expected);
+  has(key: number): boolean {
+    return this.rows.has(key);
+  }
+
+  static open(file: string, source: EmbeddingSource, options: OpenOptions = {}): VectorIndex {
+    const scalar = options.scalar ?? 'f32';
+    const loaded = VectorIndex.load(file, source, scalar);
+    if (typeof loaded !== 'string') {
+      const opened = new VectorIndex(file, loaded.index, loaded.rows, source.dims, scalar, source, loaded.seq, null);
+      opened.replayed = opened.replay();
+      // Both files converge on SQLite's state by the replay, whichever checkpoint each was written at.
+      if (opened.size === opened.rows.size) {
+        if (opened.replayed > 0) opened.checkpoint();
+        return opened;
+      }
     }
-    const index = newIndex(set.dims);
-    index.load(file);
-    if (index.size() !== expected.count) throw new Error(`index ${file} holds ${index.size()} vectors, expected ${expected.count}`);
-    return new VectorIndex(index, set.dims, reason !== null);
+    const reason = typeof loaded === 'string' ? loaded : 'graph and rows disagree';
+    options.onRebuild?.(reason);
+    const built = VectorIndex.build(file, source, scalar);
+    const opened = new VectorIndex(file, built.index, built.rows, source.dims, scalar, source, built.seq, reason);
+    opened.replayed = opened.replay();
+    opened.checkpoint();
+    return opened;
   }
 
-  private static problem(file: string, expected: IndexMeta): string | null {
+  /** The checkpoint's files, or why they cannot be used. */
+  private static load(file: string, source: EmbeddingSource, scalar: IndexScalar): { index: UsearchIndex; rows: QuantizedRows; seq: number } | string {
     if (!existsSync(file)) return 'missing';
-    const metaFile = `${file}.json`;
-    if (!existsSync(metaFile)) return 'no meta file';
     let meta: IndexMeta;
     try {
-      meta = JSON.parse(readFileSync(metaFile, 'utf8')) as IndexMeta;
+      meta = JSON.parse(readFileSync(`${file}.json`, 'utf8')) as IndexMeta;
     } catch {
-      return 'unreadable meta file';
+      return 'no readable meta file';
     }
-    if (meta.fingerprint !== expected.fingerprint || meta.count !== expected.count || meta.dims !== expected.dims) return 'stale';
+    if (meta.format !== 'marquee-index/2') return `format ${String(meta.format)}`;
+    if (meta.dims !== source.dims) return `${meta.dims} dims, the model has ${source.dims}`;
+    if (meta.scalar !== scalar) return `stored as ${meta.scalar}, configured ${scalar}`;
+    if (meta.seq > source.lastChange()) return 'newer than the database';
     try {
-      const probe = newIndex(expected.dims);
-      probe.view(file);
-      const size = probe.size();
-      if (size !== expected.count) return 'corrupt';
+      const index = newIndex(source.dims, scalar);
+      index.load(file);
+      const rows = QuantizedRows.read(`${file.replace(/\.usearch$/, '')}.rows`, source.dims);
+      return { index, rows, seq: meta.seq };
     } catch {
       return 'corrupt';
     }
-    return null;
   }
 
-  private static build(file: string, set: EmbeddingSet, meta: IndexMeta): void {
-    mkdirSync(dirname(file), { recursive: true });
-    const index = newIndex(set.dims);
-    if (set.keys.length > 0) {
-      const vectors = Array.from({ length: set.keys.length }, (_, i) => set.vectors.subarray(i * set.dims, (i + 1) * set.dims));
-      index.add(set.keys, vectors, 0);
+  private static build(file: string, source: EmbeddingSource, scalar: IndexScalar): { index: UsearchIndex; rows: QuantizedRows; seq: number } {
+    // The log position first: a change committed while the embeddings are read is replayed at the next open.
+    const seq = source.lastChange();
+    const index = newIndex(source.dims, scalar);
+    const rows = new QuantizedRows(source.dims);
+    for (const batch of source.batches(BUILD_BATCH)) {
+      index.add(batch.keys, batch.vectors, 0);
+      batch.keys.forEach((key, i) => rows.set(Number(key), batch.vectors.subarray(i * source.dims, (i + 1) * source.dims)));
     }
-    const tmp = temporaryPath(file);
+    mkdirSync(dirname(file), { recursive: true });
+    return { index, rows, seq };
+  }
+
+  /** Applies the changes logged after this index's position, which then moves to the log's end. */
+  private replay(): number {
+    const upTo = this.source.lastChange();
+    let applied = 0;
+    for (const { key, vector } of this.source.changedSince(this.seq)) {
+      if (vector) this.add(key, vector);
+      else this.remove(key);
+      applied++;
+    }
+    this.seq = upTo;
+    return applied;
+  }
+
+  /**
+   * Writes the files as they are now (each atomically, the meta last) and drops the log rows up to
+   * the position the index was opened at. The meta names that position, not the log's end: live
+   * changes since then are in memory and in the log, and the next open replays them again, which
+   * changes nothing where they already are. A crash between the files is as safe, for the same reason.
+   */
+  private checkpoint(): void {
+    const seq = this.seq;
+    const rowsFile = `${this.file.replace(/\.usearch$/, '')}.rows`;
+    const tmp = temporaryPath(this.file);
     try {
-      index.save(tmp);
-      rmSync(`${file}.json`, { force: true });
-      renameSync(tmp, file);
-      writeAtomically(`${file}.json`, JSON.stringify(meta));
+      this.index.save(tmp);
+      renameSync(tmp, this.file);
     } finally {
       rmSync(tmp, { force: true });
     }
+    writeAtomically(rowsFile, this.rows.serialize());
+    const meta: IndexMeta = { format: 'marquee-index/2', dims: this.dims, scalar: this.scalar, count: this.size, seq };
+    writeAtomically(`${this.file}.json`, JSON.stringify(meta));
+    this.source.pruneChanges(seq);
   }
 
+  /** The nearest `k` of many queries at once, on `threads` threads (evaluation and benchmarks). */
+  searchMany(queries: Float32Array[], k: number, threads: number): Neighbor[][] {
+    const count = Math.min(k, this.size);
+    if (count === 0 || queries.length === 0) return queries.map(() => []);
+    const matrix = new Float32Array(queries.length * this.dims);
+    queries.forEach((q, i) => matrix.set(q, i * this.dims));
+    const batch = this.index.search(matrix, count, threads) as InstanceType<typeof usearch.BatchMatches>;
+    return queries.map((_, q) => {
+      const out: Neighbor[] = [];
+      for (let i = 0; i < Number(batch.counts[q]); i++) {
+        out.push({ key: Number(batch.keys[q * count + i]), distance: Math.sqrt(Math.max(0, batch.distances[q * count + i]!)) });
+      }
+      return out;
+    });
+  }
+
+  /** The nearest `k` by the HNSW graph (approximate; distances exact only when stored as f32). */
   search(query: Float32Array, k: number): Neighbor[] {
     const count = Math.min(k, this.size);
     if (count === 0) return [];

@@ -62,7 +62,7 @@ export class Engine {
 
   /** Every genre of the posters this engine searches, for the genre vote's full score list. */
   get genres(): string[] {
-    this.genreList ??= [...new Set([...this.searcher.allPosters()].flatMap((p) => p.genres))].sort();
+    this.genreList ??= this.searcher.genres().sort();
     return this.genreList;
   }
 
@@ -85,12 +85,15 @@ export class Engine {
   static async load(model: ModelVersion, deps: EngineDeps, embedder?: Embedder): Promise<Engine> {
     const { config, catalog, embeddings, log, metrics } = deps;
     const session = embedder ?? (await loadEmbedder(model, deps));
-    const set = embeddings.load(model.version, model.dims);
     const started = Date.now();
-    const index = VectorIndex.open(indexPath(config.dataDir, model.version), set, (reason) =>
-      log.info({ version: model.version, reason, vectors: set.keys.length }, 'building the vector index'),
+    const index = VectorIndex.open(indexPath(config.dataDir, model.version), embeddings.source(model.version, model.dims), {
+      scalar: config.indexScalar,
+      onRebuild: (reason) => log.info({ version: model.version, reason }, 'building the vector index'),
+    });
+    log.info(
+      { version: model.version, vectors: index.size, rebuilt: index.rebuilt !== null, replayed: index.replayed, ms: Date.now() - started },
+      'vector index ready',
     );
-    log.info({ version: model.version, vectors: index.size, rebuilt: index.rebuilt, ms: Date.now() - started }, 'vector index ready');
     const posters = new Map(catalog.all().map((p) => [p.key, p]));
     const batcher = new MicroBatcher<Float32Array, Float32Array>(
       (tensors) => session.embed(tensors),
@@ -102,7 +105,7 @@ export class Engine {
         },
       },
     );
-    return new Engine(model, session, new Searcher(index, set, posters), batcher, config.maxPixels);
+    return new Engine(model, session, new Searcher(index, (key) => embeddings.get(model.version, key), posters), batcher, config.maxPixels);
   }
 
   get queueDepth(): number {

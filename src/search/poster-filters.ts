@@ -1,0 +1,86 @@
+import type { Poster } from '../state/catalog.js';
+
+export interface SearchFilter {
+  genre?: string;
+  yearFrom?: number;
+  yearTo?: number;
+}
+
+export function hasFilter(filter: SearchFilter): boolean {
+  return filter.genre !== undefined || filter.yearFrom !== undefined || filter.yearTo !== undefined;
+}
+
+export function matches(poster: Poster, filter: SearchFilter): boolean {
+  if (filter.genre && !poster.genres.includes(filter.genre)) return false;
+  if (filter.yearFrom !== undefined && (poster.year === null || poster.year < filter.yearFrom)) return false;
+  if (filter.yearTo !== undefined && (poster.year === null || poster.year > filter.yearTo)) return false;
+  return true;
+}
+
+/**
+ * The posters a searcher covers, with the keys of each genre and each year, so that a filter's
+ * matches can be counted and listed without looking at every poster.
+ */
+export class PosterFilters {
+  private readonly byGenre = new Map<string, Set<number>>();
+  private readonly byYear = new Map<number, Set<number>>();
+
+  constructor(readonly posters: Map<number, Poster>) {
+    for (const poster of posters.values()) this.index(poster);
+  }
+
+  get(key: number): Poster | undefined {
+    return this.posters.get(key);
+  }
+
+  genres(): string[] {
+    return [...this.byGenre.entries()].filter(([, keys]) => keys.size > 0).map(([genre]) => genre);
+  }
+
+  put(poster: Poster): void {
+    this.remove(poster.key);
+    this.posters.set(poster.key, poster);
+    this.index(poster);
+  }
+
+  remove(key: number): void {
+    const poster = this.posters.get(key);
+    if (!poster) return;
+    this.posters.delete(key);
+    for (const genre of poster.genres) this.byGenre.get(genre)?.delete(key);
+    if (poster.year !== null) this.byYear.get(poster.year)?.delete(key);
+  }
+
+  /**
+   * The keys a filter's most selective part leaves (each still to be checked against the whole
+   * filter), or null when the filter narrows nothing. Their number bounds the matches from above.
+   */
+  candidates(filter: SearchFilter): { size: number; keys: () => Iterable<number> } | null {
+    const options: { size: number; keys: () => Iterable<number> }[] = [];
+    if (filter.genre !== undefined) {
+      const keys = this.byGenre.get(filter.genre) ?? new Set<number>();
+      options.push({ size: keys.size, keys: () => keys });
+    }
+    if (filter.yearFrom !== undefined || filter.yearTo !== undefined) {
+      const from = filter.yearFrom ?? -Infinity;
+      const to = filter.yearTo ?? Infinity;
+      const years = [...this.byYear.entries()].filter(([year]) => year >= from && year <= to).map(([, keys]) => keys);
+      options.push({ size: years.reduce((n, keys) => n + keys.size, 0), keys: () => years.flatMap((keys) => [...keys]) });
+    }
+    if (options.length === 0) return null;
+    return options.reduce((best, option) => (option.size < best.size ? option : best));
+  }
+
+  private index(poster: Poster): void {
+    for (const genre of poster.genres) {
+      let keys = this.byGenre.get(genre);
+      if (!keys) this.byGenre.set(genre, (keys = new Set()));
+      keys.add(poster.key);
+    }
+    if (poster.year !== null) {
+      let keys = this.byYear.get(poster.year);
+      if (!keys) this.byYear.set(poster.year, (keys = new Set()));
+      keys.add(poster.key);
+    }
+  }
+}

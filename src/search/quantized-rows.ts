@@ -1,0 +1,114 @@
+import { readFileSync } from 'node:fs';
+import type { Neighbor } from './vector-index.js';
+
+const MAGIC = 0x3152514d; // "MQR1" little-endian
+const HEADER = 16;
+const SCALE = 127;
+
+/**
+ * A compact copy of one version's unit vectors, one int8 row per poster (a quarter of float32), for
+ * what the HNSW graph cannot do: an exact scan over the posters a filter leaves. Distances from it
+ * are approximate (each component within 1/254); the searcher reranks its best rows in float32.
+ */
+export class QuantizedRows {
+  private data: Int8Array;
+  private readonly rowOf = new Map<number, number>();
+  private readonly free: number[] = [];
+  private used = 0;
+
+  constructor(
+    readonly dims: number,
+    capacity = 1024,
+  ) {
+    this.data = new Int8Array(capacity * dims);
+  }
+
+  get size(): number {
+    return this.rowOf.size;
+  }
+
+  has(key: number): boolean {
+    return this.rowOf.has(key);
+  }
+
+  set(key: number, vector: Float32Array): void {
+    let row = this.rowOf.get(key);
+    if (row === undefined) {
+      row = this.free.pop() ?? this.used++;
+      if ((row + 1) * this.dims > this.data.length) this.grow(Math.max(1024, (2 * this.data.length) / this.dims));
+      this.rowOf.set(key, row);
+    }
+    const base = row * this.dims;
+    for (let d = 0; d < this.dims; d++) this.data[base + d] = Math.round(Math.max(-1, Math.min(1, vector[d]!)) * SCALE);
+  }
+
+  delete(key: number): void {
+    const row = this.rowOf.get(key);
+    if (row === undefined) return;
+    this.rowOf.delete(key);
+    this.free.push(row);
+  }
+
+  /** The `count` rows among `keys` nearest to a unit query, by approximate Euclidean distance. */
+  nearest(query: Float32Array, count: number, keys: Iterable<number>): Neighbor[] {
+    const { dims, data } = this;
+    const best: Neighbor[] = [];
+    let worst = Infinity;
+    for (const key of keys) {
+      const row = this.rowOf.get(key);
+      if (row === undefined) continue;
+      const base = row * dims;
+      let dot = 0;
+      for (let d = 0; d < dims; d++) dot += query[d]! * data[base + d]!;
+      const distance = 2 - (2 * dot) / SCALE; // squared, for unit vectors
+      if (best.length === count && distance >= worst) continue;
+      let at = best.length;
+      while (at > 0 && best[at - 1]!.distance > distance) at--;
+      best.splice(at, 0, { key, distance });
+      if (best.length > count) best.pop();
+      worst = best[best.length - 1]!.distance;
+    }
+    for (const n of best) n.distance = Math.sqrt(Math.max(0, n.distance));
+    return best;
+  }
+
+  /** The rows in use, packed: a 16-byte header (magic, dims, count), the keys as float64, then the int8 rows. */
+  serialize(): Buffer {
+    const count = this.rowOf.size;
+    const body = new ArrayBuffer(HEADER + count * 8 + count * this.dims);
+    const out = Buffer.from(body);
+    out.writeUInt32LE(MAGIC, 0);
+    out.writeUInt32LE(this.dims, 4);
+    out.writeUInt32LE(count, 8);
+    const keys = new Float64Array(body, HEADER, count);
+    const rows = new Int8Array(body, HEADER + count * 8, count * this.dims);
+    let i = 0;
+    for (const [key, row] of this.rowOf) {
+      keys[i] = key;
+      rows.set(this.data.subarray(row * this.dims, (row + 1) * this.dims), i * this.dims);
+      i++;
+    }
+    return out;
+  }
+
+  static read(file: string, dims: number): QuantizedRows {
+    const bytes = readFileSync(file);
+    if (bytes.byteLength < HEADER || bytes.readUInt32LE(0) !== MAGIC) throw new Error(`${file}: not a rows file`);
+    if (bytes.readUInt32LE(4) !== dims) throw new Error(`${file}: ${bytes.readUInt32LE(4)} dims, expected ${dims}`);
+    const count = bytes.readUInt32LE(8);
+    if (bytes.byteLength !== HEADER + count * 8 + count * dims) throw new Error(`${file}: truncated`);
+    const rows = new QuantizedRows(dims, Math.max(1024, count));
+    // Copied: a Buffer read from a file may sit at an offset that is no multiple of 8.
+    const keys = new Float64Array(bytes.buffer.slice(bytes.byteOffset + HEADER, bytes.byteOffset + HEADER + count * 8));
+    rows.data.set(new Int8Array(bytes.buffer, bytes.byteOffset + HEADER + count * 8, count * dims));
+    for (let i = 0; i < count; i++) rows.rowOf.set(keys[i]!, i);
+    rows.used = count;
+    return rows;
+  }
+
+  private grow(capacity: number): void {
+    const data = new Int8Array(capacity * this.dims);
+    data.set(this.data);
+    this.data = data;
+  }
+}
