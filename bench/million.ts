@@ -282,7 +282,7 @@ for (const scalar of SCALARS) {
   const index = VectorIndex.open(join(indexes, `${model.version}.usearch`), store.source(model.version, DIMS), { scalar });
   if (index.rebuilt) throw new Error(`the checkpoint was rebuilt: ${index.rebuilt}`);
   const posters = new Map<number, Poster>(new Catalog(inProcessDb).all().map((p) => [p.key, p]));
-  const searcher = new Searcher(index, (key) => store.get(model.version, key), posters);
+  const searcher = new Searcher(index, (keys) => store.getMany(model.version, keys), posters);
 
   for (const q of queries.slice(0, 100)) searcher.search(q, K);
   const samples: number[] = [];
@@ -382,7 +382,7 @@ out.push(`- ${N.toLocaleString('en')} posters written through \`Catalog.upsert\`
 out.push(`- SQLite file: **${mib(sqliteBytes).toFixed(0)} MiB** (${(sqliteBytes / N).toFixed(0)} bytes per poster, the float32 embedding's 2,048 included).`);
 out.push(
   `- \`marquee import\` of a ${IMPORT_ROWS.toLocaleString('en')}-row catalog of real poster files (each decoded, hashed and stored): ${importReport.added} added in ${importSeconds.toFixed(0)} s, ` +
-    `**${(importReport.added / importSeconds).toFixed(0)} rows/s** (a million rows: about ${((N / (importReport.added / importSeconds)) / 60).toFixed(0)} min); ` +
+    `**${(importReport.added / importSeconds).toFixed(0)} rows/s** (a million rows: about ${((1e6 / (importReport.added / importSeconds)) / 60).toFixed(0)} min); ` +
     `its SQLite ${mib(importDbBytes).toFixed(1)} MiB, images ${mib(importImagesBytes).toFixed(0)} MiB.`,
 );
 out.push('');

@@ -77,7 +77,7 @@ export async function benchSearch(ctx: BenchContext, progress: (line: string) =>
     if (row !== undefined) queries.push({ key: poster.key, vector: set.vectors.slice(row * set.dims, (row + 1) * set.dims) });
   }
   const posters = new Map(ctx.catalog.all().map((p) => [p.key, p]));
-  const searcher = new Searcher(index, (key) => ctx.embeddings.get(model.version, key), posters);
+  const searcher = new Searcher(index, (keys) => ctx.embeddings.getMany(model.version, keys), posters);
   const passes = ctx.quick ? 1 : 3;
 
   // Correctness first (also warms caches): recall of HNSW against the exact answer.

@@ -374,7 +374,7 @@ function indexNeighbours(
     onRebuild: (reason) => svc.log.info({ version: model.version, reason }, 'building the vector index'),
   });
   const posters = svc.catalog.all();
-  const searcher = new Searcher(index, (key) => svc.embeddings.get(model.version, key), new Map(posters.map((p) => [p.key, p])));
+  const searcher = new Searcher(index, (keys) => svc.embeddings.getMany(model.version, keys), new Map(posters.map((p) => [p.key, p])));
   const inGallery = new Set(gallery.map((p) => p.key));
   const exclude = new Set(posters.filter((p) => !inGallery.has(p.key)).map((p) => p.key));
   const voters: Voter[][] = [];

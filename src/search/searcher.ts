@@ -24,15 +24,15 @@ const RERANK_EXTRA = 24;
 /**
  * Nearest-neighbour search over one model version's index, with metadata filters and exclusions.
  * The live catalog changes it through put/update/remove, after SQLite has committed the change.
- * Float32 vectors are read from SQLite (`vectorOfKey`) only where a distance must be exact: to
- * rerank a scan of the int8 rows, or answers from a graph that stores its vectors in f16 or i8.
+ * Float32 vectors are read from SQLite (`vectors`) only to rerank a scan of the int8 rows; the
+ * graph's answers carry the distances of its own storage (exact in f32; within about 1e-3 in f16).
  */
 export class Searcher {
   private readonly filters: PosterFilters;
 
   constructor(
     private readonly index: VectorIndex,
-    private readonly vectorOfKey: (key: number) => Float32Array | null,
+    private readonly vectors: (keys: number[]) => Map<number, Float32Array>,
     posters: Map<number, Poster>,
   ) {
     this.filters = new PosterFilters(posters);
@@ -54,7 +54,7 @@ export class Searcher {
 
   /** The stored embedding of a poster this searcher covers; null for one it does not (yet). */
   vectorOf(key: number): Float32Array | null {
-    return this.index.has(key) ? this.vectorOfKey(key) : null;
+    return this.index.has(key) ? (this.vectors([key]).get(key) ?? null) : null;
   }
 
   /** A poster added (or its picture replaced) with its vector under this searcher's model. */
@@ -90,12 +90,10 @@ export class Searcher {
     const candidates = hasFilter(filter) ? this.filters.candidates(filter) : null;
     if (candidates && candidates.size <= EXACT_SCAN_LIMIT) return this.scan(query, k, filterKeys(candidates.keys(), accept));
     const share = candidates ? Math.max(candidates.size / total, 1e-6) : 1;
-    const exact = this.index.scalar === 'f32';
-    const want = exact ? k : k + RERANK_EXTRA;
-    let fetch = Math.min(total, Math.ceil((candidates ? 2 : 1) * want / share) + exclude.size);
+    let fetch = Math.min(total, Math.ceil(((candidates ? 2 : 1) * k) / share) + exclude.size);
     for (;;) {
       const found = this.index.search(query, fetch).filter((n) => accept(n.key));
-      if (found.length >= k) return this.toHits(exact ? found.slice(0, k) : this.rerank(query, found.slice(0, want), k));
+      if (found.length >= k) return this.toHits(found.slice(0, k));
       if (fetch >= total) break;
       fetch = Math.min(fetch * 4, total);
     }
@@ -109,8 +107,9 @@ export class Searcher {
   /** The k nearest of the candidates by their float32 vectors. */
   private rerank(query: Float32Array, candidates: Neighbor[], k: number): Neighbor[] {
     const exact: Neighbor[] = [];
+    const vectors = this.vectors(candidates.map((c) => c.key));
     for (const { key } of candidates) {
-      const vector = this.vectorOfKey(key);
+      const vector = vectors.get(key);
       if (!vector) continue;
       let sum = 0;
       for (let d = 0; d < vector.length; d++) {

@@ -105,7 +105,7 @@ export class Engine {
         },
       },
     );
-    return new Engine(model, session, new Searcher(index, (key) => embeddings.get(model.version, key), posters), batcher, config.maxPixels);
+    return new Engine(model, session, new Searcher(index, (keys) => embeddings.getMany(model.version, keys), posters), batcher, config.maxPixels);
   }
 
   get queueDepth(): number {

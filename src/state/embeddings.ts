@@ -11,9 +11,13 @@ export interface EmbeddingSet {
 
 export class EmbeddingStore {
   private readonly getOne: Database.Statement<[string, number], { vector: Buffer }>;
+  private readonly getSome: Database.Statement<[string, string], { key: number; vector: Buffer }>;
 
   constructor(private readonly db: Db) {
     this.getOne = db.prepare('SELECT vector FROM embeddings WHERE model_version = ? AND poster_key = ?');
+    this.getSome = db.prepare(
+      'SELECT poster_key AS key, vector FROM embeddings WHERE model_version = ? AND poster_key IN (SELECT value FROM json_each(?))',
+    );
   }
 
   /** One version's embeddings as what its vector index is derived from. */
@@ -60,6 +64,14 @@ export class EmbeddingStore {
   get(version: string, key: number): Float32Array | null {
     const row = this.getOne.get(version, key);
     return row ? asFloat32(row.vector) : null;
+  }
+
+  /** Some posters' embeddings under a version, in one query; those without one are left out. */
+  getMany(version: string, keys: number[]): Map<number, Float32Array> {
+    const out = new Map<number, Float32Array>();
+    if (keys.length === 0) return out;
+    for (const row of this.getSome.all(version, JSON.stringify(keys))) out.set(row.key, asFloat32(row.vector));
+    return out;
   }
 
   /** The last change recorded to any embedding (migrations/008): what a checkpoint of the index holds up to. */
