@@ -34,6 +34,7 @@ export class Searcher {
     private readonly index: VectorIndex,
     private readonly vectors: (keys: number[]) => Map<number, Float32Array>,
     posters: Map<number, Poster>,
+    private readonly exactScanLimit = EXACT_SCAN_LIMIT,
   ) {
     this.filters = new PosterFilters(posters);
   }
@@ -88,7 +89,7 @@ export class Searcher {
     const total = this.index.size;
     if (total === 0 || k <= 0) return [];
     const candidates = hasFilter(filter) ? this.filters.candidates(filter) : null;
-    if (candidates && candidates.size <= EXACT_SCAN_LIMIT) return this.scan(query, k, filterKeys(candidates.keys(), accept));
+    if (candidates && candidates.size <= this.exactScanLimit) return this.scan(query, k, filterKeys(candidates.keys(), accept));
     const share = candidates ? Math.max(candidates.size / total, 1e-6) : 1;
     let fetch = Math.min(total, Math.ceil(((candidates ? 2 : 1) * k) / share) + exclude.size);
     for (;;) {

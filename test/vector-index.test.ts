@@ -1,0 +1,180 @@
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { Searcher, type SearchFilter } from '../src/search/searcher.js';
+import { matches } from '../src/search/poster-filters.js';
+import { VectorIndex, type IndexScalar } from '../src/search/vector-index.js';
+import { Catalog, type Poster } from '../src/state/catalog.js';
+import { openDb, type Db } from '../src/state/db.js';
+import { EmbeddingStore } from '../src/state/embeddings.js';
+import { sharedRows } from './support/catalog.js';
+
+const DIMS = 64;
+const VERSION = 'v-index-test';
+
+/** Deterministic unit vectors in a few clusters, so that neighbours are not all at one distance. */
+function vectorFor(seed: number): Float32Array {
+  let a = seed * 2654435761;
+  const next = () => ((a = (Math.imul(a ^ (a >>> 15), 2246822519) + 0x9e3779b9) >>> 0) / 2 ** 32) - 0.5;
+  const v = new Float32Array(DIMS);
+  const cluster = seed % 7;
+  for (let d = 0; d < DIMS; d++) v[d] = (d % 7 === cluster ? 1.5 : 0) + next();
+  const norm = Math.hypot(...v);
+  return v.map((x) => x / norm);
+}
+
+interface World {
+  db: Db;
+  catalog: Catalog;
+  embeddings: EmbeddingStore;
+  file: string;
+}
+
+/** A real SQLite file with 1,500 posters of the shared catalog (their genres and years) and one vector each. */
+function world(): World {
+  const dir = mkdtempSync(join(tmpdir(), 'marquee-index-'));
+  const db = openDb(join(dir, 'marquee.db'));
+  db.prepare(
+    `INSERT INTO model_versions (version, file_path, file_sha256, dims, input_width, input_height, input_name, output_name, preprocessing, source, created_at)
+     VALUES (?, 'models/x.onnx', 'x', ?, 1, 1, 'image', 'embedding', '{}', '{}', 'now')`,
+  ).run(VERSION, DIMS);
+  const catalog = new Catalog(db);
+  const embeddings = new EmbeddingStore(db);
+  const rows = sharedRows().slice(0, 1500);
+  const vectors: { key: number; vector: Float32Array }[] = [];
+  db.transaction(() => {
+    for (const row of rows) {
+      const genres = row.genres.split('|');
+      const { key } = catalog.upsert(
+        {
+          id: row.id, title: row.title || null, year: row.year ? Number(row.year) : null, releaseDate: null, genres,
+          singleGenre: row.single_genre, split: row.split as Poster['split'], imagePath: row.file, imageSha256: 'x', pixelSha256: row.id, width: 1, height: 1,
+        },
+        'now',
+      ); // prettier-ignore
+      vectors.push({ key, vector: vectorFor(key) });
+    }
+  })();
+  embeddings.putMany(VERSION, vectors);
+  return { db, catalog, embeddings, file: join(dir, 'indexes', `${VERSION}.usearch`) };
+}
+
+const open = (w: World, scalar: IndexScalar = 'f32') => VectorIndex.open(w.file, w.embeddings.source(VERSION, DIMS), { scalar });
+const searcherOf = (w: World, index: VectorIndex, exactScanLimit?: number) =>
+  new Searcher(index, (keys) => w.embeddings.getMany(VERSION, keys), new Map(w.catalog.all().map((p) => [p.key, p])), exactScanLimit);
+
+/** What the index should hold: exactly SQLite's embeddings. */
+function assertHoldsSqlite(w: World, index: VectorIndex): void {
+  const keys = w.db.prepare('SELECT poster_key FROM embeddings WHERE model_version = ?').pluck().all(VERSION) as number[];
+  assert.equal(index.size, keys.length);
+  assert.equal(index.rows.size, keys.length);
+  for (const key of keys) assert.ok(index.has(key), `poster ${key} is in the index`);
+}
+
+function exactFiltered(w: World, query: Float32Array, k: number, filter: SearchFilter, exclude = new Set<number>()): { key: number; d: number }[] {
+  const scored: { key: number; d: number }[] = [];
+  for (const poster of w.catalog.all()) {
+    if (exclude.has(poster.key) || !matches(poster, filter)) continue;
+    const v = w.embeddings.get(VERSION, poster.key);
+    if (!v) continue;
+    scored.push({ key: poster.key, d: Math.sqrt(v.reduce((sum, x, i) => sum + (x - query[i]!) ** 2, 0)) });
+  }
+  return scored.sort((a, b) => a.d - b.d).slice(0, k);
+}
+
+describe('the vector index: a checkpoint plus the change log', () => {
+  it('a first open builds it, a second uses the files, and changes made since are replayed, not rebuilt', () => {
+    const w = world();
+    const first = open(w);
+    assert.equal(first.rebuilt, 'missing');
+    assertHoldsSqlite(w, first);
+    assert.equal((w.db.prepare('SELECT count(*) AS n FROM embedding_changes').get() as { n: number }).n, 0, 'the log is pruned once saved');
+
+    const again = open(w);
+    assert.equal(again.rebuilt, null);
+    assert.equal(again.replayed, 0);
+
+    const [gone, changed] = w.catalog.all();
+    w.catalog.delete(gone!.id, 'now');
+    w.embeddings.putMany(VERSION, [{ key: changed!.key, vector: vectorFor(99_999) }]);
+    const replayed = open(w);
+    assert.equal(replayed.rebuilt, null);
+    assert.equal(replayed.replayed, 2);
+    assertHoldsSqlite(w, replayed);
+    assert.ok(!replayed.has(gone!.key));
+    assert.equal(replayed.search(vectorFor(99_999), 1)[0]!.key, changed!.key);
+  });
+
+  it('files written at different checkpoints (a crash between them) converge on SQLite; a garbled one is rebuilt', () => {
+    const w = world();
+    open(w);
+    const rowsFile = w.file.replace(/\.usearch$/, '.rows');
+    copyFileSync(rowsFile, `${rowsFile}.old`);
+    copyFileSync(`${w.file}.json`, `${w.file}.json.old`);
+    const [gone] = w.catalog.all();
+    w.catalog.delete(gone!.id, 'now');
+    open(w); // a checkpoint without that poster...
+    // ... of which a crash kept only the graph: the rows and meta files as they were, and (the log
+    // is pruned only after the meta is written) the change still in the log.
+    copyFileSync(`${rowsFile}.old`, rowsFile);
+    copyFileSync(`${w.file}.json.old`, `${w.file}.json`);
+    w.db.prepare('INSERT INTO embedding_changes (model_version, poster_key) VALUES (?, ?)').run(VERSION, gone!.key);
+    const converged = open(w);
+    assert.equal(converged.rebuilt, null, 'the log since the meta covers the difference');
+    assert.equal(converged.replayed, 1);
+    assertHoldsSqlite(w, converged);
+
+    writeFileSync(rowsFile, 'not rows');
+    const rebuilt = open(w);
+    assert.equal(rebuilt.rebuilt, 'corrupt');
+    assertHoldsSqlite(w, rebuilt);
+    assert.match(open(w, 'f16').rebuilt ?? '', /stored as f32, configured f16/);
+  });
+
+  it('filtered searches return exactly the k nearest that match, by a scan or by the graph', () => {
+    const w = world();
+    const index = open(w);
+    // Filters leaving more than 100 posters go to the graph, the others to a scan.
+    const searcher = searcherOf(w, index, 100);
+    const posters = w.catalog.all();
+    const genreCount = (genre: string) => posters.filter((p) => p.genres.includes(genre)).length;
+    const broad = 'Drama';
+    const rare = [...new Set(posters.flatMap((p) => p.genres))].sort((a, b) => genreCount(a) - genreCount(b)).find((g) => genreCount(g) >= 12)!;
+    const years = posters.filter((p) => p.year !== null).length;
+    assert.ok(genreCount(broad) > 500 && genreCount(rare) < 100 && years > 50, 'the sample has a broad genre, a rare one and posters with a year');
+    const filters: SearchFilter[] = [{ genre: broad }, { genre: rare }, { yearFrom: 1990, yearTo: 1999 }, { genre: broad, yearFrom: 2000 }];
+    for (const filter of filters) {
+      for (const seed of [3, 50, 400]) {
+        const query = vectorFor(100_000 + seed);
+        const exclude = new Set(posters.slice(0, 20).map((p) => p.key));
+        const truth = exactFiltered(w, query, 10, filter, exclude);
+        // The graph (filters leaving over 100 posters) and the scan (every filter, by default).
+        for (const hits of [searcher.search(query, 10, filter, exclude), searcherOf(w, index).search(query, 10, filter, exclude)]) {
+          assert.deepEqual(hits.map((h) => h.poster.key), truth.map((t) => t.key), `filter ${JSON.stringify(filter)}`);
+          hits.forEach((hit, i) => assert.ok(Math.abs(hit.distance - truth[i]!.d) < 1e-5, 'float32 distances'));
+        }
+      }
+    }
+    const perYear = new Map<number, number>();
+    for (const p of posters) if (p.year !== null) perYear.set(p.year, (perYear.get(p.year) ?? 0) + 1);
+    const [year, few] = [...perYear].sort((a, b) => a[1] - b[1])[0]!;
+    assert.ok(few < 10);
+    assert.equal(searcher.search(vectorFor(7), 10, { yearFrom: year, yearTo: year }).length, few, 'all of them when fewer than k match');
+    assert.deepEqual(searcher.search(vectorFor(7), 10, { genre: 'No Such Genre' }), []);
+  });
+
+  it('an f16 or i8 graph holds the same posters and finds each changed vector', () => {
+    for (const scalar of ['f16', 'i8'] as const) {
+      const w = world();
+      const index = open(w, scalar);
+      assert.equal(index.scalar, scalar);
+      assertHoldsSqlite(w, index);
+      const [changed] = w.catalog.all();
+      const searcher = searcherOf(w, index);
+      searcher.put(changed!, vectorFor(77_777));
+      assert.equal(searcher.search(vectorFor(77_777), 1)[0]!.poster.key, changed!.key);
+    }
+  });
+});
