@@ -535,6 +535,11 @@ export interface components {
                 width: number;
                 height: number;
             };
+            /** @description The variant this server serves the version in (MARQUEE_PRECISION) */
+            precision: "fp32" | "int8";
+            /** @description Every variant the version has */
+            variants: ("fp32" | "int8")[];
+            /** @description The served variant's ONNX file */
             file_sha256: string;
             /** @description How the model was made (export or training run) */
             source: {

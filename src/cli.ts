@@ -13,6 +13,7 @@ import { buildApp } from './http/server.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { ensureBaseModel } from './model/base-model.js';
+import { servedVariant } from './model/quantization.js';
 import { registerModelDir } from './model/registration.js';
 import { startProgress } from './progress.js';
 import { embedCatalog } from './service/catalog-embedding.js';
@@ -37,7 +38,8 @@ Commands:
                         server's preprocessing at WxH (default 96x144), for \`python -m training train\`
                         on this or another machine
   models add <dir>      Register a model directory made by the training package (model.onnx + model.json),
-                        e.g. trained on another machine; prints its version (activate it with the API)
+                        e.g. trained on another machine, with its int8 variant where int8 serves (MARQUEE_PRECISION);
+                        prints its version (activate it with the API)
   train [--mode head|full] [--epochs N] [--force] ...
                         Retrain without the server (the same job as POST /admin/retrain; flags are its
                         JSON fields with dashes, e.g. --batch-size 32); activates the model if better
@@ -173,9 +175,10 @@ async function importTmdbCommand(config: Config, log: Logger, args: string[]): P
 
 async function indexCommand(config: Config, log: Logger): Promise<void> {
   const svc = services(config, log);
-  const model = await ensureBaseModel(config, svc.catalog, svc.models, log, (status) => log.info(status));
-  svc.embeddings.deleteVersion(model.version);
-  rmSync(indexPath(config.dataDir, model.version), { force: true });
+  const onStatus = (status: string) => log.info(status);
+  const model = await servedVariant(await ensureBaseModel(config, svc.catalog, svc.models, log, onStatus), svc, onStatus);
+  svc.embeddings.deleteSpace(model);
+  rmSync(indexPath(config.dataDir, model), { force: true });
   const embedder = await loadEmbedder(model, svc);
   const embedded = await embedCatalog(model, embedder, svc.embeddings, config.dataDir, config.maxPixels, log);
   const engine = await Engine.load(model, svc, embedder);
@@ -206,8 +209,10 @@ async function modelsCommand(config: Config, log: Logger, args: string[]): Promi
   const svc = services(config, log);
   const sidecar = JSON.parse(readFileSync(join(resolve(dir), 'model.json'), 'utf8')) as { init?: string; mode?: string };
   const kind = sidecar.mode ? 'ft' : 'base';
-  const model = registerModelDir(resolve(dir), kind, config.dataDir, svc.models);
-  process.stdout.write(`${JSON.stringify({ model_version: model.version, dims: model.dims, input: { width: model.inputWidth, height: model.inputHeight } })}\n`);
+  const model = await servedVariant(registerModelDir(resolve(dir), kind, config.dataDir, svc.models), svc, (status) => log.info(status));
+  process.stdout.write(
+    `${JSON.stringify({ model_version: model.version, variants: model.variants, dims: model.dims, input: { width: model.inputWidth, height: model.inputHeight } })}\n`,
+  );
   svc.db.close();
 }
 

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TORCHVISION_RESNET50_URL } from './model/weights.js';
+import type { PrecisionSetting } from './model/precision.js';
 import { INDEX_SCALARS, type IndexScalar } from './search/vector-index.js';
 
 const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -19,6 +20,8 @@ export interface Config {
   threads: number;
   /** Let onnxruntime's idle threads busy-wait for work (lower latency, but CPU taken from everything else). */
   ortSpinning: boolean;
+  /** Which variant of a model to serve (MARQUEE_PRECISION): auto is int8 on a CPU with int8 dot products, fp32 on CUDA. */
+  precision: PrecisionSetting;
   /** How the HNSW graph stores vectors (MARQUEE_INDEX_SCALAR); f16 and i8 halve and quarter its memory. */
   indexScalar: IndexScalar;
   adminToken: string;
@@ -80,6 +83,10 @@ export function loadConfig(env: Env = process.env): Config {
   if (!INDEX_SCALARS.includes(indexScalar)) {
     throw new ConfigError(`MARQUEE_INDEX_SCALAR must be one of ${INDEX_SCALARS.join(', ')}, got "${env.MARQUEE_INDEX_SCALAR}"`);
   }
+  const precision = (env.MARQUEE_PRECISION || 'auto') as PrecisionSetting;
+  if (!['auto', 'fp32', 'int8'].includes(precision)) {
+    throw new ConfigError(`MARQUEE_PRECISION must be auto, fp32 or int8, got "${env.MARQUEE_PRECISION}"`);
+  }
   const catalog = env.MARQUEE_CATALOG ?? '../shared/posters';
   const host = env.HOST || '127.0.0.1';
   if (env.MARQUEE_ADMIN_OPEN_LOOPBACK === '1' && !isLoopback(host)) {
@@ -93,6 +100,7 @@ export function loadConfig(env: Env = process.env): Config {
     device,
     threads: int(env, 'MARQUEE_THREADS', availableParallelism(), 1, 1024),
     ortSpinning: (env.MARQUEE_ORT_SPINNING ?? '1') !== '0',
+    precision,
     indexScalar,
     adminToken: env.MARQUEE_ADMIN_TOKEN ?? '',
     adminOpenLoopback: env.MARQUEE_ADMIN_OPEN_LOOPBACK === '1',

@@ -143,7 +143,7 @@ describe('marquee eval', () => {
     // The same network registered under another kind: a non-base version whose figures must equal the base's.
     const db = openDb(join(dataDir, 'marquee.db'));
     const candidate = registerModelDir(testModelDir(), 'candidate', dataDir, new ModelRegistry(db));
-    assert.equal(new EmbeddingStore(db).count(candidate.version), 0);
+    assert.equal(new EmbeddingStore(db).count(candidate), 0);
     db.close();
     const json = join(out, 'candidate.json');
     const result = marquee(['eval', '--version', candidate.version, '--json', json, '--out', join(out, 'candidate.md')], env);

@@ -65,10 +65,16 @@ describe('migrations', () => {
     ]);
     assert.equal((db.prepare('SELECT count(*) AS n FROM poster_genres').get() as { n: number }).n, 3);
     assert.equal((db.prepare('SELECT count(*) AS n FROM embeddings').get() as { n: number }).n, 3);
+    // The version's file became its float32 variant, which its embeddings now name.
+    assert.deepEqual(db.prepare('SELECT version, precision, file_path FROM model_variants').all(), [{ version: 'v', precision: 'fp32', file_path: 'models/v.onnx' }]);
+    assert.deepEqual(db.prepare('SELECT DISTINCT precision FROM embeddings').pluck().all(), ['fp32']);
     // Deleting still cascades, and the newest key is not handed out again.
     db.prepare('DELETE FROM posters WHERE key = ?').run(keys[2]);
     assert.equal((db.prepare('SELECT count(*) AS n FROM embeddings').get() as { n: number }).n, 2);
     assert.ok(insertPoster(db, 'd') > keys[2]!);
+    db.prepare("DELETE FROM model_versions WHERE version = 'v'").run();
+    assert.equal((db.prepare('SELECT count(*) AS n FROM model_variants').get() as { n: number }).n, 0);
+    assert.equal((db.prepare('SELECT count(*) AS n FROM embeddings').get() as { n: number }).n, 0);
     db.close();
   });
 });

@@ -13,6 +13,7 @@ import { sharedRows } from './support/catalog.js';
 
 const DIMS = 64;
 const VERSION = 'v-index-test';
+const SPACE = { version: VERSION, precision: 'fp32' } as const;
 
 /** Deterministic unit vectors in a few clusters, so that neighbours are not all at one distance. */
 function vectorFor(seed: number): Float32Array {
@@ -40,6 +41,7 @@ function world(): World {
     `INSERT INTO model_versions (version, file_path, file_sha256, dims, input_width, input_height, input_name, output_name, preprocessing, source, created_at)
      VALUES (?, 'models/x.onnx', 'x', ?, 1, 1, 'image', 'embedding', '{}', '{}', 'now')`,
   ).run(VERSION, DIMS);
+  db.prepare("INSERT INTO model_variants (version, precision, file_path, file_sha256, details, created_at) VALUES (?, 'fp32', 'models/x.onnx', 'x', '{}', 'now')").run(VERSION);
   const catalog = new Catalog(db);
   const embeddings = new EmbeddingStore(db);
   const rows = sharedRows().slice(0, 1500);
@@ -57,13 +59,13 @@ function world(): World {
       vectors.push({ key, vector: vectorFor(key) });
     }
   })();
-  embeddings.putMany(VERSION, vectors);
+  embeddings.putMany(SPACE, vectors);
   return { db, catalog, embeddings, file: join(dir, 'indexes', `${VERSION}.usearch`) };
 }
 
-const open = (w: World, scalar: IndexScalar = 'f32') => VectorIndex.open(w.file, w.embeddings.source(VERSION, DIMS), { scalar });
+const open = (w: World, scalar: IndexScalar = 'f32') => VectorIndex.open(w.file, w.embeddings.source(SPACE, DIMS), { scalar });
 const searcherOf = (w: World, index: VectorIndex, exactScanLimit?: number) =>
-  new Searcher(index, (keys) => w.embeddings.getMany(VERSION, keys), new Map(w.catalog.all().map((p) => [p.key, p])), exactScanLimit);
+  new Searcher(index, (keys) => w.embeddings.getMany(SPACE, keys), new Map(w.catalog.all().map((p) => [p.key, p])), exactScanLimit);
 
 /** What the index should hold: exactly SQLite's embeddings. */
 function assertHoldsSqlite(w: World, index: VectorIndex): void {
@@ -77,7 +79,7 @@ function exactFiltered(w: World, query: Float32Array, k: number, filter: SearchF
   const scored: { key: number; d: number }[] = [];
   for (const poster of w.catalog.all()) {
     if (exclude.has(poster.key) || !matches(poster, filter)) continue;
-    const v = w.embeddings.get(VERSION, poster.key);
+    const v = w.embeddings.get(SPACE, poster.key);
     if (!v) continue;
     scored.push({ key: poster.key, d: Math.sqrt(v.reduce((sum, x, i) => sum + (x - query[i]!) ** 2, 0)) });
   }
@@ -98,7 +100,7 @@ describe('the vector index: a checkpoint plus the change log', () => {
 
     const [gone, changed] = w.catalog.all();
     w.catalog.delete(gone!.id, 'now');
-    w.embeddings.putMany(VERSION, [{ key: changed!.key, vector: vectorFor(99_999) }]);
+    w.embeddings.putMany(SPACE, [{ key: changed!.key, vector: vectorFor(99_999) }]);
     const replayed = open(w);
     assert.equal(replayed.rebuilt, null);
     assert.equal(replayed.replayed, 2);

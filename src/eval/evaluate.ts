@@ -129,9 +129,9 @@ export async function evaluate(svc: Services, options: EvaluateOptions = {}): Pr
       const served = await timed('index search', () => indexNeighbours(svc, model, modelVectors.queries, gallery, labeller));
       indexRecallVsExact = recallVsExact(served, exact, modelVectors.gallery.keys);
       const summary = evaluateQueries(labeller.outcomesFromVoters(served.voters));
-      add('model', `${model.version} (served index)`, 'honest: the served usearch index, query never in the gallery', summary);
+      add('model', `${model.version} ${model.precision} (served index)`, 'honest: the served usearch index, query never in the gallery', summary);
     } else {
-      add('model', `${model.version} (exact)`, honest, evaluateQueries(labeller.outcomes(exact)), gallery.length, exact);
+      add('model', `${model.version} ${model.precision} (exact)`, honest, evaluateQueries(labeller.outcomes(exact)), gallery.length, exact);
     }
 
     if (options.paperProtocol) {
@@ -209,7 +209,7 @@ export function splitSummary(
   const gallery = posters.filter((p) => p.split && GALLERY_SPLITS[galleryChoice].includes(p.split));
   const queries = posters.filter((p) => p.split === split);
   if (gallery.length === 0 || queries.length === 0) throw new Error(`no ${split} queries or no ${galleryChoice} gallery in the catalog`);
-  const stored = storedVectors(svc.embeddings.load(model.version, model.dims));
+  const stored = storedVectors(svc.embeddings.load(model, model.dims));
   const labeller = new Labeller(gallery, queries.map((p) => posterItem(p, '')));
   const neighbours = exactKnn(stored.select(queries, model.version), stored.select(gallery, model.version), labeller.depth);
   return evaluateQueries(labeller.outcomes(neighbours));
@@ -326,10 +326,10 @@ class ModelVectors {
     const cached = this.sets.get(model.version);
     if (cached) return cached;
     const { embeddings, config, log } = this.svc;
-    if (embeddings.missing(model.version).length > 0) {
+    if (embeddings.missing(model).length > 0) {
       await embedCatalog(model, await this.embedder(model), embeddings, config.dataDir, config.maxPixels, log);
     }
-    const set = embeddings.load(model.version, model.dims);
+    const set = embeddings.load(model, model.dims);
     const loaded = { set, stored: storedVectors(set) };
     this.sets.set(model.version, loaded);
     return loaded;
@@ -369,12 +369,12 @@ function indexNeighbours(
   gallery: Poster[],
   labeller: Labeller,
 ): ServedNeighbours {
-  const index = VectorIndex.open(indexPath(svc.config.dataDir, model.version), svc.embeddings.source(model.version, model.dims), {
+  const index = VectorIndex.open(indexPath(svc.config.dataDir, model), svc.embeddings.source(model, model.dims), {
     scalar: svc.config.indexScalar,
     onRebuild: (reason) => svc.log.info({ version: model.version, reason }, 'building the vector index'),
   });
   const posters = svc.catalog.all();
-  const searcher = new Searcher(index, (keys) => svc.embeddings.getMany(model.version, keys), new Map(posters.map((p) => [p.key, p])));
+  const searcher = new Searcher(index, (keys) => svc.embeddings.getMany(model, keys), new Map(posters.map((p) => [p.key, p])));
   const inGallery = new Set(gallery.map((p) => p.key));
   const exclude = new Set(posters.filter((p) => !inGallery.has(p.key)).map((p) => p.key));
   const voters: Voter[][] = [];

@@ -111,7 +111,7 @@ export class CatalogMaps {
     const cached = readMapFile(file);
     if (cached?.fingerprint === print) return this.toMap(model.version, cached, posters, true);
 
-    const set = this.deps.embeddings.load(model.version, model.dims);
+    const set = this.deps.embeddings.load(model, model.dims);
     const rows = new Map<number, number>();
     set.keys.forEach((key, i) => rows.set(Number(key), i));
     const data = new Float32Array(posters.length * model.dims);

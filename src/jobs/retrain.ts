@@ -4,6 +4,7 @@ import { renderInputs, writeManifest } from '../catalog/manifest.js';
 import { ApiError, insufficientStorage, isStorageFull } from '../errors.js';
 import { defaultSpec, type PreprocessingSpec } from '../model/preprocess.js';
 import { ensurePython, runTraining, type TrainingEvent } from '../model/python.js';
+import { servedVariant } from '../model/quantization.js';
 import { registerModelDir } from '../model/registration.js';
 import type { Embedder } from '../model/embedder.js';
 import { bringIntoService } from '../service/activation.js';
@@ -131,7 +132,9 @@ export class RetrainRunner {
       signal.throwIfAborted();
 
       this.set(id, 'evaluating');
+      // The gate judges the variant that will serve: int8, quantised now, where it is preferred.
       candidate = registerModelDir(out, 'ft', config.dataDir, models);
+      candidate = await servedVariant(candidate, this.services, (stage) => this.progress(id, { stage }), signal);
       embedder = await loadEmbedder(candidate, this.services);
       await embedCatalog(candidate, embedder, embeddings, config.dataDir, config.maxPixels, log, (done, total) =>
         this.progress(id, { stage: 'embedding the catalog', done, total, fraction: done / total }), signal);
@@ -194,7 +197,7 @@ export class RetrainRunner {
    */
   private async embedMissing(model: ModelVersion, signal: AbortSignal): Promise<void> {
     const { config, embeddings, log } = this.services;
-    if (embeddings.missing(model.version).length === 0) return;
+    if (embeddings.missing(model).length === 0) return;
     const embedder = await loadEmbedder(model, this.services);
     try {
       await embedCatalog(model, embedder, embeddings, config.dataDir, config.maxPixels, log, undefined, signal);

@@ -12,6 +12,7 @@ interface ModelSidecar {
   input: { name: string; width: number; height: number };
   output: { name: string };
   preprocessing: PreprocessingSpec;
+  precision?: 'int8';
   [key: string]: unknown;
 }
 
@@ -41,6 +42,7 @@ export function registerModelDir(
   if (hasCheckpoint) copyAtomically(join(dir, 'model.pt'), join(modelsDir, `${version}.pt`));
   return registry.register({
     version,
+    precision: sidecar.precision === 'int8' ? 'int8' : 'fp32',
     filePath: `models/${version}.onnx`,
     fileSha256: sha,
     dims: sidecar.embedding_dim,

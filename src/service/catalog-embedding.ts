@@ -23,7 +23,7 @@ export async function embedCatalog(
   onProgress?: (done: number, total: number) => void,
   signal?: AbortSignal,
 ): Promise<number> {
-  const missing = store.missing(model.version);
+  const missing = store.missing(model);
   if (missing.length === 0) return 0;
   log.info({ version: model.version, posters: missing.length }, 'embedding the catalog');
   const progress = startProgress(log, `embedding ${missing.length} posters`, missing.length);
@@ -35,7 +35,7 @@ export async function embedCatalog(
       batch.map(async ({ imagePath }) => (await preprocess(await readFile(join(dataDir, imagePath)), model.preprocessing, maxPixels)).tensor),
     );
     const vectors = await embedder.embed(tensors);
-    store.putMany(model.version, batch.map(({ key }, i) => ({ key, vector: vectors[i]! })));
+    store.putMany(model, batch.map(({ key }, i) => ({ key, vector: vectors[i]! })));
     done += batch.length;
     progress.tick(done);
     onProgress?.(done, missing.length);

@@ -136,7 +136,7 @@ export class CatalogWriter {
         },
         new Date().toISOString(),
       );
-      embeddings.putMany(engine.model.version, [{ key, vector }]);
+      embeddings.putMany(engine.model, [{ key, vector }]);
       return catalog.get(id)!;
     });
     let poster: Poster;

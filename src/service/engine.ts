@@ -8,7 +8,7 @@ import { preprocess, type RgbImage } from '../model/preprocess.js';
 import { Searcher } from '../search/searcher.js';
 import { VectorIndex } from '../search/vector-index.js';
 import type { Catalog, Poster } from '../state/catalog.js';
-import type { EmbeddingStore } from '../state/embeddings.js';
+import type { EmbeddingSpace, EmbeddingStore } from '../state/embeddings.js';
 import type { ModelVersion } from '../state/models.js';
 
 export interface EngineDeps {
@@ -19,8 +19,9 @@ export interface EngineDeps {
   metrics: Metrics;
 }
 
-export function indexPath(dataDir: string, version: string): string {
-  return join(dataDir, 'indexes', `${version}.usearch`);
+/** Where a variant's vector index lives: `<version>.usearch`, `<version>.int8.usearch`. */
+export function indexPath(dataDir: string, space: EmbeddingSpace): string {
+  return join(dataDir, 'indexes', `${space.version}${space.precision === 'fp32' ? '' : `.${space.precision}`}.usearch`);
 }
 
 export function loadEmbedder(model: ModelVersion, deps: Pick<EngineDeps, 'config' | 'log'>): Promise<Embedder> {
@@ -86,7 +87,7 @@ export class Engine {
     const { config, catalog, embeddings, log, metrics } = deps;
     const session = embedder ?? (await loadEmbedder(model, deps));
     const started = Date.now();
-    const index = VectorIndex.open(indexPath(config.dataDir, model.version), embeddings.source(model.version, model.dims), {
+    const index = VectorIndex.open(indexPath(config.dataDir, model), embeddings.source(model, model.dims), {
       scalar: config.indexScalar,
       onRebuild: (reason) => log.info({ version: model.version, reason }, 'building the vector index'),
     });
@@ -105,7 +106,7 @@ export class Engine {
         },
       },
     );
-    return new Engine(model, session, new Searcher(index, (keys) => embeddings.getMany(model.version, keys), posters), batcher, config.maxPixels);
+    return new Engine(model, session, new Searcher(index, (keys) => embeddings.getMany(model, keys), posters), batcher, config.maxPixels);
   }
 
   get queueDepth(): number {

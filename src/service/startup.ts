@@ -5,6 +5,8 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { importCatalog } from '../catalog/importer.js';
 import { ensureBaseModel } from '../model/base-model.js';
+import { variantPolicy } from '../model/precision.js';
+import { servedVariant } from '../model/quantization.js';
 import { startProgress } from '../progress.js';
 import { Catalog } from '../state/catalog.js';
 import type { Db } from '../state/db.js';
@@ -32,7 +34,7 @@ export function createServices(config: Config, db: Db, log: Logger, metrics: Met
     config,
     db,
     catalog: new Catalog(db),
-    models: new ModelRegistry(db),
+    models: new ModelRegistry(db, variantPolicy(config.precision, config.device)),
     embeddings: new EmbeddingStore(db),
     jobs: new JobStore(db),
     log,
@@ -47,7 +49,7 @@ export function createServices(config: Config, db: Db, log: Logger, metrics: Met
 function sweepUnregisteredModels(dataDir: string, models: ModelRegistry): string[] {
   const dir = join(dataDir, 'models');
   if (!existsSync(dir)) return [];
-  const named = new Set(models.list().flatMap((m) => [m.filePath, m.checkpointPath]));
+  const named = new Set(models.files());
   const removed: string[] = [];
   for (const name of readdirSync(dir)) {
     if (named.has(`models/${name}`)) continue;
@@ -89,7 +91,8 @@ export async function startUp(services: Services, runtime: Runtime): Promise<voi
     for (const row of skipped.slice(0, 20)) log.warn(row, 'catalog row skipped');
   }
   metrics.catalogSize.set(catalog.count());
-  const model = await ensureBaseModel(config, catalog, models, log, (status) => runtime.setStatus(status));
+  const onStatus = (status: string) => runtime.setStatus(status);
+  const model = await servedVariant(await ensureBaseModel(config, catalog, models, log, onStatus), services, onStatus);
   const embedder = await loadEmbedder(model, services);
   runtime.setStatus('embedding the catalog');
   await embedCatalog(model, embedder, embeddings, config.dataDir, config.maxPixels, log, (done, total) =>

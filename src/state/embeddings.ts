@@ -1,76 +1,91 @@
 import type Database from 'better-sqlite3';
 import type { EmbeddingSource } from '../search/vector-index.js';
 import type { Db } from './db.js';
+import type { Precision } from './models.js';
 
-/** Embeddings of one model version, in key order, as one contiguous matrix. */
+/** Embeddings of one model variant, in key order, as one contiguous matrix. */
 export interface EmbeddingSet {
   keys: BigUint64Array;
   vectors: Float32Array;
   dims: number;
 }
 
+/** Whose embeddings: one variant of a model version (a ModelVersion is one). */
+export interface EmbeddingSpace {
+  version: string;
+  precision: Precision;
+}
+
 export class EmbeddingStore {
-  private readonly getOne: Database.Statement<[string, number], { vector: Buffer }>;
-  private readonly getSome: Database.Statement<[string, string], { key: number; vector: Buffer }>;
+  private readonly getOne: Database.Statement<[string, string, number], { vector: Buffer }>;
+  private readonly getSome: Database.Statement<[string, string, string], { key: number; vector: Buffer }>;
 
   constructor(private readonly db: Db) {
-    this.getOne = db.prepare('SELECT vector FROM embeddings WHERE model_version = ? AND poster_key = ?');
+    this.getOne = db.prepare('SELECT vector FROM embeddings WHERE model_version = ? AND precision = ? AND poster_key = ?');
     this.getSome = db.prepare(
-      'SELECT poster_key AS key, vector FROM embeddings WHERE model_version = ? AND poster_key IN (SELECT value FROM json_each(?))',
+      `SELECT poster_key AS key, vector FROM embeddings
+       WHERE model_version = ? AND precision = ? AND poster_key IN (SELECT value FROM json_each(?))`,
     );
   }
 
-  /** One version's embeddings as what its vector index is derived from. */
-  source(version: string, dims: number): EmbeddingSource {
+  /** One variant's embeddings as what its vector index is derived from. */
+  source(space: EmbeddingSpace, dims: number): EmbeddingSource {
     return {
       dims,
       lastChange: () => this.lastChange(),
-      changedSince: (seq) => this.changedSince(version, seq),
-      batches: (size) => this.batches(version, dims, size),
-      pruneChanges: (upTo) => this.pruneChanges(version, upTo),
+      changedSince: (seq) => this.changedSince(space, seq),
+      batches: (size) => this.batches(space, dims, size),
+      pruneChanges: (upTo) => this.pruneChanges(space, upTo),
     };
   }
 
-  count(version: string): number {
-    return (this.db.prepare('SELECT count(*) AS n FROM embeddings WHERE model_version = ?').get(version) as { n: number }).n;
+  count(space: EmbeddingSpace): number {
+    return (
+      this.db.prepare('SELECT count(*) AS n FROM embeddings INDEXED BY embeddings_keys WHERE model_version = ? AND precision = ?').get(space.version, space.precision) as {
+        n: number;
+      }
+    ).n;
   }
 
-  /** Posters with no embedding yet for this version. */
-  missing(version: string): { key: number; imagePath: string }[] {
+  /** Posters with no embedding yet under this variant. */
+  missing(space: EmbeddingSpace): { key: number; imagePath: string }[] {
     return this.db
       .prepare(
         `SELECT p.key AS key, p.image_path AS imagePath FROM posters p
-         LEFT JOIN embeddings e INDEXED BY embeddings_keys ON e.poster_key = p.key AND e.model_version = ?
+         LEFT JOIN embeddings e INDEXED BY embeddings_keys ON e.poster_key = p.key AND e.model_version = ? AND e.precision = ?
          WHERE e.poster_key IS NULL ORDER BY p.key`,
       )
-      .all(version) as { key: number; imagePath: string }[];
+      .all(space.version, space.precision) as { key: number; imagePath: string }[];
   }
 
-  putMany(version: string, rows: { key: number; vector: Float32Array }[]): void {
-    const insert = this.db.prepare('INSERT OR REPLACE INTO embeddings (model_version, poster_key, vector) VALUES (?, ?, ?)');
+  putMany(space: EmbeddingSpace, rows: { key: number; vector: Float32Array }[]): void {
+    const insert = this.db.prepare('INSERT OR REPLACE INTO embeddings (model_version, precision, poster_key, vector) VALUES (?, ?, ?, ?)');
     this.db.transaction(() => {
-      for (const row of rows) insert.run(version, row.key, Buffer.from(row.vector.buffer, row.vector.byteOffset, row.vector.byteLength));
+      for (const row of rows) {
+        insert.run(space.version, space.precision, row.key, Buffer.from(row.vector.buffer, row.vector.byteOffset, row.vector.byteLength));
+      }
     })();
   }
 
-  deleteVersion(version: string): void {
+  /** Drops a variant's embeddings (and its change log), to embed the catalog again. */
+  deleteSpace(space: EmbeddingSpace): void {
     this.db.transaction(() => {
-      this.db.prepare('DELETE FROM embeddings WHERE model_version = ?').run(version);
-      this.db.prepare('DELETE FROM embedding_changes WHERE model_version = ?').run(version);
+      this.db.prepare('DELETE FROM embeddings WHERE model_version = ? AND precision = ?').run(space.version, space.precision);
+      this.db.prepare('DELETE FROM embedding_changes WHERE model_version = ? AND precision = ?').run(space.version, space.precision);
     })();
   }
 
-  /** One poster's embedding under a version; null if it has none. */
-  get(version: string, key: number): Float32Array | null {
-    const row = this.getOne.get(version, key);
+  /** One poster's embedding under a variant; null if it has none. */
+  get(space: EmbeddingSpace, key: number): Float32Array | null {
+    const row = this.getOne.get(space.version, space.precision, key);
     return row ? asFloat32(row.vector) : null;
   }
 
-  /** Some posters' embeddings under a version, in one query; those without one are left out. */
-  getMany(version: string, keys: number[]): Map<number, Float32Array> {
+  /** Some posters' embeddings under a variant, in one query; those without one are left out. */
+  getMany(space: EmbeddingSpace, keys: number[]): Map<number, Float32Array> {
     const out = new Map<number, Float32Array>();
     if (keys.length === 0) return out;
-    for (const row of this.getSome.all(version, JSON.stringify(keys))) out.set(row.key, asFloat32(row.vector));
+    for (const row of this.getSome.all(space.version, space.precision, JSON.stringify(keys))) out.set(row.key, asFloat32(row.vector));
     return out;
   }
 
@@ -81,26 +96,28 @@ export class EmbeddingStore {
     return row?.seq ?? 0;
   }
 
-  /** The posters whose embedding under this version changed after `seq`, each with its vector now (null: gone). */
-  *changedSince(version: string, seq: number): Generator<{ key: number; vector: Float32Array | null }> {
+  /** The posters whose embedding under this variant changed after `seq`, each with its vector now (null: gone). */
+  *changedSince(space: EmbeddingSpace, seq: number): Generator<{ key: number; vector: Float32Array | null }> {
     const keys = this.db
-      .prepare('SELECT DISTINCT poster_key AS key FROM embedding_changes WHERE model_version = ? AND seq > ? ORDER BY poster_key')
+      .prepare('SELECT DISTINCT poster_key AS key FROM embedding_changes WHERE model_version = ? AND precision = ? AND seq > ? ORDER BY poster_key')
       .pluck()
-      .all(version, seq) as number[];
-    for (const key of keys) yield { key, vector: this.get(version, key) };
+      .all(space.version, space.precision, seq) as number[];
+    for (const key of keys) yield { key, vector: this.get(space, key) };
   }
 
-  /** Forgets the changes a saved checkpoint of this version's index holds, and those of versions that are gone. */
-  pruneChanges(version: string, upTo: number): void {
-    this.db.prepare('DELETE FROM embedding_changes WHERE model_version = ? AND seq <= ?').run(version, upTo);
-    this.db.prepare('DELETE FROM embedding_changes WHERE model_version NOT IN (SELECT version FROM model_versions)').run();
+  /** Forgets the changes a saved checkpoint of this variant's index holds, and those of variants that are gone. */
+  pruneChanges(space: EmbeddingSpace, upTo: number): void {
+    this.db.prepare('DELETE FROM embedding_changes WHERE model_version = ? AND precision = ? AND seq <= ?').run(space.version, space.precision, upTo);
+    this.db
+      .prepare('DELETE FROM embedding_changes WHERE NOT EXISTS (SELECT 1 FROM model_variants v WHERE v.version = embedding_changes.model_version AND v.precision = embedding_changes.precision)')
+      .run();
   }
 
-  /** Every embedding of a version in key order, a batch at a time, without holding them all. */
-  *batches(version: string, dims: number, size: number): Generator<EmbeddingSet> {
+  /** Every embedding of a variant in key order, a batch at a time, without holding them all. */
+  *batches(space: EmbeddingSpace, dims: number, size: number): Generator<EmbeddingSet> {
     const rows = this.db
-      .prepare('SELECT poster_key AS key, vector FROM embeddings WHERE model_version = ? ORDER BY poster_key')
-      .iterate(version) as IterableIterator<{ key: number; vector: Buffer }>;
+      .prepare('SELECT poster_key AS key, vector FROM embeddings WHERE model_version = ? AND precision = ? ORDER BY poster_key')
+      .iterate(space.version, space.precision) as IterableIterator<{ key: number; vector: Buffer }>;
     let keys = new BigUint64Array(size);
     let vectors = new Float32Array(size * dims);
     let n = 0;
@@ -118,10 +135,11 @@ export class EmbeddingStore {
     if (n > 0) yield { keys: keys.subarray(0, n), vectors: vectors.subarray(0, n * dims), dims };
   }
 
-  load(version: string, dims: number): EmbeddingSet {
+  /** Every embedding of a variant at once. */
+  load(space: EmbeddingSpace, dims: number): EmbeddingSet {
     const rows = this.db
-      .prepare('SELECT poster_key AS key, vector FROM embeddings WHERE model_version = ? ORDER BY poster_key')
-      .all(version) as { key: number; vector: Buffer }[];
+      .prepare('SELECT poster_key AS key, vector FROM embeddings WHERE model_version = ? AND precision = ? ORDER BY poster_key')
+      .all(space.version, space.precision) as { key: number; vector: Buffer }[];
     const keys = new BigUint64Array(rows.length);
     const vectors = new Float32Array(rows.length * dims);
     rows.forEach((row, i) => {

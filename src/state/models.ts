@@ -1,8 +1,18 @@
 import type { PreprocessingSpec } from '../model/preprocess.js';
 import type { Db } from './db.js';
 
+/** A variant of a model version: its float32 file, or an int8 copy quantised by the training package. */
+export type Precision = 'fp32' | 'int8';
+
+/**
+ * One model version as it is served: one of its variants. `filePath` and `fileSha256` are that
+ * variant's; its embeddings and index are its own (EmbeddingSpace: version + precision).
+ */
 export interface ModelVersion {
   version: string;
+  precision: Precision;
+  /** Every variant the version has. */
+  variants: Precision[];
   filePath: string;
   fileSha256: string;
   dims: number;
@@ -34,11 +44,19 @@ interface ModelRow {
   created_at: string;
 }
 
-function fromRow(row: ModelRow): ModelVersion {
+interface VariantRow {
+  precision: Precision;
+  file_path: string;
+  file_sha256: string;
+}
+
+function fromRow(row: ModelRow, variant: VariantRow, variants: Precision[]): ModelVersion {
   return {
     version: row.version,
-    filePath: row.file_path,
-    fileSha256: row.file_sha256,
+    precision: variant.precision,
+    variants,
+    filePath: variant.file_path,
+    fileSha256: variant.file_sha256,
     dims: row.dims,
     inputWidth: row.input_width,
     inputHeight: row.input_height,
@@ -52,35 +70,103 @@ function fromRow(row: ModelRow): ModelVersion {
   };
 }
 
-/** Model versions and which one is active. */
-export class ModelRegistry {
-  constructor(private readonly db: Db) {}
+/** Which variant to hand out: the preferred one, and, for int8 chosen automatically, only a faithful one. */
+export interface VariantPolicy {
+  preferred: Precision;
+  /** Hand out an int8 variant only if its parity check passed (MARQUEE_PRECISION=auto). */
+  faithfulOnly: boolean;
+}
 
-  get(version: string): ModelVersion | null {
+/** The least mean top-8 overlap with float32, in the quantiser's check, of an int8 variant served automatically. */
+export const FAITHFUL_TOP8_OVERLAP = 0.9;
+
+/** Why an int8 variant is not faithful enough to serve automatically; null if it is. */
+export function unfaithful(details: Record<string, unknown> | null): string | null {
+  const parity = (details?.quantization as { parity?: Record<string, number> } | null | undefined)?.parity;
+  const overlap = parity ? Object.entries(parity).find(([name]) => /^top\d+_overlap$/.test(name))?.[1] : undefined;
+  if (overlap === undefined) return 'it has no parity check (no val posters)';
+  if (overlap < FAITHFUL_TOP8_OVERLAP) return `its neighbours overlap float32's by ${overlap.toFixed(3)} < ${FAITHFUL_TOP8_OVERLAP}`;
+  return null;
+}
+
+/**
+ * Model versions, their variants, and which version is active. A version is handed out as the
+ * variant the policy prefers (MARQUEE_PRECISION), or the one it has when it has only one.
+ */
+export class ModelRegistry {
+  constructor(
+    private readonly db: Db,
+    readonly policy: VariantPolicy = { preferred: 'fp32', faithfulOnly: false },
+  ) {}
+
+  get preferred(): Precision {
+    return this.policy.preferred;
+  }
+
+  /** The version in the preferred variant (or its only one); with `precision`, that variant or null. */
+  get(version: string, precision?: Precision): ModelVersion | null {
     const row = this.db.prepare('SELECT * FROM model_versions WHERE version = ?').get(version) as ModelRow | undefined;
-    return row ? fromRow(row) : null;
+    if (!row) return null;
+    const variants = this.db
+      .prepare("SELECT precision, file_path, file_sha256, details FROM model_variants WHERE version = ? ORDER BY precision = 'fp32' DESC")
+      .all(version) as (VariantRow & { details: string })[];
+    const servable = (v: VariantRow & { details: string }) =>
+      variants.length === 1 || !this.policy.faithfulOnly || v.precision !== 'int8' || unfaithful(JSON.parse(v.details) as Record<string, unknown>) === null;
+    const chosen = precision
+      ? variants.find((v) => v.precision === precision)
+      : (variants.find((v) => v.precision === this.preferred && servable(v)) ?? variants[0]);
+    return chosen ? fromRow(row, chosen, variants.map((v) => v.precision)) : null;
   }
 
   list(): ModelVersion[] {
-    return (this.db.prepare('SELECT * FROM model_versions ORDER BY created_at, version').all() as ModelRow[]).map(fromRow);
+    const versions = this.db.prepare('SELECT version FROM model_versions ORDER BY created_at, version').pluck().all() as string[];
+    return versions.map((v) => this.get(v)!).filter(Boolean);
   }
 
   /** Registering the same file twice is a no-op: the version name derives from its checksum. */
-  register(model: ModelVersion): ModelVersion {
+  register(model: Omit<ModelVersion, 'variants'>): ModelVersion {
+    this.db.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT OR IGNORE INTO model_versions (version, file_path, file_sha256, dims, input_width, input_height, input_name,
+             output_name, preprocessing, source, metrics, checkpoint_path, created_at)
+           VALUES (@version, @filePath, @fileSha256, @dims, @inputWidth, @inputHeight, @inputName, @outputName,
+             @preprocessing, @source, @metrics, @checkpointPath, @createdAt)`,
+        )
+        .run({
+          ...model,
+          preprocessing: JSON.stringify(model.preprocessing),
+          source: JSON.stringify(model.source),
+          metrics: model.metrics ? JSON.stringify(model.metrics) : null,
+        });
+      this.addVariant(model.version, model.precision, model.filePath, model.fileSha256, {}, model.createdAt);
+    })();
+    return this.get(model.version, model.precision)!;
+  }
+
+  /** Records a variant's file (an int8 copy made after registration); a no-op if the version has that variant. */
+  addVariant(version: string, precision: Precision, filePath: string, fileSha256: string, details: Record<string, unknown>, now: string): void {
     this.db
       .prepare(
-        `INSERT OR IGNORE INTO model_versions (version, file_path, file_sha256, dims, input_width, input_height, input_name,
-           output_name, preprocessing, source, metrics, checkpoint_path, created_at)
-         VALUES (@version, @filePath, @fileSha256, @dims, @inputWidth, @inputHeight, @inputName, @outputName,
-           @preprocessing, @source, @metrics, @checkpointPath, @createdAt)`,
+        `INSERT OR IGNORE INTO model_variants (version, precision, file_path, file_sha256, details, created_at)
+         VALUES (?, ?, ?, ?, ?, ?)`,
       )
-      .run({
-        ...model,
-        preprocessing: JSON.stringify(model.preprocessing),
-        source: JSON.stringify(model.source),
-        metrics: model.metrics ? JSON.stringify(model.metrics) : null,
-      });
-    return this.get(model.version)!;
+      .run(version, precision, filePath, fileSha256, JSON.stringify(details), now);
+  }
+
+  /** How a variant was made (quantisation settings and parity figures); null if the version has no such variant. */
+  variantDetails(version: string, precision: Precision): Record<string, unknown> | null {
+    const details = this.db.prepare('SELECT details FROM model_variants WHERE version = ? AND precision = ?').pluck().get(version, precision) as
+      | string
+      | undefined;
+    return details === undefined ? null : (JSON.parse(details) as Record<string, unknown>);
+  }
+
+  /** Every file a version names (each variant's ONNX file, the checkpoint), relative to the data dir. */
+  files(): string[] {
+    const variants = this.db.prepare('SELECT file_path FROM model_variants').pluck().all() as string[];
+    const checkpoints = this.db.prepare('SELECT checkpoint_path FROM model_versions WHERE checkpoint_path IS NOT NULL').pluck().all() as string[];
+    return [...variants, ...checkpoints];
   }
 
   setMetrics(version: string, metrics: Record<string, unknown>): void {

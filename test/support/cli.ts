@@ -6,7 +6,7 @@ import { ROOT } from './paths.js';
 export function marquee(args: string[], env: Record<string, string> = {}) {
   const result = spawnSync(process.execPath, [join(ROOT, 'bin', 'marquee.js'), ...args], {
     cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: 'warn', MARQUEE_THREADS: '2', ...env },
+    env: { ...process.env, LOG_LEVEL: 'warn', MARQUEE_THREADS: '2', MARQUEE_PRECISION: 'fp32', ...env },
     encoding: 'utf8',
   });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
@@ -17,7 +17,7 @@ export function marqueeAsync(args: string[], env: Record<string, string> = {}): 
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [join(ROOT, 'bin', 'marquee.js'), ...args], {
       cwd: ROOT,
-      env: { ...process.env, LOG_LEVEL: 'warn', MARQUEE_THREADS: '2', ...env },
+      env: { ...process.env, LOG_LEVEL: 'warn', MARQUEE_THREADS: '2', MARQUEE_PRECISION: 'fp32', ...env },
     });
     let stdout = '';
     let stderr = '';

@@ -17,7 +17,8 @@ export async function startServer(env: Record<string, string>, options: { readyT
   const dataDir = env.MARQUEE_DATA_DIR ?? mkdtempSync(join(tmpdir(), 'marquee-data-'));
   const child = spawn(process.execPath, [join(ROOT, 'bin', 'marquee.js'), 'serve'], {
     cwd: ROOT,
-    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', MARQUEE_THREADS: '2', LOG_LEVEL: 'info', ...env, MARQUEE_DATA_DIR: dataDir },
+    // Float32 unless a test asks for int8 (test/int8.test.ts): quantising at each start would cost every test seconds.
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', MARQUEE_THREADS: '2', LOG_LEVEL: 'info', MARQUEE_PRECISION: 'fp32', ...env, MARQUEE_DATA_DIR: dataDir },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   // Whatever happens in the test, the server does not outlive it.

@@ -37,6 +37,8 @@ function modelView(model: ModelVersion, activeVersion: string | null) {
     created_at: model.createdAt,
     dims: model.dims,
     input: { width: model.inputWidth, height: model.inputHeight },
+    precision: model.precision,
+    variants: model.variants,
     file_sha256: model.fileSha256,
     source: model.source,
     metrics: model.metrics,
