@@ -22,6 +22,7 @@ import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, 
 import { join } from 'node:path';
 import usearch from 'usearch';
 import { Searcher, type SearchFilter } from '../src/search/searcher.js';
+import { indexPath } from '../src/service/engine.js';
 import { VectorIndex, type IndexScalar } from '../src/search/vector-index.js';
 import { Catalog, type Poster } from '../src/state/catalog.js';
 import { openDb } from '../src/state/db.js';
@@ -206,7 +207,7 @@ t0 = nowMs();
 for (let start = 0; start < N; start += BATCH) {
   const rows = [];
   for (let i = start; i < Math.min(N, start + BATCH); i++) rows.push({ key: keys[i]!, vector: data.vectors.subarray(i * DIMS, (i + 1) * DIMS) });
-  embeddings.putMany(model.version, rows);
+  embeddings.putMany(model, rows);
 }
 const embeddingsSeconds = (nowMs() - t0) / 1000;
 db.pragma('wal_checkpoint(TRUNCATE)');
@@ -279,10 +280,10 @@ for (const scalar of SCALARS) {
   log(`${scalar}: in-process search`);
   const inProcessDb = openDb(join(dataDir, 'marquee.db'));
   const store = new EmbeddingStore(inProcessDb);
-  const index = VectorIndex.open(join(indexes, `${model.version}.usearch`), store.source(model.version, DIMS), { scalar });
+  const index = VectorIndex.open(indexPath(dataDir, model), store.source(model, DIMS), { scalar });
   if (index.rebuilt) throw new Error(`the checkpoint was rebuilt: ${index.rebuilt}`);
   const posters = new Map<number, Poster>(new Catalog(inProcessDb).all().map((p) => [p.key, p]));
-  const searcher = new Searcher(index, (keys) => store.getMany(model.version, keys), posters);
+  const searcher = new Searcher(index, (keys) => store.getMany(model, keys), posters);
 
   for (const q of queries.slice(0, 100)) searcher.search(q, K);
   const samples: number[] = [];

@@ -53,8 +53,8 @@ export function createContext(env: NodeJS.ProcessEnv = process.env): BenchContex
   const catalog = new Catalog(db);
   const embeddings = new EmbeddingStore(db);
   const posters = catalog.all();
-  if (embeddings.count(model.version) < posters.length) {
-    throw new Error(`only ${embeddings.count(model.version)} of ${posters.length} posters are embedded with ${model.version}: let the server finish starting once`);
+  if (embeddings.count(model) < posters.length) {
+    throw new Error(`only ${embeddings.count(model)} of ${posters.length} posters are embedded with ${model.version}: let the server finish starting once`);
   }
   const testPosters = posters.filter((p) => p.split === 'test');
   if (testPosters.length === 0) throw new Error('the catalog has no test-split posters');

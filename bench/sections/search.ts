@@ -64,9 +64,9 @@ export function exactSearch(set: EmbeddingSet, query: Float32Array, k: number): 
 /** Section (c): k=8 search on the real active-version index vs an exact scan, with recall. */
 export async function benchSearch(ctx: BenchContext, progress: (line: string) => void): Promise<SearchResult> {
   const { model } = ctx;
-  const set = ctx.embeddings.load(model.version, model.dims);
-  const file = indexPath(ctx.dataDir, model.version);
-  const index = VectorIndex.open(file, ctx.embeddings.source(model.version, model.dims), {
+  const set = ctx.embeddings.load(model, model.dims);
+  const file = indexPath(ctx.dataDir, model);
+  const index = VectorIndex.open(file, ctx.embeddings.source(model, model.dims), {
     onRebuild: (reason) => progress(`index ${file} is ${reason}: rebuilding it (not timed)`),
   });
   const rowOf = new Map<number, number>();
@@ -77,7 +77,7 @@ export async function benchSearch(ctx: BenchContext, progress: (line: string) =>
     if (row !== undefined) queries.push({ key: poster.key, vector: set.vectors.slice(row * set.dims, (row + 1) * set.dims) });
   }
   const posters = new Map(ctx.catalog.all().map((p) => [p.key, p]));
-  const searcher = new Searcher(index, (keys) => ctx.embeddings.getMany(model.version, keys), posters);
+  const searcher = new Searcher(index, (keys) => ctx.embeddings.getMany(model, keys), posters);
   const passes = ctx.quick ? 1 : 3;
 
   // Correctness first (also warms caches): recall of HNSW against the exact answer.
