@@ -5,7 +5,9 @@ uint8 activations (the U8S8 pair that VNNI and AVX-512 kernels take), calibrated
 posters of the manifest's train split read through the serving preprocessing (the rendered inputs
 when their size matches). Only the convolutions are quantised: the head, the centring and the
 final normalisation stay in float32, because what tells posters apart is a small difference
-between nearly parallel vectors, which an 8-bit activation grid would erase.
+between nearly parallel vectors, which an 8-bit activation grid would erase. The stem (the first
+convolution, on the normalised image) stays float32 too: on the trained default it lifts the
+top-8 neighbour overlap with float32 from 0.897 to 0.914 for about 3 % of the network's work.
 
 Writes DIR/model.onnx and DIR/model.json (the source's, with ``precision: int8`` and the
 quantisation settings and parity figures) atomically, after checking the int8 model against the
@@ -116,14 +118,16 @@ def quantize(opts: QuantizeOptions, emit=events.emit, log=events.log) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         reader = _Posters(calibration, spec, opts.batch_size, lambda done: emit("calibrate", done=done, total=len(calibration)))
+        convs = _quantised_nodes(src / "model.onnx")
         settings = {
             "format": "QDQ", "weights": "int8, per channel", "activations": "uint8", "calibration": "minmax",
-            "ops": list(QUANTISED_OPS), "calibration_images": len(calibration), "seed": opts.seed,
+            "ops": list(QUANTISED_OPS), "float32": "the stem convolution", "calibration_images": len(calibration),
+            "seed": opts.seed,
         }  # fmt: skip
         quantize_static(
             str(src / "model.onnx"), str(tmp / "model.onnx"), reader,
             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTISED_OPS),
+            weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTISED_OPS), nodes_to_quantize=convs,
             calibrate_method=CalibrationMethod.MinMax,
         )  # fmt: skip
         for leftover in tmp.glob("*.onnx.data"):
@@ -148,6 +152,16 @@ def quantize(opts: QuantizeOptions, emit=events.emit, log=events.log) -> Path:
         raise
     emit("done", out=str(out), bytes=os.path.getsize(out / "model.onnx"))
     return out
+
+
+def _quantised_nodes(path: Path) -> list[str]:
+    """Every convolution but the first (the stem), by node name, in graph order."""
+    import onnx
+
+    convs = [n.name for n in onnx.load(str(path), load_external_data=False).graph.node if n.op_type in QUANTISED_OPS]
+    if any(not name for name in convs):
+        raise QuantizeError(f"{path}: a convolution has no name to quantise it by")
+    return convs[1:]
 
 
 def _sha(path: Path) -> str:

@@ -33,8 +33,13 @@ def test_quantize_writes_an_int8_model_with_its_parity(tmp_path, exported, small
     assert q["format"] == "QDQ" and q["ops"] == ["Conv"] and q["calibration_images"] == 8
     assert set(q["parity"]) == {"cosine_median", "cosine_p01", "top3_overlap", "posters"}
     assert (out / "model.onnx").stat().st_size < (base / "model.onnx").stat().st_size / 3  # int8 weights
-    ops = {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    graph = onnx.load(str(out / "model.onnx")).graph
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= {n.op_type for n in graph.node}
+    # Every convolution reads dequantised int8 inputs but the stem, which stays float32.
+    made_by = {o: n.op_type for n in graph.node for o in n.output}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    quantised = [all(made_by.get(i) == "DequantizeLinear" for i in n.input[:2]) for n in convs]
+    assert quantised[0] is False and all(quantised[1:]) and q["float32"] == "the stem convolution"
     again = run_cli("quantize", "--model", str(out), "--manifest", str(small_manifest), "--out", str(tmp_path / "x"),
                     check=False)  # fmt: skip
     assert again.returncode == 1 and "already int8" in again.stderr
