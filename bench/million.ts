@@ -21,6 +21,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import usearch from 'usearch';
+import { seededRandom } from '../src/figures/random.js';
 import { Searcher, type SearchFilter } from '../src/search/searcher.js';
 import { indexPath } from '../src/service/engine.js';
 import { VectorIndex, type IndexScalar } from '../src/search/vector-index.js';
@@ -56,18 +57,6 @@ const RARE_GENRE = 'Western';
 const log = (line: string) => process.stderr.write(`[million ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
 const mib = (bytes: number) => bytes / 2 ** 20;
 
-/** mulberry32: a small seeded generator, so every run builds the same catalog. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function gaussians(rand: () => number, out: Float32Array, scale: number): Float32Array {
   for (let i = 0; i < out.length; i += 2) {
     const r = Math.sqrt(-2 * Math.log(1 - rand()));
@@ -95,7 +84,7 @@ interface Synthetic {
 }
 
 function synthesise(n: number): Synthetic {
-  const rand = random(8);
+  const rand = seededRandom(8);
   const unit = 1 / Math.sqrt(DIMS);
   const centres = Array.from({ length: CLUSTERS }, () => normalise(gaussians(rand, new Float32Array(DIMS), unit)));
   const subs = Array.from({ length: CLUSTERS * SUBCLUSTERS }, () => normalise(gaussians(rand, new Float32Array(DIMS), unit)));
