@@ -3,7 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TORCHVISION_RESNET50_URL } from './model/weights.js';
 import type { PrecisionSetting } from './model/precision.js';
-import { INDEX_SCALARS, type IndexScalar } from './search/vector-index.js';
+import { DEFAULT_EXPANSION, INDEX_SCALARS, type IndexScalar } from './search/vector-index.js';
 
 const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -24,6 +24,8 @@ export interface Config {
   precision: PrecisionSetting;
   /** How the HNSW graph stores vectors (MARQUEE_INDEX_SCALAR); f16 and i8 halve and quarter its memory. */
   indexScalar: IndexScalar;
+  /** Candidates a graph search keeps while it walks (MARQUEE_INDEX_EXPANSION): recall against speed. */
+  indexExpansion: number;
   adminToken: string;
   /** Admin routes without a token, allowed only when listening on loopback. */
   adminOpenLoopback: boolean;
@@ -102,6 +104,7 @@ export function loadConfig(env: Env = process.env): Config {
     ortSpinning: (env.MARQUEE_ORT_SPINNING ?? '1') !== '0',
     precision,
     indexScalar,
+    indexExpansion: int(env, 'MARQUEE_INDEX_EXPANSION', DEFAULT_EXPANSION, 1, 4096),
     adminToken: env.MARQUEE_ADMIN_TOKEN ?? '',
     adminOpenLoopback: env.MARQUEE_ADMIN_OPEN_LOOPBACK === '1',
     maxUploadBytes: int(env, 'MARQUEE_MAX_UPLOAD_BYTES', 10 * 1024 * 1024, 1),

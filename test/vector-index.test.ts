@@ -65,7 +65,7 @@ function world(): World {
 
 const open = (w: World, scalar: IndexScalar = 'f32') => VectorIndex.open(w.file, w.embeddings.source(SPACE, DIMS), { scalar });
 const searcherOf = (w: World, index: VectorIndex, exactScanLimit?: number) =>
-  new Searcher(index, (keys) => w.embeddings.getMany(SPACE, keys), new Map(w.catalog.all().map((p) => [p.key, p])), exactScanLimit);
+  new Searcher(index, (keys) => w.embeddings.getMany(SPACE, keys), w.catalog.filterFields(), (keys) => w.catalog.getMany(keys), exactScanLimit);
 
 /** What the index should hold: exactly SQLite's embeddings. */
 function assertHoldsSqlite(w: World, index: VectorIndex): void {

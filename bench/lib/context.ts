@@ -7,6 +7,7 @@ import { createLogger, type Logger } from '../../src/log.js';
 import { Catalog, type Poster } from '../../src/state/catalog.js';
 import { openDb, type Db } from '../../src/state/db.js';
 import { EmbeddingStore } from '../../src/state/embeddings.js';
+import { variantPolicy } from '../../src/model/precision.js';
 import { ModelRegistry, type ModelVersion } from '../../src/state/models.js';
 import { CpuMonitor } from './interference.js';
 import type { RepeatOptions } from './stats.js';
@@ -47,7 +48,8 @@ export function createContext(env: NodeJS.ProcessEnv = process.env): BenchContex
   if (!existsSync(dbFile)) throw new Error(`${dbFile} does not exist: start the server once (npm start) so that it fills ${dataDir}`);
   const config = loadConfig({ ...env, MARQUEE_DATA_DIR: dataDir, MARQUEE_CATALOG: catalogDir, MARQUEE_THREADS: env.MARQUEE_THREADS || String(cores) });
   const db = openDb(dbFile);
-  const models = new ModelRegistry(db);
+  // The variant the server serves (MARQUEE_PRECISION), so that each section measures the same file.
+  const models = new ModelRegistry(db, variantPolicy(config.precision, config.device));
   const model = models.active();
   if (!model) throw new Error(`no active model in ${dbFile}: start the server once (npm start) and wait until /ready says ready`);
   const catalog = new Catalog(db);

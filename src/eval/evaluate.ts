@@ -371,10 +371,12 @@ function indexNeighbours(
 ): ServedNeighbours {
   const index = VectorIndex.open(indexPath(svc.config.dataDir, model), svc.embeddings.source(model, model.dims), {
     scalar: svc.config.indexScalar,
+    expansion: svc.config.indexExpansion,
     onRebuild: (reason) => svc.log.info({ version: model.version, reason }, 'building the vector index'),
   });
   const posters = svc.catalog.all();
-  const searcher = new Searcher(index, (keys) => svc.embeddings.getMany(model, keys), new Map(posters.map((p) => [p.key, p])));
+  const byKey = new Map(posters.map((p) => [p.key, p]));
+  const searcher = new Searcher(index, (keys) => svc.embeddings.getMany(model, keys), posters, (keys) => new Map(keys.flatMap((k) => (byKey.has(k) ? [[k, byKey.get(k)!]] : []))));
   const inGallery = new Set(gallery.map((p) => p.key));
   const exclude = new Set(posters.filter((p) => !inGallery.has(p.key)).map((p) => p.key));
   const voters: Voter[][] = [];

@@ -1,4 +1,9 @@
-import type { Poster } from '../state/catalog.js';
+/** What a filter looks at, of a poster: all a searcher keeps of it in memory. */
+export interface FilterFields {
+  key: number;
+  year: number | null;
+  genres: string[];
+}
 
 export interface SearchFilter {
   genre?: string;
@@ -10,7 +15,7 @@ export function hasFilter(filter: SearchFilter): boolean {
   return filter.genre !== undefined || filter.yearFrom !== undefined || filter.yearTo !== undefined;
 }
 
-export function matches(poster: Poster, filter: SearchFilter): boolean {
+export function matches(poster: Omit<FilterFields, 'key'>, filter: SearchFilter): boolean {
   if (filter.genre && !poster.genres.includes(filter.genre)) return false;
   if (filter.yearFrom !== undefined && (poster.year === null || poster.year < filter.yearFrom)) return false;
   if (filter.yearTo !== undefined && (poster.year === null || poster.year > filter.yearTo)) return false;
@@ -18,29 +23,38 @@ export function matches(poster: Poster, filter: SearchFilter): boolean {
 }
 
 /**
- * The posters a searcher covers, with the keys of each genre and each year, so that a filter's
- * matches can be counted and listed without looking at every poster.
+ * The posters a searcher covers, by what filters look at (year and genres; the rest stays in
+ * SQLite), with the keys of each genre and each year, so that a filter's matches can be counted
+ * and listed without looking at every poster.
  */
 export class PosterFilters {
+  private readonly posters = new Map<number, Omit<FilterFields, 'key'>>();
   private readonly byGenre = new Map<string, Set<number>>();
   private readonly byYear = new Map<number, Set<number>>();
+  /** One string per genre name: a million posters share a few dozen. */
+  private readonly names = new Map<string, string>();
 
-  constructor(readonly posters: Map<number, Poster>) {
-    for (const poster of posters.values()) this.index(poster);
+  constructor(posters: Iterable<FilterFields>) {
+    for (const poster of posters) this.put(poster);
   }
 
-  get(key: number): Poster | undefined {
+  get(key: number): Omit<FilterFields, 'key'> | undefined {
     return this.posters.get(key);
+  }
+
+  keys(): IterableIterator<number> {
+    return this.posters.keys();
   }
 
   genres(): string[] {
     return [...this.byGenre.entries()].filter(([, keys]) => keys.size > 0).map(([genre]) => genre);
   }
 
-  put(poster: Poster): void {
+  put(poster: FilterFields): void {
     this.remove(poster.key);
-    this.posters.set(poster.key, poster);
-    this.index(poster);
+    const genres = poster.genres.map((g) => this.names.get(g) ?? (this.names.set(g, g), g));
+    this.posters.set(poster.key, { year: poster.year, genres });
+    this.index({ key: poster.key, year: poster.year, genres });
   }
 
   remove(key: number): void {
@@ -71,7 +85,7 @@ export class PosterFilters {
     return options.reduce((best, option) => (option.size < best.size ? option : best));
   }
 
-  private index(poster: Poster): void {
+  private index(poster: FilterFields): void {
     for (const genre of poster.genres) {
       let keys = this.byGenre.get(genre);
       if (!keys) this.byGenre.set(genre, (keys = new Set()));

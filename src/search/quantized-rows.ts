@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import usearch from 'usearch';
 import type { Neighbor } from './vector-index.js';
 
 const MAGIC = 0x3152514d; // "MQR1" little-endian
@@ -49,27 +50,31 @@ export class QuantizedRows {
     this.free.push(row);
   }
 
-  /** The `count` rows among `keys` nearest to a unit query, by approximate Euclidean distance. */
+  /**
+   * The `count` rows among `keys` nearest to a unit query, by approximate Euclidean distance: the
+   * rows gathered into one block and scanned by usearch's native exact search (SIMD int8).
+   */
   nearest(query: Float32Array, count: number, keys: Iterable<number>): Neighbor[] {
-    const { dims, data } = this;
-    const best: Neighbor[] = [];
-    let worst = Infinity;
+    const { dims } = this;
+    const picked: number[] = [];
+    const rows: number[] = [];
     for (const key of keys) {
       const row = this.rowOf.get(key);
       if (row === undefined) continue;
-      const base = row * dims;
-      let dot = 0;
-      for (let d = 0; d < dims; d++) dot += query[d]! * data[base + d]!;
-      const distance = 2 - (2 * dot) / SCALE; // squared, for unit vectors
-      if (best.length === count && distance >= worst) continue;
-      let at = best.length;
-      while (at > 0 && best[at - 1]!.distance > distance) at--;
-      best.splice(at, 0, { key, distance });
-      if (best.length > count) best.pop();
-      worst = best[best.length - 1]!.distance;
+      picked.push(key);
+      rows.push(row);
     }
-    for (const n of best) n.distance = Math.sqrt(Math.max(0, n.distance));
-    return best;
+    if (picked.length === 0 || count <= 0) return [];
+    const block = new Int8Array(rows.length * dims);
+    for (let i = 0; i < rows.length; i++) block.set(this.data.subarray(rows[i]! * dims, (rows[i]! + 1) * dims), i * dims);
+    const q = new Int8Array(dims);
+    for (let d = 0; d < dims; d++) q[d] = Math.round(Math.max(-1, Math.min(1, query[d]!)) * SCALE);
+    const found = usearch.exactSearch(block, q, dims, Math.min(count, picked.length), usearch.MetricKind.L2sq, 1) as InstanceType<typeof usearch.Matches>;
+    const out: Neighbor[] = [];
+    for (let i = 0; i < found.keys.length; i++) {
+      out.push({ key: picked[Number(found.keys[i])]!, distance: Math.sqrt(Math.max(0, found.distances[i]!)) / SCALE });
+    }
+    return out;
   }
 
   /** The rows in use, packed: a 16-byte header (magic, dims, count), the keys as float64, then the int8 rows. */

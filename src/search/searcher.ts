@@ -1,8 +1,8 @@
 import type { Poster } from '../state/catalog.js';
-import { hasFilter, matches, PosterFilters, type SearchFilter } from './poster-filters.js';
+import { hasFilter, matches, PosterFilters, type FilterFields, type SearchFilter } from './poster-filters.js';
 import type { Neighbor, VectorIndex } from './vector-index.js';
 
-export type { SearchFilter } from './poster-filters.js';
+export type { FilterFields, SearchFilter } from './poster-filters.js';
 export { matches } from './poster-filters.js';
 
 export interface Hit {
@@ -13,8 +13,8 @@ export interface Hit {
 }
 
 /**
- * A filter leaving at most this many posters is answered by an exact scan of their int8 rows
- * (about 0.4 µs each here); one leaving more, by the graph, over-fetching by its selectivity.
+ * A filter leaving at most this many posters is answered by an exact scan of their int8 rows; one
+ * leaving more, by the graph, over-fetching by its selectivity.
  */
 export const EXACT_SCAN_LIMIT = 20_000;
 
@@ -24,8 +24,9 @@ const RERANK_EXTRA = 24;
 /**
  * Nearest-neighbour search over one model version's index, with metadata filters and exclusions.
  * The live catalog changes it through put/update/remove, after SQLite has committed the change.
- * Float32 vectors are read from SQLite (`vectors`) only to rerank a scan of the int8 rows; the
- * graph's answers carry the distances of its own storage (exact in f32; within about 1e-3 in f16).
+ * In memory it keeps only what filters look at; the hits' posters are read from SQLite (`posters`),
+ * and float32 vectors (`vectors`) only to rerank a scan of the int8 rows. The graph's answers
+ * carry the distances of its own storage (exact in f32; within about 1e-3 in f16).
  */
 export class Searcher {
   private readonly filters: PosterFilters;
@@ -33,19 +34,15 @@ export class Searcher {
   constructor(
     private readonly index: VectorIndex,
     private readonly vectors: (keys: number[]) => Map<number, Float32Array>,
-    posters: Map<number, Poster>,
+    covered: Iterable<FilterFields>,
+    private readonly posters: (keys: number[]) => Map<number, Poster>,
     private readonly exactScanLimit = EXACT_SCAN_LIMIT,
   ) {
-    this.filters = new PosterFilters(posters);
+    this.filters = new PosterFilters(covered);
   }
 
   get size(): number {
     return this.index.size;
-  }
-
-  /** Every poster this searcher covers. */
-  allPosters(): IterableIterator<Poster> {
-    return this.filters.posters.values();
   }
 
   /** Every genre among them. */
@@ -98,7 +95,7 @@ export class Searcher {
       if (fetch >= total) break;
       fetch = Math.min(fetch * 4, total);
     }
-    return this.scan(query, k, filterKeys(this.filters.posters.keys(), accept));
+    return this.scan(query, k, filterKeys(this.filters.keys(), accept));
   }
 
   private scan(query: Float32Array, k: number, keys: Iterable<number>): Hit[] {
@@ -123,15 +120,18 @@ export class Searcher {
   }
 
   private toHits(neighbors: Neighbor[]): Hit[] {
+    const posters = this.posters(neighbors.map((n) => n.key));
     const hits: Hit[] = [];
     for (const { key, distance } of neighbors) {
-      const poster = this.filters.get(key);
+      const poster = posters.get(key);
       if (poster) hits.push({ poster, distance, similarity: 1 - (distance * distance) / 2 });
     }
     return hits;
   }
 }
 
-function* filterKeys(keys: Iterable<number>, accept: (key: number) => boolean): Generator<number> {
-  for (const key of keys) if (accept(key)) yield key;
+function filterKeys(keys: Iterable<number>, accept: (key: number) => boolean): number[] {
+  const out: number[] = [];
+  for (const key of keys) if (accept(key)) out.push(key);
+  return out;
 }

@@ -57,8 +57,12 @@ function newIndex(dims: number, scalar: IndexScalar): UsearchIndex {
   });
 }
 
+/** How many candidates a graph search keeps while it walks (usearch's expansion): recall against speed. */
+export const DEFAULT_EXPANSION = 64;
+
 export interface OpenOptions {
   scalar?: IndexScalar;
+  expansion?: number;
   onRebuild?: (reason: string) => void;
 }
 
@@ -75,6 +79,8 @@ export interface OpenOptions {
 export class VectorIndex {
   /** Changes replayed from SQLite's log at open. */
   replayed = 0;
+  /** The search expansion: usearch walks with max(its own, the count asked), so asking for this many sets it. */
+  expansion = DEFAULT_EXPANSION;
 
   private constructor(
     private readonly file: string,
@@ -115,6 +121,7 @@ export class VectorIndex {
     const loaded = VectorIndex.load(file, source, scalar);
     if (typeof loaded !== 'string') {
       const opened = new VectorIndex(file, loaded.index, loaded.rows, source.dims, scalar, source, loaded.seq, null);
+      opened.expansion = options.expansion ?? DEFAULT_EXPANSION;
       opened.replayed = opened.replay();
       // Both files converge on SQLite's state by the replay, whichever checkpoint each was written at.
       if (opened.size === opened.rows.size) {
@@ -126,6 +133,7 @@ export class VectorIndex {
     options.onRebuild?.(reason);
     const built = VectorIndex.build(file, source, scalar);
     const opened = new VectorIndex(file, built.index, built.rows, source.dims, scalar, source, built.seq, reason);
+    opened.expansion = options.expansion ?? DEFAULT_EXPANSION;
     opened.replayed = opened.replay();
     opened.checkpoint();
     return opened;
@@ -206,13 +214,14 @@ export class VectorIndex {
   searchMany(queries: Float32Array[], k: number, threads: number): Neighbor[][] {
     const count = Math.min(k, this.size);
     if (count === 0 || queries.length === 0) return queries.map(() => []);
+    const asked = Math.min(Math.max(count, this.expansion), this.size);
     const matrix = new Float32Array(queries.length * this.dims);
     queries.forEach((q, i) => matrix.set(q, i * this.dims));
-    const batch = this.index.search(matrix, count, threads) as InstanceType<typeof usearch.BatchMatches>;
+    const batch = this.index.search(matrix, asked, threads) as InstanceType<typeof usearch.BatchMatches>;
     return queries.map((_, q) => {
       const out: Neighbor[] = [];
-      for (let i = 0; i < Number(batch.counts[q]); i++) {
-        out.push({ key: Number(batch.keys[q * count + i]), distance: Math.sqrt(Math.max(0, batch.distances[q * count + i]!)) });
+      for (let i = 0; i < Math.min(count, Number(batch.counts[q])); i++) {
+        out.push({ key: Number(batch.keys[q * asked + i]), distance: Math.sqrt(Math.max(0, batch.distances[q * asked + i]!)) });
       }
       return out;
     });
@@ -222,9 +231,9 @@ export class VectorIndex {
   search(query: Float32Array, k: number): Neighbor[] {
     const count = Math.min(k, this.size);
     if (count === 0) return [];
-    const matches = this.index.search(query, count, 1);
+    const matches = this.index.search(query, Math.min(Math.max(count, this.expansion), this.size), 1);
     const out: Neighbor[] = [];
-    for (let i = 0; i < matches.keys.length; i++) {
+    for (let i = 0; i < Math.min(count, matches.keys.length); i++) {
       out.push({ key: Number(matches.keys[i]), distance: Math.sqrt(Math.max(0, matches.distances[i]!)) });
     }
     return out;

@@ -89,13 +89,13 @@ export class Engine {
     const started = Date.now();
     const index = VectorIndex.open(indexPath(config.dataDir, model), embeddings.source(model, model.dims), {
       scalar: config.indexScalar,
+      expansion: config.indexExpansion,
       onRebuild: (reason) => log.info({ version: model.version, reason }, 'building the vector index'),
     });
     log.info(
       { version: model.version, vectors: index.size, rebuilt: index.rebuilt !== null, replayed: index.replayed, ms: Date.now() - started },
       'vector index ready',
     );
-    const posters = new Map(catalog.all().map((p) => [p.key, p]));
     const batcher = new MicroBatcher<Float32Array, Float32Array>(
       (tensors) => session.embed(tensors),
       { maxBatchSize: config.batchMaxSize, maxWaitMs: config.batchMaxWaitMs, maxQueue: config.queueMax },
@@ -106,7 +106,7 @@ export class Engine {
         },
       },
     );
-    return new Engine(model, session, new Searcher(index, (keys) => embeddings.getMany(model, keys), posters), batcher, config.maxPixels);
+    return new Engine(model, session, new Searcher(index, (keys) => embeddings.getMany(model, keys), catalog.filterFields(), (keys) => catalog.getMany(keys)), batcher, config.maxPixels);
   }
 
   get queueDepth(): number {

@@ -84,6 +84,21 @@ export class Catalog {
     return row ? fromRow(row) : null;
   }
 
+  /** Some posters by key, in one query; keys with no poster are left out. */
+  getMany(keys: number[]): Map<number, Poster> {
+    const out = new Map<number, Poster>();
+    if (keys.length === 0) return out;
+    const rows = this.db.prepare('SELECT * FROM posters WHERE key IN (SELECT value FROM json_each(?))').all(JSON.stringify(keys)) as PosterRow[];
+    for (const row of rows) out.set(row.key, fromRow(row));
+    return out;
+  }
+
+  /** Every poster's key, year and genres, one row at a time: what a searcher keeps in memory. */
+  *filterFields(): Generator<{ key: number; year: number | null; genres: string[] }> {
+    const rows = this.db.prepare('SELECT key, year, genres FROM posters ORDER BY key').iterate() as IterableIterator<{ key: number; year: number | null; genres: string }>;
+    for (const row of rows) yield { key: row.key, year: row.year, genres: JSON.parse(row.genres) as string[] };
+  }
+
   all(): Poster[] {
     return (this.db.prepare('SELECT * FROM posters ORDER BY key').all() as PosterRow[]).map(fromRow);
   }
