@@ -66,7 +66,7 @@ export interface paths {
         put?: never;
         /**
          * The catalog posters that look most like an uploaded one
-         * @description Upload a poster in the multipart field `image`. Filters (`genre`, `year_from`, `year_to`) still return exactly k posters when the catalog has k that match. If the upload is the same picture as a catalog poster, `catalog_match` names it.
+         * @description Upload a poster in the multipart field `image`. Filters (`genre`, `year_from`, `year_to`) still return exactly k posters when the catalog has k that match. If the upload is the same picture as a catalog poster, `catalog_match` names it. The Server-Timing header says where the time went (read: the upload; preprocess: decode and resize; embed: waiting for a batch and the forward pass; search).
          */
         post: operations["findSimilarPosters"];
         delete?: never;
@@ -86,7 +86,7 @@ export interface paths {
         put?: never;
         /**
          * A poster's likely genres, by a vote of its nearest catalog posters
-         * @description Upload a poster in the multipart field `image`. Its k nearest catalog posters vote; a catalog poster with the same pixels as the upload never votes for itself.
+         * @description Upload a poster in the multipart field `image`. Its k nearest catalog posters vote; a catalog poster with the same pixels as the upload never votes for itself. Server-Timing as for similar.
          */
         post: operations["predictGenres"];
         delete?: never;

@@ -36,9 +36,14 @@ describe('poster API on a real server', () => {
   });
 
   it('returns the k most similar posters, nearest first, with metadata and image URLs', async () => {
-    const { status, body } = await upload(`${server.url}/posters/similar?k=8`, readFileSync(posterPath(outsider.id)));
+    const { status, body, headers } = await upload(`${server.url}/posters/similar?k=8`, readFileSync(posterPath(outsider.id)));
     assert.equal(status, 200);
     assert.equal(body.k, 8);
+    // Where the time went: each part of the request, in milliseconds.
+    const timing = Object.fromEntries((headers.get('server-timing') ?? '').split(', ').map((part) => part.split(';dur=')));
+    assert.deepEqual(Object.keys(timing), ['read', 'preprocess', 'embed', 'search']);
+    for (const ms of Object.values(timing)) assert.ok(Number(ms) >= 0 && Number(ms) < 10_000, `server-timing ${headers.get('server-timing')}`);
+    assert.ok(Number(timing.embed) > 0 && Number(timing.preprocess) > 0);
     assert.equal(body.catalog_match, null);
     assert.equal(body.results.length, 8);
     for (let i = 0; i < body.results.length; i++) {

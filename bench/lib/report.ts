@@ -154,6 +154,17 @@ export function renderMarkdown(r: BenchResults): string {
       '"other CPU": CPU used by processes outside the benchmark while the row was measured, as a share of the machine; rows above 5% are measured again (up to 3 tries, the least disturbed kept) and flagged ⚠ if still disturbed.',
       '',
     );
+    if (h.timing.length) {
+      out.push(
+        'Where a request\'s time goes at c=1 (300 sequential requests from this process, medians in ms: the server\'s Server-Timing parts, and the whole request as the client saw it; the rest is HTTP, multipart framing and JSON):',
+        '',
+        table(
+          ['setting', 'read', 'preprocess', 'embed (batch wait + forward)', 'search', 'client total'],
+          h.timing.map((t) => [t.setting, f(t.parts.read ?? NaN, 2), f(t.parts.preprocess ?? NaN, 2), f(t.parts.embed ?? NaN, 2), f(t.parts.search ?? NaN, 2), f(t.clientMs, 2)]),
+        ),
+        '',
+      );
+    }
     out.push(`Server start-up to ready: ${h.servers.map((s) => `${s.setting} ${f(s.readySeconds)} s`).join(', ')}.`, '');
   }
 

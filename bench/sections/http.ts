@@ -32,8 +32,17 @@ export interface HttpRow {
   attempts: number;
 }
 
+/** Where one request's time went at c=1: the server's Server-Timing parts and what the client saw, medians in ms. */
+export interface TimingProbe {
+  setting: string;
+  requests: number;
+  parts: Record<string, number>;
+  clientMs: number;
+}
+
 export interface HttpResult {
   endpoint: string;
+  timing: TimingProbe[];
   poster: { id: string; file: string; bytes: number; width: number; height: number };
   servers: { setting: string; readySeconds: number }[];
   rows: HttpRow[];
@@ -59,6 +68,7 @@ export async function benchHttp(ctx: BenchContext, variants: HttpVariant[], prog
     poster: { id: chosen.poster.id, file: chosen.file, bytes: chosen.bytes, width: chosen.poster.width, height: chosen.poster.height },
     servers: [],
     rows: [],
+    timing: [],
   };
   const form = { image: { type: 'file', path: chosen.file, options: { filename: `${chosen.poster.id}.jpg`, contentType: 'image/jpeg' } } };
 
@@ -74,6 +84,7 @@ export async function benchHttp(ctx: BenchContext, variants: HttpVariant[], prog
     progress(`server (${variant.setting}) ready in ${server.readySeconds.toFixed(1)} s at ${server.url}`);
     try {
       await checkResponse(server, chosen.file, path);
+      result.timing.push({ setting: variant.setting, ...(await probeTiming(server, chosen.file, path, 300)) });
       for (const connections of variant.connections) {
         const run = (duration: number) => loadProcess(ctx.root, { url: `${server.url}${path}`, method: 'POST', connections, duration, form, timeout: 60 });
         const label = `c=${connections} (${variant.setting})`;
@@ -135,6 +146,28 @@ async function loadProcess(root: string, options: Record<string, unknown>): Prom
     maxBuffer: 64 * 1024 * 1024,
   });
   return JSON.parse(stdout.trim().split('\n').pop()!) as { result: autocannon.Result; cpuSeconds: number; wallSeconds: number };
+}
+
+/** Sequential requests, each timed by the client and broken down by the server's Server-Timing header. */
+async function probeTiming(server: BenchServer, file: string, path: string, requests: number): Promise<Omit<TimingProbe, 'setting'>> {
+  const bytes = new Uint8Array(readFileSync(file));
+  const parts = new Map<string, number[]>();
+  const client: number[] = [];
+  for (let i = 0; i < requests + 20; i++) {
+    const body = new FormData();
+    body.append('image', new Blob([bytes], { type: 'image/jpeg' }), 'poster.jpg');
+    const started = performance.now();
+    const response = await fetch(`${server.url}${path}`, { method: 'POST', body });
+    await response.arrayBuffer();
+    if (i < 20) continue; // warm-up
+    client.push(performance.now() - started);
+    for (const part of (response.headers.get('server-timing') ?? '').split(', ')) {
+      const [name, dur] = part.split(';dur=');
+      if (name && dur) parts.set(name, [...(parts.get(name) ?? []), Number(dur)]);
+    }
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
+  return { requests, parts: Object.fromEntries([...parts].map(([name, xs]) => [name, median(xs)])), clientMs: median(client) };
 }
 
 async function checkResponse(server: BenchServer, file: string, path: string): Promise<void> {

@@ -15,7 +15,8 @@ export interface EmbedderOptions {
   spinning: boolean;
 }
 
-export type ToWorker = { type: 'embed'; id: number; n: number; batch: Float32Array } | { type: 'release' };
+/** `busy`: other work is waiting, so the batch runs on the session whose threads do not spin (see the worker). */
+export type ToWorker = { type: 'embed'; id: number; n: number; batch: Float32Array; busy: boolean } | { type: 'release' };
 export type FromWorker =
   | { type: 'ready'; provider: 'cuda' | 'cpu'; fallback?: string }
   | { type: 'failed'; message: string }
@@ -76,7 +77,8 @@ export class Embedder {
     return 3 * this.options.width * this.options.height;
   }
 
-  async embed(tensors: Float32Array[]): Promise<Float32Array[]> {
+  /** Embeds a batch; `busy` says more work is waiting (the batcher's queue), which the worker's thread spinning would slow. */
+  async embed(tensors: Float32Array[], busy = false): Promise<Float32Array[]> {
     if (this.released) throw new Error('the embedder was released');
     const n = tensors.length;
     const batch = new Float32Array(n * this.inputSize);
@@ -84,7 +86,7 @@ export class Embedder {
     const id = this.nextId++;
     const output = await new Promise<Float32Array>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ type: 'embed', id, n, batch } satisfies ToWorker, [batch.buffer]);
+      this.worker.postMessage({ type: 'embed', id, n, batch, busy } satisfies ToWorker, [batch.buffer]);
     });
     const dims = this.options.dims;
     if (output.length !== n * dims) throw new Error(`model returned ${output.length / n} values per image, expected ${dims}`);

@@ -13,6 +13,8 @@ const SCALE = 127;
  */
 export class QuantizedRows {
   private data: Int8Array;
+  /** Where a scan gathers its rows, kept between scans: a fresh block per query would churn megabytes. */
+  private gathered = new Int8Array(0);
   private readonly rowOf = new Map<number, number>();
   private readonly free: number[] = [];
   private used = 0;
@@ -65,7 +67,8 @@ export class QuantizedRows {
       rows.push(row);
     }
     if (picked.length === 0 || count <= 0) return [];
-    const block = new Int8Array(rows.length * dims);
+    if (this.gathered.length < rows.length * dims) this.gathered = new Int8Array(Math.ceil(rows.length * 1.5) * dims);
+    const block = this.gathered.subarray(0, rows.length * dims);
     for (let i = 0; i < rows.length; i++) block.set(this.data.subarray(rows[i]! * dims, (rows[i]! + 1) * dims), i * dims);
     const q = new Int8Array(dims);
     for (let d = 0; d < dims; d++) q[d] = Math.round(Math.max(-1, Math.min(1, query[d]!)) * SCALE);

@@ -19,7 +19,7 @@ export interface Hit {
 export const EXACT_SCAN_LIMIT = 20_000;
 
 /** Rows an int8 scan keeps for the float32 rerank, beyond k. */
-const RERANK_EXTRA = 24;
+const RERANK_EXTRA = 8;
 
 /**
  * Nearest-neighbour search over one model version's index, with metadata filters and exclusions.

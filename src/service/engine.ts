@@ -96,8 +96,8 @@ export class Engine {
       { version: model.version, vectors: index.size, rebuilt: index.rebuilt !== null, replayed: index.replayed, ms: Date.now() - started },
       'vector index ready',
     );
-    const batcher = new MicroBatcher<Float32Array, Float32Array>(
-      (tensors) => session.embed(tensors),
+    const batcher: MicroBatcher<Float32Array, Float32Array> = new MicroBatcher<Float32Array, Float32Array>(
+      (tensors): Promise<Float32Array[]> => session.embed(tensors, tensors.length > 1 || batcher.depth > 0),
       { maxBatchSize: config.batchMaxSize, maxWaitMs: config.batchMaxWaitMs, maxQueue: config.queueMax },
       {
         onBatch(size, seconds) {
@@ -114,9 +114,12 @@ export class Engine {
   }
 
   /** Decodes, checks and embeds an uploaded image through the shared micro-batcher. */
-  async embedUpload(bytes: Buffer): Promise<{ vector: Float32Array; image: RgbImage }> {
+  async embedUpload(bytes: Buffer): Promise<{ vector: Float32Array; image: RgbImage; timing: { preprocessMs: number; embedMs: number } }> {
+    const started = performance.now();
     const { tensor, image } = await preprocess(bytes, this.model.preprocessing, this.maxPixels);
-    return { vector: await this.batcher.submit(tensor), image };
+    const preprocessed = performance.now();
+    const vector = await this.batcher.submit(tensor);
+    return { vector, image, timing: { preprocessMs: preprocessed - started, embedMs: performance.now() - preprocessed } };
   }
 
   /** A request starts using this engine. */

@@ -1,6 +1,6 @@
 import { createReadStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { ApiError, notFound } from '../../errors.js';
@@ -88,8 +88,26 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
 
   /** The upload's embedding, and the catalog poster with the same pixels, if any. */
   const embedQuery = async (engine: Engine, bytes: Buffer) => {
-    const { vector, image } = await engine.embedUpload(bytes);
-    return { vector, match: catalog.byPixelSha256(image.pixelSha256) };
+    const { vector, image, timing } = await engine.embedUpload(bytes);
+    return { vector, match: catalog.byPixelSha256(image.pixelSha256), timing };
+  };
+  /**
+   * Where an upload's time went, as a Server-Timing header: read (the multipart body), preprocess
+   * (decode, resize, normalise), embed (waiting for a batch and the forward pass), search (and the answer built).
+   */
+  const timed = async <T>(request: FastifyRequest, reply: FastifyReply, answer: (bytes: Buffer, engine: Engine) => Promise<{ body: T; embed: { preprocessMs: number; embedMs: number } }>) => {
+    const started = performance.now();
+    const bytes = await readImageUpload(request, config.maxUploadBytes);
+    const read = performance.now();
+    return runtime.use(async (engine) => {
+      const { body, embed } = await answer(bytes, engine);
+      const search = performance.now() - read - embed.preprocessMs - embed.embedMs;
+      reply.header(
+        'server-timing',
+        `read;dur=${(read - started).toFixed(2)}, preprocess;dur=${embed.preprocessMs.toFixed(2)}, embed;dur=${embed.embedMs.toFixed(2)}, search;dur=${search.toFixed(2)}`,
+      );
+      return body;
+    });
   };
   const maps = new CatalogMaps({ ...services, dataDir: config.dataDir });
 
@@ -103,18 +121,17 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
         operationId: 'findSimilarPosters',
         security: [],
         description:
-          'Upload a poster in the multipart field `image`. Filters (`genre`, `year_from`, `year_to`) still return exactly k posters when the catalog has k that match. If the upload is the same picture as a catalog poster, `catalog_match` names it.',
+          'Upload a poster in the multipart field `image`. Filters (`genre`, `year_from`, `year_to`) still return exactly k posters when the catalog has k that match. If the upload is the same picture as a catalog poster, `catalog_match` names it. The Server-Timing header says where the time went (read: the upload; preprocess: decode and resize; embed: waiting for a batch and the forward pass; search).',
         consumes: ['multipart/form-data'],
         querystring: SimilarQuery,
         response: { 200: SimilarResponse, ...errorResponses },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const query = similarQuery(request.query);
-      const bytes = await readImageUpload(request, config.maxUploadBytes);
-      return runtime.use(async (engine) => {
-        const { vector, match } = await embedQuery(engine, bytes);
-        return similarView(engine, similarTo(engine, vector, query), query.k, match, baseUrl(request));
+      return timed(request, reply, async (bytes, engine) => {
+        const { vector, match, timing } = await embedQuery(engine, bytes);
+        return { body: similarView(engine, similarTo(engine, vector, query), query.k, match, baseUrl(request)), embed: timing };
       });
     },
   );
@@ -129,18 +146,17 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
         operationId: 'predictGenres',
         security: [],
         description:
-          'Upload a poster in the multipart field `image`. Its k nearest catalog posters vote; a catalog poster with the same pixels as the upload never votes for itself.',
+          'Upload a poster in the multipart field `image`. Its k nearest catalog posters vote; a catalog poster with the same pixels as the upload never votes for itself. Server-Timing as for similar.',
         consumes: ['multipart/form-data'],
         querystring: GenreQuery,
         response: { 200: GenreResponse, ...errorResponses },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { k = DEFAULT_K.genre } = request.query;
-      const bytes = await readImageUpload(request, config.maxUploadBytes);
-      return runtime.use(async (engine) => {
-        const { vector, match } = await embedQuery(engine, bytes);
-        return genreView(engine, genreVote(engine, vector, k, new Set(match ? [match.key] : [])), k, match, baseUrl(request));
+      return timed(request, reply, async (bytes, engine) => {
+        const { vector, match, timing } = await embedQuery(engine, bytes);
+        return { body: genreView(engine, genreVote(engine, vector, k, new Set(match ? [match.key] : [])), k, match, baseUrl(request)), embed: timing };
       });
     },
   );

@@ -1,0 +1,66 @@
+/**
+ * The filtered searches of `bench/million.ts` again, on the data dir it left (its last storage kind's
+ * checkpoint), after a change to the search: latency, exactly k, and recall against the exact
+ * filtered answer computed from SQLite's float32 embeddings.
+ *
+ *   node --import tsx bench/million-filters.ts [dir=/tmp/marquee-million] [scalar=i8] >> bench/results/million.md
+ */
+import { join } from 'node:path';
+import { matches, type SearchFilter } from '../src/search/poster-filters.js';
+import { Searcher } from '../src/search/searcher.js';
+import { VectorIndex, type IndexScalar } from '../src/search/vector-index.js';
+import { indexPath } from '../src/service/engine.js';
+import { Catalog } from '../src/state/catalog.js';
+import { openDb } from '../src/state/db.js';
+import { EmbeddingStore } from '../src/state/embeddings.js';
+import { ModelRegistry } from '../src/state/models.js';
+import { machineInfo } from './lib/machine.js';
+import { nowMs, summarise } from './lib/stats.js';
+
+const dataDir = join(process.argv[2] ?? '/tmp/marquee-million', 'data');
+const scalar = (process.argv[3] ?? 'i8') as IndexScalar;
+const QUERIES = 300;
+const K = 8;
+const db = openDb(join(dataDir, 'marquee.db'));
+const store = new EmbeddingStore(db);
+const catalog = new Catalog(db);
+const model = new ModelRegistry(db).active()!;
+const index = VectorIndex.open(indexPath(dataDir, model), store.source(model, model.dims), { scalar });
+if (index.rebuilt) throw new Error(`no checkpoint to search: ${index.rebuilt}`);
+const fields = [...catalog.filterFields()];
+const searcher = new Searcher(index, (keys) => store.getMany(model, keys), fields, (keys) => catalog.getMany(keys));
+// Queries: stored vectors of posters spread over the catalog, each excluded from its own answer.
+const queries = Array.from({ length: QUERIES }, (_, i) => fields[Math.floor((i + 0.5) * (fields.length / QUERIES))]!.key);
+
+const out: string[] = [];
+const machine = machineInfo();
+out.push(`### Filtered searches again: \`node --import tsx bench/million-filters.ts\`, ${machine.date}, the ${scalar} checkpoint, load average ${machine.loadAverageAtStart.toFixed(2)}`, '');
+out.push('| filter | matching | p50 / **p99** ms | exactly k | recall vs exact (float32) |', '| --- | ---: | ---: | ---: | ---: |');
+for (const filter of [{ genre: 'Western' }, { yearFrom: 1900, yearTo: 1903 }] as SearchFilter[]) {
+  const matching = fields.filter((f) => matches(f, filter)).map((f) => f.key);
+  const vectors = store.getMany(model, matching);
+  const times: number[] = [];
+  let exactK = 0;
+  let recall = 0;
+  for (const key of queries) {
+    const query = store.get(model, key)!;
+    const started = nowMs();
+    const hits = searcher.search(query, K, filter, new Set([key]));
+    times.push(nowMs() - started);
+    const truth = new Set(
+      matching
+        .filter((m) => m !== key)
+        .map((m) => ({ m, d: vectors.get(m)!.reduce((sum, x, i) => sum + (x - query[i]!) ** 2, 0) }))
+        .sort((a, b) => a.d - b.d)
+        .slice(0, K)
+        .map((x) => x.m),
+    );
+    if (hits.length === K && hits.every((h) => matches(h.poster, filter))) exactK++;
+    recall += hits.filter((h) => truth.has(h.poster.key)).length / K;
+  }
+  const s = summarise(times);
+  out.push(`| ${JSON.stringify(filter)} | ${matching.length} | ${s.median.toFixed(2)} / **${s.p99.toFixed(2)}** | ${exactK}/${QUERIES} | ${(recall / QUERIES).toFixed(3)} |`);
+}
+out.push('');
+process.stdout.write(`${out.join('\n')}\n`);
+db.close();
