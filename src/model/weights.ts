@@ -143,9 +143,12 @@ export async function fetchWeights(
     const expected = Number(res.headers['content-length'] ?? Number.NaN);
     let received = 0;
     res.on('data', (chunk: Buffer) => (received += chunk.length));
+    const file = createWriteStream(tmp);
     try {
-      await pipeline(res, createWriteStream(tmp));
+      await pipeline(res, file);
     } catch (error) {
+      // A destroyed stream may still be opening its file: wait, or the file appears after the cleanup below.
+      if (!file.closed) await new Promise<void>((resolve) => file.once('close', () => resolve()));
       throw new WeightsUnavailable('failed', `download of ${url} broke off after ${received} bytes: ${(error as Error).message}`);
     }
     if (Number.isFinite(expected) && received !== expected) {
