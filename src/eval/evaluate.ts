@@ -375,8 +375,7 @@ function indexNeighbours(
     onRebuild: (reason) => svc.log.info({ version: model.version, reason }, 'building the vector index'),
   });
   const posters = svc.catalog.all();
-  const byKey = new Map(posters.map((p) => [p.key, p]));
-  const searcher = new Searcher(index, (keys) => svc.embeddings.getMany(model, keys), posters, (keys) => new Map(keys.flatMap((k) => (byKey.has(k) ? [[k, byKey.get(k)!]] : []))));
+  const searcher = new Searcher(index, (keys) => svc.embeddings.getMany(model, keys), posters, (keys) => svc.catalog.getMany(keys));
   const inGallery = new Set(gallery.map((p) => p.key));
   const exclude = new Set(posters.filter((p) => !inGallery.has(p.key)).map((p) => p.key));
   const voters: Voter[][] = [];

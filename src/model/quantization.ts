@@ -1,13 +1,12 @@
-import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { renderInputs, writeManifest } from '../catalog/manifest.js';
 import type { Catalog, Poster } from '../state/catalog.js';
-import { copyAtomically } from '../state/files.js';
 import { unfaithful, type ModelRegistry, type ModelVersion } from '../state/models.js';
 import { ensurePython, runTraining } from './python.js';
+import { registerInt8Dir } from './registration.js';
 
 /** Posters of each split the quantisation reads: calibration from train, the parity check on val. */
 const CALIBRATE = 256;
@@ -30,9 +29,8 @@ function spread(posters: Poster[], count: number): Poster[] {
 /**
  * Gives a version its int8 variant: `python -m training quantize` on its float32 file (static QDQ,
  * per-channel int8 weights), calibrated on catalog posters rendered by the server's own
- * preprocessing and checked against float32 on val posters. The file is stored beside the
- * float32 one as models/<version>.int8.onnx, with its own checksum; the quantisation settings and
- * parity figures go into the variant's details. Returns the int8 variant.
+ * preprocessing and checked against float32 on val posters, then recorded by registerInt8Dir.
+ * Returns the int8 variant.
  */
 export async function addInt8Variant(model: ModelVersion, deps: QuantizeDeps, onStatus: (status: string) => void = () => {}, signal?: AbortSignal): Promise<ModelVersion> {
   const { config, catalog, models, log } = deps;
@@ -68,13 +66,8 @@ export async function addInt8Variant(model: ModelVersion, deps: QuantizeDeps, on
       },
       signal,
     );
-    const meta = JSON.parse(readFileSync(join(out, 'model.json'), 'utf8')) as { quantization?: Record<string, unknown> };
-    const bytes = readFileSync(join(out, 'model.onnx'));
-    const sha = createHash('sha256').update(bytes).digest('hex');
-    const filePath = `models/${model.version}.int8.onnx`;
-    copyAtomically(join(out, 'model.onnx'), join(config.dataDir, filePath));
-    models.addVariant(model.version, 'int8', filePath, sha, { quantization: meta.quantization ?? null }, new Date().toISOString());
-    log.info({ version: model.version, parity: meta.quantization?.parity, bytes: bytes.byteLength }, 'int8 variant ready');
+    registerInt8Dir(out, model.version, config.dataDir, models);
+    log.info({ version: model.version, ...models.variantDetails(model.version, 'int8') }, 'int8 variant ready');
     return models.get(model.version, 'int8')!;
   } finally {
     rmSync(work, { recursive: true, force: true });

@@ -30,8 +30,7 @@ export function registerModelDir(
 ): ModelVersion {
   const sidecar = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as ModelSidecar;
   if (sidecar.format !== 'marquee-model/1') throw new Error(`${dir}/model.json has format "${sidecar.format}", expected marquee-model/1`);
-  const onnx = readFileSync(join(dir, 'model.onnx'));
-  const sha = createHash('sha256').update(onnx).digest('hex');
+  const sha = fileSha256(join(dir, 'model.onnx'));
   const version = `${kind}-${sha.slice(0, 12)}`;
   const existing = registry.get(version);
   if (existing) return existing;
@@ -56,4 +55,21 @@ export function registerModelDir(
     checkpointPath: hasCheckpoint ? `models/${version}.pt` : null,
     createdAt: new Date().toISOString(),
   });
+}
+
+/**
+ * Records the int8 copy that `python -m training quantize` wrote to `dir` (model.onnx + model.json)
+ * as the version's int8 variant: the file copied under the data dir as models/<version>.int8.onnx,
+ * its checksum, and the quantisation settings and parity figures from model.json.
+ */
+export function registerInt8Dir(dir: string, version: string, dataDir: string, registry: ModelRegistry): void {
+  const meta = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as { quantization?: Record<string, unknown> };
+  const filePath = `models/${version}.int8.onnx`;
+  const sha = fileSha256(join(dir, 'model.onnx'));
+  copyAtomically(join(dir, 'model.onnx'), join(dataDir, filePath));
+  registry.addVariant(version, 'int8', filePath, sha, { quantization: meta.quantization ?? null }, new Date().toISOString());
+}
+
+function fileSha256(file: string): string {
+  return createHash('sha256').update(readFileSync(file)).digest('hex');
 }

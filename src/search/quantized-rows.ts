@@ -6,6 +6,9 @@ const MAGIC = 0x3152514d; // "MQR1" little-endian
 const HEADER = 16;
 const SCALE = 127;
 
+/** A unit vector's component as int8. */
+const quantize = (x: number): number => Math.round(Math.max(-1, Math.min(1, x)) * SCALE);
+
 /**
  * A compact copy of one version's unit vectors, one int8 row per poster (a quarter of float32), for
  * what the HNSW graph cannot do: an exact scan over the posters a filter leaves. Distances from it
@@ -42,7 +45,7 @@ export class QuantizedRows {
       this.rowOf.set(key, row);
     }
     const base = row * this.dims;
-    for (let d = 0; d < this.dims; d++) this.data[base + d] = Math.round(Math.max(-1, Math.min(1, vector[d]!)) * SCALE);
+    for (let d = 0; d < this.dims; d++) this.data[base + d] = quantize(vector[d]!);
   }
 
   delete(key: number): void {
@@ -70,8 +73,7 @@ export class QuantizedRows {
     if (this.gathered.length < rows.length * dims) this.gathered = new Int8Array(Math.ceil(rows.length * 1.5) * dims);
     const block = this.gathered.subarray(0, rows.length * dims);
     for (let i = 0; i < rows.length; i++) block.set(this.data.subarray(rows[i]! * dims, (rows[i]! + 1) * dims), i * dims);
-    const q = new Int8Array(dims);
-    for (let d = 0; d < dims; d++) q[d] = Math.round(Math.max(-1, Math.min(1, query[d]!)) * SCALE);
+    const q = Int8Array.from(query, quantize);
     const found = usearch.exactSearch(block, q, dims, Math.min(count, picked.length), usearch.MetricKind.L2sq, 1) as InstanceType<typeof usearch.Matches>;
     const out: Neighbor[] = [];
     for (let i = 0; i < found.keys.length; i++) {

@@ -2,8 +2,7 @@ import type { Poster } from '../state/catalog.js';
 import { hasFilter, matches, PosterFilters, type FilterFields, type SearchFilter } from './poster-filters.js';
 import type { Neighbor, VectorIndex } from './vector-index.js';
 
-export type { FilterFields, SearchFilter } from './poster-filters.js';
-export { matches } from './poster-filters.js';
+export type { SearchFilter } from './poster-filters.js';
 
 export interface Hit {
   poster: Poster;

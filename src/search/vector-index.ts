@@ -57,6 +57,16 @@ function newIndex(dims: number, scalar: IndexScalar): UsearchIndex {
   });
 }
 
+/** What a checkpoint's files hold, in memory. */
+interface Checkpoint {
+  index: UsearchIndex;
+  rows: QuantizedRows;
+  seq: number;
+}
+
+/** The int8 rows file beside a graph file: `<version>.usearch` → `<version>.rows`. */
+const rowsPath = (file: string): string => `${file.replace(/\.usearch$/, '')}.rows`;
+
 /** How many candidates a graph search keeps while it walks (usearch's expansion): recall against speed. */
 export const DEFAULT_EXPANSION = 64;
 
@@ -118,11 +128,15 @@ export class VectorIndex {
 
   static open(file: string, source: EmbeddingSource, options: OpenOptions = {}): VectorIndex {
     const scalar = options.scalar ?? 'f32';
-    const loaded = VectorIndex.load(file, source, scalar);
-    if (typeof loaded !== 'string') {
-      const opened = new VectorIndex(file, loaded.index, loaded.rows, source.dims, scalar, source, loaded.seq, null);
+    const start = (parts: Checkpoint, rebuilt: string | null) => {
+      const opened = new VectorIndex(file, parts.index, parts.rows, source.dims, scalar, source, parts.seq, rebuilt);
       opened.expansion = options.expansion ?? DEFAULT_EXPANSION;
       opened.replayed = opened.replay();
+      return opened;
+    };
+    const loaded = VectorIndex.load(file, source, scalar);
+    if (typeof loaded !== 'string') {
+      const opened = start(loaded, null);
       // Both files converge on SQLite's state by the replay, whichever checkpoint each was written at.
       if (opened.size === opened.rows.size) {
         if (opened.replayed > 0) opened.checkpoint();
@@ -131,16 +145,13 @@ export class VectorIndex {
     }
     const reason = typeof loaded === 'string' ? loaded : 'graph and rows disagree';
     options.onRebuild?.(reason);
-    const built = VectorIndex.build(file, source, scalar);
-    const opened = new VectorIndex(file, built.index, built.rows, source.dims, scalar, source, built.seq, reason);
-    opened.expansion = options.expansion ?? DEFAULT_EXPANSION;
-    opened.replayed = opened.replay();
+    const opened = start(VectorIndex.build(file, source, scalar), reason);
     opened.checkpoint();
     return opened;
   }
 
   /** The checkpoint's files, or why they cannot be used. */
-  private static load(file: string, source: EmbeddingSource, scalar: IndexScalar): { index: UsearchIndex; rows: QuantizedRows; seq: number } | string {
+  private static load(file: string, source: EmbeddingSource, scalar: IndexScalar): Checkpoint | string {
     if (!existsSync(file)) return 'missing';
     let meta: IndexMeta;
     try {
@@ -155,14 +166,14 @@ export class VectorIndex {
     try {
       const index = newIndex(source.dims, scalar);
       index.load(file);
-      const rows = QuantizedRows.read(`${file.replace(/\.usearch$/, '')}.rows`, source.dims);
+      const rows = QuantizedRows.read(rowsPath(file), source.dims);
       return { index, rows, seq: meta.seq };
     } catch {
       return 'corrupt';
     }
   }
 
-  private static build(file: string, source: EmbeddingSource, scalar: IndexScalar): { index: UsearchIndex; rows: QuantizedRows; seq: number } {
+  private static build(file: string, source: EmbeddingSource, scalar: IndexScalar): Checkpoint {
     // The log position first: a change committed while the embeddings are read is replayed at the next open.
     const seq = source.lastChange();
     const index = newIndex(source.dims, scalar);
@@ -196,7 +207,6 @@ export class VectorIndex {
    */
   private checkpoint(): void {
     const seq = this.seq;
-    const rowsFile = `${this.file.replace(/\.usearch$/, '')}.rows`;
     const tmp = temporaryPath(this.file);
     try {
       this.index.save(tmp);
@@ -204,7 +214,7 @@ export class VectorIndex {
     } finally {
       rmSync(tmp, { force: true });
     }
-    writeAtomically(rowsFile, this.rows.serialize());
+    writeAtomically(rowsPath(this.file), this.rows.serialize());
     const meta: IndexMeta = { format: 'marquee-index/2', dims: this.dims, scalar: this.scalar, count: this.size, seq };
     writeAtomically(`${this.file}.json`, JSON.stringify(meta));
     this.source.pruneChanges(seq);

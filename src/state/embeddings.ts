@@ -122,9 +122,8 @@ export class EmbeddingStore {
     let vectors = new Float32Array(size * dims);
     let n = 0;
     for (const row of rows) {
-      if (row.vector.byteLength !== dims * 4) throw new Error(`embedding of poster ${row.key} has ${row.vector.byteLength / 4} dims, expected ${dims}`);
       keys[n] = BigInt(row.key);
-      vectors.set(asFloat32(row.vector), n * dims);
+      vectors.set(checked(row, dims), n * dims);
       if (++n === size) {
         yield { keys, vectors, dims };
         keys = new BigUint64Array(size);
@@ -143,12 +142,17 @@ export class EmbeddingStore {
     const keys = new BigUint64Array(rows.length);
     const vectors = new Float32Array(rows.length * dims);
     rows.forEach((row, i) => {
-      if (row.vector.byteLength !== dims * 4) throw new Error(`embedding of poster ${row.key} has ${row.vector.byteLength / 4} dims, expected ${dims}`);
       keys[i] = BigInt(row.key);
-      vectors.set(asFloat32(row.vector), i * dims);
+      vectors.set(checked(row, dims), i * dims);
     });
     return { keys, vectors, dims };
   }
+}
+
+/** A stored row's vector, refused when it does not have the model's dims. */
+function checked(row: { key: number; vector: Buffer }, dims: number): Float32Array {
+  if (row.vector.byteLength !== dims * 4) throw new Error(`embedding of poster ${row.key} has ${row.vector.byteLength / 4} dims, expected ${dims}`);
+  return asFloat32(row.vector);
 }
 
 function asFloat32(bytes: Buffer): Float32Array {
