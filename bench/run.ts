@@ -183,7 +183,7 @@ function notes(r: BenchResults): string[] {
   for (const c of [1, 16]) {
     const rows = r.http?.rows.filter((x) => x.connections === c) ?? [];
     if (rows.length > 1) {
-      out.push(`c=${c} by setting: ` + rows.map((x) => `${x.setting} ${x.reqPerS.toFixed(1)} req/s, p50 ${x.p50Ms} ms`).join('; ') + '.');
+      out.push(`c=${c} by setting: ` + rows.map((x) => `${x.setting} ${x.reqPerS.toFixed(1)} req/s, p50 ${x.p50Ms.toFixed(1)} ms`).join('; ') + '.');
     }
   }
   return out;

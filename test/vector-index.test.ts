@@ -64,8 +64,10 @@ function world(): World {
 }
 
 const open = (w: World, scalar: IndexScalar = 'f32') => VectorIndex.open(w.file, w.embeddings.source(SPACE, DIMS), { scalar });
+/** Stored vectors the searchers read from SQLite (a search needs none: a scan reranks from memory). */
+let vectorReads = 0;
 const searcherOf = (w: World, index: VectorIndex, exactScanLimit?: number) =>
-  new Searcher(index, (keys) => w.embeddings.getMany(SPACE, keys), w.catalog.filterFields(), (keys) => w.catalog.getMany(keys), exactScanLimit);
+  new Searcher(index, (keys) => ((vectorReads += keys.length), w.embeddings.getMany(SPACE, keys)), w.catalog.filterFields(), (keys) => w.catalog.getMany(keys), exactScanLimit);
 
 /** What the index should hold: exactly SQLite's embeddings. */
 function assertHoldsSqlite(w: World, index: VectorIndex): void {
@@ -147,6 +149,7 @@ describe('the vector index: a checkpoint plus the change log', () => {
     const years = posters.filter((p) => p.year !== null).length;
     assert.ok(genreCount(broad) > 500 && genreCount(rare) < 100 && years > 50, 'the sample has a broad genre, a rare one and posters with a year');
     const filters: SearchFilter[] = [{ genre: broad }, { genre: rare }, { yearFrom: 1990, yearTo: 1999 }, { genre: broad, yearFrom: 2000 }];
+    vectorReads = 0;
     for (const filter of filters) {
       for (const seed of [3, 50, 400]) {
         const query = vectorFor(100_000 + seed);
@@ -159,6 +162,7 @@ describe('the vector index: a checkpoint plus the change log', () => {
         }
       }
     }
+    assert.equal(vectorReads, 0, 'no stored vector read from SQLite');
     const perYear = new Map<number, number>();
     for (const p of posters) if (p.year !== null) perYear.set(p.year, (perYear.get(p.year) ?? 0) + 1);
     const [year, few] = [...perYear].sort((a, b) => a[1] - b[1])[0]!;

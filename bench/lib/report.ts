@@ -129,7 +129,7 @@ export function renderMarkdown(r: BenchResults): string {
   const h = r.http;
   if (h) {
     out.push(`## (b) HTTP load — ${h.endpoint}`, '');
-    out.push(`Poster ${h.poster.id} (${h.poster.width}x${h.poster.height}, ${h.poster.bytes} bytes); autocannon in a process of its own (bench/lib/load-process.ts), server in another, on the same ${m.cores} cores.`, '');
+    out.push(`Poster ${h.poster.id} (${h.poster.width}x${h.poster.height}, ${h.poster.bytes} bytes); autocannon in a process of its own (bench/lib/load-process.ts), server in another, on the same ${m.cores} cores; latencies from autocannon's per-response times in fractional ms (its histogram keeps whole ms).`, '');
     out.push(
       table(
         ['setting', 'connections', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'mean batch size', 'forward ms/batch (server)', 'requests', 'non-2xx / errors', 'autocannon CPU (cores)', 'other CPU'],
@@ -137,9 +137,9 @@ export function renderMarkdown(r: BenchResults): string {
           row.setting,
           String(row.connections),
           f(row.reqPerS, 2),
-          f(row.p50Ms, 0),
-          f(row.p90Ms, 0),
-          f(row.p99Ms, 0),
+          f(row.p50Ms, 1),
+          f(row.p90Ms, 1),
+          f(row.p99Ms, 1),
           f(row.meanBatchSize, 2),
           f(row.meanBatchForwardMs, 1),
           String(row.requests),

@@ -113,10 +113,10 @@ export async function benchHttp(ctx: BenchContext, variants: HttpVariant[], prog
           non2xx: r.non2xx,
           errors: r.errors,
           reqPerS: r['2xx'] / r.duration,
-          p50Ms: r.latency.p50,
-          p90Ms: r.latency.p90,
-          p99Ms: r.latency.p99,
-          meanMs: r.latency.average,
+          p50Ms: run_.latencyMs.p50,
+          p90Ms: run_.latencyMs.p90,
+          p99Ms: run_.latencyMs.p99,
+          meanMs: run_.latencyMs.mean,
           meanBatchSize: size.mean,
           batches: size.count,
           meanBatchForwardMs: forward.mean * 1000,
@@ -126,7 +126,7 @@ export async function benchHttp(ctx: BenchContext, variants: HttpVariant[], prog
         };
         result.rows.push(row);
         progress(
-          `c=${String(connections).padStart(2)} (${variant.setting}): ${row.reqPerS.toFixed(2)} req/s, p50 ${row.p50Ms} ms, p99 ${row.p99Ms} ms, ` +
+          `c=${String(connections).padStart(2)} (${variant.setting}): ${row.reqPerS.toFixed(2)} req/s, p50 ${row.p50Ms.toFixed(2)} ms, p99 ${row.p99Ms.toFixed(2)} ms, ` +
             `mean batch ${row.meanBatchSize.toFixed(2)}${row.non2xx || row.errors ? `, ${row.non2xx} non-2xx, ${row.errors} errors` : ''}`,
         );
       }
@@ -139,13 +139,21 @@ export async function benchHttp(ctx: BenchContext, variants: HttpVariant[], prog
 
 const execFileAsync = promisify(execFile);
 
+interface LoadRun {
+  result: autocannon.Result;
+  /** The 2xx responses' latencies from autocannon's per-response times, in fractional ms. */
+  latencyMs: { p50: number; p90: number; p99: number; mean: number };
+  cpuSeconds: number;
+  wallSeconds: number;
+}
+
 /** One autocannon run in its own process (bench/lib/load-process.ts). */
-async function loadProcess(root: string, options: Record<string, unknown>): Promise<{ result: autocannon.Result; cpuSeconds: number; wallSeconds: number }> {
+async function loadProcess(root: string, options: Record<string, unknown>): Promise<LoadRun> {
   const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', join(root, 'bench', 'lib', 'load-process.ts'), JSON.stringify(options)], {
     cwd: root,
     maxBuffer: 64 * 1024 * 1024,
   });
-  return JSON.parse(stdout.trim().split('\n').pop()!) as { result: autocannon.Result; cpuSeconds: number; wallSeconds: number };
+  return JSON.parse(stdout.trim().split('\n').pop()!) as LoadRun;
 }
 
 /** Sequential requests, each timed by the client and broken down by the server's Server-Timing header. */

@@ -22,6 +22,12 @@ export function matches(poster: Omit<FilterFields, 'key'>, filter: SearchFilter)
   return true;
 }
 
+export interface Candidates {
+  size: number;
+  keys: () => Iterable<number>;
+  all: boolean;
+}
+
 /**
  * The posters a searcher covers, by what filters look at (year and genres; the rest stays in
  * SQLite), with the keys of each genre and each year, so that a filter's matches can be counted
@@ -66,11 +72,12 @@ export class PosterFilters {
   }
 
   /**
-   * The keys a filter's most selective part leaves (each still to be checked against the whole
-   * filter), or null when the filter narrows nothing. Their number bounds the matches from above.
+   * The keys a filter's most selective part leaves, or null when the filter narrows nothing. Their
+   * number bounds the matches from above; `all` says every one of them matches (the filter has no
+   * other part), so that a caller need not look each up to check the rest.
    */
-  candidates(filter: SearchFilter): { size: number; keys: () => Iterable<number> } | null {
-    const options: { size: number; keys: () => Iterable<number> }[] = [];
+  candidates(filter: SearchFilter): Candidates | null {
+    const options: Omit<Candidates, 'all'>[] = [];
     if (filter.genre !== undefined) {
       const keys = this.byGenre.get(filter.genre) ?? new Set<number>();
       options.push({ size: keys.size, keys: () => keys });
@@ -82,7 +89,8 @@ export class PosterFilters {
       options.push({ size: years.reduce((n, keys) => n + keys.size, 0), keys: () => years.flatMap((keys) => [...keys]) });
     }
     if (options.length === 0) return null;
-    return options.reduce((best, option) => (option.size < best.size ? option : best));
+    const best = options.reduce((best, option) => (option.size < best.size ? option : best));
+    return { ...best, all: options.length === 1 };
   }
 
   private index(poster: FilterFields): void {

@@ -12,20 +12,17 @@ export interface Hit {
 }
 
 /**
- * A filter leaving at most this many posters is answered by an exact scan of their int8 rows; one
- * leaving more, by the graph, over-fetching by its selectivity.
+ * A filter leaving at most this many posters is answered by an exact scan of their int8 rows
+ * (QuantizedRows); one leaving more, by the graph, over-fetching by its selectivity.
  */
 export const EXACT_SCAN_LIMIT = 20_000;
-
-/** Rows an int8 scan keeps for the float32 rerank, beyond k. */
-const RERANK_EXTRA = 8;
 
 /**
  * Nearest-neighbour search over one model version's index, with metadata filters and exclusions.
  * The live catalog changes it through put/update/remove, after SQLite has committed the change.
  * In memory it keeps only what filters look at; the hits' posters are read from SQLite (`posters`),
- * and float32 vectors (`vectors`) only to rerank a scan of the int8 rows. The graph's answers
- * carry the distances of its own storage (exact in f32; within about 1e-3 in f16).
+ * as are stored vectors asked for by key (`vectors`). The graph's answers carry the distances of its
+ * own storage (exact in f32; within about 1e-3 in f16), a scan's those of its rows (within about 1e-5).
  */
 export class Searcher {
   private readonly filters: PosterFilters;
@@ -85,7 +82,11 @@ export class Searcher {
     const total = this.index.size;
     if (total === 0 || k <= 0) return [];
     const candidates = hasFilter(filter) ? this.filters.candidates(filter) : null;
-    if (candidates && candidates.size <= this.exactScanLimit) return this.scan(query, k, filterKeys(candidates.keys(), accept));
+    if (candidates && candidates.size <= this.exactScanLimit) {
+      // Looking each candidate up again costs a cache miss apiece in a catalog of a million.
+      const pass = candidates.all ? (key: number) => !exclude.has(key) : accept;
+      return this.scan(query, k, filterKeys(candidates.keys(), pass));
+    }
     const share = candidates ? Math.max(candidates.size / total, 1e-6) : 1;
     let fetch = Math.min(total, Math.ceil(((candidates ? 2 : 1) * k) / share) + exclude.size);
     for (;;) {
@@ -98,24 +99,7 @@ export class Searcher {
   }
 
   private scan(query: Float32Array, k: number, keys: Iterable<number>): Hit[] {
-    return this.toHits(this.rerank(query, this.index.rows.nearest(query, k + RERANK_EXTRA, keys), k));
-  }
-
-  /** The k nearest of the candidates by their float32 vectors. */
-  private rerank(query: Float32Array, candidates: Neighbor[], k: number): Neighbor[] {
-    const exact: Neighbor[] = [];
-    const vectors = this.vectors(candidates.map((c) => c.key));
-    for (const { key } of candidates) {
-      const vector = vectors.get(key);
-      if (!vector) continue;
-      let sum = 0;
-      for (let d = 0; d < vector.length; d++) {
-        const diff = vector[d]! - query[d]!;
-        sum += diff * diff;
-      }
-      exact.push({ key, distance: Math.sqrt(sum) });
-    }
-    return exact.sort((a, b) => a.distance - b.distance).slice(0, k);
+    return this.toHits(this.index.rows.nearest(query, k, keys));
   }
 
   private toHits(neighbors: Neighbor[]): Hit[] {

@@ -33,7 +33,7 @@ export interface EmbeddingSource {
 
 /** A checkpoint's meta file: the last embedding change its files hold (and, to read, how many vectors). */
 interface IndexMeta {
-  format: 'marquee-index/2';
+  format: 'marquee-index/3';
   dims: number;
   scalar: IndexScalar;
   count: number;
@@ -159,7 +159,7 @@ export class VectorIndex {
     } catch {
       return 'no readable meta file';
     }
-    if (meta.format !== 'marquee-index/2') return `format ${String(meta.format)}`;
+    if (meta.format !== 'marquee-index/3') return `format ${String(meta.format)}`;
     if (meta.dims !== source.dims) return `${meta.dims} dims, the model has ${source.dims}`;
     if (meta.scalar !== scalar) return `stored as ${meta.scalar}, configured ${scalar}`;
     if (meta.seq > source.lastChange()) return 'newer than the database';
@@ -215,7 +215,7 @@ export class VectorIndex {
       rmSync(tmp, { force: true });
     }
     writeAtomically(rowsPath(this.file), this.rows.serialize());
-    const meta: IndexMeta = { format: 'marquee-index/2', dims: this.dims, scalar: this.scalar, count: this.size, seq };
+    const meta: IndexMeta = { format: 'marquee-index/3', dims: this.dims, scalar: this.scalar, count: this.size, seq };
     writeAtomically(`${this.file}.json`, JSON.stringify(meta));
     this.source.pruneChanges(seq);
   }

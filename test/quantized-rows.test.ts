@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { seededRandom } from '../src/figures/random.js';
+import { QuantizedRows } from '../src/search/quantized-rows.js';
+
+const DIMS = 512;
+
+/** 512-d unit vectors in tight clusters (a centre plus a little noise): many near-ties, as real posters have. */
+function clustered(count: number, seed: number): Float32Array[] {
+  const rand = seededRandom(seed);
+  const gaussian = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+  const centres = Array.from({ length: 10 }, () => Float32Array.from({ length: DIMS }, gaussian));
+  return Array.from({ length: count }, (_, i) => {
+    const v = centres[i % centres.length]!.map((c) => c + 0.25 * gaussian());
+    const norm = Math.hypot(...v);
+    return v.map((x) => x / norm);
+  });
+}
+
+function exactNearest(vectors: Float32Array[], query: Float32Array, k: number): { key: number; distance: number }[] {
+  return vectors
+    .map((v, key) => ({ key, distance: Math.sqrt(v.reduce((sum, x, d) => sum + (x - query[d]!) ** 2, 0)) }))
+    .sort((a, b) => a.distance - b.distance)
+    .slice(0, k);
+}
+
+describe('the int8 rows of an index', () => {
+  const vectors = clustered(3000, 5);
+  const queries = clustered(40, 6);
+  const rows = new QuantizedRows(DIMS);
+  vectors.forEach((v, key) => rows.set(key, v));
+  const allKeys = vectors.map((_, key) => key);
+
+  it('a scan finds the float32 nearest, in order, with float32 distances', () => {
+    let sameOrder = 0;
+    for (const query of queries) {
+      const truth = exactNearest(vectors, query, 10);
+      const found = rows.nearest(query, 10, allKeys);
+      if (found.every((n, i) => n.key === truth[i]!.key)) sameOrder++;
+      assert.deepEqual(new Set(found.map((n) => n.key)), new Set(truth.map((t) => t.key)), 'the same ten');
+      found.forEach((n) => assert.ok(Math.abs(n.distance - exactNearest([vectors[n.key]!], query, 1)[0]!.distance) < 1e-5, 'distance within 1e-5'));
+    }
+    assert.equal(sameOrder, queries.length);
+  });
+
+  it('scans only the keys it is given, and forgets deleted and replaced rows', () => {
+    const some = allKeys.filter((key) => key % 3 === 0);
+    for (const query of queries.slice(0, 5)) {
+      const found = rows.nearest(query, 8, some);
+      assert.deepEqual(found.map((n) => n.key), exactNearest(vectors.filter((_, key) => key % 3 === 0), query, 8).map((t) => t.key * 3));
+    }
+    const copy = QuantizedRows.read(save(rows), DIMS);
+    copy.delete(0);
+    assert.ok(!copy.has(0));
+    assert.deepEqual(copy.nearest(vectors[0]!, 1, [0, 1]).map((n) => n.key), [1]);
+    copy.set(1, vectors[2]!);
+    assert.ok(copy.nearest(vectors[2]!, 1, [1])[0]!.distance < 1e-4, 'the replaced row holds the new vector');
+  });
+
+  it('a saved copy reads back with the same answers; a damaged file is refused', () => {
+    const file = save(rows);
+    const copy = QuantizedRows.read(file, DIMS);
+    assert.equal(copy.size, rows.size);
+    for (const query of queries.slice(0, 10)) assert.deepEqual(copy.nearest(query, 8, allKeys), rows.nearest(query, 8, allKeys));
+    assert.throws(() => QuantizedRows.read(file, 256), /dims/);
+    const bytes = rows.serialize();
+    writeFileSync(file, bytes.subarray(0, bytes.length - 1));
+    assert.throws(() => QuantizedRows.read(file, DIMS), /truncated/);
+  });
+});
+
+function save(rows: QuantizedRows): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'marquee-rows-')), 'x.rows');
+  writeFileSync(file, rows.serialize());
+  return file;
+}
