@@ -140,13 +140,31 @@ function compare(r: BenchResults): Comparison[] {
     );
   }
   push('PyTorch eager/bare ORT, batch 16', 'torch forward ms/batch ÷ bare ORT ms/batch', row('torch-eager', 16)?.medianMs, row('bare-ort', 16)?.medianMs, 'informative', () => true);
-  // The unavoidable work per request: one poster's preprocessing plus its share of a forward pass.
+  // The unavoidable work per request: one poster's preprocessing plus its share of a forward pass
+  // (at c=1, the preprocessing of the very poster the HTTP section uploads).
   const preprocessMs = r.embedding?.preprocess.total.median;
+  const request = r.embedding?.request;
   const b1 = row('bare-ort', 1);
   const b16 = row('bare-ort', 16);
-  const floorMs = b1 && preprocessMs !== undefined ? b1.medianMs + preprocessMs : undefined;
+  const floorMs = b1 && request ? b1.medianMs + request.preprocess.median : undefined;
   const boundReqPerS = b16 && preprocessMs !== undefined ? 1000 / (b16.medianMs / 16 + preprocessMs) : undefined;
-  push('HTTP p50 at c=1 / (forward at batch 1 + preprocessing)', 'p50 latency at c=1 ÷ (bare ORT ms at batch 1 + preprocessing ms of one poster)', http(1)?.p50Ms, floorMs, '≤ 1.2', (x) => x <= 1.2);
+  push('HTTP p50 at c=1 / (forward at batch 1 + preprocessing)', 'p50 latency at c=1 ÷ (bare ORT ms at batch 1 + preprocessing ms of the uploaded poster, each timed alone)', http(1)?.p50Ms, floorMs, '≤ 1.2', (x) => x <= 1.2);
+  push(
+    'the same two steps in turn, no server / (forward at batch 1 + preprocessing)',
+    'preprocess then bare ORT batch 1, one after the other, ms ÷ the same floor: what alternating the two costs by itself',
+    request?.inTurnBare.median,
+    floorMs,
+    'informative (the least a request costs)',
+    () => true,
+  );
+  push(
+    'HTTP p50 at c=1 / the two steps in turn through the Embedder',
+    "p50 latency at c=1 ÷ (preprocess then Embedder.embed, one after the other): what HTTP, multipart, the search and the answer add",
+    http(1)?.p50Ms,
+    request?.inTurnEmbedder.median,
+    'informative',
+    () => true,
+  );
   push('HTTP req/s at c=16 / bound', 'req/s at c=16 ÷ 1000 / (bare ORT ms per image at batch 16 + preprocessing ms per poster)', http(16)?.reqPerS, boundReqPerS, '≥ 0.9', (x) => x >= 0.9);
   const best = r.http?.rows.filter((x) => x.connections === 16).sort((a, b) => b.reqPerS - a.reqPerS)[0];
   if (best && best.setting !== 'default') {

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -83,4 +83,13 @@ export function createContext(env: NodeJS.ProcessEnv = process.env): BenchContex
 
 export function posterBytes(ctx: BenchContext, poster: Poster): Buffer {
   return readFileSync(join(ctx.dataDir, poster.imagePath));
+}
+
+/** The poster the HTTP section uploads, and whose request work the embedding section measures: the test-split poster with the median file size. */
+export function httpPoster(ctx: BenchContext): { poster: Poster; file: string; bytes: number } {
+  const candidates = ctx.testPosters
+    .map((p) => ({ poster: p, file: join(ctx.dataDir, p.imagePath) }))
+    .map((c) => ({ ...c, bytes: statSync(c.file).size }))
+    .sort((a, b) => a.bytes - b.bytes);
+  return candidates[Math.floor(candidates.length / 2)]!;
 }

@@ -106,6 +106,17 @@ export function renderMarkdown(r: BenchResults): string {
         `${f(p.concurrent16PerS, 0)} posters/s with 16 in flight (other CPU ${disturbed(p.otherCpuShare, p.attempts)}).`,
       '',
     );
+    const q = e.request;
+    const bare1 = e.rows.find((row) => row.impl === 'bare-ort' && row.batch === 1);
+    if (q && bare1) {
+      out.push(
+        `One request's work at c=1, for the poster the HTTP section uploads (${q.posterId}), medians: preprocessing alone **${f(q.preprocess.median, 2)} ms**, ` +
+          `a batch-1 forward alone ${f(bare1.medianMs, 2)} ms (sum ${f(q.preprocess.median + bare1.medianMs, 2)} ms); the two in turn, as a request does them: ` +
+          `**${f(q.inTurnBare.median, 2)} ms** with bare ORT, **${f(q.inTurnEmbedder.median, 2)} ms** through the Embedder's worker. ` +
+          'Each step alone runs with warm caches; in turn, each starts with the caches full of the other\'s data.',
+        '',
+      );
+    }
     out.push(
       `MicroBatcher: maxBatchSize ${e.batcher.maxBatchSize}, maxWaitMs ${e.batcher.maxWaitMs}; batch sizes it formed: ` +
         Object.entries(e.batcher.observedBatchSizes)

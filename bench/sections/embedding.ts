@@ -7,7 +7,7 @@ import ort from 'onnxruntime-node';
 import { MicroBatcher } from '../../src/model/batcher.js';
 import { decodeRgb, normalise, preprocess, resizeRgb } from '../../src/model/preprocess.js';
 import { loadEmbedder } from '../../src/service/engine.js';
-import { posterBytes, type BenchContext } from '../lib/context.js';
+import { httpPoster, posterBytes, type BenchContext } from '../lib/context.js';
 import type { Interference } from '../lib/interference.js';
 import { nowMs, ratio, repeat, summarise, type Summary } from '../lib/stats.js';
 
@@ -53,6 +53,11 @@ export interface EmbeddingResult {
   provider: string;
   batcher: { maxBatchSize: number; maxWaitMs: number; observedBatchSizes: Record<string, number> };
   preprocess: PreprocessResult;
+  /**
+   * One request's work at c=1, for the HTTP section's poster, ms: its preprocessing alone, and
+   * preprocessing then a batch-1 forward in turn (bare ORT; the server's Embedder on its worker).
+   */
+  request: { posterId: string; preprocess: Summary; inTurnBare: Summary; inTurnEmbedder: Summary };
   rows: ForwardRow[];
   parity: { embedderVsBareMaxAbs: number; torchVsOrtMaxAbs: number | null };
   /**
@@ -93,6 +98,7 @@ export async function benchEmbedding(ctx: BenchContext, progress: (line: string)
     const { value, interference, attempts } = await ctx.monitor.clean(label, fn, {}, retry(label));
     return { s: value, share: interference.shareOfMachine, attempts };
   };
+  const measured = async (label: string, fn: () => Promise<unknown>) => (await ctx.monitor.clean(label, () => repeat(fn, ctx.repeat), {}, retry(label))).value;
   const addRow = (impl: Implementation, batch: number, m: { s: Summary; share: number; attempts: number }, note?: string) => {
     const { s } = m;
     const row: ForwardRow = {
@@ -128,6 +134,15 @@ export async function benchEmbedding(ctx: BenchContext, progress: (line: string)
     addRow('bare-ort', batch, await clean('bare-ort', batch, () => repeat(() => session.run(feeds), ctx.repeat)));
     if (batch === maxBatch) bareReference = ((await session.run(feeds))[model.outputName]!.data as Float32Array).slice();
   }
+  // One request's work at c=1, for the poster the HTTP section uploads: its preprocessing alone, and
+  // preprocessing then a batch-1 forward pass one after the other, as a request does them. Alone,
+  // each step runs in a loop of its own with warm caches; in turn, each finds the caches full of the
+  // other's data. No server is involved, so this is the least a request can cost on this machine.
+  const requestBytes = readFileSync(httpPoster(ctx).file);
+  const shape = [1, 3, model.inputHeight, model.inputWidth];
+  const forwardOf = (tensor: Float32Array) => session.run({ [model.inputName]: new ort.Tensor('float32', tensor, shape) });
+  const requestPreprocess = await measured('preprocess, the HTTP poster', () => preprocess(requestBytes, spec, ctx.config.maxPixels));
+  const inTurnBare = await measured('preprocess then bare ORT', async () => forwardOf((await preprocess(requestBytes, spec, ctx.config.maxPixels)).tensor));
   await session.release();
 
   // The server's path: the Embedder the engine loads (loadEmbedder, same config), then the MicroBatcher in front of it.
@@ -141,6 +156,7 @@ export async function benchEmbedding(ctx: BenchContext, progress: (line: string)
       out.forEach((v, i) => v.forEach((x, d) => (embedderVsBareMaxAbs = Math.max(embedderVsBareMaxAbs, Math.abs(x - bareReference[i * model.dims + d]!)))));
     }
   }
+  const inTurnEmbedder = await measured('preprocess then embedder', async () => embedder.embed([(await preprocess(requestBytes, spec, ctx.config.maxPixels)).tensor]));
   const eventLoop = { batch: maxBatch, ...(await eventLoopDuring(() => embedder.embed(tensors.slice(0, maxBatch)))) };
   progress(`event loop during one batch-${maxBatch} embed (${eventLoop.forwardMs.toFixed(0)} ms): 1 ms timer fired ${eventLoop.timerFirings}×, longest gap ${eventLoop.longestGapMs.toFixed(0)} ms`);
   const observed: Record<string, number> = {};
@@ -211,6 +227,7 @@ export async function benchEmbedding(ctx: BenchContext, progress: (line: string)
     provider,
     batcher: { maxBatchSize: batcherOptions.maxBatchSize, maxWaitMs: batcherOptions.maxWaitMs, observedBatchSizes: observed },
     preprocess: preprocessResult,
+    request: { posterId: httpPoster(ctx).poster.id, preprocess: requestPreprocess, inTurnBare, inTurnEmbedder },
     rows,
     parity: { embedderVsBareMaxAbs, torchVsOrtMaxAbs },
     eventLoop,

@@ -1,10 +1,10 @@
 import { execFile } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type autocannon from 'autocannon';
 import { histogramDelta, scrapeMetrics, startServer, type BenchServer } from '../lib/server.js';
-import type { BenchContext } from '../lib/context.js';
+import { httpPoster, type BenchContext } from '../lib/context.js';
 
 export const CONCURRENCY = [1, 4, 16] as const;
 
@@ -56,12 +56,8 @@ export interface HttpVariant {
 
 /** Section (b): autocannon against the real server, POST /posters/similar?k=8 with a real poster. */
 export async function benchHttp(ctx: BenchContext, variants: HttpVariant[], progress: (line: string) => void): Promise<HttpResult> {
-  // A real poster of typical size: the test-split poster with the median file size.
-  const candidates = ctx.testPosters
-    .map((p) => ({ poster: p, file: join(ctx.dataDir, p.imagePath) }))
-    .map((c) => ({ ...c, bytes: statSync(c.file).size }))
-    .sort((a, b) => a.bytes - b.bytes);
-  const chosen = candidates[Math.floor(candidates.length / 2)]!;
+  // A real poster of typical size.
+  const chosen = httpPoster(ctx);
   const path = '/posters/similar?k=8';
   const result: HttpResult = {
     endpoint: `POST ${path} (multipart field "image")`,

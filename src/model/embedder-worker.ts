@@ -8,12 +8,15 @@ const options = workerData as EmbedderOptions;
 const port = parentPort!;
 
 function sessionOptions(spinning: boolean): ort.InferenceSession.SessionOptions {
+  const spin = spinning ? '1' : '0';
   return {
     graphOptimizationLevel: 'all',
     intraOpNumThreads: options.threads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
-    extra: { session: { intra_op: { allow_spinning: spinning ? '1' : '0' }, inter_op: { allow_spinning: spinning ? '1' : '0' } } },
+    // Threads spin between the graph's parallel sections but stop when a run returns: spinning on
+    // after it takes the CPU that answers the request and decodes the next upload (p99 at c=1 21 → 16 ms).
+    extra: { session: { force_spinning_stop: '1', intra_op: { allow_spinning: spin }, inter_op: { allow_spinning: spin } } },
   };
 }
 

@@ -113,12 +113,26 @@ export class Engine {
     return this.batcher.depth;
   }
 
-  /** Decodes, checks and embeds an uploaded image through the shared micro-batcher. */
-  async embedUpload(bytes: Buffer): Promise<{ vector: Float32Array; image: RgbImage; timing: { preprocessMs: number; embedMs: number } }> {
+  /**
+   * Decodes, checks and embeds an uploaded image through the shared micro-batcher. `whileEmbedding`
+   * is called with the decoded picture once its forward pass is under way, for work that needs the
+   * picture but not the vector (it runs while this thread would otherwise wait).
+   */
+  async embedUpload(
+    bytes: Buffer,
+    whileEmbedding?: (image: RgbImage) => void,
+  ): Promise<{ vector: Float32Array; image: RgbImage; timing: { preprocessMs: number; embedMs: number } }> {
     const started = performance.now();
     const { tensor, image } = await preprocess(bytes, this.model.preprocessing, this.maxPixels);
     const preprocessed = performance.now();
-    const vector = await this.batcher.submit(tensor);
+    const embedding = this.batcher.submit(tensor);
+    try {
+      whileEmbedding?.(image);
+    } catch (error) {
+      embedding.catch(() => {}); // no one waits for it now
+      throw error;
+    }
+    const vector = await embedding;
     return { vector, image, timing: { preprocessMs: preprocessed - started, embedMs: performance.now() - preprocessed } };
   }
 

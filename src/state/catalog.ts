@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type Database from 'better-sqlite3';
 import type { Db } from './db.js';
 
 export type Split = 'train' | 'val' | 'test';
@@ -61,7 +62,16 @@ function fromRow(row: PosterRow): Poster {
 
 /** The poster catalog in SQLite. */
 export class Catalog {
-  constructor(private readonly db: Db) {}
+  // Prepared once: the search path reads posters on every request.
+  private readonly byId: Database.Statement<[string], PosterRow>;
+  private readonly byKeys: Database.Statement<[string], PosterRow>;
+  private readonly byPixels: Database.Statement<[string], PosterRow>;
+
+  constructor(private readonly db: Db) {
+    this.byId = db.prepare('SELECT * FROM posters WHERE id = ?');
+    this.byKeys = db.prepare('SELECT * FROM posters WHERE key IN (SELECT value FROM json_each(?))');
+    this.byPixels = db.prepare('SELECT * FROM posters WHERE pixel_sha256 = ? ORDER BY key LIMIT 1');
+  }
 
   /**
    * The catalog's state as one hash: every poster's key, picture, genres and split. What is derived
@@ -80,7 +90,7 @@ export class Catalog {
   }
 
   get(id: string): Poster | null {
-    const row = this.db.prepare('SELECT * FROM posters WHERE id = ?').get(id) as PosterRow | undefined;
+    const row = this.byId.get(id);
     return row ? fromRow(row) : null;
   }
 
@@ -88,8 +98,7 @@ export class Catalog {
   getMany(keys: number[]): Map<number, Poster> {
     const out = new Map<number, Poster>();
     if (keys.length === 0) return out;
-    const rows = this.db.prepare('SELECT * FROM posters WHERE key IN (SELECT value FROM json_each(?))').all(JSON.stringify(keys)) as PosterRow[];
-    for (const row of rows) out.set(row.key, fromRow(row));
+    for (const row of this.byKeys.all(JSON.stringify(keys))) out.set(row.key, fromRow(row));
     return out;
   }
 
@@ -104,7 +113,7 @@ export class Catalog {
   }
 
   byPixelSha256(sha: string): Poster | null {
-    const row = this.db.prepare('SELECT * FROM posters WHERE pixel_sha256 = ? ORDER BY key LIMIT 1').get(sha) as PosterRow | undefined;
+    const row = this.byPixels.get(sha);
     return row ? fromRow(row) : null;
   }
 

@@ -86,10 +86,11 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   const { config, catalog } = services;
 
-  /** The upload's embedding, and the catalog poster with the same pixels, if any. */
+  /** The upload's embedding, and the catalog poster with the same pixels, if any (looked up during the forward pass). */
   const embedQuery = async (engine: Engine, bytes: Buffer) => {
-    const { vector, image, timing } = await engine.embedUpload(bytes);
-    return { vector, match: catalog.byPixelSha256(image.pixelSha256), timing };
+    let match: Poster | null = null;
+    const { vector, timing } = await engine.embedUpload(bytes, (image) => (match = catalog.byPixelSha256(image.pixelSha256)));
+    return { vector, match: match as Poster | null, timing };
   };
   /**
    * Where an upload's time went, as a Server-Timing header: read (the multipart body), preprocess
