@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { seededRandom } from '../src/figures/random.js';
 import { QuantizedRows } from '../src/search/quantized-rows.js';
+import { writeAtomically } from '../src/state/files.js';
 
 const DIMS = 512;
 
@@ -66,14 +67,15 @@ describe('the int8 rows of an index', () => {
     assert.equal(copy.size, rows.size);
     for (const query of queries.slice(0, 10)) assert.deepEqual(copy.nearest(query, 8, allKeys), rows.nearest(query, 8, allKeys));
     assert.throws(() => QuantizedRows.read(file, 256), /dims/);
-    const bytes = rows.serialize();
-    writeFileSync(file, bytes.subarray(0, bytes.length - 1));
+    truncateSync(file, statSync(file).size - 1);
     assert.throws(() => QuantizedRows.read(file, DIMS), /truncated/);
+    writeFileSync(file, 'not rows');
+    assert.throws(() => QuantizedRows.read(file, DIMS), /not a rows file/);
   });
 });
 
 function save(rows: QuantizedRows): string {
   const file = join(mkdtempSync(join(tmpdir(), 'marquee-rows-')), 'x.rows');
-  writeFileSync(file, rows.serialize());
+  writeAtomically(file, (fd) => rows.write(fd));
   return file;
 }

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import usearch from 'usearch';
 import type { Neighbor } from './vector-index.js';
 
@@ -9,6 +9,8 @@ const LEVELS = 127;
 const RERANK_EXTRA = 8;
 /** How far ahead of the row it copies a gather reads another row, so that their cache and TLB misses overlap. */
 const PREFETCH_AHEAD = 16;
+/** Bytes a write gathers rows into before each write. */
+const WRITE_PIECE = 4 << 20;
 
 /** `values` as int8 into `out` at `offset`, scaled so that the largest is ±127; the scale, or 0 for all zeros. */
 function quantizeInto(values: ArrayLike<number>, out: Int8Array, offset: number): number {
@@ -63,7 +65,7 @@ export class QuantizedRows {
     let row = this.rowOf.get(key);
     if (row === undefined) {
       row = this.free.pop() ?? this.used++;
-      if (2 * (row + 1) > this.scales.length) this.grow(Math.max(1024, this.scales.length));
+      if (2 * (row + 1) > this.scales.length) this.grow(Math.max(1024, Math.ceil(0.75 * this.scales.length)));
       this.rowOf.set(key, row);
     }
     const { dims, residual } = this;
@@ -135,50 +137,55 @@ export class QuantizedRows {
   }
 
   /**
-   * The rows in use, packed: a 16-byte header (magic, dims, count), the keys as float64, the two
-   * scales of each row as float32, then the coarse rows and the fine rows, int8.
+   * Writes the rows in use to an open file, packed: a 16-byte header (magic, dims, count), the keys
+   * as float64, the two scales of each row as float32, then the coarse rows and the fine rows, int8.
+   * In pieces of a few megabytes: a million posters' rows are a gigabyte, not to be copied whole.
    */
-  serialize(): Buffer {
+  write(fd: number): void {
     const { dims } = this;
     const count = this.rowOf.size;
-    const layout = layoutOf(count, dims);
-    const body = new ArrayBuffer(layout.bytes);
-    const out = Buffer.from(body);
-    out.writeUInt32LE(MAGIC, 0);
-    out.writeUInt32LE(dims, 4);
-    out.writeUInt32LE(count, 8);
-    const keys = new Float64Array(body, HEADER, count);
-    const scales = new Float32Array(body, layout.scales, 2 * count);
-    const coarse = new Int8Array(body, layout.coarse, count * dims);
-    const fine = new Int8Array(body, layout.fine, count * dims);
-    let i = 0;
-    for (const [key, row] of this.rowOf) {
-      keys[i] = key;
-      scales.set(this.scales.subarray(2 * row, 2 * row + 2), 2 * i);
-      coarse.set(this.coarse.subarray(row * dims, (row + 1) * dims), i * dims);
-      fine.set(this.fine.subarray(row * dims, (row + 1) * dims), i * dims);
-      i++;
+    const header = Buffer.alloc(HEADER);
+    header.writeUInt32LE(MAGIC, 0);
+    header.writeUInt32LE(dims, 4);
+    header.writeUInt32LE(count, 8);
+    writeFully(fd, header);
+    const rows = [...this.rowOf.values()];
+    writeFully(fd, Float64Array.from(this.rowOf.keys()));
+    const scales = new Float32Array(2 * count);
+    rows.forEach((row, i) => scales.set(this.scales.subarray(2 * row, 2 * row + 2), 2 * i));
+    writeFully(fd, scales);
+    const piece = new Int8Array(Math.max(1, Math.floor(WRITE_PIECE / dims)) * dims);
+    for (const layer of [this.coarse, this.fine]) {
+      for (let first = 0; first < count; first += piece.length / dims) {
+        const n = Math.min(piece.length / dims, count - first);
+        for (let i = 0; i < n; i++) piece.set(layer.subarray(rows[first + i]! * dims, (rows[first + i]! + 1) * dims), i * dims);
+        writeFully(fd, piece.subarray(0, n * dims));
+      }
     }
-    return out;
   }
 
+  /** Reads a rows file straight into the layers (with room to grow), not through a copy of the whole file. */
   static read(file: string, dims: number): QuantizedRows {
-    const bytes = readFileSync(file);
-    if (bytes.byteLength < HEADER || bytes.readUInt32LE(0) !== MAGIC) throw new Error(`${file}: not a rows file`);
-    if (bytes.readUInt32LE(4) !== dims) throw new Error(`${file}: ${bytes.readUInt32LE(4)} dims, expected ${dims}`);
-    const count = bytes.readUInt32LE(8);
-    const layout = layoutOf(count, dims);
-    if (bytes.byteLength !== layout.bytes) throw new Error(`${file}: truncated`);
-    const rows = new QuantizedRows(dims, Math.max(1024, count));
-    // Copied: a Buffer read from a file may sit at an offset that is no multiple of 8.
-    const at = (offset: number, length: number) => bytes.buffer.slice(bytes.byteOffset + offset, bytes.byteOffset + offset + length);
-    const keys = new Float64Array(at(HEADER, count * 8));
-    rows.scales.set(new Float32Array(at(layout.scales, count * 8)));
-    rows.coarse.set(new Int8Array(bytes.buffer, bytes.byteOffset + layout.coarse, count * dims));
-    rows.fine.set(new Int8Array(bytes.buffer, bytes.byteOffset + layout.fine, count * dims));
-    for (let i = 0; i < count; i++) rows.rowOf.set(keys[i]!, i);
-    rows.used = count;
-    return rows;
+    const fd = openSync(file, 'r');
+    try {
+      const header = Buffer.alloc(HEADER);
+      if (readSync(fd, header, 0, HEADER, 0) !== HEADER || header.readUInt32LE(0) !== MAGIC) throw new Error(`${file}: not a rows file`);
+      if (header.readUInt32LE(4) !== dims) throw new Error(`${file}: ${header.readUInt32LE(4)} dims, expected ${dims}`);
+      const count = header.readUInt32LE(8);
+      const layout = layoutOf(count, dims);
+      if (fstatSync(fd).size !== layout.bytes) throw new Error(`${file}: truncated`);
+      const rows = new QuantizedRows(dims, headroom(count));
+      const keys = new Float64Array(count);
+      readFully(fd, keys, HEADER);
+      readFully(fd, rows.scales.subarray(0, 2 * count), layout.scales);
+      readFully(fd, rows.coarse.subarray(0, count * dims), layout.coarse);
+      readFully(fd, rows.fine.subarray(0, count * dims), layout.fine);
+      for (let i = 0; i < count; i++) rows.rowOf.set(keys[i]!, i);
+      rows.used = count;
+      return rows;
+    } finally {
+      closeSync(fd);
+    }
   }
 
   private grow(capacity: number): void {
@@ -190,6 +197,23 @@ export class QuantizedRows {
     fine.set(this.fine);
     scales.set(this.scales);
     [this.coarse, this.fine, this.scales] = [coarse, fine, scales];
+  }
+}
+
+/** Room for `count` rows and some more, at a read: a live catalog adds posters, and a growth copies every row. */
+const headroom = (count: number): number => Math.max(1024, Math.ceil(count * 1.125));
+
+function writeFully(fd: number, data: ArrayBufferView): void {
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done);
+}
+
+function readFully(fd: number, into: ArrayBufferView, position: number): void {
+  const bytes = new Uint8Array(into.buffer, into.byteOffset, into.byteLength);
+  for (let done = 0; done < bytes.length; ) {
+    const n = readSync(fd, bytes, done, bytes.length - done, position + done);
+    if (n === 0) throw new Error('rows file: truncated');
+    done += n;
   }
 }
 

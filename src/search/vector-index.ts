@@ -214,7 +214,7 @@ export class VectorIndex {
     } finally {
       rmSync(tmp, { force: true });
     }
-    writeAtomically(rowsPath(this.file), this.rows.serialize());
+    writeAtomically(rowsPath(this.file), (fd) => this.rows.write(fd));
     const meta: IndexMeta = { format: 'marquee-index/3', dims: this.dims, scalar: this.scalar, count: this.size, seq };
     writeAtomically(`${this.file}.json`, JSON.stringify(meta));
     this.source.pruneChanges(seq);

@@ -1,4 +1,4 @@
-import { constants, copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { processAlive } from './processes.js';
 
@@ -14,12 +14,24 @@ export function temporaryPath(file: string): string {
 
 const TEMPORARY = /\.tmp-(\d+)-\d+$/;
 
-/** Written to a temporary file and renamed: a reader, or a restart after a crash, sees all of it or none. */
-export function writeAtomically(file: string, data: string | NodeJS.ArrayBufferView): void {
+/**
+ * Written to a temporary file and renamed: a reader, or a restart after a crash, sees all of it or
+ * none. `data` is the content, or writes it to the open file (for content too large to copy whole).
+ */
+export function writeAtomically(file: string, data: string | NodeJS.ArrayBufferView | ((fd: number) => void)): void {
   mkdirSync(dirname(file), { recursive: true });
   const tmp = temporaryPath(file);
   try {
-    writeFileSync(tmp, data);
+    if (typeof data === 'function') {
+      const fd = openSync(tmp, 'w');
+      try {
+        data(fd);
+      } finally {
+        closeSync(fd);
+      }
+    } else {
+      writeFileSync(tmp, data);
+    }
     renameSync(tmp, file);
   } finally {
     rmSync(tmp, { force: true });
