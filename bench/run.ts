@@ -158,6 +158,14 @@ function compare(r: BenchResults): Comparison[] {
     () => true,
   );
   push(
+    'the two steps in turn + a bare HTTP round trip / (forward at batch 1 + preprocessing)',
+    '(preprocess then bare ORT, in turn) + p50 of the same upload at c=1 to a node:http server that only reads it, ÷ the same floor: a lower bound for any server',
+    request && r.http?.bareRoundTrip ? request.inTurnBare.median + r.http.bareRoundTrip.p50Ms : undefined,
+    floorMs,
+    'informative (> 1.2: the target is out of reach)',
+    () => true,
+  );
+  push(
     'HTTP p50 at c=1 / the two steps in turn through the Embedder',
     "p50 latency at c=1 ÷ (preprocess then Embedder.embed, one after the other): what HTTP, multipart, the search and the answer add",
     http(1)?.p50Ms,

@@ -165,6 +165,12 @@ export function renderMarkdown(r: BenchResults): string {
       '"other CPU": CPU used by processes outside the benchmark while the row was measured, as a share of the machine; rows above 5% are measured again (up to 3 tries, the least disturbed kept) and flagged ⚠ if still disturbed.',
       '',
     );
+    if (h.bareRoundTrip) {
+      out.push(
+        `A bare HTTP round trip, the same upload at c=1 to a node:http server in the bench process that reads it and answers \`{}\`: p50 **${f(h.bareRoundTrip.p50Ms, 2)} ms**, p99 ${f(h.bareRoundTrip.p99Ms, 2)} ms (${h.bareRoundTrip.requests} requests).`,
+        '',
+      );
+    }
     if (h.timing.length) {
       out.push(
         'Where a request\'s time goes at c=1 (300 sequential requests from this process, medians in ms: the server\'s Server-Timing parts, and the whole request as the client saw it; the rest is HTTP, multipart framing and JSON):',

@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -43,6 +45,8 @@ export interface TimingProbe {
 export interface HttpResult {
   endpoint: string;
   timing: TimingProbe[];
+  /** The same upload at c=1 against a bare node:http server that reads the body and answers `{}`: an HTTP round trip with nothing behind it. */
+  bareRoundTrip: { p50Ms: number; p99Ms: number; requests: number } | null;
   poster: { id: string; file: string; bytes: number; width: number; height: number };
   servers: { setting: string; readySeconds: number }[];
   rows: HttpRow[];
@@ -65,8 +69,11 @@ export async function benchHttp(ctx: BenchContext, variants: HttpVariant[], prog
     servers: [],
     rows: [],
     timing: [],
+    bareRoundTrip: null,
   };
   const form = { image: { type: 'file', path: chosen.file, options: { filename: `${chosen.poster.id}.jpg`, contentType: 'image/jpeg' } } };
+  result.bareRoundTrip = await bareRoundTrip(ctx, form, path);
+  progress(`bare HTTP round trip at c=1: p50 ${result.bareRoundTrip.p50Ms.toFixed(2)} ms`);
 
   for (const variant of variants) {
     const server = await startServer(ctx.root, {
@@ -134,6 +141,24 @@ export async function benchHttp(ctx: BenchContext, variants: HttpVariant[], prog
 }
 
 const execFileAsync = promisify(execFile);
+
+/** autocannon at c=1 against a node:http server in this process that reads the upload and answers `{}`. */
+async function bareRoundTrip(ctx: BenchContext, form: Record<string, unknown>, path: string): Promise<NonNullable<HttpResult['bareRoundTrip']>> {
+  const server = createServer((request, response) => {
+    request.resume();
+    request.on('end', () => response.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  try {
+    const options = { url: `http://127.0.0.1:${port}${path}`, method: 'POST', connections: 1, form, timeout: 60 };
+    await loadProcess(ctx.root, { ...options, duration: ctx.httpWarmupSeconds });
+    const run = await loadProcess(ctx.root, { ...options, duration: Math.min(ctx.httpSeconds, 5) });
+    return { p50Ms: run.latencyMs.p50, p99Ms: run.latencyMs.p99, requests: run.result['2xx'] };
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
 
 interface LoadRun {
   result: autocannon.Result;
