@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -21,9 +21,9 @@ function clustered(count: number, seed: number): Float32Array[] {
   });
 }
 
-function exactNearest(vectors: Float32Array[], query: Float32Array, k: number): { key: number; distance: number }[] {
-  return vectors
-    .map((v, key) => ({ key, distance: Math.sqrt(v.reduce((sum, x, d) => sum + (x - query[d]!) ** 2, 0)) }))
+function exactNearest(vectors: Float32Array[] | Map<number, Float32Array>, query: Float32Array, k: number): { key: number; distance: number }[] {
+  return [...vectors.entries()]
+    .map(([key, v]) => ({ key, distance: Math.sqrt(v.reduce((sum, x, d) => sum + (x - query[d]!) ** 2, 0)) }))
     .sort((a, b) => a.distance - b.distance)
     .slice(0, k);
 }
@@ -61,6 +61,27 @@ describe('the int8 rows of an index', () => {
     assert.ok(copy.nearest(vectors[2]!, 1, [1])[0]!.distance < 1e-4, 'the replaced row holds the new vector');
   });
 
+  it('a saved copy keeps each key with its own vector after deletes, reused rows and replacements, and grows past its headroom', () => {
+    const live = new Map<number, Float32Array>();
+    const changed = new QuantizedRows(DIMS);
+    const put = (target: QuantizedRows, key: number, vector: Float32Array) => (target.set(key, vector), live.set(key, vector));
+    for (let key = 0; key < 1500; key++) put(changed, key, vectors[key]!);
+    for (let key = 0; key < 1500; key += 7) (changed.delete(key), live.delete(key));
+    for (let key = 5000; key < 5200; key++) put(changed, key, vectors[key - 3000]!); // into the freed rows
+    put(changed, 3, vectors[2500]!);
+    const copy = QuantizedRows.read(save(changed), DIMS);
+    assert.equal(copy.size, live.size);
+    const check = (rows: QuantizedRows) => {
+      for (const query of queries.slice(0, 8)) {
+        const found = rows.nearest(query, 8, live.keys());
+        assert.deepEqual(found.map((n) => n.key), exactNearest(live, query, 8).map((t) => t.key));
+      }
+    };
+    check(copy);
+    for (let key = 6000; key < 6400; key++) put(copy, key, vectors[key - 6000 + 2600]!);
+    check(copy);
+  });
+
   it('a saved copy reads back with the same answers; a damaged file is refused', () => {
     const file = save(rows);
     const copy = QuantizedRows.read(file, DIMS);
@@ -69,7 +90,9 @@ describe('the int8 rows of an index', () => {
     assert.throws(() => QuantizedRows.read(file, 256), /dims/);
     truncateSync(file, statSync(file).size - 1);
     assert.throws(() => QuantizedRows.read(file, DIMS), /truncated/);
-    writeFileSync(file, 'not rows');
+    const wrongMagic = readFileSync(save(rows));
+    wrongMagic.writeUInt32LE(0x31525140, 0);
+    writeFileSync(file, wrongMagic);
     assert.throws(() => QuantizedRows.read(file, DIMS), /not a rows file/);
   });
 });

@@ -37,11 +37,18 @@ export class MicroBatcher<I, O> {
     return this.queue.length;
   }
 
-  submit(input: I): Promise<O> {
+  /** Throws the 503 that a submit would answer now, so that a caller can refuse before doing work for it. */
+  refuseIfFull(): void {
     if (this.queue.length >= this.options.maxQueue) {
-      return Promise.reject(
-        new ApiError(503, 'overloaded', 'too many images are waiting to be embedded; retry shortly', { 'retry-after': '1' }),
-      );
+      throw new ApiError(503, 'overloaded', 'too many images are waiting to be embedded; retry shortly', { 'retry-after': '1' });
+    }
+  }
+
+  submit(input: I): Promise<O> {
+    try {
+      this.refuseIfFull();
+    } catch (error) {
+      return Promise.reject(error);
     }
     return new Promise<O>((resolve, reject) => {
       this.queue.push({ input, resolve, reject });

@@ -9,6 +9,8 @@ const LEVELS = 127;
 const RERANK_EXTRA = 8;
 /** How far ahead of the row it copies a gather reads another row, so that their cache and TLB misses overlap. */
 const PREFETCH_AHEAD = 32;
+/** The largest gather block kept between scans (the exact-scan limit's 20,000 rows of 512 dims fit). */
+const KEPT_GATHER_BYTES = 16 << 20;
 /** Bytes a write gathers rows into before each write. */
 const WRITE_PIECE = 4 << 20;
 
@@ -70,7 +72,7 @@ export class QuantizedRows {
     }
     const { dims, residual } = this;
     const base = row * dims;
-    const coarse = quantizeInto(vector, this.coarse, base);
+    const coarse = Math.fround(quantizeInto(vector, this.coarse, base)); // as stored: the residual is what that scale misses
     for (let d = 0; d < dims; d++) residual[d] = vector[d]! - (coarse > 0 ? this.coarse[base + d]! / coarse : 0);
     this.scales[2 * row] = coarse;
     this.scales[2 * row + 1] = quantizeInto(residual, this.fine, base);
@@ -99,8 +101,7 @@ export class QuantizedRows {
       rows.push(row);
     }
     if (picked.length === 0 || k <= 0) return [];
-    if (this.gathered.length < rows.length * dims) this.gathered = new Int8Array(Math.ceil(rows.length * 1.5) * dims);
-    const block = this.gathered.subarray(0, rows.length * dims);
+    const block = this.gatherBlock(rows.length);
     let touched = 0;
     for (let i = 0; i < rows.length; i++) {
       // The rows a filter leaves lie anywhere in hundreds of megabytes, and each copy would wait on
@@ -120,6 +121,17 @@ export class QuantizedRows {
       best.push({ key: picked[at]!, distance: this.distance(rows[at]!, query) });
     }
     return best.sort((a, b) => a.distance - b.distance).slice(0, k);
+  }
+
+  /**
+   * Room for `count` gathered rows: the block kept between scans, grown as needed up to a cap; a
+   * scan past it (the searcher's last resort, over everything a broad filter passes) gets one of its own.
+   */
+  private gatherBlock(count: number): Int8Array {
+    const bytes = count * this.dims;
+    if (bytes > KEPT_GATHER_BYTES) return new Int8Array(bytes);
+    if (this.gathered.length < bytes) this.gathered = new Int8Array(Math.min(KEPT_GATHER_BYTES, Math.ceil(bytes * 1.5)));
+    return this.gathered.subarray(0, bytes);
   }
 
   /** Euclidean distance from a row, both layers, to a query. */

@@ -120,11 +120,13 @@ export class Engine {
    */
   async embedUpload(
     bytes: Buffer,
-    whileEmbedding?: (image: RgbImage) => void,
+    whileEmbedding?: (image: RgbImage) => undefined,
   ): Promise<{ vector: Float32Array; image: RgbImage; timing: { preprocessMs: number; embedMs: number } }> {
     const started = performance.now();
+    this.batcher.refuseIfFull(); // before decoding an upload the queue has no room for
     const { tensor, image } = await preprocess(bytes, this.model.preprocessing, this.maxPixels);
     const preprocessed = performance.now();
+    this.batcher.refuseIfFull();
     const embedding = this.batcher.submit(tensor);
     try {
       whileEmbedding?.(image);
