@@ -31,7 +31,7 @@ const model = new ModelRegistry(db).active()!;
 const index = VectorIndex.open(indexPath(dataDir, model), store.source(model, model.dims), { scalar });
 if (index.rebuilt) throw new Error(`no checkpoint to search: ${index.rebuilt}`);
 const fields = [...catalog.filterFields()];
-const searcher = new Searcher(index, (keys) => store.getMany(model, keys), fields, (keys) => catalog.getMany(keys));
+const searcher = new Searcher(index, (key) => store.get(model, key), fields, (keys) => catalog.getMany(keys));
 // Queries: stored vectors of posters spread over the catalog, each excluded from its own answer.
 const queries = Array.from({ length: QUERIES }, (_, i) => fields[Math.floor((i + 0.5) * (fields.length / QUERIES))]!.key);
 

@@ -270,7 +270,7 @@ for (const scalar of SCALARS) {
   const index = VectorIndex.open(indexPath(dataDir, model), store.source(model, DIMS), { scalar });
   if (index.rebuilt) throw new Error(`the checkpoint was rebuilt: ${index.rebuilt}`);
   const inProcessCatalog = new Catalog(inProcessDb);
-  const searcher = new Searcher(index, (keys) => store.getMany(model, keys), inProcessCatalog.filterFields(), (keys) => inProcessCatalog.getMany(keys));
+  const searcher = new Searcher(index, (key) => store.get(model, key), inProcessCatalog.filterFields(), (keys) => inProcessCatalog.getMany(keys));
 
   // Exact answers once; then, at each search expansion, recall and speed.
   const dataset = data.vectors;

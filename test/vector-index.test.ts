@@ -67,7 +67,7 @@ const open = (w: World, scalar: IndexScalar = 'f32') => VectorIndex.open(w.file,
 /** Stored vectors the searchers read from SQLite (a search needs none: a scan reranks from memory). */
 let vectorReads = 0;
 const searcherOf = (w: World, index: VectorIndex, exactScanLimit?: number) =>
-  new Searcher(index, (keys) => ((vectorReads += keys.length), w.embeddings.getMany(SPACE, keys)), w.catalog.filterFields(), (keys) => w.catalog.getMany(keys), exactScanLimit);
+  new Searcher(index, (key) => (vectorReads++, w.embeddings.get(SPACE, key)), w.catalog.filterFields(), (keys) => w.catalog.getMany(keys), exactScanLimit);
 
 /** What the index should hold: exactly SQLite's embeddings. */
 function assertHoldsSqlite(w: World, index: VectorIndex): void {

@@ -76,7 +76,7 @@ export async function benchSearch(ctx: BenchContext, progress: (line: string) =>
     const row = rowOf.get(poster.key);
     if (row !== undefined) queries.push({ key: poster.key, vector: set.vectors.slice(row * set.dims, (row + 1) * set.dims) });
   }
-  const searcher = new Searcher(index, (keys) => ctx.embeddings.getMany(model, keys), ctx.catalog.filterFields(), (keys) => ctx.catalog.getMany(keys));
+  const searcher = new Searcher(index, (key) => ctx.embeddings.get(model, key), ctx.catalog.filterFields(), (keys) => ctx.catalog.getMany(keys));
   const passes = ctx.quick ? 1 : 3;
 
   // Correctness first (also warms caches): recall of HNSW against the exact answer.

@@ -375,7 +375,7 @@ function indexNeighbours(
     onRebuild: (reason) => svc.log.info({ version: model.version, reason }, 'building the vector index'),
   });
   const posters = svc.catalog.all();
-  const searcher = new Searcher(index, (keys) => svc.embeddings.getMany(model, keys), posters, (keys) => svc.catalog.getMany(keys));
+  const searcher = new Searcher(index, (key) => svc.embeddings.get(model, key), posters, (keys) => svc.catalog.getMany(keys));
   const inGallery = new Set(gallery.map((p) => p.key));
   const exclude = new Set(posters.filter((p) => !inGallery.has(p.key)).map((p) => p.key));
   const voters: Voter[][] = [];

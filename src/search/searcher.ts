@@ -21,7 +21,7 @@ export const EXACT_SCAN_LIMIT = 20_000;
  * Nearest-neighbour search over one model version's index, with metadata filters and exclusions.
  * The live catalog changes it through put/update/remove, after SQLite has committed the change.
  * In memory it keeps only what filters look at; the hits' posters are read from SQLite (`posters`),
- * as are stored vectors asked for by key (`vectors`). The graph's answers carry the distances of its
+ * as is a poster's stored vector when asked for (`vector`). The graph's answers carry the distances of its
  * own storage (exact in f32; within about 1e-3 in f16), a scan's those of its rows (within about 1e-5).
  */
 export class Searcher {
@@ -29,7 +29,7 @@ export class Searcher {
 
   constructor(
     private readonly index: VectorIndex,
-    private readonly vectors: (keys: number[]) => Map<number, Float32Array>,
+    private readonly vector: (key: number) => Float32Array | null,
     covered: Iterable<FilterFields>,
     private readonly posters: (keys: number[]) => Map<number, Poster>,
     private readonly exactScanLimit = EXACT_SCAN_LIMIT,
@@ -48,7 +48,7 @@ export class Searcher {
 
   /** The stored embedding of a poster this searcher covers; null for one it does not (yet). */
   vectorOf(key: number): Float32Array | null {
-    return this.index.has(key) ? (this.vectors([key]).get(key) ?? null) : null;
+    return this.index.has(key) ? this.vector(key) : null;
   }
 
   /** A poster added (or its picture replaced) with its vector under this searcher's model. */

@@ -106,7 +106,7 @@ export class Engine {
         },
       },
     );
-    return new Engine(model, session, new Searcher(index, (keys) => embeddings.getMany(model, keys), catalog.filterFields(), (keys) => catalog.getMany(keys)), batcher, config.maxPixels);
+    return new Engine(model, session, new Searcher(index, (key) => embeddings.get(model, key), catalog.filterFields(), (keys) => catalog.getMany(keys)), batcher, config.maxPixels);
   }
 
   get queueDepth(): number {
@@ -126,7 +126,6 @@ export class Engine {
     this.batcher.refuseIfFull(); // before decoding an upload the queue has no room for
     const { tensor, image } = await preprocess(bytes, this.model.preprocessing, this.maxPixels);
     const preprocessed = performance.now();
-    this.batcher.refuseIfFull();
     const embedding = this.batcher.submit(tensor);
     try {
       whileEmbedding?.(image);
