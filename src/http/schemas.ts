@@ -98,7 +98,17 @@ export const PosterParams = Type.Object({ id: Type.String({ description: 'Poster
 export type PosterParams = Static<typeof PosterParams>;
 
 export const BrowseQuery = Type.Object({
+  q: Type.Optional(
+    Type.String({
+      maxLength: 200,
+      description:
+        'Search by title instead of browsing by id: every word must match (diacritics and case ignored), the last one as a prefix unless q ends in a space. Best match first (bm25, ties by key). A q with no letter or digit is 400 empty_query',
+      examples: ['star wa'],
+    }),
+  ),
   genre: Type.Optional(Type.String({ minLength: 1 })),
+  year_from: Type.Optional(Type.Integer({ minimum: 1800, maximum: 2200, description: 'Only posters from this year on' })),
+  year_to: Type.Optional(Type.Integer({ minimum: 1800, maximum: 2200, description: 'Only posters up to this year' })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: DEFAULT_BROWSE_LIMIT })),
   cursor: Type.Optional(Type.String({ minLength: 1, description: 'next_cursor of the previous page' })),
 });

@@ -14,6 +14,7 @@ import { EmbeddingStore } from '../state/embeddings.js';
 import { sweepTemporaryFiles } from '../state/files.js';
 import { JobStore } from '../state/jobs.js';
 import { ModelRegistry } from '../state/models.js';
+import { PosterTitles } from '../state/titles.js';
 import { embedCatalog } from './catalog-embedding.js';
 import { Engine, loadEmbedder } from './engine.js';
 import type { Runtime } from './runtime.js';
@@ -25,6 +26,8 @@ export interface Services {
   models: ModelRegistry;
   embeddings: EmbeddingStore;
   jobs: JobStore;
+  /** The full-text index of titles (GET /posters?q=). */
+  titles: PosterTitles;
   log: Logger;
   metrics: Metrics;
 }
@@ -37,6 +40,7 @@ export function createServices(config: Config, db: Db, log: Logger, metrics: Met
     models: new ModelRegistry(db, variantPolicy(config.precision, config.device)),
     embeddings: new EmbeddingStore(db),
     jobs: new JobStore(db),
+    titles: new PosterTitles(db),
     log,
     metrics,
   };

@@ -118,13 +118,21 @@ export class Catalog {
   }
 
   /** Keyset pagination by id: `cursor` (from encodeCursor) names the last id of the previous page. */
-  browse(options: { genre?: string; limit: number; cursor?: string }): { posters: Poster[]; nextCursor: string | null } {
+  browse(options: { genre?: string; yearFrom?: number; yearTo?: number; limit: number; cursor?: string }): { posters: Poster[]; nextCursor: string | null } {
     const params: unknown[] = [];
     let sql = 'SELECT p.* FROM posters p';
     const where: string[] = [];
     if (options.genre) {
       sql += ' JOIN poster_genres g ON g.poster_key = p.key AND g.genre = ?';
       params.push(options.genre);
+    }
+    if (options.yearFrom !== undefined) {
+      where.push('p.year >= ?');
+      params.push(options.yearFrom);
+    }
+    if (options.yearTo !== undefined) {
+      where.push('p.year <= ?');
+      params.push(options.yearTo);
     }
     if (options.cursor) {
       where.push('p.id > ?');

@@ -8,6 +8,7 @@ import { CatalogMaps } from '../../figures/map-cache.js';
 import type { GenreVote } from '../../search/genre-vote.js';
 import type { Hit } from '../../search/searcher.js';
 import type { Engine } from '../../service/engine.js';
+import { listPosters, type Listing } from '../../service/poster-listing.js';
 import { genreVote, similarTo, vectorOfPoster, type SimilarAnswer, type SimilarQuery as SearchQuery } from '../../service/poster-search.js';
 import type { Runtime } from '../../service/runtime.js';
 import type { Services } from '../../service/startup.js';
@@ -197,18 +198,20 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
     {
       schema: {
         tags: ['posters'],
-        summary: 'Browse the catalog, by id, a page at a time',
+        summary: 'Browse the catalog by id, or search it by title, a page at a time',
         operationId: 'listPosters',
         security: [],
+        description:
+          'Without `q`, every poster by id; with `q`, the posters whose title matches, best first: bm25 over the titles, ties by key, exactly for a query with at most 5,000 matches; past those (a common word in a large catalog) the 5,000 titles with the fewest words are ranked and the rest follow by word count. Both take the genre and year filters; pass `next_cursor` back as `cursor` for the next page.',
         querystring: BrowseQuery,
         response: { 200: BrowseResponse, 400: Type.Ref(ErrorBody) },
       },
     },
     async (request) => {
-      const { genre, limit = DEFAULT_BROWSE_LIMIT, cursor } = request.query;
-      let page: ReturnType<typeof catalog.browse>;
+      const { q, genre, year_from: yearFrom, year_to: yearTo, limit = DEFAULT_BROWSE_LIMIT, cursor } = request.query;
+      let page: Listing;
       try {
-        page = catalog.browse({ genre, limit, cursor });
+        page = listPosters(catalog, services.titles, { q, genre, yearFrom, yearTo, limit, cursor });
       } catch (error) {
         if (error instanceof CursorError) throw new ApiError(400, 'invalid_cursor', error.message);
         throw error;

@@ -1,0 +1,20 @@
+/**
+ * What a person types into a title search, as an FTS5 query: every term quoted, so that no input
+ * can be read as FTS5 syntax (AND, NEAR, a stray quote or parenthesis), all terms required, and
+ * the last one a prefix while it is still being typed ("star wa" finds "Star Wars").
+ */
+
+/** The characters FTS5's unicode61 tokenizer keeps in a token (letters, digits, private use); the rest separate terms. */
+const TERM = /[\p{L}\p{N}\p{Co}]+/gu;
+
+/**
+ * The FTS5 MATCH expression for a query, or null when it has no term (empty, whitespace,
+ * punctuation only). The last term is a prefix unless the query ends in whitespace (it was typed
+ * whole). Diacritics need no care here: the tokenizer folds the query's terms as it folded the titles.
+ */
+export function titleMatch(query: string): string | null {
+  const terms = query.normalize('NFC').match(TERM);
+  if (!terms) return null;
+  const typing = !/\s$/u.test(query);
+  return terms.map((term, i) => `"${term}"${typing && i === terms.length - 1 ? '*' : ''}`).join(' ');
+}

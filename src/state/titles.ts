@@ -1,0 +1,128 @@
+import type Database from 'better-sqlite3';
+import type { Db } from './db.js';
+
+/**
+ * The full-text index of poster titles (migrations/010_title_search.sql), searched a page at a time.
+ *
+ * Ranking: bm25 (FTS5's, lower is better), ties by poster key. bm25 has to be computed for every
+ * match before the best can be known, which for a common word at a million titles ("the": a
+ * quarter of a million) takes hundreds of milliseconds. So the ranked matches are a window: the
+ * first `window` matches (after the filters) in the index's rowid order, which is by the title's
+ * word count, then key. A query with at most that many matches is ranked by bm25 exactly; one with
+ * more ranks the window (the titles with the fewest words, among which are bm25's best: for
+ * terms that occur once in a title, bm25 falls as the title grows longer) and then lists the rest
+ * in rowid order.
+ */
+
+/** FTS rowid = (word count << 40) | poster key. */
+const KEY_MASK = 2 ** 40 - 1;
+
+/** Matches ranked by bm25 before the rest follow by word count: chosen so that p99 stays under 20 ms at a million titles (bench/results/recommend.md). */
+export const RANKED_WINDOW = 5_000;
+
+export interface TitleFilter {
+  genre?: string;
+  yearFrom?: number;
+  yearTo?: number;
+}
+
+/** Where a page ended: inside the ranked window (its last bm25 score and key), or past it (the last FTS rowid). */
+export type TitlePosition = { ranked: true; score: number; key: number } | { ranked: false; rowid: number };
+
+export interface TitlePage {
+  /** Poster keys, best first. */
+  keys: number[];
+  /** Where the next page starts; null on the last page. */
+  next: TitlePosition | null;
+}
+
+type Params = Record<string, string | number>;
+
+export class PosterTitles {
+  /** Prepared once per filter shape (which filters are set). */
+  private readonly statements = new Map<string, Database.Statement>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly window = RANKED_WINDOW,
+  ) {}
+
+  /**
+   * One page of the posters whose title matches an FTS5 expression (titleMatch builds it) and that
+   * pass the filter, starting after `after` (null: the first page).
+   */
+  search(match: string, filter: TitleFilter, limit: number, after: TitlePosition | null): TitlePage {
+    const { joins, where, params } = filterSql(filter);
+    const base = { ...params, match };
+    if (after && !after.ranked) return this.rest(joins, where, base, after.rowid, limit);
+    const rows = this.prepare(
+      `ranked:${joins}:${where}`,
+      `WITH win AS MATERIALIZED (
+         SELECT t.rowid AS rid, t.rowid & ${KEY_MASK} AS key, bm25(poster_titles) AS score
+         FROM poster_titles t ${joins} WHERE poster_titles MATCH @match ${where}
+         ORDER BY t.rowid LIMIT @window)
+       SELECT w.size, w.last, page.key, page.score
+       FROM (SELECT count(*) AS size, max(rid) AS last FROM win) w
+       LEFT JOIN (SELECT key, score FROM win WHERE @score IS NULL OR score > @score OR (score = @score AND key > @key)
+                  ORDER BY score, key LIMIT @take) page ON 1
+       ORDER BY page.score, page.key`,
+    ).all({ ...base, window: this.window, score: after?.score ?? null, key: after?.key ?? null, take: limit + 1 }) as {
+      size: number;
+      last: number | null;
+      key: number | null;
+      score: number | null;
+    }[];
+    const ranked = rows.filter((row) => row.key !== null) as { key: number; score: number }[];
+    if (ranked.length > limit) {
+      const last = ranked[limit - 1]!;
+      return { keys: ranked.slice(0, limit).map((row) => row.key), next: { ranked: true, score: last.score, key: last.key } };
+    }
+    const keys = ranked.map((row) => row.key);
+    const { size, last } = rows[0]!;
+    if (size < this.window || last === null) return { keys, next: null };
+    // The window is full: more matches may follow it, in rowid order.
+    const rest = this.rest(joins, where, base, last, limit - keys.length);
+    return { keys: [...keys, ...rest.keys], next: rest.next };
+  }
+
+  /** Up to `limit` matches after an FTS rowid, in rowid order (by word count, then key); `next` when more follow. */
+  private rest(joins: string, where: string, params: Params, after: number, limit: number): TitlePage {
+    const rows = this.prepare(
+      `rest:${joins}:${where}`,
+      `SELECT t.rowid AS rid, t.rowid & ${KEY_MASK} AS key FROM poster_titles t ${joins}
+       WHERE poster_titles MATCH @match AND t.rowid > @after ${where} ORDER BY t.rowid LIMIT @take`,
+    ).all({ ...params, after, take: limit + 1 }) as { rid: number; key: number }[];
+    const page = rows.slice(0, limit);
+    const end = page.length > 0 ? page[page.length - 1]!.rid : after;
+    return { keys: page.map((row) => row.key), next: rows.length > limit ? { ranked: false, rowid: end } : null };
+  }
+
+  private prepare(shape: string, sql: string): Database.Statement {
+    let statement = this.statements.get(shape);
+    if (!statement) this.statements.set(shape, (statement = this.db.prepare(sql)));
+    return statement;
+  }
+}
+
+/** The joins and conditions of a filter, and their parameters. */
+function filterSql(filter: TitleFilter): { joins: string; where: string; params: Params } {
+  const joins: string[] = [];
+  const where: string[] = [];
+  const params: Params = {};
+  if (filter.genre !== undefined) {
+    joins.push(`JOIN poster_genres g ON g.poster_key = t.rowid & ${KEY_MASK} AND g.genre = @genre`);
+    params.genre = filter.genre;
+  }
+  if (filter.yearFrom !== undefined || filter.yearTo !== undefined) {
+    joins.push(`JOIN posters p ON p.key = t.rowid & ${KEY_MASK}`);
+    if (filter.yearFrom !== undefined) {
+      where.push('AND p.year >= @yearFrom');
+      params.yearFrom = filter.yearFrom;
+    }
+    if (filter.yearTo !== undefined) {
+      where.push('AND p.year <= @yearTo');
+      params.yearTo = filter.yearTo;
+    }
+  }
+  return { joins: joins.join(' '), where: where.join(' '), params };
+}
