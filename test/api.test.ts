@@ -111,6 +111,10 @@ describe('poster API on a real server', () => {
     assert.equal(body.prediction.genre, body.scores[0].genre);
     assert.ok(body.majority.votes >= 1 && body.majority.votes <= 5);
     assert.ok(body.neighbors.some((n: { single_genre: string }) => n.single_genre === body.majority.genre));
+    // the test model has no genre head: the vote answers, and asking for the classifier is a client error
+    assert.deepEqual([body.method, body.probabilities], ['vote', null]);
+    const noHead = await upload(`${server.url}/posters/genre?method=classifier`, readFileSync(posterPath(outsider.id)));
+    assert.deepEqual([noHead.status, noHead.body.error.code], [400, 'no_genre_head']);
     const fallback = await upload(`${server.url}/posters/genre`, readFileSync(posterPath(outsider.id)));
     assert.equal(fallback.body.k, 5);
     assert.equal(fallback.body.neighbors.length, 5);

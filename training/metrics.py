@@ -73,7 +73,7 @@ def retrieval_metrics(
 
 
 def summary(metrics: dict) -> dict[str, float]:
-    """Flat figures, e.g. {"recall@1_macro": 0.12, ..., "vote_map@5": 0.2, "vote_auc@5": 0.6, ...}
+    """Flat figures, e.g. {"recall@1_macro": 0.12, ..., "vote_map@5": 0.2, "vote_auc@5": 0.6, "head_map": 0.22, ...}
     (for progress lines and history)."""
     flat = {
         f"{name}_{avg}": value[avg]
@@ -83,6 +83,8 @@ def summary(metrics: dict) -> dict[str, float]:
     }
     for k, vote in metrics.get("vote", {}).items():
         flat[f"vote_map@{k[1:]}"], flat[f"vote_auc@{k[1:]}"] = vote["map"], vote["auc"]
+    if "head" in metrics:
+        flat["head_map"], flat["head_auc"] = metrics["head"]["map"], metrics["head"]["auc"]
     return flat
 
 

@@ -25,6 +25,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
+from .genre_head import fit_logistic
 from .losses import MultiLabelProxyAnchorLoss
 from .metrics import retrieval_metrics
 from .model import EmbeddingNet
@@ -35,6 +36,7 @@ MODES = ("full", "head")
 SCHEDULES = ("constant", "cosine")
 QUERIES, GALLERY = 0, 1
 VOTE_KS = (5, 10)  # the genre endpoint's default k, and 10
+SELECTION_L2 = 1e-3  # the genre head's penalty while epochs are compared (export chooses its own on val)
 CHECKPOINT_KEY = "marquee"  # the run configuration inside Lightning's checkpoint (what --resume rebuilds from)
 
 
@@ -199,7 +201,8 @@ def centred(embeddings: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
 
 
 def validation_metrics(queries: torch.Tensor, gallery: torch.Tensor, single, genres) -> dict:
-    """Single-genre retrieval figures, and ``vote``: the genre vote's mAP and AUC over all genres, per k."""
+    """Single-genre retrieval figures; ``vote``: the genre vote's mAP and AUC over all genres, per k; ``head``:
+    the same figures of a logistic genre head fitted on the gallery (train) and scored on the queries (val)."""
     metrics = retrieval_metrics(queries, single[QUERIES], gallery, single[GALLERY])
     classes = sorted({g for gs in genres[GALLERY] for g in gs})
     gallery_targets = multi_hot(genres[GALLERY], classes)
@@ -207,6 +210,9 @@ def validation_metrics(queries: torch.Tensor, gallery: torch.Tensor, single, gen
     metrics["vote"] = {
         f"k{k}": vote_metrics(vote_scores(queries, gallery, gallery_targets, k), query_targets, classes) for k in VOTE_KS
     }
+    # the genre head as export fits it (training.genre_head), at one L2, for choosing the epoch
+    weight, bias = fit_logistic(gallery, gallery_targets, SELECTION_L2)
+    metrics["head"] = vote_metrics(torch.sigmoid(queries.float() @ weight.T + bias), query_targets, classes)
     return metrics
 
 

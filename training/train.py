@@ -31,6 +31,7 @@ from .data import (
 )  # fmt: skip
 from .export import MODEL_FORMAT, _check_destination, _publish
 from .features import cached_features, default_cache_dir
+from .fit_head import fit_model_dir
 from .initial import initial_model
 from .manifest import read_manifest
 from .model import ARCHS, EmbeddingNet, save_checkpoint, with_centre
@@ -210,6 +211,8 @@ def train(
             "resumed_from": os.path.abspath(opts.resume) if opts.resume else None,
         }
         _write_outputs(tmp, net, config, best, datasets["verify"], run, opts.opset, t0, emit, log)
+        head = fit_model_dir(tmp, opts.manifest, log)
+        emit("genre_head", **head["fit"]["val_metrics"])
         _publish(tmp, out, opts.force)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,4 +1,4 @@
-import { majorityGenre, voteGenres, type Voter } from '../search/genre-vote.js';
+import { majorityGenre, votedGenres, voteGenres, type Voter } from '../search/genre-vote.js';
 import { rankingMetrics, type Ranking } from './ranking.js';
 
 /**
@@ -13,8 +13,6 @@ export const MAJORITY_KS = [1, 3, 5, 8] as const;
 export const VOTE_K = 5;
 /** Voters per query of the genre-ranking figures (mAP, AUC): the endpoint's default, and 10. */
 export const RANKING_KS = [VOTE_K, 10] as const;
-/** Multi-label decision rule: every genre whose vote score is at least this fraction of the top score. */
-export const MULTI_LABEL_RATIO = 0.5;
 
 export const METRICS = [
   'recall@1',
@@ -114,16 +112,10 @@ export function averagePrecisionAtR(relevance: boolean[], r: number): number {
   return sum / r;
 }
 
-/**
- * Genres the vote of the k nearest neighbours predicts: the top genre and every genre scoring at
- * least MULTI_LABEL_RATIO of its score. Label-free (unlike predicting the true number of genres),
- * so it is the rule a client of the genre endpoint can apply.
- */
+/** Genres the vote of the k nearest neighbours predicts (the genre endpoint's rule, votedGenres). */
 export function predictedGenres(neighbours: Voter[], k = VOTE_K): { top: string | null; genres: string[] } {
   const vote = voteGenres(neighbours.slice(0, k), []);
-  if (vote.genre === null) return { top: null, genres: [] };
-  const cut = vote.scores[0]!.score * MULTI_LABEL_RATIO;
-  return { top: vote.genre, genres: vote.scores.filter((s) => s.score > 0 && s.score >= cut).map((s) => s.genre) };
+  return { top: vote.genre, genres: votedGenres(vote) };
 }
 
 export function scoreQuery(query: QueryOutcome, rule: MatchRule = 'single'): QueryScore {

@@ -1,6 +1,7 @@
 import { HSV_BINS } from './colour-histogram.js';
 import type { Evaluation, SystemResult } from './evaluate.js';
-import { MAJORITY_KS, METRICS, MULTI_LABEL_RATIO, RANKING_KS, RECALL_KS, VOTE_K, type GenreRow, type MetricName, type MetricValues } from './metrics.js';
+import { MULTI_LABEL_RATIO } from '../search/genre-vote.js';
+import { MAJORITY_KS, METRICS, RANKING_KS, RECALL_KS, VOTE_K, type GenreRow, type MetricName, type MetricValues } from './metrics.js';
 import type { Ranking } from './ranking.js';
 
 export const REPORT_FORMAT = 'marquee-eval/1';

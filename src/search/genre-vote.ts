@@ -38,6 +38,19 @@ export function voteGenres(voters: Voter[], knownGenres: string[]): GenreVote {
   return { genre: sum > 0 ? scores[0]!.genre : null, scores, majority: majorityGenre(voters) };
 }
 
+/** Multi-label decision rule of the vote: every genre whose score is at least this fraction of the top score. */
+export const MULTI_LABEL_RATIO = 0.5;
+
+/**
+ * Genres the vote predicts: the top genre and every genre scoring at least MULTI_LABEL_RATIO of its
+ * score. Label-free (unlike predicting the true number of genres), so a client can apply it too.
+ */
+export function votedGenres(vote: GenreVote): string[] {
+  if (vote.genre === null) return [];
+  const cut = vote.scores[0]!.score * MULTI_LABEL_RATIO;
+  return vote.scores.filter((s) => s.score > 0 && s.score >= cut).map((s) => s.genre);
+}
+
 export function majorityGenre(voters: Voter[]): { genre: string | null; votes: number } {
   const counts = new Map<string, { votes: number; best: number }>();
   for (const voter of voters) {

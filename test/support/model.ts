@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { subsetRows } from './catalog.js';
 import { CACHE, PYTHON, ROOT, SHARED_CATALOG } from './paths.js';
@@ -40,4 +40,30 @@ export function torchEmbed(dir: string, images: string[]): number[][] {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   return (JSON.parse(out.trim().split('\n').pop()!) as { embeddings: number[][] }).embeddings;
+}
+
+/**
+ * The test model with a genre head fitted by the training package (`fit-head`) on a small slice of
+ * the catalog: the head a trained model carries, on the test model's embeddings.
+ */
+export function testModelWithHeadDir(): string {
+  const dir = join(CACHE, `head-${TEST_INPUT.width}x${TEST_INPUT.height}`);
+  if (existsSync(join(dir, 'model.json')) && existsSync(join(dir, 'model.onnx'))) return dir;
+  const base = testModelDir();
+  const manifest = join(CACHE, 'head.jsonl');
+  const rows = subsetRows({ train: 240, val: 80, test: 0 });
+  writeFileSync(
+    manifest,
+    rows
+      .map((r) =>
+        JSON.stringify({ id: r.id, path: join(SHARED_CATALOG, r.file), genres: r.genres.split('|'), single_genre: r.single_genre, split: r.split }),
+      )
+      .join('\n') + '\n',
+  );
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  cpSync(base, tmp, { recursive: true });
+  execFileSync(PYTHON, ['-m', 'training', 'fit-head', '--model', tmp, '--manifest', manifest], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+  renameSync(tmp, dir);
+  return dir;
 }

@@ -74,12 +74,28 @@ def test_head_run_writes_every_output_with_onnx_parity(head_run, train_manifest,
     assert metrics["epoch"] == meta["training"]["best_epoch"] == events[-1]["best_epoch"]
     assert {k: v for k, v in metrics.items() if k != "history"} == meta["metrics"]
     assert [h["epoch"] for h in metrics["history"]] == [1, 2]
-    best = max(metrics["history"], key=lambda h: (h["vote_map@5"], -h["epoch"]))
+    # the best epoch is the one whose genre head ranks val posters best
+    best = max(metrics["history"], key=lambda h: (h["head_map"], -h["epoch"]))
     assert best["epoch"] == metrics["epoch"]
+    assert set(metrics["head"]) == {"map", "auc", "per_genre"} and 0 <= metrics["head"]["map"] <= 1
     for name in ("recall@1", "recall@3", "recall@8", "majority@1", "majority@3", "majority@5"):
         assert set(metrics[name]) == {"micro", "macro", "per_genre"}
     assert set(metrics["vote"]) == {"k5", "k10"} and 0 <= metrics["vote"]["k5"]["map"] <= 1
     assert set(metrics["vote"]["k10"]["per_genre"]["Drama"]) == {"ap", "auc", "positives"}
+
+
+def test_trained_models_carry_a_calibrated_genre_head(head_run, train_manifest):
+    out, events, _, _ = head_run
+    meta = json.loads((out / "model.json").read_text())
+    head = meta["genre_head"]
+    records = read_manifest(train_manifest)
+    classes = sorted({g for r in split_records(records, "train") for g in r.genres})
+    assert head["format"] == "marquee-genre-head/1" and head["classes"] == classes
+    assert np.array(head["weight"]).shape == (len(classes), 32) and len(head["bias"]) == len(classes)
+    assert len(head["calibration"]["scale"]) == len(head["thresholds"]) == len(classes)
+    assert all(0 < t < 1 for t in head["thresholds"])
+    assert head["fit"]["train"] == 40 and head["fit"]["val"] == 8
+    assert [e for e in events if e["event"] == "genre_head"][0]["map"] == head["fit"]["val_metrics"]["map"]
 
 
 def test_head_run_events_and_backbone_untouched(head_run, exported):
