@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BUDGETED_BYTES_PER_PIXEL } from './model/preprocess.js';
 import { TORCHVISION_RESNET50_URL } from './model/weights.js';
 import type { PrecisionSetting } from './model/precision.js';
 import { DEFAULT_EXPANSION, INDEX_SCALARS, type IndexScalar } from './search/vector-index.js';
@@ -31,6 +32,10 @@ export interface Config {
   adminOpenLoopback: boolean;
   maxUploadBytes: number;
   maxPixels: number;
+  /** Memory that images being decoded may take at once (MARQUEE_DECODE_BUDGET_MB): holds one 16-bit RGBA image at the pixel limit. */
+  decodeBudgetBytes: number;
+  /** Images decoded at once. */
+  decodeConcurrency: number;
   batchMaxSize: number;
   batchMaxWaitMs: number;
   queueMax: number;
@@ -50,6 +55,13 @@ export interface Config {
 }
 
 export class ConfigError extends Error {}
+
+/**
+ * The largest image accepted. Posters are a few megapixels (a TMDB original is 2000x3000, 6 Mpx);
+ * 16 Mpx leaves room for a 3266x4900 scan, and its decode (48 MB as 8-bit RGB, 176 MB at most for
+ * 16-bit RGBA) fits the default decode budget, where 40 Mpx took 120 MB as RGB.
+ */
+export const DEFAULT_MAX_PIXELS = 16_000_000;
 
 type Env = Record<string, string | undefined>;
 
@@ -94,6 +106,14 @@ export function loadConfig(env: Env = process.env): Config {
   if (env.MARQUEE_ADMIN_OPEN_LOOPBACK === '1' && !isLoopback(host)) {
     throw new ConfigError(`MARQUEE_ADMIN_OPEN_LOOPBACK=1 opens the admin routes without a token, which is refused on HOST=${host}: listen on 127.0.0.1 or set MARQUEE_ADMIN_TOKEN`);
   }
+  const maxPixels = int(env, 'MARQUEE_MAX_PIXELS', DEFAULT_MAX_PIXELS, 1);
+  const decodeBudgetMb = int(env, 'MARQUEE_DECODE_BUDGET_MB', 256, 1, 1024 * 1024);
+  const largestDecodeMb = Math.ceil((maxPixels * BUDGETED_BYTES_PER_PIXEL) / 2 ** 20);
+  if (decodeBudgetMb < largestDecodeMb) {
+    throw new ConfigError(
+      `MARQUEE_DECODE_BUDGET_MB=${decodeBudgetMb} cannot hold one image at the pixel limit (MARQUEE_MAX_PIXELS=${maxPixels}: up to ${largestDecodeMb} MB to decode): raise it to ${largestDecodeMb} or lower MARQUEE_MAX_PIXELS`,
+    );
+  }
   return {
     port: int(env, 'PORT', 8080, 0, 65535),
     host,
@@ -108,7 +128,9 @@ export function loadConfig(env: Env = process.env): Config {
     adminToken: env.MARQUEE_ADMIN_TOKEN ?? '',
     adminOpenLoopback: env.MARQUEE_ADMIN_OPEN_LOOPBACK === '1',
     maxUploadBytes: int(env, 'MARQUEE_MAX_UPLOAD_BYTES', 10 * 1024 * 1024, 1),
-    maxPixels: int(env, 'MARQUEE_MAX_PIXELS', 40_000_000, 1),
+    maxPixels,
+    decodeBudgetBytes: decodeBudgetMb * 2 ** 20,
+    decodeConcurrency: int(env, 'MARQUEE_DECODE_CONCURRENCY', availableParallelism(), 1, 1024),
     batchMaxSize: int(env, 'MARQUEE_BATCH_MAX_SIZE', 16, 1, 1024),
     batchMaxWaitMs: int(env, 'MARQUEE_BATCH_MAX_WAIT_MS', 0, 0, 10_000),
     queueMax: int(env, 'MARQUEE_QUEUE_MAX', 64, 1),

@@ -52,6 +52,36 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly decodeBudget = new client.Gauge({
+    name: 'marquee_decode_budget_bytes',
+    help: 'Memory that images being decoded may take at once (MARQUEE_DECODE_BUDGET_MB)',
+    registers: [this.registry],
+  });
+
+  readonly decodeBytes = new client.Gauge({
+    name: 'marquee_decode_bytes_in_use',
+    help: 'Memory taken by images being decoded now, as admitted from their headers',
+    registers: [this.registry],
+  });
+
+  readonly decodePeakBytes = new client.Gauge({
+    name: 'marquee_decode_bytes_peak',
+    help: 'The most memory images being decoded have taken at once since the start',
+    registers: [this.registry],
+  });
+
+  readonly decodeWaiting = new client.Gauge({
+    name: 'marquee_decode_waiting',
+    help: 'Images waiting for room in the decode budget',
+    registers: [this.registry],
+  });
+
+  readonly decodeRefusals = new client.Counter({
+    name: 'marquee_decode_refusals_total',
+    help: 'Uploads refused with 503 because the decode budget stayed full for as long as a request may wait',
+    registers: [this.registry],
+  });
+
   constructor() {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'marquee_process_' });
   }

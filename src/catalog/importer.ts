@@ -4,7 +4,8 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { parse, type CsvError } from 'csv-parse/sync';
 import { ApiError } from '../errors.js';
-import { decodeRgb } from '../model/preprocess.js';
+import type { Decodes } from '../model/decodes.js';
+import { identify } from '../model/preprocess.js';
 import type { Catalog, NewPoster, Split } from '../state/catalog.js';
 import type { Db } from '../state/db.js';
 import { writeAtomically } from '../state/files.js';
@@ -30,6 +31,8 @@ export interface ImportOptions {
   catalog: Catalog;
   dataDir: string;
   maxPixels: number;
+  /** The server's decodes (admitted by the decode budget it shares with uploads); none in the CLI. */
+  decodes?: Decodes;
   onProgress?: (done: number, total: number) => void;
   concurrency?: number;
   /**
@@ -181,7 +184,7 @@ async function withImage(dir: string, fields: RowFields, imagesDir: string, opti
   const image =
     known && known.imageSha256 === imageSha256 && existsSync(join(options.dataDir, known.imagePath))
       ? { pixelSha256: known.pixelSha256, width: known.width, height: known.height, name: known.imagePath.slice('images/'.length) }
-      : await decodeRgb(bytes, options.maxPixels).then(
+      : await (options.decodes ? options.decodes.identify(bytes, 'background') : identify(bytes, options.maxPixels)).then(
           (decoded) => ({ ...decoded, name: imageName(id, decoded.format) }),
           (error: ApiError) => {
             throw new PosterFieldError(`file "${file}": ${error.message}`);

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import type { Decodes } from '../model/decodes.js';
 import { renderModelInput, type PreprocessingSpec } from '../model/preprocess.js';
 import type { Poster } from '../state/catalog.js';
 import { writeAtomically } from '../state/files.js';
@@ -15,6 +16,8 @@ export async function renderInputs(
   dataDir: string,
   maxPixels: number,
   onProgress?: (done: number, total: number) => void,
+  /** The server's decodes (admitted by the decode budget it shares with uploads); none in the CLI. */
+  decodes?: Decodes,
 ): Promise<Map<string, string>> {
   const dir = join(dataDir, 'inputs', `${spec.width}x${spec.height}`);
   mkdirSync(dir, { recursive: true });
@@ -26,7 +29,8 @@ export async function renderInputs(
       const poster = posters[next++]!;
       const file = join(dir, `${poster.pixelSha256.slice(0, 32)}.png`);
       if (!existsSync(file)) {
-        const png = await renderModelInput(await readFile(join(dataDir, poster.imagePath)), spec, maxPixels);
+        const bytes = await readFile(join(dataDir, poster.imagePath));
+        const png = await (decodes ? decodes.render(bytes, spec, 'background') : renderModelInput(bytes, spec, maxPixels));
         writeAtomically(file, png);
       }
       paths.set(poster.id, file);

@@ -116,8 +116,13 @@ export class RetrainRunner {
           ? defaultSpec(params.width ?? active.inputWidth, params.height ?? active.inputHeight)
           : active.preprocessing;
       const posters = catalog.all();
-      const paths = await renderInputs(posters, spec, config.dataDir, config.maxPixels, (done, total) =>
-        this.progress(id, { stage: 'rendering inputs', done, total, fraction: done / total }),
+      const paths = await renderInputs(
+        posters,
+        spec,
+        config.dataDir,
+        config.maxPixels,
+        (done, total) => this.progress(id, { stage: 'rendering inputs', done, total, fraction: done / total }),
+        this.services.decodes,
       );
       signal.throwIfAborted();
       const manifest = join(work, 'manifest.jsonl');
@@ -136,8 +141,17 @@ export class RetrainRunner {
       candidate = registerModelDir(out, 'ft', config.dataDir, models);
       candidate = await servedVariant(candidate, this.services, (stage) => this.progress(id, { stage }), signal);
       embedder = await loadEmbedder(candidate, this.services);
-      await embedCatalog(candidate, embedder, embeddings, config.dataDir, config.maxPixels, log, (done, total) =>
-        this.progress(id, { stage: 'embedding the catalog', done, total, fraction: done / total }), signal);
+      await embedCatalog(
+        candidate,
+        embedder,
+        embeddings,
+        config.dataDir,
+        config.maxPixels,
+        log,
+        (done, total) => this.progress(id, { stage: 'embedding the catalog', done, total, fraction: done / total }),
+        signal,
+        this.services.decodes,
+      );
       await this.embedMissing(active, signal);
       const verdict = compareOnValidation(this.services, candidate, active);
       models.setMetrics(candidate.version, { validation: verdict.candidate });
@@ -200,7 +214,7 @@ export class RetrainRunner {
     if (embeddings.missing(model).length === 0) return;
     const embedder = await loadEmbedder(model, this.services);
     try {
-      await embedCatalog(model, embedder, embeddings, config.dataDir, config.maxPixels, log, undefined, signal);
+      await embedCatalog(model, embedder, embeddings, config.dataDir, config.maxPixels, log, undefined, signal, this.services.decodes);
     } finally {
       await embedder.release();
     }

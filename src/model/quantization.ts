@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import { renderInputs, writeManifest } from '../catalog/manifest.js';
 import type { Catalog, Poster } from '../state/catalog.js';
 import { unfaithful, type ModelRegistry, type ModelVersion } from '../state/models.js';
+import type { Decodes } from './decodes.js';
 import { ensurePython, runTraining } from './python.js';
 import { registerInt8Dir } from './registration.js';
 
@@ -17,6 +18,8 @@ export interface QuantizeDeps {
   catalog: Catalog;
   models: ModelRegistry;
   log: Logger;
+  /** The server's decodes (admitted by the decode budget it shares with uploads); none in the CLI. */
+  decodes?: Decodes;
 }
 
 /** Every n-th poster of a split, up to `count`: a spread sample, the same at every run. */
@@ -52,7 +55,7 @@ export async function addInt8Variant(model: ModelVersion, deps: QuantizeDeps, on
     ];
     if (sample.length === 0) throw new Error('no catalog posters to calibrate the int8 model on');
     onStatus('rendering posters to calibrate the int8 model');
-    const paths = await renderInputs(sample, fp32.preprocessing, config.dataDir, config.maxPixels);
+    const paths = await renderInputs(sample, fp32.preprocessing, config.dataDir, config.maxPixels, undefined, deps.decodes);
     const manifest = join(work, 'manifest.jsonl');
     writeManifest(manifest, sample, config.dataDir, { spec: fp32.preprocessing, paths });
     const out = join(work, 'int8');

@@ -21,7 +21,8 @@ export async function bringIntoService(
 ): Promise<Engine> {
   const { config, embeddings, log } = services;
   const embedder = options.embedder ?? (await loadEmbedder(model, services));
-  const embedMissing = () => embedCatalog(model, embedder, embeddings, config.dataDir, config.maxPixels, log, options.onProgress, options.signal);
+  const embedMissing = () =>
+    embedCatalog(model, embedder, embeddings, config.dataDir, config.maxPixels, log, options.onProgress, options.signal, services.decodes);
   const swap = async () => {
     await embedMissing();
     const engine = await Engine.load(model, services, embedder);

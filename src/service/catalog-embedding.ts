@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
+import type { Decodes } from '../model/decodes.js';
 import type { Embedder } from '../model/embedder.js';
 import { preprocess } from '../model/preprocess.js';
 import { startProgress } from '../progress.js';
@@ -22,6 +23,8 @@ export async function embedCatalog(
   log: Logger,
   onProgress?: (done: number, total: number) => void,
   signal?: AbortSignal,
+  /** The server's decodes (admitted by the decode budget it shares with uploads); none in the CLI. */
+  decodes?: Decodes,
 ): Promise<number> {
   const missing = store.missing(model);
   if (missing.length === 0) return 0;
@@ -32,7 +35,10 @@ export async function embedCatalog(
     signal?.throwIfAborted();
     const batch = missing.slice(start, start + BATCH);
     const tensors = await Promise.all(
-      batch.map(async ({ imagePath }) => (await preprocess(await readFile(join(dataDir, imagePath)), model.preprocessing, maxPixels)).tensor),
+      batch.map(async ({ imagePath }) => {
+        const bytes = await readFile(join(dataDir, imagePath));
+        return (await (decodes ? decodes.preprocess(bytes, model.preprocessing, 'background') : preprocess(bytes, model.preprocessing, maxPixels))).tensor;
+      }),
     );
     const vectors = await embedder.embed(tensors);
     store.putMany(model, batch.map(({ key }, i) => ({ key, vector: vectors[i]! })));

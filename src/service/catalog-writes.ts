@@ -3,7 +3,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { imageName, type PosterFields } from '../catalog/importer.js';
 import { ApiError, notFound } from '../errors.js';
-import type { RgbImage } from '../model/preprocess.js';
+import type { Picture } from '../model/preprocess.js';
 import type { Poster, Split } from '../state/catalog.js';
 import { writeAtomically } from '../state/files.js';
 import type { Engine } from './engine.js';
@@ -39,19 +39,26 @@ export class CatalogWriter {
     private readonly runtime: Runtime,
   ) {}
 
-  /** Adds a poster (or, with `upsert`, replaces the one with its id): 409 poster_exists otherwise. */
-  async add(fields: PosterFields, bytes: Buffer, options: { upsert?: boolean } = {}): Promise<{ poster: Poster; created: boolean; timing: AddTiming }> {
+  /**
+   * Adds a poster (or, with `upsert`, replaces the one with its id): 409 poster_exists otherwise.
+   * `waitForDecode`: its decode waits for the decode budget as long as it takes (a batch's items).
+   */
+  async add(
+    fields: PosterFields,
+    bytes: Buffer,
+    options: { upsert?: boolean; waitForDecode?: boolean } = {},
+  ): Promise<{ poster: Poster; created: boolean; timing: AddTiming }> {
     const { catalog } = this.services;
     const conflict = () => new ApiError(409, 'poster_exists', `poster ${fields.id} exists: PATCH /admin/posters/${fields.id} changes it, or add with upsert`);
     if (!options.upsert && catalog.get(fields.id)) throw conflict();
     const started = performance.now();
-    const first = await this.embed(bytes);
+    const first = await this.embed(bytes, options.waitForDecode);
     const embedded = performance.now();
     return this.runtime.exclusive(async () => {
       const locked = performance.now();
       const existing = catalog.get(fields.id);
       if (existing && !options.upsert) throw conflict();
-      const { engine, vector, image } = await this.embedOn(first, bytes);
+      const { engine, vector, image } = await this.embedOn(first, bytes, options.waitForDecode);
       const poster = this.store(fields, bytes, image, engine, vector);
       this.removeReplacedImage(existing, poster);
       const timing = { embedMs: embedded - started, waitMs: locked - embedded, storeMs: performance.now() - locked };
@@ -104,16 +111,16 @@ export class CatalogWriter {
     });
   }
 
-  private embed(bytes: Buffer): Promise<{ engine: Engine; vector: Float32Array; image: RgbImage }> {
-    return this.runtime.use(async (engine) => ({ engine, ...(await engine.embedUpload(bytes)) }));
+  private embed(bytes: Buffer, waitForDecode = false): Promise<{ engine: Engine; vector: Float32Array; image: Picture }> {
+    return this.runtime.use(async (engine) => ({ engine, ...(await engine.embedUpload(bytes, { waitForDecode })) }));
   }
 
   /** The embedding made outside the lock, or (a swap came in between) one by the engine now in service. */
-  private async embedOn(first: { engine: Engine; vector: Float32Array; image: RgbImage }, bytes: Buffer) {
-    return this.runtime.peek() === first.engine ? first : this.embed(bytes);
+  private async embedOn(first: { engine: Engine; vector: Float32Array; image: Picture }, bytes: Buffer, waitForDecode = false) {
+    return this.runtime.peek() === first.engine ? first : this.embed(bytes, waitForDecode);
   }
 
-  private store(fields: PosterFields, bytes: Buffer, image: RgbImage, engine: Engine, vector: Float32Array): Poster {
+  private store(fields: PosterFields, bytes: Buffer, image: Picture, engine: Engine, vector: Float32Array): Poster {
     const { catalog, db, embeddings, config } = this.services;
     // A name of its own per picture: the poster's current file stays whole until the commit names the new one.
     const digest = sha256(bytes);

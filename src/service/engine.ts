@@ -4,7 +4,8 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { MicroBatcher } from '../model/batcher.js';
 import { Embedder } from '../model/embedder.js';
-import { preprocess, type RgbImage } from '../model/preprocess.js';
+import type { Decodes } from '../model/decodes.js';
+import type { Picture } from '../model/preprocess.js';
 import { Searcher } from '../search/searcher.js';
 import { VectorIndex } from '../search/vector-index.js';
 import type { Catalog, Poster } from '../state/catalog.js';
@@ -17,6 +18,7 @@ export interface EngineDeps {
   embeddings: EmbeddingStore;
   log: Logger;
   metrics: Metrics;
+  decodes: Decodes;
 }
 
 /** Where a variant's vector index lives: `<version>.usearch`, `<version>.int8.usearch`. */
@@ -56,7 +58,7 @@ export class Engine {
     readonly embedder: Embedder,
     readonly searcher: Searcher,
     private readonly batcher: MicroBatcher<Float32Array, Float32Array>,
-    private readonly maxPixels: number,
+    private readonly decodes: Decodes,
   ) {}
 
   private genreList: string[] | null = null;
@@ -84,7 +86,7 @@ export class Engine {
   }
 
   static async load(model: ModelVersion, deps: EngineDeps, embedder?: Embedder): Promise<Engine> {
-    const { config, catalog, embeddings, log, metrics } = deps;
+    const { config, catalog, embeddings, log, metrics, decodes } = deps;
     const session = embedder ?? (await loadEmbedder(model, deps));
     const started = Date.now();
     const index = VectorIndex.open(indexPath(config.dataDir, model), embeddings.source(model, model.dims), {
@@ -106,7 +108,7 @@ export class Engine {
         },
       },
     );
-    return new Engine(model, session, new Searcher(index, (key) => embeddings.get(model, key), catalog.filterFields(), (keys) => catalog.getMany(keys)), batcher, config.maxPixels);
+    return new Engine(model, session, new Searcher(index, (key) => embeddings.get(model, key), catalog.filterFields(), (keys) => catalog.getMany(keys)), batcher, decodes);
   }
 
   get queueDepth(): number {
@@ -114,17 +116,20 @@ export class Engine {
   }
 
   /**
-   * Decodes, checks and embeds an uploaded image through the shared micro-batcher. `whileEmbedding`
-   * is called with the decoded picture once its forward pass is under way, for work that needs the
-   * picture but not the vector (it runs while this thread would otherwise wait).
+   * Decodes, checks and embeds an uploaded image through the shared micro-batcher. The decode is
+   * admitted by the decode budget first: a request's waits briefly at most (then 503), one with
+   * `waitForDecode` (a batch's items, already one admitted request) as long as it takes.
+   * `whileEmbedding` is called with the picture once its forward pass is under way, for work that
+   * needs the picture but not the vector (it runs while this thread would otherwise wait).
    */
   async embedUpload(
     bytes: Buffer,
-    whileEmbedding?: (image: RgbImage) => undefined,
-  ): Promise<{ vector: Float32Array; image: RgbImage; timing: { preprocessMs: number; embedMs: number } }> {
+    options: { whileEmbedding?: (image: Picture) => undefined; waitForDecode?: boolean } = {},
+  ): Promise<{ vector: Float32Array; image: Picture; timing: { preprocessMs: number; embedMs: number } }> {
+    const { whileEmbedding, waitForDecode = false } = options;
     const started = performance.now();
     this.batcher.refuseIfFull(); // before decoding an upload the queue has no room for
-    const { tensor, image } = await preprocess(bytes, this.model.preprocessing, this.maxPixels);
+    const { tensor, image } = await this.decodes.preprocess(bytes, this.model.preprocessing, waitForDecode ? 'background' : 'request');
     const preprocessed = performance.now();
     const embedding = this.batcher.submit(tensor);
     try {

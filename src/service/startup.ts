@@ -5,6 +5,9 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { importCatalog } from '../catalog/importer.js';
 import { ensureBaseModel } from '../model/base-model.js';
+import { DecodeBudget } from '../model/decode-budget.js';
+import { DecodePool } from '../model/decode-pool.js';
+import { Decodes } from '../model/decodes.js';
 import { variantPolicy } from '../model/precision.js';
 import { servedVariant } from '../model/quantization.js';
 import { startProgress } from '../progress.js';
@@ -30,9 +33,24 @@ export interface Services {
   titles: PosterTitles;
   log: Logger;
   metrics: Metrics;
+  /** Every decode of the server (uploads, the import, the catalog's embedding), within one decode budget. */
+  decodes: Decodes;
 }
 
 export function createServices(config: Config, db: Db, log: Logger, metrics: Metrics): Services {
+  metrics.decodeBudget.set(config.decodeBudgetBytes);
+  let peak = 0;
+  const budget = new DecodeBudget({
+    bytes: config.decodeBudgetBytes,
+    slots: config.decodeConcurrency,
+    onChange(inUse, waiting) {
+      metrics.decodeBytes.set(inUse);
+      metrics.decodeWaiting.set(waiting);
+      if (inUse > peak) metrics.decodePeakBytes.set((peak = inUse));
+    },
+    onRefusal: () => metrics.decodeRefusals.inc(),
+  });
+  const decodes = new Decodes(config.maxPixels, budget, new DecodePool(config.decodeConcurrency));
   return {
     config,
     db,
@@ -43,6 +61,7 @@ export function createServices(config: Config, db: Db, log: Logger, metrics: Met
     titles: new PosterTitles(db),
     log,
     metrics,
+    decodes,
   };
 }
 
@@ -69,6 +88,7 @@ function sweepUnregisteredModels(dataDir: string, models: ModelRegistry): string
  */
 export async function startUp(services: Services, runtime: Runtime): Promise<void> {
   const { config, db, catalog, models, embeddings, jobs, log, metrics } = services;
+  services.decodes.start();
   for (const job of jobs.failInterrupted()) log.warn({ job: job.id }, job.error ?? 'job interrupted');
   // Whatever an interrupted job or write left is not in use: only registered models and indexes are.
   rmSync(join(config.dataDir, 'jobs'), { recursive: true, force: true });
@@ -82,6 +102,7 @@ export async function startUp(services: Services, runtime: Runtime): Promise<voi
       catalog,
       dataDir: config.dataDir,
       maxPixels: config.maxPixels,
+      decodes: services.decodes,
       onlyNew: true,
       onProgress(done, total) {
         progress ??= startProgress(log, 'importing posters', total);
@@ -99,8 +120,16 @@ export async function startUp(services: Services, runtime: Runtime): Promise<voi
   const model = await servedVariant(await ensureBaseModel(config, catalog, models, log, onStatus), services, onStatus);
   const embedder = await loadEmbedder(model, services);
   runtime.setStatus('embedding the catalog');
-  await embedCatalog(model, embedder, embeddings, config.dataDir, config.maxPixels, log, (done, total) =>
-    runtime.setStatus(`embedding the catalog: ${done}/${total}`),
+  await embedCatalog(
+    model,
+    embedder,
+    embeddings,
+    config.dataDir,
+    config.maxPixels,
+    log,
+    (done, total) => runtime.setStatus(`embedding the catalog: ${done}/${total}`),
+    undefined,
+    services.decodes,
   );
   runtime.setStatus('loading the vector index');
   const engine = await Engine.load(model, services, embedder);

@@ -162,7 +162,8 @@ export function adminPosterRoutes(app: FastifyInstance, services: Services, writ
             try {
               const image = Buffer.from(item.image, 'base64');
               const fields = parseFields({ ...item, year: item.year === undefined ? undefined : String(item.year), genres: item.genres.join('|') });
-              const { poster, created } = await writer.add(fields, image, { upsert });
+              // The batch is one admitted request: its items wait for the decode budget in turn rather than fail.
+              const { poster, created } = await writer.add(fields, image, { upsert, waitForDecode: true });
               return { index, status: created ? 201 : 200, poster: posterView(poster, base) };
             } catch (error) {
               if (!(error instanceof ApiError) || error.statusCode >= 500) throw error;

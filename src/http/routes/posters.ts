@@ -90,8 +90,10 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
   /** The upload's embedding, and the catalog poster with the same pixels, if any (looked up during the forward pass). */
   const embedQuery = async (engine: Engine, bytes: Buffer) => {
     let match: Poster | null = null;
-    const { vector, timing } = await engine.embedUpload(bytes, (image) => {
-      match = catalog.byPixelSha256(image.pixelSha256);
+    const { vector, timing } = await engine.embedUpload(bytes, {
+      whileEmbedding: (image) => {
+        match = catalog.byPixelSha256(image.pixelSha256);
+      },
     });
     return { vector, match: match as Poster | null, timing };
   };
