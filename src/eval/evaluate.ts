@@ -2,7 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { ConfigError } from '../config.js';
 import type { Embedder } from '../model/embedder.js';
 import { preprocess } from '../model/preprocess.js';
-import type { Voter } from '../search/genre-vote.js';
+import { classifyGenres, parseGenreHead } from '../search/genre-head.js';
+import { votedGenres, voteGenres, type Voter } from '../search/genre-vote.js';
 import { Searcher } from '../search/searcher.js';
 import { VectorIndex } from '../search/vector-index.js';
 import { embedCatalog } from '../service/catalog-embedding.js';
@@ -13,8 +14,10 @@ import type { EmbeddingSet } from '../state/embeddings.js';
 import type { ModelVersion } from '../state/models.js';
 import { HISTOGRAM_DIMS, HISTOGRAM_SIZE, HSV_BINS, HistogramCache, histogramsOf } from './colour-histogram.js';
 import { exactKnn, keyedVectors, similaritySpread, storedVectors, type KeyedVectors, type Neighbours, type StoredVectors } from './knn.js';
-import { evaluateQueries, genreCounts, MAJORITY_KS, RANKING_KS, RECALL_KS, type MatchRule, type QueryOutcome, type Summary } from './metrics.js';
+import { evaluateQueries, genreCounts, MAJORITY_KS, RANKING_KS, RECALL_KS, VOTE_K, type MatchRule, type QueryOutcome, type Summary } from './metrics.js';
+import { classifierFigures, fitLogisticHead, multiHot, predictedBy, chooseThresholds, type ClassifierFigures, type GenreScores } from './genre-classifier.js';
 import { loadQueryCsv, posterItem, type QueryItem, type QuerySet, type SkippedQuery } from './query-set.js';
+import { pairedDifference, seriesFigures, seriesOf, type SeriesFigures } from './series.js';
 
 export type GalleryChoice = 'train' | 'train+val' | 'all';
 
@@ -43,6 +46,15 @@ export interface SystemResult {
   summary: Summary;
   /** Median gap between the 1st and the 100th neighbour's similarity (embedding systems only). */
   similaritySpread?: number | null;
+  /** Same-series posters among the nearest (systems that search the gallery). */
+  series?: SeriesFigures;
+}
+
+/** The genre answer as a classifier: a model's head, a vote, a baseline's head, prevalence. */
+export interface GenreSystemResult {
+  id: 'model_head' | 'model_vote' | 'hsv_head' | 'hsv_vote' | 'prevalence';
+  label: string;
+  figures: ClassifierFigures;
 }
 
 export interface Evaluation {
@@ -60,6 +72,10 @@ export interface Evaluation {
   };
   gallery: { source: string; count: number };
   systems: SystemResult[];
+  /** The genre answer of each system as a multi-label classifier of the queries. */
+  genreSystems: GenreSystemResult[];
+  /** The model's same-series figure at 8 minus the histogram's, on the same queries: mean and 95% bootstrap interval. */
+  seriesVsHistogram: { mean: number; low: number; high: number } | null;
   /** Share of the exact k nearest that the served index returns, per k (with --index). */
   indexRecallVsExact: Record<string, number> | null;
   notes: string[];
@@ -118,8 +134,17 @@ export async function evaluate(svc: Services, options: EvaluateOptions = {}): Pr
   const vectors = new ModelVectors(svc);
   const labeller = new Labeller(gallery, queries);
   const honest = 'honest: exact search, query never in the gallery';
-  const add = (id: SystemId, label: string, protocol: string, summary: Summary, size = gallery.length, neighbours?: Neighbours) =>
-    systems.push({ id, label, protocol, gallery: size, summary, ...(neighbours ? { similaritySpread: similaritySpread(neighbours) } : {}) });
+  const genres = new GenreTruth(gallery, queries, posters.filter((p) => p.split === 'val'));
+  const series = new SeriesMeasure(posters, gallery, queries);
+  const genreSystems: GenreSystemResult[] = [];
+  const addGenres = (id: GenreSystemResult['id'], label: string, scores: GenreScores) =>
+    genreSystems.push({ id, label, figures: classifierFigures(scores, genres.queryTruth) });
+  const add = (id: SystemId, label: string, protocol: string, summary: Summary, size = gallery.length, neighbours?: Neighbours, galleryKeys?: Int32Array) =>
+    systems.push({
+      id, label, protocol, gallery: size, summary,
+      ...(neighbours ? { similaritySpread: similaritySpread(neighbours) } : {}),
+      ...(neighbours && galleryKeys ? { series: series.of(neighbours, galleryKeys) } : {}),
+    }); // prettier-ignore
   let indexRecallVsExact: Record<string, number> | null = null;
   let base: ModelVersion | null = null;
   try {
@@ -131,8 +156,12 @@ export async function evaluate(svc: Services, options: EvaluateOptions = {}): Pr
       const summary = evaluateQueries(labeller.outcomesFromVoters(served.voters));
       add('model', `${model.version} ${model.precision} (served index)`, 'honest: the served usearch index, query never in the gallery', summary);
     } else {
-      add('model', `${model.version} ${model.precision} (exact)`, honest, evaluateQueries(labeller.outcomes(exact)), gallery.length, exact);
+      add('model', `${model.version} ${model.precision} (exact)`, honest, evaluateQueries(labeller.outcomes(exact)), gallery.length, exact, modelVectors.gallery.keys);
     }
+    const head = parseGenreHead(model.source.genre_head, model.dims);
+    if (head) addGenres('model_head', `${model.version}: its genre head`, genres.fromHead(head, modelVectors.queries));
+    else notes.push(`${model.version} has no genre head: the genre endpoint serves its vote.`);
+    addGenres('model_vote', `${model.version}: vote of ${VOTE_K} nearest`, genres.fromVote(labeller.outcomes(exact)));
 
     if (options.paperProtocol) {
       await timed('paper protocol', async () => {
@@ -147,6 +176,7 @@ export async function evaluate(svc: Services, options: EvaluateOptions = {}): Pr
     const majority = labeller.majorityGenre();
     const constant = "constant answer: the gallery's most common single genre";
     add('majority_genre', `always "${majority}"`, constant, evaluateQueries(labeller.constantOutcomes(majority)));
+    addGenres('prevalence', "genre prevalence (each genre's share of the gallery)", genres.fromPrevalence());
 
     await timed('colour histograms', async () => {
       const cache = HistogramCache.open(config.dataDir);
@@ -156,7 +186,14 @@ export async function evaluate(svc: Services, options: EvaluateOptions = {}): Pr
       const queryFeatures = await features(queries, queries.map((q) => q.key));
       const neighbours = exactKnn(queryFeatures, galleryFeatures, labeller.depth);
       const label = `HSV histogram ${HSV_BINS.join('×')}, square-root, ${HISTOGRAM_SIZE.width}×${HISTOGRAM_SIZE.height}, cosine`;
-      add('hsv_histogram', label, honest, evaluateQueries(labeller.outcomes(neighbours)), gallery.length, neighbours);
+      add('hsv_histogram', label, honest, evaluateQueries(labeller.outcomes(neighbours)), gallery.length, neighbours, galleryFeatures.keys);
+      const valPosters = genres.val;
+      const valFeatures = await features(valPosters.map((p) => posterItem(p, config.dataDir)), valPosters.map((p) => p.key));
+      const histogramHead = await timed('histogram genre head', () =>
+        fitLogisticHead({ x: galleryFeatures.data, y: genres.galleryTruth }, { x: valFeatures.data, y: genres.valTruth }, HISTOGRAM_DIMS, genres.classes),
+      );
+      addGenres('hsv_head', `HSV histogram: a genre head trained on it (L2 ${histogramHead.l2})`, histogramHead.predict(queryFeatures.data, queries.length));
+      addGenres('hsv_vote', `HSV histogram: vote of ${VOTE_K} nearest`, genres.fromVote(labeller.outcomes(neighbours)));
     });
 
     base = findBaseModel(models.list());
@@ -168,7 +205,7 @@ export async function evaluate(svc: Services, options: EvaluateOptions = {}): Pr
       await timed('base model', async () => {
         const baseVectors = await vectors.of(untrained, gallery, querySet);
         const neighbours = exactKnn(baseVectors.queries, baseVectors.gallery, labeller.depth);
-        add('base_model', `untrained base ${untrained.version}`, honest, evaluateQueries(labeller.outcomes(neighbours)), gallery.length, neighbours);
+        add('base_model', `untrained base ${untrained.version}`, honest, evaluateQueries(labeller.outcomes(neighbours)), gallery.length, neighbours, baseVectors.gallery.keys);
       });
     }
   } finally {
@@ -188,6 +225,8 @@ export async function evaluate(svc: Services, options: EvaluateOptions = {}): Pr
     },
     gallery: { source: galleryChoice === 'all' ? 'catalog:all' : `split:${galleryChoice}`, count: gallery.length },
     systems,
+    genreSystems,
+    seriesVsHistogram: series.compare(systems.find((s) => s.id === 'model')?.series, systems.find((s) => s.id === 'hsv_histogram')?.series),
     indexRecallVsExact,
     notes,
     timingsMs: timings,
@@ -297,6 +336,93 @@ class Labeller {
     const missing: Record<string, number> = {};
     for (const query of this.queries) for (const genre of query.genres) if (!known.has(genre)) missing[genre] = (missing[genre] ?? 0) + 1;
     return missing;
+  }
+}
+
+/** The genres of gallery, queries and val posters as multi-hot rows, and each way of scoring the queries' genres. */
+class GenreTruth {
+  readonly classes: string[];
+  readonly queryTruth: boolean[][];
+  readonly galleryTruth: boolean[][];
+  readonly valTruth: boolean[][];
+
+  constructor(
+    private readonly gallery: Poster[],
+    queries: QueryItem[],
+    readonly val: Poster[],
+  ) {
+    this.classes = [...new Set(gallery.flatMap((p) => p.genres))].sort();
+    this.queryTruth = multiHot(queries.map((q) => q.genres), this.classes);
+    this.galleryTruth = multiHot(gallery.map((p) => p.genres), this.classes);
+    this.valTruth = multiHot(val.map((p) => p.genres), this.classes);
+  }
+
+  /** The model's own head, as the genre endpoint applies it. */
+  fromHead(head: NonNullable<ReturnType<typeof parseGenreHead>>, queries: KeyedVectors): GenreScores {
+    const probabilities: number[][] = [];
+    const predicted: boolean[][] = [];
+    for (let q = 0; q < queries.keys.length; q++) {
+      const answer = classifyGenres(head, queries.data.subarray(q * queries.dims, (q + 1) * queries.dims));
+      const byGenre = new Map(answer.probabilities.map((p) => [p.genre, p]));
+      probabilities.push(this.classes.map((c) => byGenre.get(c)?.probability ?? 0));
+      predicted.push(this.classes.map((c) => byGenre.get(c)?.predicted ?? false));
+    }
+    return { classes: this.classes, probabilities, predicted };
+  }
+
+  /** The vote of the VOTE_K nearest: each genre's share as its score, the endpoint's rule for the predicted set. */
+  fromVote(outcomes: QueryOutcome[]): GenreScores {
+    const votes = outcomes.map((o) => voteGenres(o.neighbours.slice(0, VOTE_K), this.classes));
+    return {
+      classes: this.classes,
+      probabilities: votes.map((v) => {
+        const byGenre = new Map(v.scores.map((s) => [s.genre, s.score]));
+        return this.classes.map((c) => byGenre.get(c) ?? 0);
+      }),
+      predicted: votes.map((v) => {
+        const chosen = new Set(votedGenres(v));
+        return this.classes.map((c) => chosen.has(c));
+      }),
+    };
+  }
+
+  /** Every query gets each genre's share of the gallery; the predicted set by thresholds chosen on val. */
+  fromPrevalence(): GenreScores {
+    const prevalence = this.classes.map((_, c) => this.galleryTruth.filter((t) => t[c]).length / this.gallery.length);
+    const thresholds = chooseThresholds(this.valTruth.map(() => prevalence), this.valTruth);
+    const probabilities = this.queryTruth.map(() => prevalence);
+    return { classes: this.classes, probabilities, predicted: predictedBy(probabilities, thresholds) };
+  }
+}
+
+/** The same-series measure (src/eval/series.ts) of a system's neighbours. */
+class SeriesMeasure {
+  private readonly series: Map<string, number[]>;
+  private readonly galleryKeys: Set<number>;
+
+  constructor(
+    posters: Poster[],
+    gallery: Poster[],
+    private readonly queries: QueryItem[],
+  ) {
+    this.series = seriesOf(posters.map((p) => ({ key: p.key, title: p.title })));
+    this.galleryKeys = new Set(gallery.map((p) => p.key));
+  }
+
+  of(neighbours: Neighbours, galleryKeys: Int32Array): SeriesFigures {
+    const nearest = this.queries.map((_, q) => {
+      const keys: number[] = [];
+      for (let i = 0; i < Math.min(8, neighbours.k); i++) {
+        const row = neighbours.indices[q * neighbours.k + i]!;
+        if (row >= 0) keys.push(galleryKeys[row]!);
+      }
+      return keys;
+    });
+    return seriesFigures(this.queries.map((q) => q.key), nearest, this.galleryKeys, this.series);
+  }
+
+  compare(a: SeriesFigures | undefined, b: SeriesFigures | undefined): { mean: number; low: number; high: number } | null {
+    return a && b ? pairedDifference(a.perQuery, b.perQuery) : null;
   }
 }
 

@@ -1,5 +1,6 @@
 import { HSV_BINS } from './colour-histogram.js';
 import type { Evaluation, SystemResult } from './evaluate.js';
+import { ECE_BINS } from './genre-classifier.js';
 import { MULTI_LABEL_RATIO } from '../search/genre-vote.js';
 import { MAJORITY_KS, METRICS, RANKING_KS, RECALL_KS, VOTE_K, type GenreRow, type MetricName, type MetricValues } from './metrics.js';
 import type { Ranking } from './ranking.js';
@@ -39,6 +40,14 @@ const DEFINITIONS = [
     'positive and negative queries. Genre prevalence alone scores mAP = the mean share of queries per genre and AUC 0.5. ' +
     '**similarity spread**: the median over queries of the gap between the similarity of the 1st and of the 100th nearest ' +
     'gallery poster (how much `similarity` tells a user).',
+  '**Genres as a classifier**: per query a probability for every genre of the gallery and a predicted set. A genre head: ' +
+    'per-genre logistic regression on the features, trained on `train`, Platt-calibrated and thresholded (best F1) per genre on ' +
+    `\`val\` (training/genre_head.py; the histogram's here, the same way). A vote: each genre's share of the vote of the ${VOTE_K} nearest, ` +
+    `predicting the genres with at least ${MULTI_LABEL_RATIO} × the top share. Prevalence: each genre's share of the gallery, thresholds on \`val\`. ` +
+    'mAP and mean AUC over the genres with a positive and a negative query; F1 micro pools every (query, genre) decision, macro ' +
+    `averages each genre's; **ECE**: the expected calibration error over every (query, genre) pair, ${ECE_BINS} equal-width bins.`,
+  '**series@k**: for each query whose film series (from titles: src/eval/series.ts, docs/evaluation/series.md) has a member in the ' +
+    'gallery, whether one is among its k nearest.',
   "**micro** is the mean over queries; **macro** the mean over the single genres present among the queries of each genre's " +
     'mean (for F1: over the genres the queries carry).',
   "**always-majority-genre** answers every query with the gallery's posters of its most common single genre, so each of its " +
@@ -87,6 +96,7 @@ function systemJson(system: SystemResult): Record<string, unknown> {
     per_genre: Object.fromEntries(Object.entries(system.summary.perGenre).map(([genre, row]) => [genre, genreRowJson(row)])),
     genre_ranking: Object.fromEntries(system.summary.ranking.map((r) => [`k${r.k}`, rankingJson(r)])),
     ...(system.similaritySpread !== undefined ? { similarity_spread_1_100: system.similaritySpread } : {}),
+    ...(system.series ? { same_series: { queries: system.series.queries, ...system.series.hits } } : {}),
   };
 }
 
@@ -116,6 +126,13 @@ export function toJsonDocument(evaluation: Evaluation, createdAt: Date): Record<
       hsv_bins: HSV_BINS,
     },
     systems: Object.fromEntries(evaluation.systems.map((s) => [s.id, systemJson(s)])),
+    genre_classifiers: Object.fromEntries(
+      evaluation.genreSystems.map((g) => [
+        g.id,
+        { label: g.label, map: g.figures.map, auc: g.figures.auc, f1_micro: g.figures.f1Micro, f1_macro: g.figures.f1Macro, ece: g.figures.ece },
+      ]),
+    ),
+    same_series_model_minus_histogram_at_8: evaluation.seriesVsHistogram,
     index_recall_vs_exact: evaluation.indexRecallVsExact,
     notes: evaluation.notes,
   };
@@ -188,6 +205,27 @@ export function toMarkdown(evaluation: Evaluation, createdAt: Date): string {
     '',
   );
   for (const s of evaluation.systems) lines.push(`- ${s.label}: ${s.protocol}; gallery of ${count(s.gallery)}, ${count(s.summary.queries)} queries.`);
+  lines.push('', "## Genres as a classifier (multi-label: every genre of a poster is its label)", '');
+  lines.push(
+    table(
+      ['System', 'mAP', 'mean AUC', 'F1 micro', 'F1 macro', 'ECE'],
+      evaluation.genreSystems.map((g) => [g.label, fixed(g.figures.map), fixed(g.figures.auc), fixed(g.figures.f1Micro), fixed(g.figures.f1Macro), fixed(g.figures.ece)]),
+    ),
+    '',
+  );
+  const withSeries = evaluation.systems.filter((s) => s.series);
+  if (withSeries.length) {
+    lines.push('## Same film series among the nearest', '');
+    lines.push(
+      table(
+        ['System', 'Queries', 'series@1', 'series@8'],
+        withSeries.map((s) => [s.label, String(s.series!.queries), fixed(s.series!.hits['@1']), fixed(s.series!.hits['@8'])]),
+      ),
+      '',
+    );
+    const d = evaluation.seriesVsHistogram;
+    if (d) lines.push(`Model minus histogram at 8, the same queries: ${d.mean.toFixed(3)} (95% paired bootstrap interval ${d.low.toFixed(3)} to ${d.high.toFixed(3)}).`, '');
+  }
   for (const note of evaluation.notes) lines.push(`- ${note}`);
   if (evaluation.indexRecallVsExact) {
     const recall = Object.entries(evaluation.indexRecallVsExact).map(([k, v]) => `${fixed(v)} ${k}`);

@@ -7,7 +7,7 @@ import { defaultSpec } from './preprocess.js';
 import type { Catalog } from '../state/catalog.js';
 import type { ModelRegistry, ModelVersion } from '../state/models.js';
 import { ensurePython, runTraining } from './python.js';
-import { registerModelDir } from './registration.js';
+import { refreshGenreHead, registerModelDir } from './registration.js';
 import { fetchWeights, WeightsUnavailable, type VerifiedWeights } from './weights.js';
 
 /**
@@ -29,7 +29,10 @@ export async function ensureBaseModel(
   onStatus: (status: string) => void,
 ): Promise<ModelVersion> {
   const active = registry.active();
-  if (active) return active;
+  if (active) {
+    const shipped = active.version.startsWith('default-') ? config.defaultModelDir : active.version.startsWith('base-') ? config.baseModelDir : null;
+    return (shipped && existsSync(join(shipped, 'model.onnx')) && refreshGenreHead(shipped, active, registry)) || active;
+  }
   let model: ModelVersion;
   if (config.baseModelDir) {
     model = registerModelDir(config.baseModelDir, 'base', config.dataDir, registry);

@@ -33,7 +33,7 @@ export function registerModelDir(
   const sha = fileSha256(join(dir, 'model.onnx'));
   const version = `${kind}-${sha.slice(0, 12)}`;
   const existing = registry.get(version);
-  if (existing) return existing;
+  if (existing) return withCurrentGenreHead(existing, sidecar, registry);
   const modelsDir = join(dataDir, 'models');
   mkdirSync(modelsDir, { recursive: true });
   copyAtomically(join(dir, 'model.onnx'), join(modelsDir, `${version}.onnx`));
@@ -55,6 +55,23 @@ export function registerModelDir(
     checkpointPath: hasCheckpoint ? `models/${version}.pt` : null,
     createdAt: new Date().toISOString(),
   });
+}
+
+/**
+ * The registered version of a model directory, with the genre head its model.json has now: a head
+ * fitted (`python -m training fit-head`) after the version was registered, e.g. the shipped default
+ * model's, reaches a data dir that already serves it. Null when the directory holds another network.
+ */
+export function refreshGenreHead(dir: string, model: ModelVersion, registry: ModelRegistry): ModelVersion | null {
+  const float32 = registry.get(model.version, 'fp32');
+  if (!float32 || !existsSync(join(dir, 'model.json')) || fileSha256(join(dir, 'model.onnx')) !== float32.fileSha256) return null;
+  return withCurrentGenreHead(model, JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as ModelSidecar, registry);
+}
+
+function withCurrentGenreHead(model: ModelVersion, sidecar: ModelSidecar, registry: ModelRegistry): ModelVersion {
+  if (!sidecar.genre_head || JSON.stringify(model.source.genre_head) === JSON.stringify(sidecar.genre_head)) return model;
+  registry.setGenreHead(model.version, sidecar.genre_head);
+  return registry.get(model.version, model.precision)!;
 }
 
 /**

@@ -169,6 +169,13 @@ export class ModelRegistry {
     return [...variants, ...checkpoints];
   }
 
+  /** A version's genre head, when its directory gained one after it was registered (`python -m training fit-head`). */
+  setGenreHead(version: string, head: unknown): void {
+    this.db
+      .prepare("UPDATE model_versions SET source = json_set(source, '$.genre_head', json(?)) WHERE version = ?")
+      .run(JSON.stringify(head), version);
+  }
+
   setMetrics(version: string, metrics: Record<string, unknown>): void {
     this.db.prepare('UPDATE model_versions SET metrics = ? WHERE version = ?').run(JSON.stringify(metrics), version);
   }
