@@ -86,6 +86,8 @@ describe('retraining through the API', () => {
     assert.ok(job.progress.last_validation, 'validation figures were reported during training');
     assert.equal(typeof job.metrics.candidateScore, 'number');
     assert.equal(typeof job.metrics.activeScore, 'number');
+    // the trained model carries a genre head, and the gate judged it by the head (the test base model has none: its vote)
+    assert.deepEqual([job.metrics.candidateMethod, job.metrics.activeMethod], ['classifier', 'vote']);
     assert.match(job.model_version, /^ft-[0-9a-f]{12}$/);
     assert.equal(existsSync(join(server.dataDir, 'jobs', job.id)), false, 'the job removed its working files');
 
