@@ -21,6 +21,7 @@ import { PosterTitles } from '../state/titles.js';
 import { embedCatalog } from './catalog-embedding.js';
 import { Engine, loadEmbedder } from './engine.js';
 import type { Runtime } from './runtime.js';
+import { adoptShippedEmbeddings, shippedEmbeddingsFile } from './shipped-embeddings.js';
 
 export interface Services {
   config: Config;
@@ -119,6 +120,15 @@ export async function startUp(services: Services, runtime: Runtime): Promise<voi
   const onStatus = (status: string) => runtime.setStatus(status);
   const model = await servedVariant(await ensureBaseModel(config, catalog, models, log, onStatus), services, onStatus);
   const embedder = await loadEmbedder(model, services);
+  const shippedFile = shippedEmbeddingsFile(
+    model,
+    [
+      { dir: config.baseModelDir, kind: 'base' },
+      { dir: config.defaultModelDir, kind: 'default' },
+    ],
+    log,
+  );
+  const shipped = shippedFile ? await adoptShippedEmbeddings(model, embedder, embeddings, shippedFile, config.dataDir, config.maxPixels, log, onStatus) : null;
   runtime.setStatus('embedding the catalog');
   await embedCatalog(
     model,
@@ -131,6 +141,12 @@ export async function startUp(services: Services, runtime: Runtime): Promise<voi
     undefined,
     services.decodes,
   );
+  if (shipped && shipped.missing > 0) {
+    log.info(
+      { shipped: shipped.taken, verified: shipped.verified, embedded: shipped.missing - shipped.taken, distrusted: shipped.distrusted },
+      'catalog embeddings: taken from the shipped file, and embedded here',
+    );
+  }
   runtime.setStatus('loading the vector index');
   const engine = await Engine.load(model, services, embedder);
   runtime.swap(engine);

@@ -48,14 +48,14 @@ export class EmbeddingStore {
   }
 
   /** Posters with no embedding yet under this variant. */
-  missing(space: EmbeddingSpace): { key: number; imagePath: string }[] {
+  missing(space: EmbeddingSpace): { key: number; imagePath: string; pixelSha256: string }[] {
     return this.db
       .prepare(
-        `SELECT p.key AS key, p.image_path AS imagePath FROM posters p
+        `SELECT p.key AS key, p.image_path AS imagePath, p.pixel_sha256 AS pixelSha256 FROM posters p
          LEFT JOIN embeddings e INDEXED BY embeddings_keys ON e.poster_key = p.key AND e.model_version = ? AND e.precision = ?
          WHERE e.poster_key IS NULL ORDER BY p.key`,
       )
-      .all(space.version, space.precision) as { key: number; imagePath: string }[];
+      .all(space.version, space.precision) as { key: number; imagePath: string; pixelSha256: string }[];
   }
 
   putMany(space: EmbeddingSpace, rows: { key: number; vector: Float32Array }[]): void {
