@@ -53,6 +53,15 @@ export const SimilarQuery = Type.Object({
   min_similarity: Type.Optional(
     Type.Number({ minimum: -1, maximum: 1, description: 'A relevance floor: only posters at least this similar (cosine); fewer than k may come back' }),
   ),
+  diversity: Type.Optional(
+    Type.Number({
+      minimum: 0,
+      maximum: 1,
+      default: 0,
+      description:
+        'Diverse answers: above 0, the k are picked from the 4k best by maximal marginal relevance, each scored (1 − diversity) · relevance − diversity · (its highest similarity to those picked before it), and listed in the order picked. 0: the k best, as they rank',
+    }),
+  ),
 });
 export type SimilarQuery = Static<typeof SimilarQuery>;
 

@@ -134,6 +134,21 @@ export class QuantizedRows {
     return this.gathered.subarray(0, bytes);
   }
 
+  /** A row's vector rebuilt from both layers (within about 1e-5 of the float32 one); null for a key it does not hold. */
+  vector(key: number): Float32Array | null {
+    const row = this.rowOf.get(key);
+    if (row === undefined) return null;
+    const { dims, coarse, fine } = this;
+    const base = row * dims;
+    const c = this.scales[2 * row]!;
+    const f = this.scales[2 * row + 1]!;
+    const coarseStep = c > 0 ? 1 / c : 0;
+    const fineStep = f > 0 ? 1 / f : 0;
+    const out = new Float32Array(dims);
+    for (let d = 0; d < dims; d++) out[d] = coarse[base + d]! * coarseStep + fine[base + d]! * fineStep;
+    return out;
+  }
+
   /** Euclidean distance from a row, both layers, to a query. */
   private distance(row: number, query: Float32Array): number {
     const { dims, coarse, fine } = this;

@@ -74,6 +74,11 @@ export class Searcher {
    * until k survive; if it cannot supply them, an exact scan over every poster that passes.
    */
   search(query: Float32Array, k: number, filter: SearchFilter = {}, exclude: Set<number> = new Set()): Hit[] {
+    return this.hitsOf(this.nearest(query, k, filter, exclude));
+  }
+
+  /** What search finds, as keys and distances (no poster read). */
+  nearest(query: Float32Array, k: number, filter: SearchFilter = {}, exclude: Set<number> = new Set()): Neighbor[] {
     const accept = (key: number): boolean => {
       if (exclude.has(key)) return false;
       const poster = this.filters.get(key);
@@ -85,24 +90,29 @@ export class Searcher {
     if (candidates && candidates.size <= this.exactScanLimit) {
       // Looking each candidate up again costs a cache miss apiece in a catalog of a million.
       const pass = candidates.all ? (key: number) => !exclude.has(key) : accept;
-      return this.scan(query, k, filterKeys(candidates.keys(), pass));
+      return this.index.rows.nearest(query, k, filterKeys(candidates.keys(), pass));
     }
     const share = candidates ? Math.max(candidates.size / total, 1e-6) : 1;
     let fetch = Math.min(total, Math.ceil(((candidates ? 2 : 1) * k) / share) + exclude.size);
     for (;;) {
       const found = this.index.search(query, fetch).filter((n) => accept(n.key));
-      if (found.length >= k) return this.toHits(found.slice(0, k));
+      if (found.length >= k) return found.slice(0, k);
       if (fetch >= total) break;
       fetch = Math.min(fetch * 4, total);
     }
-    return this.scan(query, k, filterKeys(this.filters.keys(), accept));
+    return this.index.rows.nearest(query, k, filterKeys(this.filters.keys(), accept));
   }
 
-  private scan(query: Float32Array, k: number, keys: Iterable<number>): Hit[] {
-    return this.toHits(this.index.rows.nearest(query, k, keys));
+  /**
+   * A poster's vector as the int8 rows hold it (within about 1e-5 of the stored one), from memory:
+   * for comparing candidates with each other (diversity, recommend), where a read of SQLite apiece would cost more.
+   */
+  rowVector(key: number): Float32Array | null {
+    return this.index.rows.vector(key);
   }
 
-  private toHits(neighbors: Neighbor[]): Hit[] {
+  /** Neighbours (from nearest, or scored elsewhere) as hits, in their order, with their posters. */
+  hitsOf(neighbors: Neighbor[]): Hit[] {
     const posters = this.posters(neighbors.map((n) => n.key));
     const hits: Hit[] = [];
     for (const { key, distance } of neighbors) {

@@ -1,7 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { voteGenres, type GenreVote } from '../search/genre-vote.js';
-import type { Hit, SearchFilter } from '../search/searcher.js';
+import { maximalMarginalRelevance } from '../search/mmr.js';
+import type { Hit, Searcher, SearchFilter } from '../search/searcher.js';
+import type { Neighbor } from '../search/vector-index.js';
 import type { Poster } from '../state/catalog.js';
 import type { Engine } from './engine.js';
 
@@ -17,6 +19,8 @@ export interface SimilarQuery {
   exclude?: Set<number>;
   /** A relevance floor: neighbours below this cosine similarity are dropped, so fewer than k may come back. */
   minSimilarity?: number;
+  /** 0..1: above 0, the k are picked from a larger pool by maximal marginal relevance (src/search/mmr.ts). */
+  diversity?: number;
 }
 
 export interface SimilarAnswer {
@@ -25,12 +29,47 @@ export interface SimilarAnswer {
   truncated: boolean;
 }
 
+/** How many candidates a diverse answer picks its k from: four times k, which k's own bound (100) caps at 400. */
+export const diversityPool = (k: number): number => 4 * k;
+
 export function similarTo(engine: Engine, vector: Float32Array, query: SimilarQuery): SimilarAnswer {
-  const nearest = engine.searcher.search(vector, query.k, query.filter ?? {}, query.exclude ?? new Set());
+  const { searcher } = engine;
+  if (query.diversity) {
+    const pool = searcher.nearest(vector, diversityPool(query.k), query.filter ?? {}, query.exclude ?? new Set());
+    return answerFrom(searcher, pool.map((neighbor) => ({ neighbor, relevance: similarityOf(neighbor) })), query);
+  }
+  const nearest = searcher.search(vector, query.k, query.filter ?? {}, query.exclude ?? new Set());
   if (query.minSimilarity === undefined) return { hits: nearest, truncated: false };
   const floor = query.minSimilarity;
   const hits = nearest.filter((hit) => hit.similarity >= floor);
   return { hits, truncated: hits.length < nearest.length };
+}
+
+/** A candidate of an answer: the neighbour it is shown as (its similarity is what the floor reads), and its rank's value. */
+export interface Ranked {
+  neighbor: Neighbor;
+  relevance: number;
+}
+
+const similarityOf = (neighbor: Neighbor): number => 1 - (neighbor.distance * neighbor.distance) / 2;
+
+/**
+ * The answer from ranked candidates (best first): the first k, or with diversity the pool of 4k,
+ * less those under the relevance floor; with diversity, the k of them that maximal marginal
+ * relevance picks, compared by their vectors in the int8 rows.
+ */
+export function answerFrom(searcher: Searcher, ranked: Ranked[], query: Pick<SimilarQuery, 'k' | 'minSimilarity' | 'diversity'>): SimilarAnswer {
+  const top = ranked.slice(0, query.diversity ? diversityPool(query.k) : query.k);
+  const floor = query.minSimilarity;
+  const kept = floor === undefined ? top : top.filter((r) => similarityOf(r.neighbor) >= floor);
+  const truncated = kept.length < Math.min(query.k, top.length);
+  if (!query.diversity || kept.length <= 1) return { hits: searcher.hitsOf(kept.slice(0, query.k).map((r) => r.neighbor)), truncated };
+  const candidates = kept.flatMap((r) => {
+    const vector = searcher.rowVector(r.neighbor.key);
+    return vector ? [{ ...r, vector }] : [];
+  });
+  const picked = maximalMarginalRelevance(candidates, query.k, query.diversity);
+  return { hits: searcher.hitsOf(picked.map((i) => candidates[i]!.neighbor)), truncated };
 }
 
 /** The genre vote of the k nearest, never counting `exclude` (the query's own catalog poster). */

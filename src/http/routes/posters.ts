@@ -54,11 +54,11 @@ const MapResponse = Type.Object({
 
 /** The k and filters of a similar query, checked. */
 function similarQuery(query: SimilarQuery): SearchQuery & { k: number } {
-  const { k = DEFAULT_K.similar, genre, year_from: yearFrom, year_to: yearTo, min_similarity: minSimilarity } = query;
+  const { k = DEFAULT_K.similar, genre, year_from: yearFrom, year_to: yearTo, min_similarity: minSimilarity, diversity } = query;
   if (yearFrom !== undefined && yearTo !== undefined && yearFrom > yearTo) {
     throw new ApiError(400, 'invalid_request', `year_from (${yearFrom}) is after year_to (${yearTo})`);
   }
-  return { k, filter: { genre, yearFrom, yearTo }, minSimilarity };
+  return { k, filter: { genre, yearFrom, yearTo }, minSimilarity, diversity };
 }
 
 function similarView(engine: Engine, answer: SimilarAnswer, k: number, match: Poster | null, base: string) {
