@@ -128,6 +128,77 @@ export const BrowseResponse = Type.Object({
   next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as cursor for the next page; null on the last page' }),
 });
 
+const ExampleIds = (description: string, minItems = 0) =>
+  Type.Array(Type.String({ minLength: 1, maxLength: 100 }), { description, ...(minItems ? { minItems } : {}) });
+
+/** What a recommend request sets besides its examples: the strategy, and k and the filters as for similar. */
+const recommendSettings = {
+  strategy: Type.Optional(
+    Type.Unsafe<'average_vector' | 'best_score'>({
+      type: 'string',
+      enum: ['average_vector', 'best_score'],
+      default: 'average_vector',
+      description:
+        'average_vector: search with the sum of the positives minus the sum of the negatives, made unit length. best_score (as Qdrant defines it): each candidate is scored by its best similarity to a positive, sigmoid-normalised, when that beats its best similarity to a negative, else minus the sigmoid of the latter; candidates are the positives\' nearest neighbours, grown until the best k are proven (the `similarity` shown is to the nearest positive)',
+    }),
+  ),
+  ...SimilarQuery.properties,
+};
+
+/** POST /posters/recommend as JSON: the examples by catalog id. */
+export const RecommendBody = Type.Object(
+  {
+    positive: ExampleIds('Catalog poster ids to find posters like (at least one; at most 16 examples in all)', 1),
+    negative: Type.Optional(ExampleIds('Catalog poster ids to find posters unlike')),
+    ...recommendSettings,
+  },
+  { additionalProperties: false },
+);
+export type RecommendBody = Static<typeof RecommendBody>;
+
+/** The text fields of POST /posters/recommend as a multipart form, read into one object (the files are apart). */
+export const RecommendFields = Type.Object(
+  { positive: Type.Optional(ExampleIds('')), negative: Type.Optional(ExampleIds('')), ...recommendSettings },
+  { additionalProperties: false },
+);
+export type RecommendFields = Static<typeof RecommendFields>;
+
+/** POST /posters/recommend as a multipart form, as the OpenAPI document shows it. */
+export const RecommendForm = {
+  type: 'object',
+  required: ['positive'],
+  properties: {
+    positive: {
+      type: 'array',
+      items: { type: 'string', format: 'binary' },
+      description: 'Examples to find posters like: each an uploaded poster (a file) or a catalog poster id (a text field), one per field',
+    },
+    negative: { type: 'array', items: { type: 'string', format: 'binary' }, description: 'Examples to find posters unlike, as positive' },
+    strategy: { type: 'string', enum: ['average_vector', 'best_score'] },
+    k: { type: 'integer', minimum: 1, maximum: 100 },
+    genre: { type: 'string' },
+    year_from: { type: 'integer', minimum: 1800, maximum: 2200 },
+    year_to: { type: 'integer', minimum: 1800, maximum: 2200 },
+    min_similarity: { type: 'number', minimum: -1, maximum: 1 },
+    diversity: { type: 'number', minimum: 0, maximum: 1 },
+  },
+} as const;
+
+const RecommendExample = Type.Object({
+  source: Type.Unsafe<'poster' | 'upload'>({ type: 'string', enum: ['poster', 'upload'], description: 'A catalog poster given by id, or an upload' }),
+  poster: Type.Union([Type.Ref(PosterBody), Type.Null()], { description: 'The catalog poster; for an upload, the one with the same pixels, if any' }),
+});
+
+export const RecommendResponse = Type.Object({
+  model_version: Type.String(),
+  k: Type.Integer(),
+  strategy: Type.String(),
+  positive: Type.Array(RecommendExample, { description: 'The positive examples, in the order given' }),
+  negative: Type.Array(RecommendExample, { description: 'The negative examples, in the order given' }),
+  results: Type.Array(Type.Ref(NeighborBody), { description: 'Best first (with diversity: in the order picked); never an example' }),
+  truncated: Type.Boolean({ description: 'true when min_similarity dropped some of the k best, so fewer than k are returned' }),
+});
+
 export const UploadBody = {
   type: 'object',
   required: ['image'],

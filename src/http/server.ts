@@ -15,6 +15,7 @@ import { adminRoutes } from './routes/admin.js';
 import { CatalogWriter } from '../service/catalog-writes.js';
 import { healthRoutes } from './routes/health.js';
 import { posterRoutes } from './routes/posters.js';
+import { recommendRoutes } from './routes/recommend.js';
 import { BrowseResponse, ErrorBody, GenreResponse, NeighborBody, PosterBody, SimilarResponse, UploadBody } from './schemas.js';
 
 declare module 'fastify' {
@@ -136,6 +137,7 @@ export async function buildApp(services: Services, runtime: Runtime, runner: Ret
 
   healthRoutes(app, services, runtime);
   posterRoutes(app, services, runtime);
+  recommendRoutes(app, services, runtime);
   adminRoutes(app, services, runtime, services.jobs, runner);
   adminPosterRoutes(app, services, new CatalogWriter(services, runtime));
   return app;

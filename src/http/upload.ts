@@ -48,3 +48,40 @@ export async function readImageUpload(request: FastifyRequest, maxBytes: number)
   if (image !== null) return image;
   throw new ApiError(400, 'no_file', `no file was uploaded: send one in the multipart field "${IMAGE_FIELD}"`);
 }
+
+/** A part of a multipart form: a text field's value, or a file's bytes. */
+export type FormPart = { field: string; value: string } | { field: string; file: Buffer };
+
+/**
+ * Reads a multipart form of several files and text fields into memory, every part in the order
+ * sent: files are accepted only in `fileFields`, each within `maxBytes`. A form past the limits
+ * (files, fields, parts) is answered with `tooMany`'s error rather than 413 too_many_parts.
+ */
+export async function readFormParts(
+  request: FastifyRequest,
+  options: { maxBytes: number; fileFields: string[]; limits: { files: number; fields: number; parts: number }; tooMany: () => ApiError },
+): Promise<FormPart[]> {
+  const out: FormPart[] = [];
+  const otherFiles: string[] = [];
+  const parts = request.parts({ limits: { fileSize: options.maxBytes, ...options.limits } });
+  try {
+    for await (const part of parts) {
+      if (part.type !== 'file') out.push({ field: part.fieldname, value: String(part.value) });
+      else if (options.fileFields.includes(part.fieldname)) out.push({ field: part.fieldname, file: await part.toBuffer() });
+      else {
+        otherFiles.push(part.fieldname);
+        part.file.resume();
+      }
+    }
+  } catch (error) {
+    if (error instanceof ApiError) throw error;
+    const code = (error as { code?: unknown }).code;
+    if (code === 'FST_FILES_LIMIT' || code === 'FST_FIELDS_LIMIT' || code === 'FST_PARTS_LIMIT') throw options.tooMany();
+    if (typeof (error as { statusCode?: unknown }).statusCode === 'number') throw error;
+    throw new ApiError(400, 'malformed_multipart', `the multipart body could not be parsed: ${(error as Error).message}`);
+  }
+  if (otherFiles.length > 0) {
+    throw new ApiError(400, 'wrong_field', `files go in the fields ${options.fileFields.map((f) => `"${f}"`).join(' or ')}, not "${otherFiles[0]}"`);
+  }
+  return out;
+}

@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import type { Hit } from '../search/searcher.js';
+import type { RecommendAnswer, ResolvedExample } from '../service/recommend.js';
 import type { Poster } from '../state/catalog.js';
 
 /** How posters look in responses: one place for every route that returns them. */
@@ -26,4 +27,17 @@ export function posterView(poster: Poster, base: string) {
 
 export function neighborView(hit: Hit, base: string) {
   return { ...posterView(hit.poster, base), similarity: hit.similarity, distance: hit.distance };
+}
+
+export function recommendView(modelVersion: string, k: number, strategy: string, answer: RecommendAnswer, base: string) {
+  const example = (e: ResolvedExample) => ({ source: e.source, poster: e.poster ? posterView(e.poster, base) : null });
+  return {
+    model_version: modelVersion,
+    k,
+    strategy,
+    positive: answer.positive.map(example),
+    negative: answer.negative.map(example),
+    results: answer.hits.map((hit) => neighborView(hit, base)),
+    truncated: answer.truncated,
+  };
 }

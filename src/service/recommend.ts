@@ -1,0 +1,142 @@
+import { ApiError, notFound } from '../errors.js';
+import { dot } from '../search/mmr.js';
+import { averageVector, bestScore, type Strategy } from '../search/recommend-scores.js';
+import type { Searcher, SearchFilter } from '../search/searcher.js';
+import type { Catalog, Poster } from '../state/catalog.js';
+import type { Engine } from './engine.js';
+import { answerFrom, diversityPool, similarTo, vectorOfPoster, type Ranked, type SimilarAnswer } from './poster-search.js';
+
+/**
+ * POST /posters/recommend: posters like the positive examples and unlike the negative ones. An
+ * example is a catalog poster (by id) or an upload; none is ever among the results (nor the
+ * catalog poster with an uploaded example's pixels). One positive and no negative is the similar
+ * search of that example, whichever the strategy: the same answer as GET /posters/{id}/similar.
+ */
+
+/** The most examples, positive and negative together, one request may give. */
+export const MAX_EXAMPLES = 16;
+
+/** best_score's candidates: each positive's nearest, their number grown by this factor while the answer is not proven exact. */
+const CANDIDATE_GROWTH = 4;
+/** The most nearest neighbours of one positive that best_score scores; past it the answer may be approximate. */
+const MAX_CANDIDATES_PER_POSITIVE = 4096;
+
+export type Example = { id: string } | { upload: Buffer };
+
+export interface RecommendQuery {
+  positive: Example[];
+  negative: Example[];
+  strategy: Strategy;
+  k: number;
+  filter: SearchFilter;
+  minSimilarity?: number;
+  diversity?: number;
+}
+
+/** An example as the answer names it: the catalog poster it is, or for an upload, the one with its pixels (if any). */
+export interface ResolvedExample {
+  source: 'poster' | 'upload';
+  poster: Poster | null;
+  vector: Float32Array;
+}
+
+export interface RecommendAnswer extends SimilarAnswer {
+  positive: ResolvedExample[];
+  negative: ResolvedExample[];
+}
+
+/** What can be said of the examples before any is looked up or embedded: how many, and none both positive and negative. */
+export function checkExamples(positive: Example[], negative: Example[]): void {
+  if (positive.length === 0) throw new ApiError(400, 'invalid_request', 'give at least one positive example (a poster id or an upload)');
+  const total = positive.length + negative.length;
+  if (total > MAX_EXAMPLES) throw new ApiError(400, 'too_many_examples', `${total} examples: at most ${MAX_EXAMPLES}, positive and negative together`);
+  const positiveIds = new Set(positive.flatMap((e) => ('id' in e ? [e.id] : [])));
+  const both = negative.find((e) => 'id' in e && positiveIds.has(e.id));
+  if (both) throw new ApiError(400, 'invalid_request', `poster ${(both as { id: string }).id} is both a positive and a negative example`);
+}
+
+export async function recommend(engine: Engine, catalog: Catalog, dataDir: string, query: RecommendQuery): Promise<RecommendAnswer> {
+  const { positive, negative, strategy, k, filter, minSimilarity, diversity } = query;
+  checkExamples(positive, negative);
+  // Every id is looked up before any upload is embedded: an unknown one costs nothing.
+  const posterOf = (example: Example, role: string, index: number): Poster | null => {
+    if (!('id' in example)) return null;
+    const poster = catalog.get(example.id);
+    if (!poster) throw notFound(`poster ${example.id} (${role} example ${index + 1})`);
+    return poster;
+  };
+  const posters = [positive.map((e, i) => posterOf(e, 'positive', i)), negative.map((e, i) => posterOf(e, 'negative', i))] as const;
+  const resolve = (examples: Example[], found: (Poster | null)[]) =>
+    Promise.all(
+      examples.map(async (example, i): Promise<ResolvedExample> => {
+        if ('id' in example) return { source: 'poster', poster: found[i]!, vector: await vectorOfPoster(engine, found[i]!, dataDir) };
+        const { vector, image } = await engine.embedUpload(example.upload);
+        return { source: 'upload', poster: catalog.byPixelSha256(image.pixelSha256), vector };
+      }),
+    );
+  const [positives, negatives] = await Promise.all([resolve(positive, posters[0]), resolve(negative, posters[1])]);
+  const exclude = new Set([...positives, ...negatives].flatMap((e) => (e.poster ? [e.poster.key] : [])));
+  const settings = { k, filter, exclude, minSimilarity, diversity };
+  const vectors = (examples: ResolvedExample[]) => examples.map((e) => e.vector);
+
+  let answer: SimilarAnswer;
+  if (positives.length === 1 && negatives.length === 0) {
+    answer = similarTo(engine, positives[0]!.vector, settings);
+  } else if (strategy === 'average_vector') {
+    const vector = averageVector(vectors(positives), vectors(negatives));
+    if (!vector) throw new ApiError(400, 'invalid_request', 'the examples cancel out: the positives minus the negatives leave no direction to search');
+    answer = similarTo(engine, vector, settings);
+  } else {
+    const ranked = bestScoreCandidates(engine.searcher, vectors(positives), vectors(negatives), filter, exclude, diversity ? diversityPool(k) : k);
+    answer = answerFrom(engine.searcher, ranked, settings);
+  }
+  return { ...answer, positive: positives, negative: negatives };
+}
+
+/**
+ * best_score over a candidate set: each positive's nearest neighbours (under the filter), scored
+ * against every example from the int8 rows (to about 1e-5), best first, ties by key. The answer's
+ * first `wanted` are those of scoring every poster that passes the filter when they all beat a
+ * bound: the similarity of the farthest neighbour fetched for any positive. Past it, a poster
+ * nearer a positive than that would have been fetched, and one nearer a negative scores below zero.
+ * Until then the neighbours fetched grow fourfold, up to 4,096 per positive (then the answer may be
+ * approximate: only with many examples crowding each other's neighbourhoods). A filter that
+ * leaves few posters is scored whole at the first step. Each candidate's shown similarity is to its nearest positive.
+ */
+function bestScoreCandidates(
+  searcher: Searcher,
+  positives: Float32Array[],
+  negatives: Float32Array[],
+  filter: SearchFilter,
+  exclude: Set<number>,
+  wanted: number,
+): Ranked[] {
+  const scored = new Map<number, Ranked & { best: number }>();
+  for (let fetch = Math.max(wanted, 8) * CANDIDATE_GROWTH; ; fetch *= CANDIDATE_GROWTH) {
+    let bound = Number.NEGATIVE_INFINITY;
+    let covered = false;
+    for (const positive of positives) {
+      const nearest = searcher.nearest(positive, fetch, filter, exclude);
+      if (nearest.length < fetch) covered = true; // every poster that passes the filter is among them
+      else {
+        const farthest = nearest[nearest.length - 1]!.distance;
+        bound = Math.max(bound, 1 - (farthest * farthest) / 2);
+      }
+      for (const { key } of nearest) {
+        if (scored.has(key)) continue;
+        const vector = searcher.rowVector(key);
+        if (!vector) continue;
+        let best = Number.NEGATIVE_INFINITY;
+        for (const p of positives) best = Math.max(best, dot(vector, p));
+        let worst = Number.NEGATIVE_INFINITY;
+        for (const n of negatives) worst = Math.max(worst, dot(vector, n));
+        const distance = Math.sqrt(Math.max(0, 2 - 2 * best));
+        scored.set(key, { neighbor: { key, distance }, relevance: bestScore(best, worst), best });
+      }
+    }
+    const ranked = [...scored.values()].sort((a, b) => b.relevance - a.relevance || a.neighbor.key - b.neighbor.key);
+    const top = ranked.slice(0, wanted);
+    const proven = top.length === wanted && top.every((r) => r.relevance > 0 && r.best >= bound);
+    if (covered || proven || fetch >= MAX_CANDIDATES_PER_POSITIVE) return ranked;
+  }
+}
