@@ -21,6 +21,7 @@ import { Engine, indexPath, loadEmbedder } from './service/engine.js';
 import { parseRetrainFlags } from './jobs/flags.js';
 import { RetrainRunner } from './jobs/retrain.js';
 import { Runtime } from './service/runtime.js';
+import { shipEmbeddingsCommand } from './service/ship-embeddings.js';
 import { createServices, startUp, type Services } from './service/startup.js';
 import { openDb } from './state/db.js';
 import { claimDataDir, DataDirBusy } from './state/processes.js';
@@ -46,6 +47,9 @@ Commands:
   eval [options]        Evaluate a model version on the test split beside baselines (marquee eval --help)
   figures [options]     Draw the embedding map, a retrieval grid and per-genre bar charts as PNG (marquee figures --help)
   openapi [file]        Write the OpenAPI document (default openapi/openapi.json)
+  ship-embeddings [--model DIR] [--catalog DIR]
+                        Write the catalog embeddings shipped beside a model (default models/default and
+                        MARQUEE_CATALOG), which a first start takes instead of embedding every poster
 
 Configuration is read from environment variables; README.md lists them all.`;
 
@@ -281,6 +285,8 @@ async function main(argv: string[]): Promise<void> {
       return figuresCommand(config, log, args);
     case 'openapi':
       return openapiCommand(config, createLogger('warn'), args[0]);
+    case 'ship-embeddings':
+      return shipEmbeddingsCommand(config, log, args);
     default:
       throw new ConfigError(`unknown command "${command}"\n\n${HELP}`);
   }

@@ -9,6 +9,7 @@ import {
   readCatalogEmbeddingsHeader,
   type CatalogEmbeddings,
 } from '../model/catalog-embeddings-file.js';
+import type { Decodes } from '../model/decodes.js';
 import type { Embedder } from '../model/embedder.js';
 import { preprocess } from '../model/preprocess.js';
 import type { EmbeddingStore } from '../state/embeddings.js';
@@ -76,6 +77,8 @@ export async function adoptShippedEmbeddings(
   maxPixels: number,
   log: Logger,
   onStatus: (status: string) => void = () => {},
+  /** The server's decodes (admitted by its decode budget), as the catalog's embedding uses; none in the CLI. */
+  decodes?: Decodes,
 ): Promise<ShippedAdoption> {
   const missing = store.missing(model);
   const outcome = (taken: number, verified: number, distrusted: string | null): ShippedAdoption => ({ file, missing: missing.length, taken, verified, distrusted });
@@ -101,7 +104,7 @@ export async function adoptShippedEmbeddings(
   if (broken) return distrust(`the vector of poster ${broken.key}'s picture is not finite`);
   const sample = randomSample(found, SHIPPED_SAMPLE);
   onStatus(`checking the shipped catalog embeddings: embedding ${sample.length} posters`);
-  const fresh = await embedPosters(sample, model, embedder, dataDir, maxPixels);
+  const fresh = await embedPosters(sample, model, embedder, dataDir, maxPixels, decodes);
   let worst = { cosine: Infinity, key: 0 };
   sample.forEach((poster, i) => {
     const c = cosine(poster.vector, fresh[i]!);
@@ -134,11 +137,21 @@ function randomSample<T>(items: T[], n: number): T[] {
 }
 
 /** Embeds catalog posters as the catalog's embedding does, in batches of 16. */
-async function embedPosters(posters: { imagePath: string }[], model: ModelVersion, embedder: Embedder, dataDir: string, maxPixels: number): Promise<Float32Array[]> {
+async function embedPosters(
+  posters: { imagePath: string }[],
+  model: ModelVersion,
+  embedder: Embedder,
+  dataDir: string,
+  maxPixels: number,
+  decodes: Decodes | undefined,
+): Promise<Float32Array[]> {
   const out: Float32Array[] = [];
   for (let start = 0; start < posters.length; start += 16) {
     const tensors = await Promise.all(
-      posters.slice(start, start + 16).map(async ({ imagePath }) => (await preprocess(await readFile(join(dataDir, imagePath)), model.preprocessing, maxPixels)).tensor),
+      posters.slice(start, start + 16).map(async ({ imagePath }) => {
+        const bytes = await readFile(join(dataDir, imagePath));
+        return (await (decodes ? decodes.preprocess(bytes, model.preprocessing, 'background') : preprocess(bytes, model.preprocessing, maxPixels))).tensor;
+      }),
     );
     out.push(...(await embedder.embed(tensors)));
   }

@@ -128,7 +128,9 @@ export async function startUp(services: Services, runtime: Runtime): Promise<voi
     ],
     log,
   );
-  const shipped = shippedFile ? await adoptShippedEmbeddings(model, embedder, embeddings, shippedFile, config.dataDir, config.maxPixels, log, onStatus) : null;
+  const shipped = shippedFile
+    ? await adoptShippedEmbeddings(model, embedder, embeddings, shippedFile, config.dataDir, config.maxPixels, log, onStatus, services.decodes)
+    : null;
   runtime.setStatus('embedding the catalog');
   await embedCatalog(
     model,
