@@ -28,12 +28,19 @@ ARG ORT_INSTALL=skip
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-COPY package.json package-lock.json .npmrc ./
-# onnxruntime-node's installer reads ONNXRUNTIME_NODE_INSTALL before .npmrc: skip, or cuda12.
-RUN ONNXRUNTIME_NODE_INSTALL=${ORT_INSTALL} npm ci --no-audit --no-fund --ignore-scripts=false
-COPY tsconfig.json ./
+# `npm ci` runs the package's prepare script, which compiles src/ with tsconfig.json: both come first.
+# scripts/docker-build-replay.sh replays this stage outside Docker in CI (test/docker-build.test.ts).
+COPY package.json package-lock.json .npmrc tsconfig.json ./
 COPY src ./src
-RUN npx tsc -p tsconfig.json && npm prune --omit=dev
+# onnxruntime-node's installer only fetches the CUDA binaries (the CPU ones are in its package). It
+# reads ONNXRUNTIME_NODE_INSTALL first: skipped in `npm ci` whatever npm's version, then run on its
+# own for a CUDA build (ORT_INSTALL=cuda12).
+RUN --mount=type=cache,target=/root/.npm \
+    ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --ignore-scripts=false
+RUN if [ "$ORT_INSTALL" != "skip" ]; then \
+      ONNXRUNTIME_NODE_INSTALL="$ORT_INSTALL" node node_modules/onnxruntime-node/script/install.js; \
+    fi
+RUN test -f dist/cli.js && npm prune --omit=dev
 
 # ---- Runtime --------------------------------------------------------------------------------
 FROM ${RUNTIME_IMAGE}
@@ -46,7 +53,9 @@ RUN (id -u marquee >/dev/null 2>&1 || useradd --system --uid 10001 --create-home
 WORKDIR /app
 # jemalloc hands memory back to the system: with glibc's malloc a model swap's peak (two models in memory while
 # requests finish on the old one) stays in the process for good (bench/results/soak.md).
-RUN apt-get update && apt-get install -y --no-install-recommends libjemalloc2 && rm -rf /var/lib/apt/lists/* \
+# tini runs as PID 1 (ENTRYPOINT below): it reaps orphaned processes, such as a killed training run's
+# DataLoader workers, which Node as PID 1 never waits for, and passes signals on to Node.
+RUN apt-get update && apt-get install -y --no-install-recommends libjemalloc2 tini && rm -rf /var/lib/apt/lists/* \
     && ln -s "$(find /usr/lib -name libjemalloc.so.2 | head -n 1)" /usr/local/lib/libjemalloc.so.2
 # The venv is made here, against this image's own python3 (3.11 on the default base).
 COPY training/requirements.lock ./training/requirements.lock
@@ -82,6 +91,11 @@ ENV NODE_ENV=production \
 VOLUME ["/data"]
 EXPOSE 8080
 USER marquee
+# Liveness: /health answers while the process does. Readiness is /ready (503 until a model and its
+# index are loaded, and during a first start's embedding): an orchestrator routes traffic on it
+# (Kubernetes: readinessProbe /ready, livenessProbe /health). Docker's one health check stays on
+# liveness, so that a long first start is not taken for a dead container.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["node", "bin/marquee.js", "serve"]
