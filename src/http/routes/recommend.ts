@@ -83,9 +83,10 @@ export function recommendRoutes(app: FastifyInstance, services: Services, runtim
       let input: RecommendInput;
       if (request.isMultipart()) input = await readForm(request, config.maxUploadBytes);
       else {
-        if (typeof request.body !== 'object' || request.body === null) {
+        if (request.body === undefined || request.body === null) {
           throw new ApiError(400, 'invalid_request', 'send the examples as JSON ({"positive": [ids], ...}) or as a multipart form');
         }
+        if (typeof request.body !== 'object') throw new ApiError(415, 'unsupported_media_type', 'send application/json or multipart/form-data');
         const { positive, negative = [], ...fields } = request.body as RecommendBody;
         input = { fields, positive: positive.map((id) => ({ id })), negative: negative.map((id) => ({ id })) };
       }
