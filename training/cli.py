@@ -12,6 +12,7 @@ import json
 import re
 import signal
 import sys
+import time
 from typing import Sequence
 
 DESCRIPTION = """\
@@ -25,8 +26,11 @@ per class; with --labels genres, the default, a poster is a positive of the
 proxy of every one of its genres; the proxies in their own AdamW parameter
 group), in a Lightning loop. Trains on the manifest's 'train' split, validates
 on 'val' (queries) against 'train' (gallery) every --val-every epochs and after
-the last, and keeps the epoch whose genre vote ranks val posters best by genre
-(vote mAP, k=5). The 'test' split is never read.
+the last, and keeps the epoch whose genre head ranks val posters best by genre
+(head mAP: a logistic regression per genre fitted on the train embeddings).
+The exported model carries its genre head (model.json genre_head: fitted on
+train, Platt-calibrated and thresholded per genre on val; see fit-head).
+The 'test' split is never read.
 
 Recipes (--recipe; an option given explicitly overrides its recipe value):
   paper  the paper's (lr 1e-4 constant, 20 epochs, 1 frozen epoch, crops of
@@ -205,6 +209,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser(
+        "fit-head",
+        help="fit a model directory's genre head (calibrated per-genre logistic regression) into its model.json",
+        formatter_class=fmt,
+        description=(
+            "Embed the manifest's train and val posters with DIR/model.onnx, fit one logistic regression per "
+            "genre on train (L2 chosen on val by mAP), calibrate each genre on val (Platt) and choose its "
+            "decision threshold on val (F1), and store the head in DIR/model.json as genre_head. "
+            "`train` does this itself; this command is for a model trained before heads existed."
+        ),
+    )
+    p.add_argument("--model", required=True, metavar="DIR", help="model directory (model.onnx + model.json)")
+    p.add_argument("--manifest", required=True, metavar="M.jsonl", help="dataset manifest (JSON Lines)")
+    p.set_defaults(func=cmd_fit_head)
+
+    p = sub.add_parser(
+        "teacher-features",
+        help="compute (once) and cache the pretrained teacher's pooled features of every manifest poster",
+        formatter_class=fmt,
+        description=(
+            "Run the teacher (nsfwjs's InceptionV3, read from node_modules/nsfwjs: its layers up to mixed5 are "
+            "Keras's ImageNet weights) on every poster of the manifest, resized to WIDTHxHEIGHT by the training "
+            "preprocessing and scaled to [-1, 1] (--input-range keras) or [0, 1] (nsfwjs), and store each "
+            "--layer's output pooled over space, keyed by poster id and image SHA-256, in OUT (.npz). Posters "
+            "already in OUT with the same picture, spec and weights are not computed again. Progress: "
+            '{"event":"features","done":..,"total":..,"img_per_s":..}; ends with '
+            '{"event":"done","out":OUT,"posters":N,"computed":..,"dims":{layer:C}}.'
+        ),
+    )
+    p.add_argument("--manifest", required=True, metavar="M.jsonl", help="dataset manifest (JSON Lines)")
+    p.add_argument("--layer", action="append", required=True, metavar="NAME",
+                   help="a layer of the teacher, e.g. mixed2..mixed5 (repeat for several; one forward pass)")  # fmt: skip
+    p.add_argument("--out", metavar="FILE.npz", help="the cache file (default: under $MARQUEE_CACHE/teacher)")
+    p.add_argument("--pooling", choices=["avg", "max"], default="avg", help="pooling over space")
+    p.add_argument("--width", type=_int_in(75, 1024), default=200, help="teacher input width")
+    p.add_argument("--height", type=_int_in(75, 1024), default=300, help="teacher input height")
+    p.add_argument("--input-range", choices=["keras", "nsfwjs"], default="keras",
+                   help="keras: [-1, 1] (the ImageNet layers' own); nsfwjs: [0, 1] (what nsfwjs feeds)")  # fmt: skip
+    p.add_argument("--split", action="append", choices=["train", "val", "test"],
+                   help="only these splits (repeatable; default all)")  # fmt: skip
+    p.add_argument("--batch-size", type=_int_in(1), default=32, help="posters per forward pass")
+    p.add_argument("--workers", type=_int_in(0), default=1, help="data-loading processes")
+    p.add_argument("--nsfwjs", metavar="DIR", help="the nsfwjs package (default: $MARQUEE_NSFWJS, else node_modules/nsfwjs)")
+    p.add_argument("--precision", choices=["auto", "32", "bf16"], default="auto",
+                   help="auto: bf16 autocast on CUDA and on CPUs with bf16 kernels (AVX-512 BF16, AMX), else float32")  # fmt: skip
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the teacher runs")
+    p.add_argument("--threads", type=_int_in(1), help="torch intra-op threads (default: torch's)")
+    p.set_defaults(func=cmd_teacher_features)
+
+    p = sub.add_parser(
         "check-manifest",
         help="validate a dataset manifest and print per-split counts",
         formatter_class=fmt,
@@ -301,7 +354,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--limit-batches", type=_int_in(1), metavar="N",
                    help="at most N training batches per epoch (tiny runs, benchmarks)")  # fmt: skip
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="cuda: DDP over all visible GPUs")  # fmt: skip
+                   help="cuda: DDP over all visible GPUs (or --devices of them)")  # fmt: skip
+    g.add_argument("--devices", type=_int_in(1, 1024), metavar="N",
+                   help="processes per node: GPUs on CUDA (default: all), CPU processes on a CPU (default: 1); "
+                   "more than one in all trains with DDP (NCCL on GPUs, gloo on CPUs), the loss over the global batch")  # fmt: skip
+    g.add_argument("--num-nodes", type=_int_in(1, 1024), default=1, metavar="M",
+                   help="machines, each started with the same command and torch.distributed's MASTER_ADDR, "
+                   "MASTER_PORT, NODE_RANK (Lightning's environment)")  # fmt: skip
     g.add_argument("--precision", choices=["auto", "32", "bf16"], default="auto",
                    help="auto: bf16 autocast on CUDA and on CPUs with bf16 kernels (AVX-512 BF16, AMX), else float32")  # fmt: skip
     g.add_argument("--data", choices=["auto", "memory", "disk"], default="auto",
@@ -400,6 +459,15 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit_head(args: argparse.Namespace) -> int:
+    from . import events
+    from .fit_head import fit_model_dir
+
+    head = fit_model_dir(args.model, args.manifest, events.log)
+    print(json.dumps({"event": "done", "model": args.model, **head["fit"]["val_metrics"]}))
+    return 0
+
+
 def cmd_embed(args: argparse.Namespace) -> int:
     from .embed import embed_images, embed_raw
 
@@ -423,6 +491,43 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
         print(json.dumps({"shape": list(batch.shape), "out": args.out}))
     else:
         print(json.dumps({"shape": list(batch.shape), "data": batch.reshape(-1).tolist()}))
+    return 0
+
+
+def cmd_teacher_features(args: argparse.Namespace) -> int:
+    import torch
+
+    from .events import emit
+    from .manifest import read_manifest
+    from .teacher_features import TeacherFeatureSpec, teacher_features
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    records = read_manifest(args.manifest)
+    if args.split:
+        records = [r for r in records if r.split in args.split]
+    layers = tuple(dict.fromkeys(args.layer))
+    spec = TeacherFeatureSpec(layers, args.pooling, args.width, args.height, args.input_range, args.precision)
+    last = [0.0]
+
+    def progress(done: int, total: int, rate: float) -> None:
+        now = time.monotonic()
+        if done == total or now - last[0] >= 2.0:
+            last[0] = now
+            emit("features", done=done, total=total, img_per_s=round(rate, 2))
+
+    try:
+        table, info = teacher_features(
+            records, spec, args.out, package_dir=args.nsfwjs, batch_size=args.batch_size,
+            workers=args.workers, device=args.device, on_progress=progress,
+        )  # fmt: skip
+    except Exception as e:
+        emit("error", message=str(e))
+        raise
+    dims = {layer: table.dim(layer) for layer in layers}
+    emit("done", out=info["file"], posters=len(records), computed=info["computed"], hits=info["hits"],
+         seconds=info["seconds"], img_per_s=info["img_per_s"], precision=table.meta["spec"]["precision"],
+         dims=dims)  # fmt: skip
     return 0
 
 

@@ -14,6 +14,8 @@ is the library's loss (tests/test_losses.py checks that), including its proxy in
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -48,3 +50,20 @@ def _log1p_sum_exp(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     masked = x.masked_fill(~keep, float("-inf"))
     zeros = torch.zeros(1, x.shape[1], dtype=x.dtype, device=x.device)
     return torch.logsumexp(torch.cat([masked, zeros]), dim=0)
+
+
+def global_batch_loss(
+    loss_fn: nn.Module, embeddings: torch.Tensor, targets: torch.Tensor, gather: Callable[[torch.Tensor], torch.Tensor] | None
+) -> torch.Tensor:
+    """The loss of the whole global batch, on every rank of a data-parallel run.
+
+    Proxy-anchor's loss is not a mean over samples (each proxy's soft-plus runs over the batch), so a
+    rank's loss on its own shard is not a share of the global one. ``gather`` (an all-gather whose
+    backward sums the gradients of every rank's copy, e.g. LightningModule.all_gather with
+    sync_grads) brings every rank's embeddings and targets: each rank computes the same global loss;
+    its local embeddings get the gradient summed over ranks (world x the global loss's), and DDP's
+    mean of the parameters' gradients over ranks, proxies included, is then the global loss's own.
+    """
+    if gather is None:
+        return loss_fn(embeddings, targets)
+    return loss_fn(gather(embeddings).flatten(0, 1), gather(targets).flatten(0, 1))

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .genre_head import fit_logistic
-from .losses import MultiLabelProxyAnchorLoss
+from .losses import MultiLabelProxyAnchorLoss, global_batch_loss
 from .metrics import retrieval_metrics
 from .model import EmbeddingNet
 from .pixels import normalise_batch
@@ -126,8 +126,9 @@ class ProxyAnchorModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, targets, _ = batch
-        # float32 for the loss, whatever the autocast precision of the network
-        loss = self.loss_fn(self.embed(x).float(), targets)
+        # float32 for the loss, whatever the autocast precision of the network; several ranks: the global batch's loss
+        gather = (lambda t: self.all_gather(t, sync_grads=True)) if self.trainer.world_size > 1 else None
+        loss = global_batch_loss(self.loss_fn, self.embed(x).float(), targets, gather)
         detached = loss.detach()
         self._loss_sum = detached if self._loss_sum is None else self._loss_sum + detached
         self._loss_count += 1

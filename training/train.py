@@ -93,6 +93,8 @@ class TrainOptions:
     limit_batches: int | None = None
     workers: int | None = None
     device: str = "auto"
+    devices: int | None = None  # per node; None: every GPU on CUDA, one process on a CPU
+    num_nodes: int = 1
     cache_dir: str | None = None
     progress_interval: float = 2.0
     opset: int | None = None
@@ -183,7 +185,7 @@ def train(
         loaders = _loaders(datasets, hp["batch_size"], workers if hp["mode"] == "full" and not in_memory else 0, on_gpu)
         best = BestEpoch()
         callbacks = [ProgressEvents(emit, opts.progress_interval), best, LastCheckpoint(tmp / "last.ckpt")]
-        trainer = _trainer(hp, accelerator, precision, start.epochs, opts.limit_batches, callbacks, tmp)
+        trainer = _trainer(hp, accelerator, precision, start.epochs, opts.limit_batches, callbacks, tmp, opts.devices, opts.num_nodes)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the frozen backbone
@@ -264,11 +266,17 @@ def _resume(opts: TrainOptions, accelerator: str, log) -> _Start:
     return _Start(net, config["preprocessing"], config["classes"], init, hp, epochs, recipe, accelerator, done)
 
 
-def _trainer(hp, accelerator: str, precision: str, epochs: int, limit_batches, callbacks, root: Path) -> pl.Trainer:
+def _trainer(hp, accelerator: str, precision: str, epochs: int, limit_batches, callbacks, root: Path, devices: int | None = None,
+             num_nodes: int = 1) -> pl.Trainer:  # fmt: skip
+    processes = (devices or (torch.cuda.device_count() if accelerator == "cuda" else 1)) * num_nodes
     return pl.Trainer(
         accelerator=accelerator,
-        devices="auto",
-        strategy=_strategy(hp, accelerator),
+        devices=devices or "auto",
+        num_nodes=num_nodes,
+        strategy=_strategy(hp, accelerator, processes),
+        # BatchNorm statistics of the global batch, as one process would see them (PyTorch's SyncBatchNorm is
+        # CUDA-only: on CPU processes each normalises its own shard)
+        sync_batchnorm=processes > 1 and accelerator == "cuda",
         precision=precision,
         max_epochs=epochs,
         limit_train_batches=limit_batches,
@@ -443,12 +451,13 @@ def _accelerator(device: str) -> str:
     return device
 
 
-def _strategy(hp: dict[str, Any], accelerator: str) -> Any:
-    """Lightning's own choice (DDP with several GPUs), told when some parameters sit out some steps."""
-    if accelerator == "cuda" and torch.cuda.device_count() > 1 and hp["mode"] == "full":
-        if hp["warmup_epochs"] > 0 or hp["freeze_bn"]:
-            return DDPStrategy(find_unused_parameters=True)
-    return "auto"
+def _strategy(hp: dict[str, Any], accelerator: str, processes: int) -> Any:
+    """One process: Lightning's own choice. Several (GPUs, CPU processes or nodes): DDP over NCCL on
+    CUDA and gloo on CPUs, told when some parameters sit out some steps (a frozen backbone)."""
+    if processes <= 1:
+        return "auto"
+    unused = hp["mode"] == "full" and (hp["warmup_epochs"] > 0 or hp["freeze_bn"])
+    return DDPStrategy(process_group_backend="nccl" if accelerator == "cuda" else "gloo", find_unused_parameters=unused)
 
 
 def _default_workers(on_gpu: bool) -> int:

@@ -41,6 +41,11 @@ export const RetrainBody = Type.Object(
     val_every: positiveInt("Validate every N epochs and after the last (default: the recipe's)", 1000),
     seed: Type.Optional(Type.Integer({ minimum: 0, description: 'Random seed' })),
     limit_batches: positiveInt('Stop each epoch after this many batches (for quick trials)'),
+    devices: positiveInt(
+      'Training processes on this machine: GPUs on CUDA (default: all), CPU processes on a CPU (default 1). More than one trains with DDP (NCCL on GPUs, gloo on CPUs), the loss over the global batch',
+      1024,
+    ),
+    num_nodes: positiveInt("Machines training together (each started with the same command and torch.distributed's MASTER_ADDR, MASTER_PORT, NODE_RANK)", 1024),
     force: Type.Optional(Type.Boolean({ description: 'Activate even if not better than the active model on val' })),
   },
   { additionalProperties: false, $id: 'RetrainParams' },
