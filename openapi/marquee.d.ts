@@ -122,7 +122,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Browse the catalog, by id, a page at a time */
+        /**
+         * Browse the catalog by id, or search it by title, a page at a time
+         * @description Without `q`, every poster by id; with `q`, the posters whose title matches, best first: bm25 over the titles, ties by key, exactly for a query with at most 5,000 matches; past those (a common word in a large catalog) the 5,000 titles with the fewest words are ranked and the rest follow by word count. Both take the genre and year filters; pass `next_cursor` back as `cursor` for the next page.
+         */
         get: operations["listPosters"];
         put?: never;
         post?: never;
@@ -141,7 +144,7 @@ export interface paths {
         };
         /**
          * The embedding map: 2-D coordinates of every catalog poster under the active model
-         * @description UMAP of the catalog's embeddings (the map `marquee figures` draws), computed on first request (tens of seconds for thousands of posters) and cached in the data dir per model version.
+         * @description UMAP of the catalog's embeddings (the map `marquee figures` draws), of a sample of 20,000 posters in a larger catalog, computed on a worker thread on first request (tens of seconds for thousands of posters) and cached in the data dir per model version. After posters are added, removed or re-pictured it is computed again at most once a minute, the last map served meanwhile with the current genres; after a failed computation, 503 `map_unavailable` (with Retry-After) for five minutes when there is no map to serve.
          */
         get: operations["getPosterMap"];
         put?: never;
@@ -220,6 +223,26 @@ export interface paths {
         get: operations["getPosterImage"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/posters/recommend": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Posters like some examples and unlike others
+         * @description Positive and negative examples, each a catalog poster or an upload: JSON with poster ids, or a multipart form whose `positive` and `negative` fields are files (uploads) or text (ids), one example per field, with the other settings as text fields. At most 16 examples in all; at least one positive. No example is ever among the results, nor the catalog poster with an uploaded example's pixels. k, the filters, min_similarity, diversity and the answer are as for similar; one positive and no negative answers exactly as similar does for it. An unknown id is 404 not_found.
+         */
+        post: operations["recommendPosters"];
         delete?: never;
         options?: never;
         head?: never;
@@ -682,6 +705,8 @@ export interface operations {
                 year_to?: number;
                 /** @description A relevance floor: only posters at least this similar (cosine); fewer than k may come back */
                 min_similarity?: number;
+                /** @description Diverse answers: above 0, the k are picked from the 4k best by maximal marginal relevance, each scored (1 − diversity) · relevance − diversity · (its highest similarity to those picked before it), and listed in the order picked. 0: the k best, as they rank */
+                diversity?: number;
             };
             header?: never;
             path?: never;
@@ -949,7 +974,16 @@ export interface operations {
     listPosters: {
         parameters: {
             query?: {
+                /**
+                 * @description Search by title instead of browsing by id: every word must match (diacritics and case ignored), the last one as a prefix unless q ends in a space. Best match first (bm25, ties by key). A q with no letter or digit is 400 empty_query
+                 * @example star wa
+                 */
+                q?: string;
                 genre?: string;
+                /** @description Only posters from this year on */
+                year_from?: number;
+                /** @description Only posters up to this year */
+                year_to?: number;
                 limit?: number;
                 /** @description next_cursor of the previous page */
                 cursor?: string;
@@ -1015,7 +1049,7 @@ export interface operations {
                             genre: string;
                             count: number;
                         }[];
-                        /** @description One per catalog poster */
+                        /** @description One per catalog poster, or per poster of a sample of 20,000 in a larger catalog */
                         points: {
                             id: string;
                             /** @description 0..1, left to right */
@@ -1060,6 +1094,8 @@ export interface operations {
                 year_to?: number;
                 /** @description A relevance floor: only posters at least this similar (cosine); fewer than k may come back */
                 min_similarity?: number;
+                /** @description Diverse answers: above 0, the k are picked from the 4k best by maximal marginal relevance, each scored (1 − diversity) · relevance − diversity · (its highest similarity to those picked before it), and listed in the order picked. 0: the k best, as they rank */
+                diversity?: number;
             };
             header?: never;
             path: {
@@ -1269,6 +1305,155 @@ export interface operations {
                     "image/gif": components["schemas"]["Error"];
                     "image/avif": components["schemas"]["Error"];
                     "image/tiff": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    recommendPosters: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Catalog poster ids to find posters like (at least one; at most 16 examples in all) */
+                    positive: string[];
+                    /** @description Catalog poster ids to find posters unlike */
+                    negative?: string[];
+                    /**
+                     * @description average_vector: search with the sum of the positives minus the sum of the negatives, made unit length. best_score (as Qdrant defines it): each candidate is scored by its best similarity to a positive, sigmoid-normalised, when that beats its best similarity to a negative, else minus the sigmoid of the latter; candidates are the positives' nearest neighbours, grown until the best k are proven (the `similarity` shown is to the nearest positive)
+                     * @default average_vector
+                     * @enum {string}
+                     */
+                    strategy?: "average_vector" | "best_score";
+                    /**
+                     * @description How many posters to return
+                     * @default 8
+                     */
+                    k?: number;
+                    /** @description Only posters with this genre */
+                    genre?: string;
+                    /** @description Only posters from this year on */
+                    year_from?: number;
+                    /** @description Only posters up to this year */
+                    year_to?: number;
+                    /** @description A relevance floor: only posters at least this similar (cosine); fewer than k may come back */
+                    min_similarity?: number;
+                    /**
+                     * @description Diverse answers: above 0, the k are picked from the 4k best by maximal marginal relevance, each scored (1 − diversity) · relevance − diversity · (its highest similarity to those picked before it), and listed in the order picked. 0: the k best, as they rank
+                     * @default 0
+                     */
+                    diversity?: number;
+                };
+                "multipart/form-data": {
+                    /** @description Examples to find posters like: each an uploaded poster (a file) or a catalog poster id (a text field), one per field */
+                    positive: string[];
+                    /** @description Examples to find posters unlike, as positive */
+                    negative?: string[];
+                    /** @enum {string} */
+                    strategy?: "average_vector" | "best_score";
+                    k?: number;
+                    genre?: string;
+                    year_from?: number;
+                    year_to?: number;
+                    min_similarity?: number;
+                    diversity?: number;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        model_version: string;
+                        k: number;
+                        strategy: string;
+                        /** @description The positive examples, in the order given */
+                        positive: {
+                            /**
+                             * @description A catalog poster given by id, or an upload
+                             * @enum {string}
+                             */
+                            source: "poster" | "upload";
+                            /** @description The catalog poster; for an upload, the one with the same pixels, if any */
+                            poster: components["schemas"]["Poster"] | null;
+                        }[];
+                        /** @description The negative examples, in the order given */
+                        negative: {
+                            /**
+                             * @description A catalog poster given by id, or an upload
+                             * @enum {string}
+                             */
+                            source: "poster" | "upload";
+                            /** @description The catalog poster; for an upload, the one with the same pixels, if any */
+                            poster: components["schemas"]["Poster"] | null;
+                        }[];
+                        /** @description Best first (with diversity: in the order picked); never an example */
+                        results: components["schemas"]["Neighbor"][];
+                        /** @description true when min_similarity dropped some of the k best, so fewer than k are returned */
+                        truncated: boolean;
+                    };
+                };
+            };
+            /** @description Every error has this shape */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Every error has this shape */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Every error has this shape */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Every error has this shape */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Every error has this shape */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Every error has this shape */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };

@@ -70,6 +70,10 @@ describe('a client generated from the contract drives every operation', () => {
     assert.equal((await client.GET('/posters', { params: { query: { limit: 5 } } })).data!.posters.length, 5);
     assert.equal((await client.GET('/posters/map')).data!.points.length, rows.length);
     assert.equal((await client.GET('/posters/{id}/similar', { params: { path: { id }, query: { k: 3 } } })).data!.results.length, 3);
+    const recommended = (await client.POST('/posters/recommend', { body: { positive: [id], negative: [rows[3]!.id], k: 3, strategy: 'best_score' } })).data!;
+    assert.equal(recommended.results.length, 3);
+    assert.equal(recommended.positive[0]!.poster?.id, id);
+    assert.ok((await client.GET('/posters', { params: { query: { q: rows[2]!.title, limit: 5 } } })).data!.posters.some((p) => p.id === id));
     assert.equal((await client.GET('/posters/{id}/genre', { params: { path: { id } } })).data!.catalog_match?.id, id);
     assert.equal((await client.GET('/posters/{id}', { params: { path: { id } } })).data!.id, id);
     assert.equal((await client.GET('/posters/{id}/image', { params: { path: { id } }, parseAs: 'arrayBuffer' })).response.status, 200);
