@@ -79,6 +79,16 @@ function sendError(error: FastifyError, request: FastifyRequest, reply: FastifyR
   return reply.code(apiError.statusCode).headers(apiError.headers).send(errorBody(apiError.code, apiError.message));
 }
 
+/**
+ * Swagger UI's requests to the admin routes carry the header that loopback mode asks of admin writes
+ * (ADMIN_WRITE_HEADER in admin-auth.ts). It is put into the page as its source text, so it names
+ * nothing outside itself.
+ */
+function sendAdminHeader(request: { url?: string; headers?: Record<string, string> }) {
+  if (/^(?:https?:\/\/[^/]+)?\/admin\//.test(request.url ?? '')) request.headers = { ...request.headers, 'X-Marquee-Admin': '1' };
+  return request;
+}
+
 export async function buildApp(services: Services, runtime: Runtime, runner: RetrainRunner): Promise<FastifyInstance> {
   const { config, log, metrics } = services;
   const app = Fastify({
@@ -119,7 +129,7 @@ export async function buildApp(services: Services, runtime: Runtime, runner: Ret
       return { schema: { ...schema, body: upload === true ? UploadBody : upload }, url };
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { requestInterceptor: sendAdminHeader } });
 
   app.setErrorHandler((error: FastifyError, request, reply) => sendError(error, request, reply));
   app.setNotFoundHandler((request, reply) =>
