@@ -18,7 +18,7 @@
  * on a catalog of real poster files to measure its rows/s.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import usearch from 'usearch';
 import { seededRandom } from '../src/figures/random.js';
@@ -33,8 +33,7 @@ import { ROOT } from './lib/context.js';
 import { machineInfo } from './lib/machine.js';
 import { startServer } from './lib/server.js';
 import { nowMs, summarise, type Summary } from './lib/stats.js';
-import { SHARED_CATALOG } from '../test/support/paths.js';
-import { sharedRows } from '../test/support/catalog.js';
+import { linkImages, sharedRows } from '../test/support/catalog.js';
 
 const N = Number(process.argv[2] ?? 1_000_000);
 const DIR = process.argv[3] ?? '/tmp/marquee-million';
@@ -333,8 +332,8 @@ for (const scalar of SCALARS) {
 log(`import: ${IMPORT_ROWS} rows`);
 const importDir = join(DIR, 'import-catalog');
 mkdirSync(importDir, { recursive: true });
-symlinkSync(join(SHARED_CATALOG, 'images'), join(importDir, 'images'));
 const real = sharedRows();
+linkImages(importDir, real.map((row) => row.file));
 const header = 'id,title,year,genres,split,file';
 const lines = Array.from({ length: IMPORT_ROWS }, (_, i) => {
   const row = real[i % real.length]!;

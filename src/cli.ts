@@ -159,6 +159,7 @@ async function importTmdbCommand(config: Config, log: Logger, args: string[]): P
         catalog: svc.catalog,
         dataDir: config.dataDir,
         maxPixels: config.maxPixels,
+        maxPosterBytes: config.maxUploadBytes,
         log,
         onProgress(done, total) {
           progress ??= startProgress(log, 'importing TMDB movies', total);

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { makeCatalogDir, subsetRows, toCsv } from './support/catalog.js';
+import { makeCatalogDir, posterPath, subsetRows, toCsv } from './support/catalog.js';
 import { testModelDir } from './support/model.js';
 import { marquee } from './support/cli.js';
 
@@ -54,6 +54,33 @@ describe('marquee CLI', () => {
     assert.equal((db.prepare('SELECT title FROM posters WHERE id = ?').get(rows[0]!.id) as { title: string }).title, 'A New Title');
     assert.equal((db.prepare('SELECT count(*) AS n FROM posters').get() as { n: number }).n, 4);
     db.close();
+  });
+
+  it('imports no file through a link out of the catalog, and no poster named "." or ".."', () => {
+    const [inside, outside, other] = subsetRows({ train: 3, val: 0, test: 0 });
+    const elsewhere = mkdtempSync(join(tmpdir(), 'marquee-elsewhere-'));
+    mkdirSync(join(elsewhere, 'folder'));
+    copyFileSync(posterPath(outside!.id), join(elsewhere, 'secret.jpg'));
+    copyFileSync(posterPath(outside!.id), join(elsewhere, 'folder', 'secret.jpg'));
+    const rows = [
+      inside!, // line 2
+      { ...outside!, file: 'extra/secret.jpg' }, // line 3: a link to a file outside
+      { ...outside!, id: 'tt-through-folder', file: 'linked/secret.jpg' }, // line 4: through a linked folder
+      { ...other!, id: 'tt-link-inside', file: 'extra/same.jpg' }, // line 5: a link that stays inside
+      { ...other!, id: '.' }, // line 6
+      { ...other!, id: '..' }, // line 7
+    ];
+    const dir = makeCatalogDir(rows);
+    symlinkSync(join(elsewhere, 'secret.jpg'), join(dir, 'extra', 'secret.jpg'));
+    symlinkSync(join(elsewhere, 'folder'), join(dir, 'linked'));
+    symlinkSync(join('..', inside!.file), join(dir, 'extra', 'same.jpg'));
+    const result = marquee(['import', dir], { MARQUEE_DATA_DIR: mkdtempSync(join(tmpdir(), 'marquee-data-')) });
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(JSON.parse(result.stdout), { rows: 6, added: 2, updated: 0, unchanged: 0, deleted: 0, skipped: 4 });
+    assert.match(result.stderr, /line 3 \(\w+\): file "extra\/secret.jpg" is outside the catalog directory/);
+    assert.match(result.stderr, /line 4 \(tt-through-folder\): file "linked\/secret.jpg" is outside the catalog directory/);
+    assert.match(result.stderr, /line 6 \(\.\): id "\." names a folder, not a poster/);
+    assert.match(result.stderr, /line 7 \(\.\.\): id "\.\." names a folder, not a poster/);
   });
 
   it('re-embeds the catalog with the active model and rebuilds the index', () => {

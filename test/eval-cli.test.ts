@@ -113,7 +113,7 @@ describe('marquee eval', () => {
   it('--queries evaluates an external CSV against the catalog; unknown genres are misses and listed', () => {
     const known = rows.find((r) => r.split === 'test')!;
     const outsider = sharedRows().find((r) => r.split === 'train' && !rows.some((x) => x.id === r.id))!;
-    const dir = makeCatalogDir([]);
+    const dir = makeCatalogDir([known, outsider]);
     writeFileSync(
       join(dir, 'movies.csv'),
       toCsv([

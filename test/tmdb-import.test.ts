@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { posterPath, sharedRows } from './support/catalog.js';
@@ -129,5 +129,87 @@ describe('marquee import-tmdb against a stand-in for TMDB', () => {
     } finally {
       await server.stop();
     }
+  });
+});
+
+describe('marquee import-tmdb treats what TMDB sends as untrusted', () => {
+  const LIMIT = 200_000;
+  const good = rows[0]!;
+  const sent = new Map<string, number>();
+  // One page of hostile movies: ids that would name files elsewhere, a poster path out of the image
+  // folder, and posters larger than the download limit (declared, or streamed without end).
+  const hostile = [
+    { id: '../../../escaped', poster_path: '/good.jpg' },
+    { id: -7, poster_path: '/good.jpg' },
+    { id: 1.5, poster_path: '/good.jpg' },
+    { id: 2 ** 60, poster_path: '/good.jpg' },
+    { id: '9001', poster_path: '/good.jpg' },
+    { id: 9002, poster_path: '/../../secret.jpg' },
+    { id: 9003, poster_path: '/declared-huge.jpg' },
+    { id: 9004, poster_path: '/endless.jpg' },
+    { id: 9005, poster_path: '/good.jpg' },
+  ].map((movie) => ({ ...movie, title: `Movie ${movie.id}`, genre_ids: [genreId(good.genres.split('|')[0]!)], release_date: '1999-01-01' }));
+  const server = createServer((req, res) => {
+    const url = new URL(req.url!, 'http://x');
+    const json = (body: unknown) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    if (url.pathname === '/3/genre/movie/list') return json({ genres: names.map((name) => ({ id: genreId(name), name })) });
+    if (url.pathname === '/3/movie/popular') return json({ page: 1, results: hostile, total_pages: 1, total_results: hostile.length });
+    if (url.pathname === '/t/p/w342/good.jpg') return res.writeHead(200, { 'content-type': 'image/jpeg' }).end(readFileSync(posterPath(good.id)));
+    if (url.pathname === '/t/p/w342/declared-huge.jpg') {
+      res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': String(10 * LIMIT) });
+      res.write(readFileSync(posterPath(good.id)));
+      return;
+    }
+    if (url.pathname === '/t/p/w342/endless.jpg') {
+      // Streamed until the client goes away (at most 64 MB), counting what was written.
+      res.writeHead(200, { 'content-type': 'image/jpeg' });
+      let written = 0;
+      const chunk = Buffer.alloc(64 * 1024, 0xab);
+      const pump = () => {
+        while (written < 64 * 2 ** 20 && !res.destroyed) {
+          written += chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      res.on('close', () => sent.set('endless', written));
+      return pump();
+    }
+    res.writeHead(404).end();
+  });
+  let dataDir: string;
+  let env: Record<string, string>;
+  before(async () => {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    dataDir = join(mkdtempSync(join(tmpdir(), 'marquee-tmdb-')), 'data');
+    env = { MARQUEE_DATA_DIR: dataDir, MARQUEE_TMDB_API_URL: `${base}/3`, MARQUEE_TMDB_IMAGE_URL: `${base}/t/p`, TMDB_BEARER_TOKEN: TOKEN, MARQUEE_MAX_UPLOAD_BYTES: String(LIMIT) };
+  });
+  after(() => server.close());
+
+  it('imports only a movie whose id is a safe positive integer, from a poster path on the image host, within the size limit', async () => {
+    const run = await marqueeAsync(['import-tmdb'], env);
+    assert.equal(run.code, 0, run.stderr);
+    const report = JSON.parse(run.stdout.trim().split('\n').pop()!);
+    assert.equal(report.added, 1, run.stderr);
+    assert.equal(report.failed, hostile.length - 1, run.stderr);
+    assert.match(run.stderr, /: id "..\/..\/..\/escaped" is not a positive integer/);
+    assert.match(run.stderr, /: id -7 is not a positive integer/);
+    assert.match(run.stderr, /: id 1.5 is not a positive integer/);
+    assert.match(run.stderr, /: id 1152921504606847000 is not a positive integer/);
+    assert.match(run.stderr, /: id "9001" is not a positive integer/);
+    assert.match(run.stderr, /tmdb 9002 .*: poster path "\/..\/..\/secret.jpg" is not a file name/);
+    assert.match(run.stderr, /tmdb 9003 .*: poster \/t\/p\/w342\/declared-huge.jpg is larger than 200000 bytes \(Content-Length 2000000\)/);
+    assert.match(run.stderr, /tmdb 9004 .*: poster \/t\/p\/w342\/endless.jpg is larger than 200000 bytes \(cut off after \d+ bytes\)/);
+    // The endless poster's stream was dropped near the limit (the sockets' buffers hold a few MB at most).
+    for (let i = 0; i < 100 && !sent.has('endless'); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.ok((sent.get('endless') ?? Infinity) < 16 * 2 ** 20, `the stand-in wrote ${sent.get('endless')} bytes`);
+
+    const db = new Database(join(dataDir, 'marquee.db'), { readonly: true });
+    const ids = (db.prepare('SELECT id, image_path FROM posters').all() as { id: string; image_path: string }[]);
+    db.close();
+    assert.deepEqual(ids, [{ id: 'tmdb-9005', image_path: 'images/tmdb-9005.jpg' }]);
+    // Nothing was written beside the data dir.
+    assert.deepEqual(readdirSync(dirname(dataDir)), ['data']);
   });
 });

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { readFile, realpath } from 'node:fs/promises';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { parse, type CsvError } from 'csv-parse/sync';
 import { ApiError } from '../errors.js';
 import type { Decodes } from '../model/decodes.js';
@@ -133,10 +133,21 @@ function readRows(text: string, skipped: SkippedRow[]): CsvRow[] {
 export type PosterFields = Omit<NewPoster, 'imagePath' | 'imageSha256' | 'pixelSha256' | 'width' | 'height'>;
 type RowFields = PosterFields & { file: string };
 
+/**
+ * The rule for a poster id, wherever one comes from (a CSV row, the API, TMDB): 1-64 letters, digits,
+ * '_', '.', '-', and not "." or "..", which name folders in a path or a URL.
+ */
+export function posterIdProblem(id: string): string | null {
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(id)) return `id "${id}" is missing or has characters other than letters, digits, '_', '.', '-'`;
+  if (id === '.' || id === '..') return `id "${id}" names a folder, not a poster`;
+  return null;
+}
+
 /** A poster's fields from text (a CSV row, or the API's form fields), checked: the one set of rules. */
 export function posterFields(f: Record<string, string | undefined>): PosterFields {
   const id = f.id?.trim() ?? '';
-  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(id)) throw new PosterFieldError(`id "${id}" is missing or has characters other than letters, digits, '_', '.', '-'`);
+  const idProblem = posterIdProblem(id);
+  if (idProblem) throw new PosterFieldError(idProblem);
   const genres = (f.genres ?? '').split('|').map((g) => g.trim()).filter(Boolean);
   if (genres.length === 0) throw new PosterFieldError('no genres');
   const split = f.split?.trim() || null;
@@ -167,15 +178,24 @@ export function imageName(id: string, format: string): string {
   return `${id}.${EXTENSIONS[format] ?? 'img'}`;
 }
 
+function isOutside(root: string, path: string): boolean {
+  const inside = relative(root, path);
+  return inside === '' || inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside);
+}
+
 async function withImage(dir: string, fields: RowFields, imagesDir: string, options: ImportOptions): Promise<NewPoster> {
   const { id, file } = fields;
-  const source = resolve(dir, file);
-  const inside = relative(resolve(dir), source);
-  if (isAbsolute(file) || inside.startsWith('..')) throw new PosterFieldError(`file "${file}" is outside the catalog directory`);
+  const outside = new PosterFieldError(`file "${file}" is outside the catalog directory`);
+  if (isAbsolute(file) || isOutside(resolve(dir), resolve(dir, file))) throw outside;
   let bytes: Buffer;
   try {
+    // Where the file really is, links followed: a link out of the catalog would import (and then
+    // serve) whatever it points at.
+    const [root, source] = await Promise.all([realpath(dir), realpath(resolve(dir, file))]);
+    if (isOutside(root, source)) throw outside;
     bytes = await readFile(source);
-  } catch {
+  } catch (error) {
+    if (error === outside) throw error;
     throw new PosterFieldError(`file "${file}" cannot be read`);
   }
   const imageSha256 = createHash('sha256').update(bytes).digest('hex');

@@ -6,7 +6,7 @@ import { decodeRgb } from '../model/preprocess.js';
 import type { Catalog } from '../state/catalog.js';
 import type { Db } from '../state/db.js';
 import { writeAtomically } from '../state/files.js';
-import { imageName } from './importer.js';
+import { imageName, posterIdProblem } from './importer.js';
 
 /**
  * `marquee import-tmdb`: the catalog the paper built, from TMDB's API v3. The genre list (ids to
@@ -15,6 +15,10 @@ import { imageName } from './importer.js';
  * release date, year, genres in TMDB's order, and TMDB's id, popularity and original language.
  * Rate limits are honoured (429 and Retry-After); the next page to read is kept in the data dir,
  * so a second run goes on where the first stopped; movies already imported are skipped.
+ *
+ * What TMDB sends is checked as a client's upload would be: a movie's id must make a poster id the
+ * API would accept (it names a file), a poster path must be a file name on the image host, and no
+ * answer is read past its size limit.
  */
 
 export interface TmdbOptions {
@@ -41,19 +45,26 @@ export interface TmdbReport {
   movies: number;
   added: number;
   skipped: number;
-  failed: { tmdb_id: number; title: string | null; reason: string }[];
+  failed: { tmdb_id: number | null; title: string | null; reason: string }[];
   next_page: number | null;
 }
 
+/** A movie as TMDB lists it: nothing here is trusted until importMovie has checked it. */
 interface Movie {
-  id: number;
-  title?: string;
-  release_date?: string;
-  genre_ids?: number[];
-  poster_path?: string | null;
-  popularity?: number;
-  original_language?: string;
+  id: unknown;
+  title?: unknown;
+  release_date?: unknown;
+  genre_ids?: unknown;
+  poster_path?: unknown;
+  popularity?: unknown;
+  original_language?: unknown;
 }
+
+/** The most a JSON answer (a page of 20 movies is about 10 KB) may take. */
+const MAX_JSON_BYTES = 4 * 2 ** 20;
+
+/** A poster path as TMDB's image host names its files: "/kqjL17yufvn9OVLyXYpvtyrFfak.jpg". */
+const POSTER_PATH = /^\/[A-Za-z0-9_-]+\.[A-Za-z0-9]{1,5}$/;
 
 /** TMDB cannot be used as configured (credentials, a failing endpoint); the message says what to do. */
 export class TmdbError extends Error {}
@@ -90,11 +101,48 @@ async function get(url: URL, options: TmdbOptions, log: Logger, auth = true): Pr
   }
 }
 
+/**
+ * A response's body, refused past `limit` bytes: by its Content-Length before anything is read,
+ * else by cancelling the stream as soon as the count passes the limit (nothing more is buffered).
+ */
+export async function readCapped(response: Response, limit: number, what: string): Promise<Buffer> {
+  const tooLarge = (size: string) => new Error(`${what} is larger than ${limit} bytes (${size})`);
+  const declared = Number(response.headers.get('content-length') ?? Number.NaN);
+  if (declared > limit) {
+    await response.body?.cancel();
+    throw tooLarge(`Content-Length ${declared}`);
+  }
+  if (!response.body) return Buffer.alloc(0);
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return Buffer.concat(chunks);
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel();
+      throw tooLarge(`cut off after ${size} bytes`);
+    }
+    chunks.push(value);
+  }
+}
+
 async function getJson<T>(url: URL, options: TmdbOptions, log: Logger): Promise<T> {
   const response = await get(url, options, log);
   if (response.status === 401) throw new TmdbError('TMDB refused the credentials (401): check TMDB_API_KEY or TMDB_BEARER_TOKEN');
-  if (response.status !== 200) throw new TmdbError(`${url.pathname} answered HTTP ${response.status}: ${(await response.text()).slice(0, 200)}`);
-  return (await response.json()) as T;
+  let body: Buffer;
+  try {
+    body = await readCapped(response, MAX_JSON_BYTES, `${url.pathname}'s answer`);
+  } catch (error) {
+    throw new TmdbError((error as Error).message);
+  }
+  if (response.status !== 200) throw new TmdbError(`${url.pathname} answered HTTP ${response.status}: ${body.toString('utf8').slice(0, 200)}`);
+  try {
+    return JSON.parse(body.toString('utf8')) as T;
+  } catch {
+    throw new TmdbError(`${url.pathname} answered with something other than JSON`);
+  }
 }
 
 function endpoint(options: TmdbOptions, path: string): URL {
@@ -106,6 +154,8 @@ export interface TmdbDeps {
   catalog: Catalog;
   dataDir: string;
   maxPixels: number;
+  /** The largest poster download (MARQUEE_MAX_UPLOAD_BYTES: as large as an upload may be). */
+  maxPosterBytes: number;
   log: Logger;
   onProgress?: (done: number, total: number) => void;
 }
@@ -119,9 +169,11 @@ export async function importTmdb(options: TmdbOptions, deps: TmdbDeps): Promise<
   const stateFile = join(dataDir, 'tmdb', `${listKey}.json`);
   const state = !options.restart && existsSync(stateFile) ? (JSON.parse(readFileSync(stateFile, 'utf8')) as { next_page: number }) : { next_page: 1 };
 
-  const genres = new Map(
-    (await getJson<{ genres: { id: number; name: string }[] }>(endpoint(options, 'genre/movie/list'), options, log)).genres.map((g) => [g.id, g.name]),
-  );
+  const listed = await getJson<{ genres?: { id?: unknown; name?: unknown }[] }>(endpoint(options, 'genre/movie/list'), options, log);
+  const genres = new Map<number, string>();
+  for (const g of Array.isArray(listed.genres) ? listed.genres : []) {
+    if (typeof g?.id === 'number' && typeof g.name === 'string' && g.name.trim()) genres.set(g.id, g.name.trim());
+  }
   const report: TmdbReport = { list, pages: [], movies: 0, added: 0, skipped: 0, failed: [], next_page: state.next_page };
   let page = state.next_page;
   let lastPage = Infinity;
@@ -136,7 +188,13 @@ export async function importTmdb(options: TmdbOptions, deps: TmdbDeps): Promise<
       const outcome = await importMovie(movie, genres, options, deps).catch((error: Error) => ({ failed: error.message }));
       if (outcome === 'added') report.added += 1;
       else if (outcome === 'skipped') report.skipped += 1;
-      else report.failed.push({ tmdb_id: movie.id, title: movie.title ?? null, reason: outcome.failed });
+      else {
+        report.failed.push({
+          tmdb_id: Number.isSafeInteger(movie.id) ? (movie.id as number) : null,
+          title: typeof movie.title === 'string' ? movie.title : null,
+          reason: outcome.failed,
+        });
+      }
       deps.onProgress?.(report.movies, options.pages * 20);
     }
     report.pages.push(page);
@@ -148,15 +206,28 @@ export async function importTmdb(options: TmdbOptions, deps: TmdbDeps): Promise<
 
 async function importMovie(movie: Movie, genres: Map<number, string>, options: TmdbOptions, deps: TmdbDeps): Promise<'added' | 'skipped' | { failed: string }> {
   const { catalog, db, dataDir, maxPixels } = deps;
+  // The id names the poster's image file (and a delete removes that file): a safe positive integer only.
+  if (typeof movie.id !== 'number' || !Number.isSafeInteger(movie.id) || movie.id < 1) {
+    return { failed: `id ${JSON.stringify(movie.id) ?? 'undefined'} is not a positive integer` };
+  }
   const id = `tmdb-${movie.id}`;
+  const idProblem = posterIdProblem(id);
+  if (idProblem) return { failed: idProblem };
   if (catalog.get(id) || catalog.isDeleted(id)) return 'skipped';
   if (!movie.poster_path) return { failed: 'no poster' };
-  const names = (movie.genre_ids ?? []).map((g) => genres.get(g)).filter((g): g is string => Boolean(g));
+  if (typeof movie.poster_path !== 'string' || !POSTER_PATH.test(movie.poster_path)) {
+    return { failed: `poster path ${JSON.stringify(movie.poster_path)} is not a file name` };
+  }
+  const genreIds = Array.isArray(movie.genre_ids) ? (movie.genre_ids as unknown[]) : [];
+  const names = genreIds.map((g) => (typeof g === 'number' ? genres.get(g) : undefined)).filter((g): g is string => Boolean(g));
   if (names.length === 0) return { failed: 'no genres' };
   const url = new URL(`${options.imageUrl.replace(/\/$/, '')}/${options.size}${movie.poster_path}`);
   const response = await get(url, options, deps.log, false);
-  if (response.status !== 200) return { failed: `poster ${url.pathname} answered HTTP ${response.status}` };
-  const bytes = Buffer.from(await response.arrayBuffer());
+  if (response.status !== 200) {
+    await response.body?.cancel();
+    return { failed: `poster ${url.pathname} answered HTTP ${response.status}` };
+  }
+  const bytes = await readCapped(response, deps.maxPosterBytes, `poster ${url.pathname}`);
   let image;
   try {
     image = await decodeRgb(bytes, maxPixels);
@@ -165,14 +236,16 @@ async function importMovie(movie: Movie, genres: Map<number, string>, options: T
   }
   const name = imageName(id, image.format);
   writeAtomically(join(dataDir, 'images', name), bytes);
-  const year = /^\d{4}/.test(movie.release_date ?? '') ? Number(movie.release_date!.slice(0, 4)) : null;
+  const title = typeof movie.title === 'string' ? movie.title : null;
+  const releaseDate = typeof movie.release_date === 'string' && movie.release_date ? movie.release_date : null;
+  const year = releaseDate && /^\d{4}/.test(releaseDate) ? Number(releaseDate.slice(0, 4)) : null;
   db.transaction(() =>
     catalog.upsert(
       {
         id,
-        title: movie.title ?? null,
+        title,
         year,
-        releaseDate: movie.release_date || null,
+        releaseDate,
         genres: names,
         singleGenre: names[0]!,
         split: null,
@@ -181,7 +254,11 @@ async function importMovie(movie: Movie, genres: Map<number, string>, options: T
         pixelSha256: image.pixelSha256,
         width: image.width,
         height: image.height,
-        source: { tmdb_id: movie.id, popularity: movie.popularity ?? null, original_language: movie.original_language ?? null },
+        source: {
+          tmdb_id: movie.id,
+          popularity: typeof movie.popularity === 'number' ? movie.popularity : null,
+          original_language: typeof movie.original_language === 'string' ? movie.original_language : null,
+        },
       },
       new Date().toISOString(),
     ),

@@ -1,6 +1,6 @@
-import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { SHARED_CATALOG } from './paths.js';
 
@@ -38,11 +38,32 @@ export function toCsv(rows: Record<string, string>[], columns = COLUMNS): string
   return [columns.join(','), ...rows.map((row) => columns.map((c) => quote(row[c] ?? '')).join(','))].join('\n') + '\n';
 }
 
-/** A catalog directory in the shared format: movies.csv beside a link to the shared images. */
+/**
+ * The shared images that `files` name (catalog-relative, e.g. images/tt0086425.jpg), put into `dir`
+ * as hard links (copies across file systems). Not a symbolic link to the shared folder: the import
+ * follows no link out of its catalog.
+ */
+export function linkImages(dir: string, files: (string | undefined)[]): void {
+  mkdirSync(join(dir, 'images'), { recursive: true });
+  for (const file of new Set(files)) {
+    if (!file?.startsWith('images/')) continue;
+    const source = join(SHARED_CATALOG, file);
+    const target = join(dir, file);
+    if (!existsSync(source) || existsSync(target)) continue;
+    mkdirSync(dirname(target), { recursive: true });
+    try {
+      linkSync(source, target);
+    } catch {
+      copyFileSync(source, target);
+    }
+  }
+}
+
+/** A catalog directory in the shared format: movies.csv beside the images of its rows. */
 export function makeCatalogDir(rows: Record<string, string>[], csv = toCsv(rows)): string {
   const dir = mkdtempSync(join(tmpdir(), 'marquee-catalog-'));
   writeFileSync(join(dir, 'movies.csv'), csv);
-  symlinkSync(join(SHARED_CATALOG, 'images'), join(dir, 'images'));
+  linkImages(dir, rows.map((row) => row.file));
   mkdirSync(join(dir, 'extra'));
   return dir;
 }
