@@ -10,10 +10,14 @@ import type { Runtime } from '../service/runtime.js';
 import type { Services } from '../service/startup.js';
 import type { RetrainRunner } from '../jobs/retrain.js';
 import { JobBody, ModelBody, RetrainBody } from './admin-schemas.js';
+import { NearDuplicateBody } from './duplicate-schemas.js';
+import { adminDuplicateRoutes } from './routes/admin-duplicates.js';
 import { adminPosterRoutes } from './routes/admin-posters.js';
 import { adminRoutes } from './routes/admin.js';
 import { CatalogWriter } from '../service/catalog-writes.js';
 import { healthRoutes } from './routes/health.js';
+import { serverTimeouts } from './timeouts.js';
+import { nearDuplicateRoutes } from './routes/near-duplicates.js';
 import { posterRoutes } from './routes/posters.js';
 import { recommendRoutes } from './routes/recommend.js';
 import { BrowseResponse, ErrorBody, GenreResponse, NeighborBody, PosterBody, SimilarResponse, UploadBody } from './schemas.js';
@@ -96,9 +100,11 @@ export async function buildApp(services: Services, runtime: Runtime, runner: Ret
     ajv: { customOptions: { coerceTypes: true, removeAdditional: false, useDefaults: true } },
     // A bad URL or an over-long path parameter is answered by the router, before any hook: in our shape too.
     frameworkErrors: (error, request, reply) => sendError(error, request, reply),
+    // Slow clients are cut off and counted (none of this is limited by default).
+    ...serverTimeouts(config, metrics, log),
   });
 
-  for (const schema of [ErrorBody, PosterBody, NeighborBody, RetrainBody, JobBody, ModelBody]) app.addSchema(schema);
+  for (const schema of [ErrorBody, PosterBody, NeighborBody, RetrainBody, JobBody, ModelBody, NearDuplicateBody]) app.addSchema(schema);
   void SimilarResponse;
   void GenreResponse;
   void BrowseResponse;
@@ -150,5 +156,7 @@ export async function buildApp(services: Services, runtime: Runtime, runner: Ret
   recommendRoutes(app, services, runtime);
   adminRoutes(app, services, runtime, services.jobs, runner);
   adminPosterRoutes(app, services, new CatalogWriter(services, runtime));
+  nearDuplicateRoutes(app, services, runtime);
+  adminDuplicateRoutes(app, services, runtime);
   return app;
 }

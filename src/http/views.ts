@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import type { Hit } from '../search/searcher.js';
+import type { NearDuplicate } from '../service/near-duplicates.js';
 import type { RecommendAnswer, ResolvedExample } from '../service/recommend.js';
 import type { Poster } from '../state/catalog.js';
 
@@ -40,4 +41,8 @@ export function recommendView(modelVersion: string, k: number, strategy: string,
     results: answer.hits.map((hit) => neighborView(hit, base)),
     truncated: answer.truncated,
   };
+}
+
+export function nearDuplicateView(match: NearDuplicate, base: string) {
+  return { ...posterView(match.poster, base), distance: match.distance };
 }

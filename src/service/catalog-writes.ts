@@ -4,18 +4,40 @@ import { join } from 'node:path';
 import { imageName, type PosterFields } from '../catalog/importer.js';
 import { ApiError, notFound } from '../errors.js';
 import type { Picture } from '../model/preprocess.js';
+import type { PerceptualHash } from '../search/perceptual-hash.js';
 import type { Poster, Split } from '../state/catalog.js';
 import { writeAtomically } from '../state/files.js';
 import type { Engine } from './engine.js';
+import type { NearDuplicate } from './near-duplicates.js';
 import type { Runtime } from './runtime.js';
 import type { Services } from './startup.js';
 
-/** Where an add's time went: decoding and the forward pass, waiting for the write lock, storing. */
+/**
+ * Where an add's time went: decoding and the forward pass, waiting for the write lock, the
+ * near-duplicate check (the hash's wait beyond the forward pass, which it runs beside, and the
+ * scan), storing.
+ */
 export interface AddTiming {
   embedMs: number;
   waitMs: number;
+  duplicatesMs: number;
   storeMs: number;
 }
+
+/** What an add does when the picture is a near-duplicate of a catalog poster: add it anyway without looking, add it and say so, or refuse it. */
+export type OnDuplicate = 'allow' | 'flag' | 'reject';
+
+/** 409 near_duplicate: the catalog poster an add found the same picture as. */
+export function nearDuplicateError(match: NearDuplicate): ApiError {
+  const { poster, distance } = match;
+  return new ApiError(
+    409,
+    'near_duplicate',
+    `the picture is a near-duplicate of poster ${poster.id}${poster.title ? ` (${poster.title})` : ''} (hash distance ${distance}); add it with on_duplicate=allow or flag to keep both`,
+    { 'x-near-duplicate-of': poster.id },
+  );
+}
+
 
 export interface PosterChanges {
   title?: string | null;
@@ -42,39 +64,59 @@ export class CatalogWriter {
   /**
    * Adds a poster (or, with `upsert`, replaces the one with its id): 409 poster_exists otherwise.
    * `waitForDecode`: its decode waits for the decode budget as long as it takes (a batch's items).
+   * `onDuplicate` (default allow): with flag or reject, the catalog's near-duplicates of the picture
+   * are looked for under the write lock (so two adds of one picture cannot both miss each other);
+   * reject refuses with 409 near_duplicate, flag adds and returns them (nearest first).
    */
   async add(
     fields: PosterFields,
     bytes: Buffer,
-    options: { upsert?: boolean; waitForDecode?: boolean } = {},
-  ): Promise<{ poster: Poster; created: boolean; timing: AddTiming }> {
-    const { catalog } = this.services;
+    options: { upsert?: boolean; waitForDecode?: boolean; onDuplicate?: OnDuplicate } = {},
+  ): Promise<{ poster: Poster; created: boolean; timing: AddTiming; nearDuplicates: NearDuplicate[] | null }> {
+    const { catalog, duplicates } = this.services;
     const conflict = () => new ApiError(409, 'poster_exists', `poster ${fields.id} exists: PATCH /admin/posters/${fields.id} changes it, or add with upsert`);
     if (!options.upsert && catalog.get(fields.id)) throw conflict();
     const started = performance.now();
+    const hashing = this.hash(bytes, options.waitForDecode);
     const first = await this.embed(bytes, options.waitForDecode);
     const embedded = performance.now();
+    const hash = await hashing;
+    const hashed = performance.now();
     return this.runtime.exclusive(async () => {
       const locked = performance.now();
       const existing = catalog.get(fields.id);
       if (existing && !options.upsert) throw conflict();
       const { engine, vector, image } = await this.embedOn(first, bytes, options.waitForDecode);
-      const poster = this.store(fields, bytes, image, engine, vector);
+      const checking = performance.now();
+      let nearDuplicates: NearDuplicate[] | null = null;
+      if ((options.onDuplicate ?? 'allow') !== 'allow') {
+        nearDuplicates = duplicates.find(hash, existing?.key);
+        if (options.onDuplicate === 'reject' && nearDuplicates.length > 0) throw nearDuplicateError(nearDuplicates[0]!);
+      }
+      const checked = performance.now();
+      const poster = this.store(fields, bytes, image, engine, vector, hash);
       this.removeReplacedImage(existing, poster);
-      const timing = { embedMs: embedded - started, waitMs: locked - embedded, storeMs: performance.now() - locked };
-      return { poster, created: existing === null, timing };
+      const timing = {
+        embedMs: embedded - started,
+        waitMs: locked - hashed,
+        duplicatesMs: hashed - embedded + (checked - checking),
+        storeMs: checking - locked + (performance.now() - checked),
+      };
+      return { poster, created: existing === null, timing, nearDuplicates: options.onDuplicate === 'flag' ? nearDuplicates : null };
     });
   }
 
   /** A new picture for a poster: stored and embedded again (its embeddings of other versions dropped). */
   async replaceImage(id: string, bytes: Buffer): Promise<Poster> {
     if (!this.services.catalog.get(id)) throw notFound(`poster ${id}`);
+    const hashing = this.hash(bytes);
     const first = await this.embed(bytes);
+    const hash = await hashing;
     return this.runtime.exclusive(async () => {
       const existing = this.services.catalog.get(id);
       if (!existing) throw notFound(`poster ${id}`);
       const { engine, vector, image } = await this.embedOn(first, bytes);
-      const poster = this.store(existing, bytes, image, engine, vector);
+      const poster = this.store(existing, bytes, image, engine, vector, hash);
       this.removeReplacedImage(existing, poster);
       return poster;
     });
@@ -105,10 +147,18 @@ export class CatalogWriter {
       const poster = db.transaction(() => catalog.delete(id, new Date().toISOString()))();
       if (!poster) throw notFound(`poster ${id}`);
       this.runtime.peek()?.removePoster(poster.key);
+      this.services.duplicates.forget(poster.key);
       // After the commit: a crash in between leaves an unused file, never a poster without its image.
       rmSync(join(config.dataDir, poster.imagePath), { force: true });
       return poster;
     });
+  }
+
+  /** The picture's perceptual hash, made beside its forward pass; a picture the embedding refuses is reported by the embedding. */
+  private hash(bytes: Buffer, waitForDecode = false): Promise<PerceptualHash> {
+    const hashing = this.services.duplicates.hash(bytes, waitForDecode ? 'background' : 'request');
+    hashing.catch(() => {});
+    return hashing;
   }
 
   private embed(bytes: Buffer, waitForDecode = false): Promise<{ engine: Engine; vector: Float32Array; image: Picture }> {
@@ -120,8 +170,8 @@ export class CatalogWriter {
     return this.runtime.peek() === first.engine ? first : this.embed(bytes, waitForDecode);
   }
 
-  private store(fields: PosterFields, bytes: Buffer, image: Picture, engine: Engine, vector: Float32Array): Poster {
-    const { catalog, db, embeddings, config } = this.services;
+  private store(fields: PosterFields, bytes: Buffer, image: Picture, engine: Engine, vector: Float32Array, hash: PerceptualHash): Poster {
+    const { catalog, db, embeddings, config, duplicates } = this.services;
     // A name of its own per picture: the poster's current file stays whole until the commit names the new one.
     const digest = sha256(bytes);
     const name = imageName(`${fields.id}.${digest.slice(0, 12)}`, image.format);
@@ -144,6 +194,7 @@ export class CatalogWriter {
         new Date().toISOString(),
       );
       embeddings.putMany(engine.model, [{ key, vector }]);
+      duplicates.save(key, image.pixelSha256, hash);
       return catalog.get(id)!;
     });
     let poster: Poster;
@@ -155,6 +206,7 @@ export class CatalogWriter {
       throw error;
     }
     engine.putPoster(poster, vector);
+    duplicates.record(poster.key, hash);
     return poster;
   }
 

@@ -17,9 +17,11 @@ import { EmbeddingStore } from '../state/embeddings.js';
 import { sweepTemporaryFiles } from '../state/files.js';
 import { JobStore } from '../state/jobs.js';
 import { ModelRegistry } from '../state/models.js';
+import { PosterHashStore } from '../state/poster-hashes.js';
 import { PosterTitles } from '../state/titles.js';
 import { embedCatalog } from './catalog-embedding.js';
 import { Engine, loadEmbedder } from './engine.js';
+import { NearDuplicates } from './near-duplicates.js';
 import type { Runtime } from './runtime.js';
 import { adoptShippedEmbeddings, shippedEmbeddingsFile } from './shipped-embeddings.js';
 
@@ -32,6 +34,8 @@ export interface Services {
   jobs: JobStore;
   /** The full-text index of titles (GET /posters?q=). */
   titles: PosterTitles;
+  /** Every poster's perceptual hash: near-duplicate checks and groups. */
+  duplicates: NearDuplicates;
   log: Logger;
   metrics: Metrics;
   /** Every decode of the server (uploads, the import, the catalog's embedding), within one decode budget. */
@@ -52,18 +56,33 @@ export function createServices(config: Config, db: Db, log: Logger, metrics: Met
     onRefusal: () => metrics.decodeRefusals.inc(),
   });
   const decodes = new Decodes(config.maxPixels, budget, new DecodePool(config.decodeConcurrency));
+  const catalog = new Catalog(db);
   return {
     config,
     db,
-    catalog: new Catalog(db),
+    catalog,
     models: new ModelRegistry(db, variantPolicy(config.precision, config.device)),
     embeddings: new EmbeddingStore(db),
     jobs: new JobStore(db),
     titles: new PosterTitles(db),
+    duplicates: new NearDuplicates({ catalog, hashes: new PosterHashStore(db), dataDir: config.dataDir, maxPixels: config.maxPixels, log, budget }),
     log,
     metrics,
     decodes,
   };
+}
+
+/** Perceptual hashes for the posters without one (every poster, the first time a data dir has hashes), then loaded. */
+async function hashCatalog({ duplicates, log }: Services, runtime: Runtime): Promise<void> {
+  let progress: ReturnType<typeof startProgress> | null = null;
+  const hashed = await duplicates.fillMissing((done, total) => {
+    progress ??= startProgress(log, 'hashing posters for near-duplicate checks', total);
+    progress.tick(done);
+    runtime.setStatus(`hashing posters for near-duplicate checks: ${done}/${total}`);
+  });
+  (progress as ReturnType<typeof startProgress> | null)?.finish();
+  const loaded = duplicates.load();
+  if (hashed > 0) log.info({ hashed, posters: loaded }, 'posters hashed for near-duplicate checks');
 }
 
 /**
@@ -117,6 +136,7 @@ export async function startUp(services: Services, runtime: Runtime): Promise<voi
     for (const row of skipped.slice(0, 20)) log.warn(row, 'catalog row skipped');
   }
   metrics.catalogSize.set(catalog.count());
+  await hashCatalog(services, runtime);
   const onStatus = (status: string) => runtime.setStatus(status);
   const model = await servedVariant(await ensureBaseModel(config, catalog, models, log, onStatus), services, onStatus);
   const embedder = await loadEmbedder(model, services);

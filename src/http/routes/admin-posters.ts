@@ -4,11 +4,12 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type, type Static } from '@sinclair/typebox';
 import { posterFields, PosterFieldError, type PosterFields } from '../../catalog/importer.js';
 import { ApiError } from '../../errors.js';
-import type { CatalogWriter } from '../../service/catalog-writes.js';
+import type { CatalogWriter, OnDuplicate } from '../../service/catalog-writes.js';
 import { adminAuth } from '../admin-auth.js';
+import { NEAR_DUPLICATE_HELP, NearDuplicateBody, OnDuplicateField } from '../duplicate-schemas.js';
 import { ErrorBody, PosterBody, PosterParams } from '../schemas.js';
 import { readImageUpload, readMultipart } from '../upload.js';
-import { baseUrl, posterView } from '../views.js';
+import { baseUrl, nearDuplicateView, posterView } from '../views.js';
 import type { Services } from '../../service/startup.js';
 
 const GENRES_HELP = 'one field per genre, or one field with genres separated by "|"';
@@ -27,8 +28,24 @@ export const PosterUploadBody = {
     single_genre: { type: 'string', description: 'The one genre of the paper\'s label; default: the first of genres' },
     split: { type: 'string', enum: ['train', 'val', 'test'] },
     upsert: { type: 'boolean', description: 'Replace the poster with this id if there is one (else 409 poster_exists)' },
+    on_duplicate: OnDuplicateField,
   },
 } as const;
+
+/** An added poster, with the near-duplicates an add with on_duplicate=flag found. */
+const AddedPosterBody = Type.Intersect([
+  Type.Ref(PosterBody),
+  Type.Object({
+    near_duplicates: Type.Optional(
+      Type.Array(Type.Ref(NearDuplicateBody), { description: 'With on_duplicate=flag: the catalog posters it is a near-duplicate of, nearest first (empty: none)' }),
+    ),
+  }),
+]);
+
+function onDuplicate(text: string | undefined): OnDuplicate {
+  if (text === undefined || text === 'allow' || text === 'flag' || text === 'reject') return text ?? 'allow';
+  throw new ApiError(400, 'invalid_request', 'on_duplicate is allow, flag or reject');
+}
 
 const PosterChangesBody = Type.Object(
   {
@@ -76,7 +93,11 @@ const BatchItem = Type.Object(
   { additionalProperties: false },
 );
 const BatchBody = Type.Object(
-  { posters: Type.Array(BatchItem, { minItems: 1, maxItems: BATCH_MAX }), upsert: Type.Optional(Type.Boolean({ default: false })) },
+  {
+    posters: Type.Array(BatchItem, { minItems: 1, maxItems: BATCH_MAX }),
+    upsert: Type.Optional(Type.Boolean({ default: false })),
+    on_duplicate: Type.Optional(Type.Unsafe<OnDuplicate>({ ...OnDuplicateField, description: `For every poster: ${OnDuplicateField.description}` })),
+  },
   { additionalProperties: false },
 );
 type BatchBody = Static<typeof BatchBody>;
@@ -84,6 +105,7 @@ const BatchResult = Type.Object({
   index: Type.Integer(),
   status: Type.Integer({ description: 'What POST /admin/posters would have answered for this poster: 201, 200 (upserted), or a 4xx' }),
   poster: Type.Optional(Type.Ref(PosterBody)),
+  near_duplicates: Type.Optional(Type.Array(Type.Ref(NearDuplicateBody), { description: 'With on_duplicate=flag, as for POST /admin/posters' })),
   error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
 });
 
@@ -108,10 +130,10 @@ export function adminPosterRoutes(app: FastifyInstance, services: Services, writ
           tags: ['admin'],
           summary: 'Add a poster to the catalog: found by the very next search',
           operationId: 'addPoster',
-          description: `Multipart: the image in \`image\`, the metadata in text fields (genres: ${GENRES_HELP}). 201 with the poster and Location; 409 poster_exists for a taken id, unless \`upsert\` is true (then 200). Embedded with the model in service; no index rebuild, no restart. The Server-Timing header says where the time went (embed: decoding and the forward pass; lock: waiting for other writes; store: the image file, SQLite and the index).`,
+          description: `Multipart: the image in \`image\`, the metadata in text fields (genres: ${GENRES_HELP}). 201 with the poster and Location; 409 poster_exists for a taken id, unless \`upsert\` is true (then 200). With \`on_duplicate\` flag or reject, near-duplicates of the picture in the catalog are looked for (${NEAR_DUPLICATE_HELP}) Embedded with the model in service; no index rebuild, no restart. The Server-Timing header says where the time went (embed: decoding and the forward pass; lock: waiting for other writes; duplicates: the perceptual hash's wait beyond the forward pass and the near-duplicate check; store: the image file, SQLite and the index).`,
           security,
           consumes: ['multipart/form-data'],
-          response: { 200: Type.Ref(PosterBody), 201: Type.Ref(PosterBody), 409: Type.Ref(ErrorBody), ...errors, ...uploadErrors },
+          response: { 200: AddedPosterBody, 201: AddedPosterBody, 409: Type.Ref(ErrorBody), ...errors, ...uploadErrors },
         },
       },
       async (request, reply) => {
@@ -128,12 +150,19 @@ export function adminPosterRoutes(app: FastifyInstance, services: Services, writ
           single_genre: single(fields, 'single_genre'),
           split: single(fields, 'split'),
         });
-        const { poster, created, timing } = await writer.add(parsed, image, { upsert: upsertText === 'true' });
-        const view = posterView(poster, baseUrl(request));
+        const { poster, created, timing, nearDuplicates } = await writer.add(parsed, image, {
+          upsert: upsertText === 'true',
+          onDuplicate: onDuplicate(single(fields, 'on_duplicate')),
+        });
+        const base = baseUrl(request);
+        const view = { ...posterView(poster, base), ...(nearDuplicates ? { near_duplicates: nearDuplicates.map((d) => nearDuplicateView(d, base)) } : {}) };
         return reply
           .code(created ? 201 : 200)
           .header('location', `/posters/${encodeURIComponent(poster.id)}`)
-          .header('server-timing', `embed;dur=${timing.embedMs.toFixed(1)}, lock;dur=${timing.waitMs.toFixed(1)}, store;dur=${timing.storeMs.toFixed(1)}`)
+          .header(
+            'server-timing',
+            `embed;dur=${timing.embedMs.toFixed(1)}, lock;dur=${timing.waitMs.toFixed(1)}, duplicates;dur=${timing.duplicatesMs.toFixed(2)}, store;dur=${timing.storeMs.toFixed(1)}`,
+          )
           .send(view);
       },
     );
@@ -155,7 +184,7 @@ export function adminPosterRoutes(app: FastifyInstance, services: Services, writ
         },
       },
       async (request) => {
-        const { posters, upsert = false } = request.body as BatchBody;
+        const { posters, upsert = false, on_duplicate: duplicate = 'allow' } = request.body as BatchBody;
         const base = baseUrl(request);
         const results = await Promise.all(
           posters.map(async (item, index) => {
@@ -163,8 +192,13 @@ export function adminPosterRoutes(app: FastifyInstance, services: Services, writ
               const image = Buffer.from(item.image, 'base64');
               const fields = parseFields({ ...item, year: item.year === undefined ? undefined : String(item.year), genres: item.genres.join('|') });
               // The batch is one admitted request: its items wait for the decode budget in turn rather than fail.
-              const { poster, created } = await writer.add(fields, image, { upsert, waitForDecode: true });
-              return { index, status: created ? 201 : 200, poster: posterView(poster, base) };
+              const { poster, created, nearDuplicates } = await writer.add(fields, image, { upsert, waitForDecode: true, onDuplicate: duplicate });
+              return {
+                index,
+                status: created ? 201 : 200,
+                poster: posterView(poster, base),
+                ...(nearDuplicates ? { near_duplicates: nearDuplicates.map((d) => nearDuplicateView(d, base)) } : {}),
+              };
             } catch (error) {
               if (!(error instanceof ApiError) || error.statusCode >= 500) throw error;
               return { index, status: error.statusCode, error: { code: error.code, message: error.message } };

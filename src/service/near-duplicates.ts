@@ -1,0 +1,204 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ImageError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { DecodeBudget, DecodeWait } from '../model/decode-budget.js';
+import { decodeCost, readHeader } from '../model/preprocess.js';
+import { NEAR_DUPLICATE, PerceptualHashIndex } from '../search/near-duplicates.js';
+import { perceptualHash, type PerceptualHash } from '../search/perceptual-hash.js';
+import type { Catalog, Poster } from '../state/catalog.js';
+import type { PosterHashStore } from '../state/poster-hashes.js';
+
+/** A catalog poster that is a near-duplicate of a picture, and their hashes' distance. */
+export interface NearDuplicate {
+  poster: Poster;
+  distance: number;
+}
+
+export interface DuplicateGroup {
+  posters: Poster[];
+  /** The pairs that make it a group, closest first. */
+  pairs: { a: Poster; b: Poster; distance: number }[];
+}
+
+export interface NearDuplicatesDeps {
+  catalog: Catalog;
+  hashes: PosterHashStore;
+  dataDir: string;
+  maxPixels: number;
+  log: Logger;
+  /** The server's decode budget; none in commands that do not serve. */
+  budget?: DecodeBudget;
+}
+
+/**
+ * The catalog's near-duplicates, by the rule bench/near-duplicates.ts chose (NEAR_DUPLICATE):
+ * every poster's perceptual hash in memory, loaded from SQLite on first use and kept up to date by
+ * the live catalog's writes (under the runtime's write lock); and, once a listing has asked for
+ * them, the pairs of near-duplicate posters, kept up to date the same way. The rule is the hashes'
+ * alone, so it does not change with the model in service.
+ */
+export class NearDuplicates {
+  private index: PerceptualHashIndex | null = null;
+  /** Each poster's partners within NEAR_DUPLICATE.maxDistance, and their distance; null until listed. */
+  private partners: Map<number, Map<number, number>> | null = null;
+
+  constructor(private readonly deps: NearDuplicatesDeps) {}
+
+  /**
+   * A picture's hash, its decode admitted by the server's decode budget like any other (`wait`
+   * as there). A file that is not an image is refused as an upload is (415, 422).
+   */
+  async hash(bytes: Buffer, wait: DecodeWait = 'request'): Promise<PerceptualHash> {
+    const header = await readHeader(bytes, this.deps.maxPixels);
+    const decode = async () => {
+      try {
+        return await perceptualHash(bytes, this.deps.maxPixels);
+      } catch (error) {
+        throw new ImageError(422, 'corrupt_image', `the image could not be decoded: ${(error as Error).message}`);
+      }
+    };
+    return this.deps.budget ? this.deps.budget.run(decodeCost(header), wait, decode) : decode();
+  }
+
+  /** Stores a poster's hash in SQLite (in the caller's transaction); record() once it has committed. */
+  save(key: number, pixelSha256: string, hash: PerceptualHash): void {
+    this.deps.hashes.put(key, pixelSha256, hash);
+  }
+
+  /**
+   * Hashes the posters that have no hash of their picture: a data dir from before hashes were
+   * kept, posters imported beside a running server. A picture that cannot be read is logged and left.
+   */
+  async fillMissing(onProgress?: (done: number, total: number) => void): Promise<number> {
+    const missing = this.deps.hashes.missing();
+    let next = 0;
+    let done = 0;
+    const worker = async () => {
+      while (next < missing.length) {
+        const poster = missing[next++]!;
+        try {
+          const hash = await this.hash(await readFile(join(this.deps.dataDir, poster.imagePath)), 'background');
+          this.deps.hashes.put(poster.key, poster.pixelSha256, hash);
+        } catch (error) {
+          this.deps.log.warn({ key: poster.key, image: poster.imagePath, err: error }, 'a poster could not be hashed for near-duplicate checks');
+        }
+        onProgress?.(++done, missing.length);
+      }
+    };
+    await Promise.all([worker(), worker()]);
+    this.index = null;
+    this.partners = null;
+    return missing.length;
+  }
+
+  private loaded(): PerceptualHashIndex {
+    if (!this.index) {
+      const index = new PerceptualHashIndex();
+      for (const { key, hash } of this.deps.hashes.current()) index.put(key, hash);
+      this.index = index;
+    }
+    return this.index;
+  }
+
+  /** Loads the hashes now rather than on the first check. */
+  load(): number {
+    return this.loaded().size;
+  }
+
+  /** The catalog posters that are near-duplicates of a picture with this hash, nearest first (then by key). */
+  find(hash: PerceptualHash, exclude?: number): NearDuplicate[] {
+    const matches = this.loaded().within(hash, NEAR_DUPLICATE.maxDistance, exclude);
+    const posters = this.deps.catalog.getMany(matches.map((m) => m.key));
+    return matches.filter((m) => posters.has(m.key)).map((m) => ({ poster: posters.get(m.key)!, distance: m.distance }));
+  }
+
+  /** The stored hash of a poster's picture, when it has one. */
+  hashOf(key: number): PerceptualHash | null {
+    return this.loaded().get(key);
+  }
+
+  /** The hash of a poster's stored image, made now (a poster imported beside the server since it started). */
+  async hashOfImage(poster: Poster): Promise<PerceptualHash> {
+    return this.hash(await readFile(join(this.deps.dataDir, poster.imagePath)));
+  }
+
+  /** A poster's picture was stored (added or replaced) with this hash. */
+  record(key: number, hash: PerceptualHash): void {
+    const index = this.loaded();
+    index.put(key, hash);
+    if (!this.partners) return;
+    this.unlink(key);
+    for (const match of index.within(hash, NEAR_DUPLICATE.maxDistance, key)) this.link(key, match.key, match.distance);
+  }
+
+  /** A poster was removed. */
+  forget(key: number): void {
+    this.index?.remove(key);
+    if (this.partners) this.unlink(key);
+  }
+
+  /**
+   * Groups of posters that are near-duplicates of each other (joined by a chain of near-duplicate
+   * pairs), the group with the closest pair first. The first call compares every pair of posters
+   * (seconds at ten thousand posters: bench/results/near-duplicates.md).
+   */
+  groups(): DuplicateGroup[] {
+    const pairs: { a: number; b: number; distance: number }[] = [];
+    for (const [a, others] of this.pairsWithin()) for (const [b, distance] of others) if (a < b) pairs.push({ a, b, distance });
+    pairs.sort((x, y) => x.distance - y.distance || x.a - y.a || x.b - y.b);
+    // Union-find: a group is every poster that a chain of pairs joins.
+    const parent = new Map<number, number>();
+    const root = (key: number): number => {
+      let at = key;
+      while (parent.has(at) && parent.get(at) !== at) at = parent.get(at)!;
+      parent.set(key, at);
+      return at;
+    };
+    for (const { a, b } of pairs) {
+      const [ra, rb] = [root(a), root(b)];
+      if (ra !== rb) parent.set(Math.max(ra, rb), Math.min(ra, rb));
+    }
+    const posters = this.deps.catalog.getMany([...parent.keys()]);
+    const groups = new Map<number, DuplicateGroup>();
+    for (const pair of pairs) {
+      const a = posters.get(pair.a);
+      const b = posters.get(pair.b);
+      if (!a || !b) continue;
+      const group = groups.get(root(pair.a)) ?? { posters: [], pairs: [] };
+      groups.set(root(pair.a), group);
+      group.pairs.push({ a, b, distance: pair.distance });
+    }
+    // Groups keep the order of their closest pair; the posters within a group are listed by id.
+    return [...groups.values()].map((group) => {
+      const members = new Map<string, Poster>();
+      for (const { a, b } of group.pairs) members.set(a.id, a).set(b.id, b);
+      return { posters: [...members.values()].sort((x, y) => x.id.localeCompare(y.id)), pairs: group.pairs };
+    });
+  }
+
+  private pairsWithin(): Map<number, Map<number, number>> {
+    if (!this.partners) {
+      this.partners = new Map();
+      for (const { a, b, distance } of this.loaded().pairs(NEAR_DUPLICATE.maxDistance)) this.link(a, b, distance);
+    }
+    return this.partners;
+  }
+
+  private link(a: number, b: number, distance: number): void {
+    const partners = this.partners!;
+    if (!partners.has(a)) partners.set(a, new Map());
+    if (!partners.has(b)) partners.set(b, new Map());
+    partners.get(a)!.set(b, distance);
+    partners.get(b)!.set(a, distance);
+  }
+
+  private unlink(key: number): void {
+    const partners = this.partners!;
+    for (const other of partners.get(key)?.keys() ?? []) {
+      partners.get(other)?.delete(key);
+      if (partners.get(other)?.size === 0) partners.delete(other);
+    }
+    partners.delete(key);
+  }
+}
