@@ -1,5 +1,6 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { ImageError } from '../errors.js';
+import { startWorker } from '../worker-thread.js';
 import type { Picture, PreprocessingSpec } from './preprocess.js';
 
 /** What a decode thread is asked to do with an image: preprocessing.ts's three ways in. */
@@ -14,17 +15,6 @@ export type ToDecodeWorker = { id: number; job: DecodeJob };
 export type FromDecodeWorker =
   | { id: number; output: DecodeOutput }
   | { id: number; error: { message: string; image?: { status: 400 | 413 | 415 | 422; code: string } } };
-
-// Compiled, this module is dist/model/decode-pool.js beside decode-worker.js; under tsx (tests,
-// benchmarks) it is the .ts source, and the worker needs tsx's loader too (as in embedder.ts).
-const FROM_SOURCE = import.meta.url.endsWith('.ts');
-const WORKER = new URL(FROM_SOURCE ? './decode-worker.ts' : './decode-worker.js', import.meta.url);
-
-function startWorker(): Worker {
-  if (!FROM_SOURCE) return new Worker(WORKER);
-  const bootstrap = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(WORKER.href)}); })`;
-  return new Worker(bootstrap, { eval: true });
-}
 
 interface Pending {
   resolve: (output: DecodeOutput) => void;
@@ -85,7 +75,7 @@ export class DecodePool {
   }
 
   private spawn(): Thread {
-    const thread: Thread = { worker: startWorker(), job: null };
+    const thread: Thread = { worker: startWorker(import.meta.url, 'decode-worker'), job: null };
     thread.worker.unref();
     thread.worker.on('message', (message: FromDecodeWorker) => {
       const job = thread.job;
