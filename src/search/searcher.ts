@@ -18,6 +18,13 @@ export interface Hit {
 export const EXACT_SCAN_LIMIT = 20_000;
 
 /**
+ * The most a graph search is asked for: asking for more costs more than an exact scan of that many
+ * rows, and a broad filter far from the query would otherwise grow the ask to the whole catalog
+ * (at a million posters, a search holding the event loop for seconds). Past it, the exact scan.
+ */
+export const GRAPH_FETCH_LIMIT = 20_000;
+
+/**
  * Nearest-neighbour search over one model version's index, with metadata filters and exclusions.
  * The live catalog changes it through put/update/remove, after SQLite has committed the change.
  * In memory it keeps only what filters look at; the hits' posters are read from SQLite (`posters`),
@@ -33,6 +40,7 @@ export class Searcher {
     covered: Iterable<FilterFields>,
     private readonly posters: (keys: number[]) => Map<number, Poster>,
     private readonly exactScanLimit = EXACT_SCAN_LIMIT,
+    private readonly graphFetchLimit = GRAPH_FETCH_LIMIT,
   ) {
     this.filters = new PosterFilters(covered);
   }
@@ -71,7 +79,7 @@ export class Searcher {
    * The k nearest posters that pass the filter and are not excluded; exactly k whenever k exist.
    * A selective filter is an exact scan over what it leaves. Otherwise the graph is asked for
    * enough to leave k after the filter at its selectivity, and asked again for four times as many
-   * until k survive; if it cannot supply them, an exact scan over every poster that passes.
+   * until k survive, up to GRAPH_FETCH_LIMIT; then an exact scan over every poster that passes.
    */
   search(query: Float32Array, k: number, filter: SearchFilter = {}, exclude: Set<number> = new Set()): Hit[] {
     return this.hitsOf(this.nearest(query, k, filter, exclude));
@@ -94,13 +102,13 @@ export class Searcher {
     }
     const share = candidates ? Math.max(candidates.size / total, 1e-6) : 1;
     let fetch = Math.min(total, Math.ceil(((candidates ? 2 : 1) * k) / share) + exclude.size);
-    for (;;) {
+    while (fetch <= this.graphFetchLimit) {
       const found = this.index.search(query, fetch).filter((n) => accept(n.key));
       if (found.length >= k) return found.slice(0, k);
       if (fetch >= total) break;
       fetch = Math.min(fetch * 4, total);
     }
-    return this.index.rows.nearest(query, k, filterKeys(this.filters.keys(), accept));
+    return this.index.rows.nearest(query, k, filterKeys(candidates ? candidates.keys() : this.filters.keys(), accept));
   }
 
   /**

@@ -1,0 +1,70 @@
+// A filtered search through the graph is bounded: a broad filter whose posters lie far from the
+// query switches to the exact scan rather than asking the graph for the whole catalog.
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { seededRandom } from '../src/figures/random.js';
+import { Searcher } from '../src/search/searcher.js';
+import { VectorIndex } from '../src/search/vector-index.js';
+import { Catalog } from '../src/state/catalog.js';
+import { openDb } from '../src/state/db.js';
+import { EmbeddingStore } from '../src/state/embeddings.js';
+
+const DIMS = 32;
+const POSTERS = 3000;
+const FAR = 400; // the posters of genre "Far", in a region of their own
+const SPACE = { version: 'v-bounds', precision: 'fp32' } as const;
+
+function unit(v: Float32Array): Float32Array {
+  const norm = Math.hypot(...v);
+  return v.map((x) => x / norm);
+}
+
+describe('a filtered graph search', () => {
+  it('asks the graph for at most its limit, then scans, and still answers exactly', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'marquee-bounds-'));
+    const db = openDb(join(dir, 'marquee.db'));
+    db.prepare(
+      `INSERT INTO model_versions (version, file_path, file_sha256, dims, input_width, input_height, input_name, output_name, preprocessing, source, created_at)
+       VALUES (?, 'models/x.onnx', 'x', ?, 1, 1, 'image', 'embedding', '{}', '{}', 'now')`,
+    ).run(SPACE.version, DIMS);
+    db.prepare("INSERT INTO model_variants (version, precision, file_path, file_sha256, details, created_at) VALUES (?, 'fp32', 'models/x.onnx', 'x', '{}', 'now')").run(SPACE.version);
+    const catalog = new Catalog(db);
+    const embeddings = new EmbeddingStore(db);
+    const random = seededRandom(3);
+    const vectors = new Map<number, Float32Array>();
+    db.transaction(() => {
+      for (let i = 0; i < POSTERS; i++) {
+        const far = i < FAR;
+        const { key } = catalog.upsert(
+          { id: `p${i}`, title: null, year: null, releaseDate: null, genres: [far ? 'Far' : 'Near'], singleGenre: far ? 'Far' : 'Near', split: null, imagePath: 'x.jpg', imageSha256: 'x', pixelSha256: `p${i}`, width: 1, height: 1 },
+          'now',
+        );
+        // Near posters around +e0, far ones around -e0.
+        vectors.set(key, unit(Float32Array.from({ length: DIMS }, (_, d) => (d === 0 ? (far ? -4 : 4) : 0) + random() - 0.5)));
+      }
+    })();
+    embeddings.putMany(SPACE, [...vectors].map(([key, vector]) => ({ key, vector })));
+    const index = VectorIndex.open(join(dir, 'indexes', 'v.usearch'), embeddings.source(SPACE, DIMS));
+    const asked: number[] = [];
+    const search = index.search.bind(index);
+    index.search = (query, k) => (asked.push(k), search(query, k));
+    // Far is 13 % of the catalog: over the scan limit of 50, so the graph is asked, over-fetching by its share.
+    const searcher = new Searcher(index, (key) => embeddings.get(SPACE, key), catalog.filterFields(), (keys) => catalog.getMany(keys), 50, 700);
+
+    const query = vectors.get(catalog.get(`p${FAR}`)!.key)!; // a near poster
+    const k = 8;
+    const hits = searcher.search(query, k, { genre: 'Far' });
+    assert.ok(asked.length > 0, 'the graph was asked first');
+    assert.ok(Math.max(...asked) <= 700, `the graph was asked for ${asked.join(', ')}`);
+    const exact = [...vectors]
+      .filter(([key]) => catalog.getMany([key]).get(key)!.genres[0] === 'Far')
+      .map(([key, v]) => ({ key, distance: Math.hypot(...v.map((x, d) => x - query[d]!)) }))
+      .sort((a, b) => a.distance - b.distance)
+      .slice(0, k);
+    assert.deepEqual(hits.map((h) => h.poster.key), exact.map((e) => e.key));
+    db.close();
+  });
+});
