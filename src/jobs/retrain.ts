@@ -128,9 +128,16 @@ export class RetrainRunner {
       const manifest = join(work, 'manifest.jsonl');
       writeManifest(manifest, posters, config.dataDir, { spec, paths });
 
+      // The first retrain creates the Python environment (minutes): a step of its own, with its progress.
+      const python = await ensurePython(config.python, log, {
+        signal,
+        onProgress: ({ step, done, total }) =>
+          this.progress(id, { stage: 'python environment', step, done, total, ...(total ? { fraction: Math.min(done ?? 0, total) / total } : {}) }),
+      });
+      signal.throwIfAborted();
+
       this.set(id, 'training');
       const out = join(work, 'model');
-      const python = ensurePython(config.python, log);
       await runTraining(python, this.trainingArgs(params, manifest, out, active, spec), (event) => this.onEvent(id, event), signal, (text) => {
         this.logTail = (this.logTail + text).slice(-4000);
       });

@@ -94,7 +94,7 @@ async function exportBase(
   const dir = join(config.dataDir, 'exports', `base-${weights ? 'imagenet' : 'random'}-${width}x${height}`);
   if (existsSync(join(dir, 'model.onnx'))) return dir;
   onStatus('preparing the Python environment');
-  const python = ensurePython(config.python, log);
+  const python = await ensurePython(config.python, log, { onProgress: (p) => onStatus(`preparing the Python environment: ${p.step}${p.total ? ` (${p.done}/${p.total})` : ''}`) });
   const manifest = join(config.dataDir, 'manifests', 'base.jsonl');
   const spec = defaultSpec(width, height);
   const posters = catalog.all();

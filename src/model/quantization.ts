@@ -62,7 +62,7 @@ export async function addInt8Variant(model: ModelVersion, deps: QuantizeDeps, on
     log.info({ version: model.version, calibrate: Math.min(CALIBRATE, sample.length) }, 'quantising the model to int8');
     onStatus('quantising the model to int8');
     await runTraining(
-      ensurePython(config.python, log),
+      await ensurePython(config.python, log, { signal }),
       ['quantize', '--model', source, '--manifest', manifest, '--out', out, '--calibrate', String(CALIBRATE), '--check', String(CHECK)],
       (event) => {
         if (event.event === 'calibrate') onStatus(`quantising the model to int8: calibrated on ${event.done}/${event.total}`);
