@@ -32,6 +32,14 @@ export interface Config {
   adminOpenLoopback: boolean;
   maxUploadBytes: number;
   maxPixels: number;
+  /** Longest a request's headers and body may take to arrive (MARQUEE_REQUEST_TIMEOUT_MS): a slower client gets 408 and is cut off. */
+  requestTimeoutMs: number;
+  /** Longest a request's headers may take to arrive (MARQUEE_HEADERS_TIMEOUT_MS); at most requestTimeoutMs. */
+  headersTimeoutMs: number;
+  /** How long an idle keep-alive connection is kept open (MARQUEE_KEEP_ALIVE_TIMEOUT_MS). */
+  keepAliveTimeoutMs: number;
+  /** A connection on which nothing moves either way for this long is closed (MARQUEE_CONNECTION_TIMEOUT_MS). */
+  connectionTimeoutMs: number;
   /** Memory that images being decoded may take at once (MARQUEE_DECODE_BUDGET_MB): holds one 16-bit RGBA image at the pixel limit. */
   decodeBudgetBytes: number;
   /** Images decoded at once. */
@@ -114,6 +122,11 @@ export function loadConfig(env: Env = process.env): Config {
       `MARQUEE_DECODE_BUDGET_MB=${decodeBudgetMb} cannot hold one image at the pixel limit (MARQUEE_MAX_PIXELS=${maxPixels}: up to ${largestDecodeMb} MB to decode): raise it to ${largestDecodeMb} or lower MARQUEE_MAX_PIXELS`,
     );
   }
+  const requestTimeoutMs = int(env, 'MARQUEE_REQUEST_TIMEOUT_MS', 60_000, 100, 3_600_000);
+  const headersTimeoutMs = int(env, 'MARQUEE_HEADERS_TIMEOUT_MS', Math.min(10_000, requestTimeoutMs), 100, 3_600_000);
+  if (headersTimeoutMs > requestTimeoutMs) {
+    throw new ConfigError(`MARQUEE_HEADERS_TIMEOUT_MS=${headersTimeoutMs} is longer than MARQUEE_REQUEST_TIMEOUT_MS=${requestTimeoutMs}, which includes the headers`);
+  }
   return {
     port: int(env, 'PORT', 8080, 0, 65535),
     host,
@@ -129,6 +142,10 @@ export function loadConfig(env: Env = process.env): Config {
     adminOpenLoopback: env.MARQUEE_ADMIN_OPEN_LOOPBACK === '1',
     maxUploadBytes: int(env, 'MARQUEE_MAX_UPLOAD_BYTES', 10 * 1024 * 1024, 1),
     maxPixels,
+    requestTimeoutMs,
+    headersTimeoutMs,
+    keepAliveTimeoutMs: int(env, 'MARQUEE_KEEP_ALIVE_TIMEOUT_MS', 72_000, 100, 3_600_000),
+    connectionTimeoutMs: int(env, 'MARQUEE_CONNECTION_TIMEOUT_MS', 120_000, 100, 3_600_000),
     decodeBudgetBytes: decodeBudgetMb * 2 ** 20,
     decodeConcurrency: int(env, 'MARQUEE_DECODE_CONCURRENCY', availableParallelism(), 1, 1024),
     batchMaxSize: int(env, 'MARQUEE_BATCH_MAX_SIZE', 16, 1, 1024),

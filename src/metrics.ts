@@ -19,6 +19,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly requestTimeouts = new client.Counter({
+    name: 'marquee_http_request_timeouts_total',
+    help: 'Connections cut off with 408 because a request did not arrive in time: headers within MARQUEE_HEADERS_TIMEOUT_MS, headers and body within MARQUEE_REQUEST_TIMEOUT_MS',
+    registers: [this.registry],
+  });
+
   readonly embedSeconds = new client.Histogram({
     name: 'marquee_embedding_batch_duration_seconds',
     help: 'Model forward time per batch',
