@@ -17,7 +17,6 @@ import { adminRoutes } from './routes/admin.js';
 import { CatalogWriter } from '../service/catalog-writes.js';
 import { healthRoutes } from './routes/health.js';
 import { serverTimeouts } from './timeouts.js';
-import { serverTimeouts } from './timeouts.js';
 import { nearDuplicateRoutes } from './routes/near-duplicates.js';
 import { posterRoutes } from './routes/posters.js';
 import { recommendRoutes } from './routes/recommend.js';
