@@ -149,6 +149,27 @@ export class QuantizedRows {
     return out;
   }
 
+  /**
+   * The dot products of a row's vector (both layers) with each of some vectors, into `out`, in one
+   * pass over the row and with nothing allocated; false for a key it does not hold.
+   */
+  dots(key: number, vectors: Float32Array[], out: Float64Array): boolean {
+    const row = this.rowOf.get(key);
+    if (row === undefined) return false;
+    const { dims, coarse, fine } = this;
+    const base = row * dims;
+    const c = this.scales[2 * row]!;
+    const f = this.scales[2 * row + 1]!;
+    const coarseStep = c > 0 ? 1 / c : 0;
+    const fineStep = f > 0 ? 1 / f : 0;
+    out.fill(0, 0, vectors.length);
+    for (let d = 0; d < dims; d++) {
+      const value = coarse[base + d]! * coarseStep + fine[base + d]! * fineStep;
+      for (let j = 0; j < vectors.length; j++) out[j]! += value * vectors[j]![d]!;
+    }
+    return true;
+  }
+
   /** Euclidean distance from a row, both layers, to a query. */
   private distance(row: number, query: Float32Array): number {
     const { dims, coarse, fine } = this;

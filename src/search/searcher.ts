@@ -119,6 +119,11 @@ export class Searcher {
     return this.index.rows.vector(key);
   }
 
+  /** A poster's dot products with some vectors, from the int8 rows (to about 1e-5), into `out`; false for one it does not cover. */
+  rowDots(key: number, vectors: Float32Array[], out: Float64Array): boolean {
+    return this.index.rows.dots(key, vectors, out);
+  }
+
   /** Neighbours (from nearest, or scored elsewhere) as hits, in their order, with their posters. */
   hitsOf(neighbors: Neighbor[]): Hit[] {
     const posters = this.posters(neighbors.map((n) => n.key));

@@ -1,5 +1,4 @@
 import { ApiError, notFound } from '../errors.js';
-import { dot } from '../search/mmr.js';
 import { averageVector, bestScore, type Strategy } from '../search/recommend-scores.js';
 import type { Searcher, SearchFilter } from '../search/searcher.js';
 import type { Catalog, Poster } from '../state/catalog.js';
@@ -112,6 +111,8 @@ function bestScoreCandidates(
   wanted: number,
 ): Ranked[] {
   const scored = new Map<number, Ranked & { best: number }>();
+  const examples = [...positives, ...negatives];
+  const dots = new Float64Array(examples.length);
   for (let fetch = Math.max(wanted, 8) * CANDIDATE_GROWTH; ; fetch *= CANDIDATE_GROWTH) {
     let bound = Number.NEGATIVE_INFINITY;
     let covered = false;
@@ -123,13 +124,11 @@ function bestScoreCandidates(
         bound = Math.max(bound, 1 - (farthest * farthest) / 2);
       }
       for (const { key } of nearest) {
-        if (scored.has(key)) continue;
-        const vector = searcher.rowVector(key);
-        if (!vector) continue;
+        if (scored.has(key) || !searcher.rowDots(key, examples, dots)) continue;
         let best = Number.NEGATIVE_INFINITY;
-        for (const p of positives) best = Math.max(best, dot(vector, p));
+        for (let i = 0; i < positives.length; i++) best = Math.max(best, dots[i]!);
         let worst = Number.NEGATIVE_INFINITY;
-        for (const n of negatives) worst = Math.max(worst, dot(vector, n));
+        for (let i = positives.length; i < examples.length; i++) worst = Math.max(worst, dots[i]!);
         const distance = Math.sqrt(Math.max(0, 2 - 2 * best));
         scored.set(key, { neighbor: { key, distance }, relevance: bestScore(best, worst), best });
       }
