@@ -258,6 +258,20 @@ describe('the title index in SQLite', () => {
     assert.deepEqual([...listed.slice(0, window)].sort(), [...windowIds].sort());
     assertOrdered(listed.slice(0, window), new Map(matches.map((m) => [m.id, m.score])), q);
     assert.deepEqual(listed.slice(window), byWords.slice(window).map((d) => d.id), 'the rest by word count, then key');
+    // A filter leaves the posters of that list that pass it, in its order, a page at a time too.
+    const genreCounts = new Map<string, number>();
+    for (const id of listed) for (const g of docs.find((d) => d.id === id)!.row.genres.split('|')) genreCounts.set(g, (genreCounts.get(g) ?? 0) + 1);
+    const genre = [...genreCounts].sort((a, b) => b[1] - a[1])[0]![0];
+    const filtered: string[] = [];
+    after = null;
+    do {
+      const page = titles.search(titleMatch(q)!, { genre }, 2, after);
+      filtered.push(...page.keys.map((key) => idOf.get(key)!));
+      after = page.next;
+    } while (after);
+    const expected = listed.filter((id) => docs.find((d) => d.id === id)!.row.genres.split('|').includes(genre));
+    assert.ok(expected.length > 2 && expected.length < listed.length);
+    assert.deepEqual(filtered, expected);
     // A window as large as the matches is bm25's order over all of them.
     assertRanked(new PosterTitles(db, matches.length).search(titleMatch(q)!, {}, 500, null).keys.map((key) => idOf.get(key)!), docs, q);
     db.prepare("INSERT INTO poster_titles (poster_titles) VALUES ('integrity-check')").run();

@@ -7,11 +7,11 @@ import type { Db } from './db.js';
  * Ranking: bm25 (FTS5's, lower is better), ties by poster key. bm25 has to be computed for every
  * match before the best can be known, which for a common word at a million titles ("the": a
  * quarter of a million) takes hundreds of milliseconds. So the ranked matches are a window: the
- * first `window` matches (after the filters) in the index's rowid order, which is by the title's
- * word count, then key. A query with at most that many matches is ranked by bm25 exactly; one with
- * more ranks the window (the titles with the fewest words, among which are bm25's best: for
- * terms that occur once in a title, bm25 falls as the title grows longer) and then lists the rest
- * in rowid order.
+ * first `window` matches in the index's rowid order, which is by the title's word count, then key.
+ * A query with at most that many matches is ranked by bm25 exactly; one with more ranks the window
+ * (the titles with the fewest words, among which are bm25's best: for terms that occur once in a
+ * title, bm25 falls as the title grows longer) and then lists the rest in rowid order. The filters
+ * apply to that list: a filtered search lists the posters of the unfiltered one that pass, in its order.
  */
 
 /** FTS rowid = (word count << 40) | poster key. */
@@ -52,19 +52,19 @@ export class PosterTitles {
    * pass the filter, starting after `after` (null: the first page).
    */
   search(match: string, filter: TitleFilter, limit: number, after: TitlePosition | null): TitlePage {
-    const { joins, where, params } = filterSql(filter);
-    const base = { ...params, match };
-    if (after && !after.ranked) return this.rest(joins, where, base, after.rowid, limit);
+    const base = { ...filterSql(filter, '').params, match };
+    if (after && !after.ranked) return this.rest(filter, base, after.rowid, limit);
+    const { joins, where } = filterSql(filter, 'win.key');
     const rows = this.prepare(
       `ranked:${joins}:${where}`,
       `WITH win AS MATERIALIZED (
          SELECT t.rowid AS rid, t.rowid & ${KEY_MASK} AS key, bm25(poster_titles) AS score
-         FROM poster_titles t ${joins} WHERE poster_titles MATCH @match ${where}
-         ORDER BY t.rowid LIMIT @window)
+         FROM poster_titles t WHERE poster_titles MATCH @match ORDER BY t.rowid LIMIT @window)
        SELECT w.size, w.last, page.key, page.score
        FROM (SELECT count(*) AS size, max(rid) AS last FROM win) w
-       LEFT JOIN (SELECT key, score FROM win WHERE @score IS NULL OR score > @score OR (score = @score AND key > @key)
-                  ORDER BY score, key LIMIT @take) page ON 1
+       LEFT JOIN (SELECT win.key, win.score FROM win ${joins}
+                  WHERE (@score IS NULL OR win.score > @score OR (win.score = @score AND win.key > @key)) ${where}
+                  ORDER BY win.score, win.key LIMIT @take) page ON 1
        ORDER BY page.score, page.key`,
     ).all({ ...base, window: this.window, score: after?.score ?? null, key: after?.key ?? null, take: limit + 1 }) as {
       size: number;
@@ -81,12 +81,13 @@ export class PosterTitles {
     const { size, last } = rows[0]!;
     if (size < this.window || last === null) return { keys, next: null };
     // The window is full: more matches may follow it, in rowid order.
-    const rest = this.rest(joins, where, base, last, limit - keys.length);
+    const rest = this.rest(filter, base, last, limit - keys.length);
     return { keys: [...keys, ...rest.keys], next: rest.next };
   }
 
   /** Up to `limit` matches after an FTS rowid, in rowid order (by word count, then key); `next` when more follow. */
-  private rest(joins: string, where: string, params: Params, after: number, limit: number): TitlePage {
+  private rest(filter: TitleFilter, params: Params, after: number, limit: number): TitlePage {
+    const { joins, where } = filterSql(filter, `t.rowid & ${KEY_MASK}`);
     const rows = this.prepare(
       `rest:${joins}:${where}`,
       `SELECT t.rowid AS rid, t.rowid & ${KEY_MASK} AS key FROM poster_titles t ${joins}
@@ -104,17 +105,17 @@ export class PosterTitles {
   }
 }
 
-/** The joins and conditions of a filter, and their parameters. */
-function filterSql(filter: TitleFilter): { joins: string; where: string; params: Params } {
+/** The joins and conditions of a filter on the poster whose key is `key` (an SQL expression), and their parameters. */
+function filterSql(filter: TitleFilter, key: string): { joins: string; where: string; params: Params } {
   const joins: string[] = [];
   const where: string[] = [];
   const params: Params = {};
   if (filter.genre !== undefined) {
-    joins.push(`JOIN poster_genres g ON g.poster_key = t.rowid & ${KEY_MASK} AND g.genre = @genre`);
+    joins.push(`JOIN poster_genres g ON g.poster_key = ${key} AND g.genre = @genre`);
     params.genre = filter.genre;
   }
   if (filter.yearFrom !== undefined || filter.yearTo !== undefined) {
-    joins.push(`JOIN posters p ON p.key = t.rowid & ${KEY_MASK}`);
+    joins.push(`JOIN posters p ON p.key = ${key}`);
     if (filter.yearFrom !== undefined) {
       where.push('AND p.year >= @yearFrom');
       params.yearFrom = filter.yearFrom;
