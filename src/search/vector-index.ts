@@ -76,6 +76,9 @@ export interface OpenOptions {
   onRebuild?: (reason: string) => void;
 }
 
+/** Writes a fresh checkpoint of the index at `file` from SQLite, elsewhere than on the caller's thread (see index-build.ts). */
+export type BuildCheckpoint = (file: string, scalar: IndexScalar) => Promise<void>;
+
 /**
  * One model version's vectors in memory, searchable: a usearch HNSW graph for nearest neighbours
  * and a compact int8 copy (QuantizedRows) for exact scans over the few posters a filter leaves.
@@ -128,26 +131,55 @@ export class VectorIndex {
 
   static open(file: string, source: EmbeddingSource, options: OpenOptions = {}): VectorIndex {
     const scalar = options.scalar ?? 'f32';
-    const start = (parts: Checkpoint, rebuilt: string | null) => {
-      const opened = new VectorIndex(file, parts.index, parts.rows, source.dims, scalar, source, parts.seq, rebuilt);
-      opened.expansion = options.expansion ?? DEFAULT_EXPANSION;
-      opened.replayed = opened.replay();
-      return opened;
-    };
-    const loaded = VectorIndex.load(file, source, scalar);
-    if (typeof loaded !== 'string') {
-      const opened = start(loaded, null);
-      // Both files converge on SQLite's state by the replay, whichever checkpoint each was written at.
-      if (opened.size === opened.rows.size) {
-        if (opened.replayed > 0) opened.checkpoint();
-        return opened;
-      }
-    }
-    const reason = typeof loaded === 'string' ? loaded : 'graph and rows disagree';
-    options.onRebuild?.(reason);
-    const opened = start(VectorIndex.build(file, source, scalar), reason);
-    opened.checkpoint();
+    const opened = VectorIndex.fromCheckpoint(file, source, options);
+    if (typeof opened !== 'string') return opened;
+    options.onRebuild?.(opened);
+    const built = VectorIndex.start(file, source, options, VectorIndex.build(file, source, scalar), opened);
+    built.checkpoint();
+    return built;
+  }
+
+  /**
+   * As `open`, for a server: a missing or unusable checkpoint is rebuilt by `build` (on a worker
+   * thread: at a million posters a build takes minutes, during which the event loop keeps
+   * serving), then loaded. The few changes replayed onto a fresh build stay in SQLite's log for
+   * the next checkpoint rather than being saved now (a save of a large graph holds the thread).
+   */
+  static async openWith(build: BuildCheckpoint, file: string, source: EmbeddingSource, options: OpenOptions = {}): Promise<VectorIndex> {
+    const scalar = options.scalar ?? 'f32';
+    const opened = VectorIndex.fromCheckpoint(file, source, options);
+    if (typeof opened !== 'string') return opened;
+    options.onRebuild?.(opened);
+    await build(file, scalar);
+    const built = VectorIndex.load(file, source, scalar);
+    if (typeof built === 'string') throw new Error(`the index built for ${file} cannot be read: ${built}`);
+    source.pruneChanges(built.seq);
+    return VectorIndex.start(file, source, options, built, opened);
+  }
+
+  /** The index a checkpoint's files hold, brought up to date with SQLite's log; or why they cannot be used. */
+  private static fromCheckpoint(file: string, source: EmbeddingSource, options: OpenOptions): VectorIndex | string {
+    const loaded = VectorIndex.load(file, source, options.scalar ?? 'f32');
+    if (typeof loaded === 'string') return loaded;
+    const opened = VectorIndex.start(file, source, options, loaded, null);
+    // Both files converge on SQLite's state by the replay, whichever checkpoint each was written at.
+    if (opened.size !== opened.rows.size) return 'graph and rows disagree';
+    if (opened.replayed > 0) opened.checkpoint();
     return opened;
+  }
+
+  private static start(file: string, source: EmbeddingSource, options: OpenOptions, parts: Checkpoint, rebuilt: string | null): VectorIndex {
+    const opened = new VectorIndex(file, parts.index, parts.rows, source.dims, options.scalar ?? 'f32', source, parts.seq, rebuilt);
+    opened.expansion = options.expansion ?? DEFAULT_EXPANSION;
+    opened.replayed = opened.replay();
+    return opened;
+  }
+
+  /** Builds a checkpoint from SQLite and writes its files (not on a server's event loop: see openWith). The log is left as it is. */
+  static writeBuilt(file: string, source: EmbeddingSource, scalar: IndexScalar): { seq: number; count: number } {
+    const built = VectorIndex.build(file, source, scalar);
+    VectorIndex.write(file, built, source.dims, scalar);
+    return { seq: built.seq, count: Number(built.index.size()) };
   }
 
   /** The checkpoint's files, or why they cannot be used. */
@@ -207,17 +239,22 @@ export class VectorIndex {
    */
   private checkpoint(): void {
     const seq = this.seq;
-    const tmp = temporaryPath(this.file);
+    VectorIndex.write(this.file, { index: this.index, rows: this.rows, seq }, this.dims, this.scalar);
+    this.source.pruneChanges(seq);
+  }
+
+  /** A checkpoint's files, each written atomically, the meta (naming the change they hold up to) last. */
+  private static write(file: string, { index, rows, seq }: Checkpoint, dims: number, scalar: IndexScalar): void {
+    const tmp = temporaryPath(file);
     try {
-      this.index.save(tmp);
-      renameSync(tmp, this.file);
+      index.save(tmp);
+      renameSync(tmp, file);
     } finally {
       rmSync(tmp, { force: true });
     }
-    writeAtomically(rowsPath(this.file), (fd) => this.rows.write(fd));
-    const meta: IndexMeta = { format: 'marquee-index/3', dims: this.dims, scalar: this.scalar, count: this.size, seq };
-    writeAtomically(`${this.file}.json`, JSON.stringify(meta));
-    this.source.pruneChanges(seq);
+    writeAtomically(rowsPath(file), (fd) => rows.write(fd));
+    const meta: IndexMeta = { format: 'marquee-index/3', dims, scalar, count: Number(index.size()), seq };
+    writeAtomically(`${file}.json`, JSON.stringify(meta));
   }
 
   /** The nearest `k` of many queries at once, on `threads` threads (evaluation and benchmarks). */

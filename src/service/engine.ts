@@ -6,6 +6,7 @@ import { MicroBatcher } from '../model/batcher.js';
 import { Embedder } from '../model/embedder.js';
 import type { Decodes } from '../model/decodes.js';
 import type { Picture } from '../model/preprocess.js';
+import { buildOnThread } from '../search/index-build.js';
 import { Searcher } from '../search/searcher.js';
 import { VectorIndex } from '../search/vector-index.js';
 import type { Catalog, Poster } from '../state/catalog.js';
@@ -89,7 +90,7 @@ export class Engine {
     const { config, catalog, embeddings, log, metrics, decodes } = deps;
     const session = embedder ?? (await loadEmbedder(model, deps));
     const started = Date.now();
-    const index = VectorIndex.open(indexPath(config.dataDir, model), embeddings.source(model, model.dims), {
+    const index = await VectorIndex.openWith(buildOnThread(embeddings.dbFile, model, model.dims), indexPath(config.dataDir, model), embeddings.source(model, model.dims), {
       scalar: config.indexScalar,
       expansion: config.indexExpansion,
       onRebuild: (reason) => log.info({ version: model.version, reason }, 'building the vector index'),

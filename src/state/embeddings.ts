@@ -28,6 +28,11 @@ export class EmbeddingStore {
     );
   }
 
+  /** The database file, for a thread that reads it through a connection of its own (search/index-build.ts). */
+  get dbFile(): string {
+    return this.db.name;
+  }
+
   /** One variant's embeddings as what its vector index is derived from. */
   source(space: EmbeddingSpace, dims: number): EmbeddingSource {
     return {
