@@ -1,16 +1,23 @@
-import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { ApiError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Catalog, Poster } from '../state/catalog.js';
-import type { EmbeddingStore } from '../state/embeddings.js';
+import type { EmbeddingSpace, EmbeddingStore } from '../state/embeddings.js';
 import { writeAtomically } from '../state/files.js';
 import type { ModelVersion } from '../state/models.js';
+import { startWorker } from '../worker-thread.js';
 import { MAP_PARAMS, type MapParams } from './map-layout.js';
 
-export const MAP_FORMAT = 'marquee-map/1';
+export const MAP_FORMAT = 'marquee-map/2';
+
+/** Past this many posters a map is of a sample of them: UMAP's time and the answer's size grow with the points. */
+export const MAP_POINT_CAP = 20_000;
+/** A version's map is computed again at most this often, however often the catalog changes; meanwhile the last one is served, labelled afresh. */
+export const MAP_RECOMPUTE_INTERVAL_MS = 60_000;
+/** After a failed computation, none is tried for this long: requests meanwhile get the last map, or 503 when there is none. */
+export const MAP_FAILURE_MEMORY_MS = 5 * 60_000;
 
 export interface MapPoint {
   poster: Poster;
@@ -24,143 +31,221 @@ export interface CatalogMap {
   modelVersion: string;
   params: MapParams;
   points: MapPoint[];
-  /** Read from the cache file rather than computed now. */
+  /** The catalog state (Catalog.fingerprint) whose posters' genres label the points. */
+  catalogFingerprint: string;
+  /** Posters in the catalog when the coordinates were computed; more than the points when they are a sample. */
+  catalogPosters: number;
+  /** Read from the cache file rather than computed by this process. */
   cached: boolean;
 }
 
-/** The cache file: coordinates by poster key, valid while the fingerprint matches. */
-interface MapFile {
+/** Coordinates by poster key, as computed for a catalog whose `pictures` counter (Catalog.changes) was this; also the cache file. */
+interface Layout {
   format: typeof MAP_FORMAT;
   model_version: string;
+  precision: string;
   params: MapParams;
-  fingerprint: string;
+  cap: number;
+  pictures: number;
+  posters: number;
   created_at: string;
-  points: { key: number; id: string; x: number; y: number }[];
+  points: { key: number; x: number; y: number }[];
+}
+
+/** What a map thread is given (map-worker.ts), and what it answers. */
+export interface LayoutJob {
+  dbFile: string;
+  space: EmbeddingSpace;
+  dims: number;
+  params: MapParams;
+  cap: number;
+}
+export interface LayoutResult {
+  keys: number[];
+  coords: Float32Array;
+  posters: number;
+  unembedded: number;
+}
+
+export interface MapOptions {
+  cap?: number;
+  intervalMs?: number;
+  failureMs?: number;
+}
+
+/** What is known of one version's map. */
+interface VersionMaps {
+  layout: Layout | null;
+  cachedFile: boolean;
+  labelled: { changes: number; layout: Layout; map: CatalogMap } | null;
+  computing: Promise<Layout> | null;
+  startedAt: number;
+  failure: { message: string; at: number } | null;
 }
 
 export function mapPath(dataDir: string, version: string): string {
   return join(dataDir, 'maps', `${version}.json`);
 }
 
-/** What the coordinates depend on: the version, the UMAP settings and exactly which pictures. */
-function fingerprint(version: string, params: MapParams, posters: Poster[]): string {
-  const hash = createHash('sha256').update(`${version}\n${JSON.stringify(params)}\n`);
-  for (const poster of posters) hash.update(`${poster.key}:${poster.pixelSha256}\n`);
-  return hash.digest('hex');
-}
-
-// Compiled, this module is dist/figures/map-cache.js beside map-worker.js; under tsx (tests) it is
-// the .ts source, and the worker needs tsx's loader too (as in model/embedder.ts).
-const FROM_SOURCE = import.meta.url.endsWith('.ts');
-const WORKER = new URL(FROM_SOURCE ? './map-worker.ts' : './map-worker.js', import.meta.url);
-
-async function layoutOnWorker(data: Float32Array, dims: number, params: MapParams): Promise<Float32Array> {
-  const workerData = { data, dims, params };
-  const worker = FROM_SOURCE
-    ? new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(WORKER.href)}); })`, {
-        eval: true,
-        workerData,
-      })
-    : new Worker(WORKER, { workerData });
-  try {
-    const [coords] = (await Promise.race([once(worker, 'message'), once(worker, 'error').then(([error]) => Promise.reject(error))])) as [Float32Array];
-    return coords;
-  } finally {
-    await worker.terminate();
-  }
-}
+const round = (value: number) => Math.round(value * 1e5) / 1e5;
 
 /**
- * The 2-D embedding map of the catalog under a model version: read from the data dir's cache
- * (maps/<version>.json) while it matches the catalog's pictures, otherwise computed with UMAP on
- * a worker thread and cached. Every catalog poster must already have an embedding for the version.
+ * The 2-D embedding map of the catalog under a model version, as a cached artefact: coordinates
+ * computed with UMAP on a thread that reads SQLite itself (the event loop only labels points), of a
+ * sample past MAP_POINT_CAP posters, kept in the data dir (maps/<version>.json) and in memory with
+ * the catalog's change counter they describe (migrations/012: no hashing of the posters table). A
+ * picture added, removed or replaced makes them stale: they are computed again at most every
+ * MAP_RECOMPUTE_INTERVAL_MS, in the background while a map exists (the last one is served
+ * meanwhile, labelled with the current genres), and a failure is remembered for MAP_FAILURE_MEMORY_MS.
  */
 export class CatalogMaps {
-  /** One computation per version at a time; later requests share it. */
-  private readonly pending = new Map<string, Promise<CatalogMap>>();
-  /** The last map of each version with the catalog state (Catalog.fingerprint) it was made for. */
-  private readonly recent = new Map<string, { catalog: string; map: CatalogMap }>();
+  private readonly versions = new Map<string, VersionMaps>();
+  private readonly cap: number;
+  private readonly intervalMs: number;
+  private readonly failureMs: number;
 
   constructor(
     private readonly deps: { dataDir: string; catalog: Catalog; embeddings: EmbeddingStore; log: Logger },
     private readonly params: MapParams = MAP_PARAMS,
-  ) {}
+    options: MapOptions = {},
+  ) {
+    this.cap = options.cap ?? MAP_POINT_CAP;
+    this.intervalMs = options.intervalMs ?? MAP_RECOMPUTE_INTERVAL_MS;
+    this.failureMs = options.failureMs ?? MAP_FAILURE_MEMORY_MS;
+  }
 
-  get(model: ModelVersion): Promise<CatalogMap> {
-    // The catalog's state, not its size: a poster re-pictured or re-labelled, or one added as another goes, changes it.
-    const catalog = this.deps.catalog.fingerprint();
-    const recent = this.recent.get(model.version);
-    if (recent && recent.catalog === catalog) return Promise.resolve(recent.map);
-    let map = this.pending.get(model.version);
-    if (!map) {
-      map = this.load(model)
-        .then((loaded) => {
-          this.recent.set(model.version, { catalog, map: loaded });
-          return loaded;
-        })
-        .finally(() => this.pending.delete(model.version));
-      this.pending.set(model.version, map);
+  async get(model: ModelVersion): Promise<CatalogMap> {
+    const counters = this.deps.catalog.changes();
+    const maps = this.mapsOf(model);
+    if (maps.layout?.pictures !== counters.pictures) {
+      const computing = this.recompute(model, maps, counters.pictures);
+      if (!maps.layout) {
+        if (!computing) throw this.unavailable(maps);
+        await computing;
+      }
     }
+    return this.labelled(maps, counters.changes);
+  }
+
+  private mapsOf(model: ModelVersion): VersionMaps {
+    let maps = this.versions.get(model.version);
+    if (!maps) {
+      const file = this.readFile(model);
+      maps = { layout: file, cachedFile: file !== null, labelled: null, computing: null, startedAt: 0, failure: null };
+      this.versions.set(model.version, maps);
+    }
+    return maps;
+  }
+
+  /** A computation of the map, started now unless one runs, one ran too recently, or one failed recently (then null). */
+  private recompute(model: ModelVersion, maps: VersionMaps, pictures: number): Promise<Layout> | null {
+    if (maps.computing) return maps.computing;
+    const now = Date.now();
+    if (maps.failure && now - maps.failure.at < this.failureMs) return null;
+    if (maps.layout && now - maps.startedAt < this.intervalMs) return null;
+    maps.startedAt = now;
+    const computing = this.compute(model, pictures)
+      .then(
+        (layout) => {
+          maps.layout = layout;
+          maps.cachedFile = false;
+          maps.failure = null;
+          return layout;
+        },
+        (error: Error) => {
+          maps.failure = { message: error.message, at: Date.now() };
+          this.deps.log.error({ version: model.version, err: error }, 'the embedding map could not be computed');
+          throw this.unavailable(maps);
+        },
+      )
+      .finally(() => {
+        maps.computing = null;
+      });
+    computing.catch(() => {}); // a background computation's failure is remembered; a waiting request gets it too
+    maps.computing = computing;
+    return computing;
+  }
+
+  private unavailable(maps: VersionMaps): ApiError {
+    const failure = maps.failure ?? { message: 'unknown', at: Date.now() };
+    const seconds = Math.max(1, Math.ceil((failure.at + this.failureMs - Date.now()) / 1000));
+    return new ApiError(503, 'map_unavailable', `the embedding map could not be computed (${failure.message}); it is tried again in ${seconds} s`, {
+      'retry-after': String(seconds),
+    });
+  }
+
+  private async compute(model: ModelVersion, pictures: number): Promise<Layout> {
+    const started = performance.now();
+    this.deps.log.info({ version: model.version, cap: this.cap }, 'computing the embedding map (UMAP)');
+    const job: LayoutJob = { dbFile: this.deps.embeddings.dbFile, space: { version: model.version, precision: model.precision }, dims: model.dims, params: this.params, cap: this.cap };
+    const worker = startWorker(import.meta.url, 'map-worker', { workerData: job });
+    let result: LayoutResult;
+    try {
+      [result] = (await Promise.race([
+        once(worker, 'message'),
+        once(worker, 'error').then(([error]) => Promise.reject(error)),
+        once(worker, 'exit').then(([code]) => Promise.reject(new Error(`the map thread stopped (exit ${code})`))),
+      ])) as [LayoutResult];
+    } finally {
+      await worker.terminate();
+    }
+    const { keys, coords, posters, unembedded } = result;
+    this.deps.log.info({ version: model.version, points: keys.length, posters, unembedded, ms: Math.round(performance.now() - started) }, 'embedding map computed');
+    const layout: Layout = {
+      format: MAP_FORMAT,
+      model_version: model.version,
+      precision: model.precision,
+      params: this.params,
+      cap: this.cap,
+      pictures,
+      posters,
+      created_at: new Date().toISOString(),
+      points: keys.map((key, i) => ({ key, x: round(coords[i * 2]!), y: round(coords[i * 2 + 1]!) })),
+    };
+    try {
+      writeAtomically(mapPath(this.deps.dataDir, model.version), `${JSON.stringify(layout)}\n`);
+    } catch (error) {
+      // The file only saves the next start a computation; the map itself is served either way.
+      this.deps.log.warn({ version: model.version, err: error }, 'could not store the embedding map');
+    }
+    return layout;
+  }
+
+  /** The layout's points with their posters as they are now (those deleted since left out), made once per catalog change. */
+  private labelled(maps: VersionMaps, changes: number): CatalogMap {
+    const layout = maps.layout!;
+    if (maps.labelled?.changes === changes && maps.labelled.layout === layout) return maps.labelled.map;
+    const posters = this.deps.catalog.getMany(layout.points.map((p) => p.key));
+    const points: MapPoint[] = [];
+    for (const { key, x, y } of layout.points) {
+      const poster = posters.get(key);
+      if (poster) points.push({ poster, x, y });
+    }
+    const map: CatalogMap = {
+      modelVersion: layout.model_version,
+      params: layout.params,
+      points,
+      catalogFingerprint: this.deps.catalog.fingerprint(),
+      catalogPosters: layout.posters,
+      cached: maps.cachedFile,
+    };
+    maps.labelled = { changes, layout, map };
     return map;
   }
 
-  private async load(model: ModelVersion): Promise<CatalogMap> {
-    const posters = this.deps.catalog.all();
-    const print = fingerprint(model.version, this.params, posters);
-    const file = mapPath(this.deps.dataDir, model.version);
-    const cached = readMapFile(file);
-    if (cached?.fingerprint === print) return this.toMap(model.version, cached, posters, true);
-
-    const set = this.deps.embeddings.load(model, model.dims);
-    const rows = new Map<number, number>();
-    set.keys.forEach((key, i) => rows.set(Number(key), i));
-    const data = new Float32Array(posters.length * model.dims);
-    posters.forEach((poster, i) => {
-      const row = rows.get(poster.key);
-      if (row === undefined) throw new Error(`poster ${poster.id} has no embedding for ${model.version}: embed the catalog first`);
-      data.set(set.vectors.subarray(row * model.dims, (row + 1) * model.dims), i * model.dims);
-    });
-    const started = performance.now();
-    this.deps.log.info({ version: model.version, posters: posters.length }, 'computing the embedding map (UMAP)');
-    const coords = await layoutOnWorker(data, model.dims, this.params);
-    const ms = Math.round(performance.now() - started);
-    this.deps.log.info({ version: model.version, posters: posters.length, ms }, 'embedding map computed');
-    const content: MapFile = {
-      format: MAP_FORMAT,
-      model_version: model.version,
-      params: this.params,
-      fingerprint: print,
-      created_at: new Date().toISOString(),
-      points: posters.map((poster, i) => ({ key: poster.key, id: poster.id, x: round(coords[i * 2]!), y: round(coords[i * 2 + 1]!) })),
-    };
+  /** The cache file, when it was computed with these settings for this variant. */
+  private readFile(model: ModelVersion): Layout | null {
     try {
-      writeMapFile(file, content);
-    } catch (error) {
-      // The file only saves the next start a recomputation; the map itself is served either way.
-      this.deps.log.warn({ version: model.version, err: error }, 'could not store the embedding map');
+      const layout = JSON.parse(readFileSync(mapPath(this.deps.dataDir, model.version), 'utf8')) as Layout;
+      const same =
+        layout.format === MAP_FORMAT &&
+        layout.model_version === model.version &&
+        layout.precision === model.precision &&
+        layout.cap === this.cap &&
+        JSON.stringify(layout.params) === JSON.stringify(this.params);
+      return same ? layout : null;
+    } catch {
+      return null;
     }
-    return this.toMap(model.version, content, posters, false);
   }
-
-  private toMap(version: string, content: MapFile, posters: Poster[], cached: boolean): CatalogMap {
-    const byKey = new Map(posters.map((p) => [p.key, p]));
-    const points = content.points.map((point) => ({ poster: byKey.get(point.key)!, x: point.x, y: point.y }));
-    return { modelVersion: version, params: content.params, points, cached };
-  }
-}
-
-const round = (value: number) => Math.round(value * 1e5) / 1e5;
-
-function readMapFile(file: string): MapFile | null {
-  try {
-    const content = JSON.parse(readFileSync(file, 'utf8')) as MapFile;
-    return content.format === MAP_FORMAT ? content : null;
-  } catch {
-    return null;
-  }
-}
-
-/** Written to a temporary file and renamed, so a reader never sees half a map. */
-function writeMapFile(file: string, content: MapFile): void {
-  writeAtomically(file, `${JSON.stringify(content)}\n`);
 }

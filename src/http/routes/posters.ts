@@ -48,7 +48,7 @@ const MapResponse = Type.Object({
       y: Type.Number({ description: '0..1, bottom to top' }),
       single_genre: Type.String(),
     }),
-    { description: 'One per catalog poster' },
+    { description: 'One per catalog poster, or per poster of a sample of 20,000 in a larger catalog' },
   ),
 });
 
@@ -232,7 +232,7 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
         operationId: 'getPosterMap',
         security: [],
         description:
-          "UMAP of the catalog's embeddings (the map `marquee figures` draws), computed on first request (tens of seconds for thousands of posters) and cached in the data dir per model version.",
+          "UMAP of the catalog's embeddings (the map `marquee figures` draws), of a sample of 20,000 posters in a larger catalog, computed on a worker thread on first request (tens of seconds for thousands of posters) and cached in the data dir per model version. After posters are added, removed or re-pictured it is computed again at most once a minute, the last map served meanwhile with the current genres; after a failed computation, 503 `map_unavailable` (with Retry-After) for five minutes when there is no map to serve.",
         response: { 200: MapResponse, 400: Type.Ref(ErrorBody), 503: Type.Ref(ErrorBody) },
       },
     },
@@ -243,7 +243,7 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
         for (const { poster } of map.points) counts.set(poster.singleGenre, (counts.get(poster.singleGenre) ?? 0) + 1);
         return {
           model_version: map.modelVersion,
-          catalog_fingerprint: catalog.fingerprint(),
+          catalog_fingerprint: map.catalogFingerprint,
           method: 'umap' as const,
           params: { n_neighbors: map.params.nNeighbors, min_dist: map.params.minDist, seed: map.params.seed },
           genres: [...counts].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).map(([genre, count]) => ({ genre, count })),
