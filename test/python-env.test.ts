@@ -46,9 +46,11 @@ describe('the Python environment', () => {
       const progress: EnvironmentProgress[] = [];
       const delay = monitorEventLoopDelay({ resolution: 10 });
       delay.enable();
+      await new Promise((resolve) => setTimeout(resolve, 50)); // the monitor times from its first tick: a stall before it goes unseen
       const started = performance.now();
       const python = await ensurePython(null, pino({ level: 'silent' }), { onProgress: (p) => progress.push({ ...p }) });
       const ms = performance.now() - started;
+      await new Promise((resolve) => setTimeout(resolve, 50)); // and records a stall at its next tick
       delay.disable();
       assert.equal(python, join(venv, 'bin', 'python'));
       assert.ok(existsSync(join(venv, '.marquee-lock.sha256')), 'the stamp of a finished install');
