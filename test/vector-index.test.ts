@@ -117,14 +117,17 @@ describe('the vector index: a checkpoint plus the change log', () => {
     const rowsFile = w.file.replace(/\.usearch$/, '.rows');
     copyFileSync(rowsFile, `${rowsFile}.old`);
     copyFileSync(`${w.file}.json`, `${w.file}.json.old`);
+    const prunedBefore = w.db.prepare('SELECT through_seq FROM embedding_changes_pruned').pluck().get();
     const [gone] = w.catalog.all();
     w.catalog.delete(gone!.id, 'now');
     open(w); // a checkpoint without that poster...
     // ... of which a crash kept only the graph: the rows and meta files as they were, and (the log
-    // is pruned only after the meta is written) the change still in the log.
+    // is pruned, and how far it was pruned recorded, only after the meta is written) the change
+    // still in the log.
     copyFileSync(`${rowsFile}.old`, rowsFile);
     copyFileSync(`${w.file}.json.old`, `${w.file}.json`);
     w.db.prepare('INSERT INTO embedding_changes (model_version, poster_key) VALUES (?, ?)').run(VERSION, gone!.key);
+    w.db.prepare('UPDATE embedding_changes_pruned SET through_seq = ?').run(prunedBefore);
     const converged = open(w);
     assert.equal(converged.rebuilt, null, 'the log since the meta covers the difference');
     assert.equal(converged.replayed, 1);
@@ -135,6 +138,27 @@ describe('the vector index: a checkpoint plus the change log', () => {
     assert.equal(rebuilt.rebuilt, 'corrupt');
     assertHoldsSqlite(w, rebuilt);
     assert.match(open(w, 'f16').rebuilt ?? '', /stored as f32, configured f16/);
+  });
+
+  it('a checkpoint older than the pruned log (a newer one lost after the prune) is rebuilt, never replayed stale', () => {
+    const w = world();
+    open(w);
+    const saved = [w.file, w.file.replace(/\.usearch$/, '.rows'), `${w.file}.json`];
+    for (const file of saved) copyFileSync(file, `${file}.old`);
+    const [gone, changed] = w.catalog.all();
+    w.catalog.delete(gone!.id, 'now');
+    w.embeddings.putMany(SPACE, [{ key: changed!.key, vector: vectorFor(77_777) }]);
+    const newer = open(w); // replays both changes, saves a newer checkpoint and prunes the log
+    assert.equal(newer.replayed, 2);
+    assert.equal((w.db.prepare('SELECT count(*) AS n FROM embedding_changes').get() as { n: number }).n, 0);
+
+    // A power loss took the newer checkpoint's renames, not SQLite's committed prune: the older files are back.
+    for (const file of saved) copyFileSync(`${file}.old`, file);
+    const reopened = open(w);
+    assert.match(reopened.rebuilt ?? 'used the old checkpoint', /^older than the change log/);
+    assertHoldsSqlite(w, reopened);
+    assert.ok(!reopened.has(gone!.key));
+    assert.equal(reopened.search(vectorFor(77_777), 1)[0]!.key, changed!.key);
   });
 
   it('filtered searches return exactly the k nearest that match, by a scan or by the graph', () => {

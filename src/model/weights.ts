@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { get as httpGet, type IncomingMessage } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { basename, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { temporaryPath } from '../state/files.js';
+import { publishFile, temporaryPath } from '../state/files.js';
 
 /**
  * torchvision's published ImageNet weights for ResNet-50 (ResNet50_Weights.IMAGENET1K_V2, its
@@ -85,6 +85,22 @@ function request(url: string, connectTimeoutMs: number, idleTimeoutMs: number): 
 }
 
 /**
+ * Where a redirect leads, refused when it leaves http(s) or steps down from https to http: the rest
+ * of such a download is open to anyone on the path (the hash check catches a changed file only when
+ * a full SHA-256 is configured; the name's prefix is 32 bits).
+ */
+export function redirectTarget(from: string, location: string): string {
+  const next = new URL(location, from);
+  if (next.protocol !== 'https:' && next.protocol !== 'http:') {
+    throw new WeightsUnavailable('refused', `${from} redirects to ${next.protocol} (${next}): only http and https are followed`);
+  }
+  if (new URL(from).protocol === 'https:' && next.protocol !== 'https:') {
+    throw new WeightsUnavailable('refused', `${from} redirects to ${next}: a download begun over https does not go on over http`);
+  }
+  return next.toString();
+}
+
+/**
  * A verified local copy of the weights: a path is checked where it is; a URL is downloaded once
  * into `cacheDir` (to a temporary file, checked, then renamed, so a failed or truncated download
  * leaves nothing behind) and reused on later starts after checking it again.
@@ -131,7 +147,7 @@ export async function fetchWeights(
       const location = res.headers.location;
       if (res.statusCode && res.statusCode >= 300 && res.statusCode < 400 && location && hop < (options.redirects ?? 3)) {
         res.resume();
-        url = new URL(location, url).toString();
+        url = redirectTarget(url, location);
         continue;
       }
       break;
@@ -155,7 +171,7 @@ export async function fetchWeights(
       throw new WeightsUnavailable('failed', `download of ${url} is truncated: ${received} of ${expected} bytes`);
     }
     const { sha256 } = await verified(tmp, source, url);
-    renameSync(tmp, cached);
+    publishFile(tmp, cached);
     return { path: cached, sha256 };
   } finally {
     rmSync(tmp, { force: true });

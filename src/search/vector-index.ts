@@ -1,8 +1,8 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import usearch from 'usearch';
 import type { EmbeddingSet } from '../state/embeddings.js';
-import { temporaryPath, writeAtomically } from '../state/files.js';
+import { publishFile, temporaryPath, writeAtomically } from '../state/files.js';
 import { QuantizedRows } from './quantized-rows.js';
 
 const { Index, MetricKind, ScalarKind } = usearch;
@@ -29,6 +29,8 @@ export interface EmbeddingSource {
   batches(size: number): Iterable<EmbeddingSet>;
   /** The changes a saved checkpoint holds are no longer needed. */
   pruneChanges(upTo: number): void;
+  /** The last change pruned from the log (0: none recorded): a checkpoint holding less cannot be replayed up to date. */
+  prunedThrough(): number;
 }
 
 /** A checkpoint's meta file: the last embedding change its files hold (and, to read, how many vectors). */
@@ -195,6 +197,9 @@ export class VectorIndex {
     if (meta.dims !== source.dims) return `${meta.dims} dims, the model has ${source.dims}`;
     if (meta.scalar !== scalar) return `stored as ${meta.scalar}, configured ${scalar}`;
     if (meta.seq > source.lastChange()) return 'newer than the database';
+    // The log it would replay from lacks the changes between it and the prune: never used stale.
+    const pruned = source.prunedThrough();
+    if (meta.seq < pruned) return `older than the change log (holds changes up to ${meta.seq}, the log starts after ${pruned})`;
     try {
       const index = newIndex(source.dims, scalar);
       index.load(file);
@@ -248,7 +253,7 @@ export class VectorIndex {
     const tmp = temporaryPath(file);
     try {
       index.save(tmp);
-      renameSync(tmp, file);
+      publishFile(tmp, file);
     } finally {
       rmSync(tmp, { force: true });
     }

@@ -41,6 +41,7 @@ export class EmbeddingStore {
       changedSince: (seq) => this.changedSince(space, seq),
       batches: (size) => this.batches(space, dims, size),
       pruneChanges: (upTo) => this.pruneChanges(space, upTo),
+      prunedThrough: () => this.prunedThrough(space),
     };
   }
 
@@ -72,11 +73,11 @@ export class EmbeddingStore {
     })();
   }
 
-  /** Drops a variant's embeddings (and its change log), to embed the catalog again. */
+  /** Drops a variant's embeddings (and its change log, so a checkpoint of its index from before is rebuilt), to embed the catalog again. */
   deleteSpace(space: EmbeddingSpace): void {
     this.db.transaction(() => {
       this.db.prepare('DELETE FROM embeddings WHERE model_version = ? AND precision = ?').run(space.version, space.precision);
-      this.db.prepare('DELETE FROM embedding_changes WHERE model_version = ? AND precision = ?').run(space.version, space.precision);
+      this.pruneChanges(space, this.lastChange());
     })();
   }
 
@@ -110,12 +111,32 @@ export class EmbeddingStore {
     for (const key of keys) yield { key, vector: this.get(space, key) };
   }
 
-  /** Forgets the changes a saved checkpoint of this variant's index holds, and those of variants that are gone. */
+  /**
+   * Forgets the changes a saved checkpoint of this variant's index holds, and those of variants that
+   * are gone; records how far the log now starts (migrations/013), so that a checkpoint older than
+   * that is rebuilt rather than brought up to date from a log that lacks its changes.
+   */
   pruneChanges(space: EmbeddingSpace, upTo: number): void {
-    this.db.prepare('DELETE FROM embedding_changes WHERE model_version = ? AND precision = ? AND seq <= ?').run(space.version, space.precision, upTo);
-    this.db
-      .prepare('DELETE FROM embedding_changes WHERE NOT EXISTS (SELECT 1 FROM model_variants v WHERE v.version = embedding_changes.model_version AND v.precision = embedding_changes.precision)')
-      .run();
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM embedding_changes WHERE model_version = ? AND precision = ? AND seq <= ?').run(space.version, space.precision, upTo);
+      this.db
+        .prepare(
+          `INSERT INTO embedding_changes_pruned (model_version, precision, through_seq) VALUES (?, ?, ?)
+           ON CONFLICT (model_version, precision) DO UPDATE SET through_seq = max(through_seq, excluded.through_seq)`,
+        )
+        .run(space.version, space.precision, upTo);
+      this.db
+        .prepare('DELETE FROM embedding_changes WHERE NOT EXISTS (SELECT 1 FROM model_variants v WHERE v.version = embedding_changes.model_version AND v.precision = embedding_changes.precision)')
+        .run();
+    })();
+  }
+
+  /** The last change pruned from this variant's log: a checkpoint holding less cannot be replayed up to date. */
+  prunedThrough(space: EmbeddingSpace): number {
+    const row = this.db.prepare('SELECT through_seq AS seq FROM embedding_changes_pruned WHERE model_version = ? AND precision = ?').get(space.version, space.precision) as
+      | { seq: number }
+      | undefined;
+    return row?.seq ?? 0;
   }
 
   /** Every embedding of a variant in key order, a batch at a time, without holding them all. */

@@ -1,4 +1,4 @@
-import { closeSync, constants, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { processAlive } from './processes.js';
 
@@ -14,11 +14,37 @@ export function temporaryPath(file: string): string {
 
 const TEMPORARY = /\.tmp-(\d+)-\d+$/;
 
+/** Flushes a file's data, or a directory's entries, to the disk. */
+function fsyncPath(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
- * Written to a temporary file and renamed: a reader, or a restart after a crash, sees all of it or
- * none. `data` is the content, or writes it to the open file (for content too large to copy whole).
+ * Puts a finished temporary file in place under its name, durably: its data reaches the disk
+ * before the rename (else a power loss can leave the name on an empty file), and the directory's
+ * entry after it (else the rename itself can be lost, and the older file found in its place, which
+ * is how an index checkpoint came back older than the change log SQLite had already pruned).
  */
-export function writeAtomically(file: string, data: string | NodeJS.ArrayBufferView | ((fd: number) => void)): void {
+export function publishFile(tmp: string, file: string): void {
+  fsyncPath(tmp);
+  renameSync(tmp, file);
+  // Windows opens no directory to flush; its renames are journalled by NTFS.
+  if (process.platform !== 'win32') fsyncPath(dirname(file));
+}
+
+/**
+ * Written to a temporary file and published (publishFile): a reader, or a restart after a crash
+ * or a power loss, sees all of it or none. `data` is the content, or writes it to the open file
+ * (for content too large to copy whole). `sync: false` skips the flushes (about 11 ms a file on
+ * this machine's disk) for a bulk copy that can be made again, where a power loss may leave the
+ * name on an empty file.
+ */
+export function writeAtomically(file: string, data: string | NodeJS.ArrayBufferView | ((fd: number) => void), options: { sync?: boolean } = {}): void {
   mkdirSync(dirname(file), { recursive: true });
   const tmp = temporaryPath(file);
   try {
@@ -32,7 +58,8 @@ export function writeAtomically(file: string, data: string | NodeJS.ArrayBufferV
     } else {
       writeFileSync(tmp, data);
     }
-    renameSync(tmp, file);
+    if (options.sync === false) renameSync(tmp, file);
+    else publishFile(tmp, file);
   } finally {
     rmSync(tmp, { force: true });
   }
@@ -43,7 +70,7 @@ export function copyAtomically(from: string, to: string): void {
   const tmp = temporaryPath(to);
   try {
     copyFileSync(from, tmp, constants.COPYFILE_FICLONE);
-    renameSync(tmp, to);
+    publishFile(tmp, to);
   } finally {
     rmSync(tmp, { force: true });
   }
