@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../log.js';
+import { childEnvironment } from './child-env.js';
 
 export const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -44,7 +45,7 @@ function runEnvironmentScript(venv: string, log: Logger, { onProgress, signal }:
   return new Promise((resolve, reject) => {
     const child = spawn('bash', [join(PROJECT_ROOT, 'scripts', 'python-env.sh')], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, MARQUEE_VENV: venv, PYTHON_ENV_PROGRESS: '1' },
+      env: childEnvironment({ MARQUEE_VENV: venv, PYTHON_ENV_PROGRESS: '1' }),
       signal,
       killSignal: 'SIGTERM',
     });
@@ -98,7 +99,7 @@ export function runTraining(
       cwd: PROJECT_ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
       // The child arms a parent-death signal (training/lifetime.py): a killed server leaves no training behind.
-      env: { ...process.env, PYTHONUNBUFFERED: '1', MARQUEE_PARENT_PID: String(process.pid) },
+      env: childEnvironment({ PYTHONUNBUFFERED: '1', MARQUEE_PARENT_PID: String(process.pid) }),
       signal,
       killSignal: 'SIGTERM',
     });
