@@ -34,9 +34,9 @@ try {
       failures.push(`${fuzz.id} ${fuzz.mutation}: ${outcome.problem}`);
       keepInCorpus(fuzz, outcome.problem);
     }
-    if (i % 1000 === 0) rss.push((await rssOf(pid)) ?? 0);
+    if (i % 1000 === 0) rss.push(await rssOf(pid));
   }
-  rss.push((await rssOf(pid)) ?? 0);
+  rss.push(await rssOf(pid));
   const alive = (await fetch(`${server.url}/health`)).status === 200;
   const seconds = (performance.now() - started) / 1000;
   const mib = (b: number) => (b / 2 ** 20).toFixed(0);

@@ -213,16 +213,18 @@ function judge(path: string, status: number, text: string): string | null {
   return status === 200 ? null : `unexpected status ${status}`;
 }
 
-/** RSS of a process in bytes (Linux), or null where /proc is not there. */
-export async function rssOf(pid: number): Promise<number | null> {
+/**
+ * RSS of a process in bytes, from /proc (Linux). Throws where it cannot be read (another system, a
+ * process gone): a memory bound that cannot be measured fails, it does not pass.
+ */
+export async function rssOf(pid: number): Promise<number> {
   const { readFile } = await import('node:fs/promises');
-  try {
-    const status = await readFile(`/proc/${pid}/status`, 'utf8');
-    const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
-    return kb ? Number(kb) * 1024 : null;
-  } catch {
-    return null;
-  }
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch((error: Error) => {
+    throw new Error(`cannot measure the RSS of process ${pid}: ${error.message}`);
+  });
+  const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
+  if (!kb) throw new Error(`cannot measure the RSS of process ${pid}: no VmRSS in /proc/${pid}/status`);
+  return Number(kb) * 1024;
 }
 
 /** Real posters in the formats the API takes, with and without ICC and EXIF blocks. */
