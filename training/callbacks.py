@@ -91,6 +91,7 @@ class ProgressEvents(pl.Callback):
                 "validation",
                 epoch=trainer.current_epoch + 1,
                 loss=None if pl_module.epoch_loss is None else round(pl_module.epoch_loss, 6),
+                **({} if pl_module.epoch_teacher_loss is None else {"teacher_loss": round(pl_module.epoch_teacher_loss, 6)}),
                 seconds=round(self._val_seconds, 1),
                 metrics=pl_module.val_metrics,
             )
@@ -114,7 +115,8 @@ class BestEpoch(pl.Callback):
             return
         epoch = trainer.current_epoch + 1
         metrics = pl_module.val_metrics
-        self.history.append({"epoch": epoch, "loss": pl_module.epoch_loss, **summary(metrics)})
+        teacher = {} if pl_module.epoch_teacher_loss is None else {"teacher_loss": pl_module.epoch_teacher_loss}
+        self.history.append({"epoch": epoch, "loss": pl_module.epoch_loss, **teacher, **summary(metrics)})
         score = selection_score(metrics)
         if score > self.score:
             self.epoch, self.score, self.metrics = epoch, score, copy.deepcopy(metrics)

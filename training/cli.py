@@ -345,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--train-width", type=_int_in(16, 4096),
                    help="full mode: width of the training crops (default: the model's input width)")  # fmt: skip
     g.add_argument("--train-height", type=_int_in(16, 4096), help="full mode: height of the training crops")
+    g.add_argument("--teacher-layer", choices=["mixed0", "mixed1", "mixed2", "mixed3", "mixed4", "mixed5"],
+                   help="distil from the pretrained teacher (nsfwjs's InceptionV3, read from node_modules/nsfwjs): "
+                   "its features at this layer, average-pooled and cached once per poster, teach how the posters "
+                   "of a batch relate (relational distillation beside proxy-anchor). Default: no teacher")  # fmt: skip
+    g.add_argument("--teacher-weight", type=_float_in(0), metavar="W",
+                   help="the distillation term's weight (default 1)")  # fmt: skip
     g.add_argument("--val-every", type=_int_in(1), metavar="N",
                    help="validate (and consider for the best epoch) every N epochs and after the last")  # fmt: skip
     g = p.add_argument_group("running")

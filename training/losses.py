@@ -67,3 +67,22 @@ def global_batch_loss(
     if gather is None:
         return loss_fn(embeddings, targets)
     return loss_fn(gather(embeddings).flatten(0, 1), gather(targets).flatten(0, 1))
+
+
+class RelationalDistillationLoss(nn.Module):
+    """Relational knowledge distillation from a teacher's features (Park et al., CVPR 2019, angle-free form):
+    the student's cosine similarities between the posters of a batch are pulled towards the teacher's,
+
+        L = mean over pairs i != j of (s_i . s_j - t_i . t_j)^2
+
+    with s the unit embeddings and t the teacher's features, centred on the train posters' mean and
+    unit length (so that their similarities spread over [-1, 1] as the embedding's do). The student
+    keeps its own space: only how posters relate to each other is taught, not the teacher's dimensions.
+    """
+
+    def forward(self, embeddings: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(embeddings.device.type, enabled=False):
+            s = F.normalize(embeddings.float(), dim=1)
+            t = F.normalize(teacher.float(), dim=1)
+            off = ~torch.eye(len(s), dtype=torch.bool, device=s.device)
+            return ((s @ s.T - t @ t.T)[off] ** 2).mean()

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .genre_head import fit_logistic
-from .losses import MultiLabelProxyAnchorLoss, global_batch_loss
+from .losses import MultiLabelProxyAnchorLoss, RelationalDistillationLoss, global_batch_loss
 from .metrics import retrieval_metrics
 from .model import EmbeddingNet
 from .pixels import normalise_batch
@@ -56,6 +56,10 @@ class ProxyAnchorModule(pl.LightningModule):
         self.spec: Mapping[str, Any] | None = None
         self.train_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.val_metrics: dict | None = None
+        # Distillation: the teacher's centred features of the train posters, in the train dataset's order (set by the caller)
+        self.teacher: torch.Tensor | None = None
+        self.distill_fn = RelationalDistillationLoss()
+        self._teacher_sum: torch.Tensor | None = None
         self.val_centre: torch.Tensor | None = None
         self.run_config: dict[str, Any] = {}
         self._val_outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
@@ -98,7 +102,7 @@ class ProxyAnchorModule(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self.set_backbone_trainable(self.backbone_trainable_in(self.current_epoch))
-        self._loss_sum, self._loss_count = None, 0
+        self._loss_sum, self._loss_count, self._teacher_sum = None, 0, None
 
     # --- training ---------------------------------------------------------------------------
 
@@ -128,11 +132,22 @@ class ProxyAnchorModule(pl.LightningModule):
         x, targets, _ = batch
         # float32 for the loss, whatever the autocast precision of the network; several ranks: the global batch's loss
         gather = (lambda t: self.all_gather(t, sync_grads=True)) if self.trainer.world_size > 1 else None
-        loss = global_batch_loss(self.loss_fn, self.embed(x).float(), targets, gather)
+        embeddings = self.embed(x).float()
+        loss = global_batch_loss(self.loss_fn, embeddings, targets, gather)
+        if self.teacher is not None:
+            _, _, positions = batch
+            distill = self.distill_fn(embeddings, self.teacher[positions.cpu()].to(embeddings.device))
+            self._teacher_sum = distill.detach() if self._teacher_sum is None else self._teacher_sum + distill.detach()
+            loss = loss + self.hp["teacher_weight"] * distill
         detached = loss.detach()
         self._loss_sum = detached if self._loss_sum is None else self._loss_sum + detached
         self._loss_count += 1
         return loss
+
+    @property
+    def epoch_teacher_loss(self) -> float | None:
+        """Mean distillation term of the current epoch so far; None without a teacher."""
+        return float(self._teacher_sum) / self._loss_count if self._teacher_sum is not None and self._loss_count else None
 
     @property
     def epoch_loss(self) -> float | None:

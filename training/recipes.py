@@ -23,7 +23,7 @@ from typing import Any, Mapping
 RECIPE_KEYS = (
     "mode", "batch_size", "lr", "proxy_lr_multiplier", "weight_decay", "warmup_epochs", "schedule",
     "lr_warmup_epochs", "grad_clip", "grad_clip_algorithm", "margin", "alpha", "labels", "freeze_bn", "augment",
-    "crop_scale", "train_width", "train_height", "val_every", "seed",
+    "crop_scale", "train_width", "train_height", "val_every", "seed", "teacher_layer", "teacher_weight",
 )  # fmt: skip
 
 PAPER: dict[str, Any] = {
@@ -48,6 +48,9 @@ PAPER: dict[str, Any] = {
     "train_height": None,
     "val_every": 1,
     "seed": 0,
+    # distillation from the pretrained teacher (training/teacher.py): off until an ablation on val says it wins
+    "teacher_layer": None,
+    "teacher_weight": 1.0,
 }
 
 CPU: dict[str, Any] = {

@@ -78,6 +78,8 @@ class TrainOptions:
     train_width: int | None = None
     train_height: int | None = None
     val_every: int | None = None
+    teacher_layer: str | None = None  # distil from the pretrained teacher's features at this layer (e.g. mixed5)
+    teacher_weight: float | None = None
     arch: str | None = None
     neck: str | None = None
     precision: str = "auto"
@@ -179,6 +181,8 @@ def train(
         module.val_genres = tuple([labels_of(r, "genres") for r in recs] for recs in (val_recs, train_recs))
         module.spec = spec
         module.train_transform = _train_transform(hp, spec, start.epochs_done)
+        if hp["teacher_layer"]:
+            module.teacher = _teacher_matrix(hp["teacher_layer"], train_recs, opts.cache_dir, emit, log)
         data = _Data(spec, train_recs, val_recs, train_labels, val_labels, workers, on_gpu)
         datasets = _datasets(hp, module, data, opts.data, opts.cache_dir, emit, log)
         in_memory = isinstance(datasets["train"], MemoryPosters)
@@ -373,6 +377,22 @@ def _datasets(hp, module, d: _Data, data: str, cache_dir, emit, log) -> dict[str
     train_ds = TensorDataset(features["train"], train_labels, torch.arange(len(train_labels)))
     val_ds = TensorDataset(features["val"], val_labels, torch.arange(len(val_labels)))
     return {"train": train_ds, "val": val_ds, "gallery": train_ds, "verify": verify}
+
+
+def _teacher_matrix(layer: str, train_recs, cache_dir, emit, log) -> torch.Tensor:
+    """The teacher's pooled features of the train posters (computed once, cached), centred on their mean."""
+    from .teacher_features import TeacherFeatureSpec, teacher_features
+
+    try:
+        features, info = teacher_features(
+            train_recs, TeacherFeatureSpec(layers=(layer,)), cache_dir=cache_dir,
+            on_progress=lambda d, t, r: emit("teacher_features", done=d, total=t, img_per_s=round(r, 2)),
+        )  # fmt: skip
+    except (OSError, ValueError, KeyError) as e:
+        raise TrainError(f"--teacher-layer {layer}: {e}") from None
+    log(f"teacher {layer} features: {info['hits']} from the cache, {info['computed']} computed ({info['file']})")
+    matrix = features.matrix(layer)
+    return matrix - matrix.mean(dim=0, keepdim=True)
 
 
 def _train_transform(hp, spec, epochs_done: int = 0) -> Callable[[torch.Tensor], torch.Tensor] | None:

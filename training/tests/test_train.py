@@ -165,6 +165,25 @@ def test_cpu_recipe_trains_the_whole_network_and_its_loss_falls(tmp_path, train_
     assert model.centre.norm() > 0  # centred on the train gallery's mean embedding
 
 
+def test_a_run_with_the_teacher_distils_and_writes_every_output(tmp_path, train_manifest, exported):
+    """Head mode from the exported base with the pretrained teacher (nsfwjs's InceptionV3, from node_modules):
+    its features are computed once and cached, the distillation term is reported, every output is written."""
+    if not (REPO / "node_modules" / "nsfwjs").is_dir():
+        pytest.fail("node_modules/nsfwjs is missing: run npm install (the teacher ships in it)")
+    got = []
+    cache = tmp_path / "cache"
+    opts = TrainOptions(manifest=str(train_manifest), out=str(tmp_path / "taught"), recipe="paper", mode="head", epochs=2,
+                        batch_size=8, init_from=str(exported[0]), workers=0, progress_interval=0, teacher_layer="mixed2",
+                        teacher_weight=4.0, cache_dir=str(cache))  # fmt: skip
+    out = train(opts, emit=lambda event, **f: got.append({"event": event, **f}), log=lambda m: None)
+    meta, metrics = check_outputs(out, train_manifest, 32)
+    assert meta["training"]["teacher_layer"] == "mixed2" and meta["training"]["teacher_weight"] == 4.0
+    validations = [e for e in got if e["event"] == "validation"]
+    assert all(0 < e["teacher_loss"] < 4 for e in validations) and "teacher_loss" in metrics["history"][0]
+    assert [e for e in got if e["event"] == "teacher_features"][-1]["done"] == 40
+    assert "genre_head" in meta and len(list(cache.rglob("*.npz"))) == 1
+
+
 def test_resume_continues_from_last_ckpt(head_run, train_manifest, tmp_path):
     first, _, _, cache = head_run
     got = []

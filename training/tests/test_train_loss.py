@@ -159,3 +159,24 @@ def test_freeze_bn_keeps_batchnorm_fixed_after_warmup():
     changed = _step(module, opt)
     assert not changed["net.backbone.bn1.weight"] and changed["net.backbone.conv1.weight"]
     assert torch.equal(stats, module.net.backbone.bn1.running_var)
+
+
+def test_relational_distillation_teaches_how_posters_relate():
+    """Zero when the student relates posters as the teacher does (whatever the scale and dimensions of either),
+    and a student trained by it alone comes to relate them so."""
+    from training.losses import RelationalDistillationLoss
+
+    loss_fn = RelationalDistillationLoss()
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.randn(16, 64, generator=g)
+    rotation = torch.linalg.qr(torch.randn(64, 64, generator=g))[0]
+    assert loss_fn(3 * teacher @ rotation, teacher).item() < 1e-10
+    student = torch.randn(16, 8, generator=g).requires_grad_(True)
+    opt = torch.optim.Adam([student], lr=0.05)
+    first = loss_fn(student, teacher).item()
+    for _ in range(300):
+        opt.zero_grad()
+        loss = loss_fn(student, teacher)
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.2 * first, (first, loss.item())
