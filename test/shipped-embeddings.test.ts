@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -34,10 +34,13 @@ const rows = subsetRows({ train: 48, val: 6, test: 6 });
 const outsider = sharedRows().find((row) => !rows.some((r) => r.id === row.id))!;
 const started: RunningServer[] = [];
 
-/** A model directory holding the test model's files (and, when `shipped`, a copy of a shipped file). */
+const made: string[] = [];
+
+/** A model directory holding the test model's files (links) and, when `shipped`, a shipped file. */
 function modelDir(shipped?: Buffer): string {
   const dir = mkdtempSync(join(tmpdir(), 'marquee-model-'));
-  for (const name of ['model.onnx', 'model.json']) copyFileSync(join(testModelDir(), name), join(dir, name));
+  made.push(dir);
+  for (const name of ['model.onnx', 'model.json']) symlinkSync(join(testModelDir(), name), join(dir, name));
   if (shipped) writeFileSync(join(dir, CATALOG_EMBEDDINGS_FILE), shipped);
   return dir;
 }
@@ -99,7 +102,11 @@ describe('catalog embeddings shipped with a model', () => {
   });
 
   after(async () => {
-    for (const server of started) await server.stop();
+    for (const server of started) {
+      await server.stop();
+      rmSync(server.dataDir, { recursive: true, force: true });
+    }
+    for (const dir of made) rmSync(dir, { recursive: true, force: true });
   });
 
   it('a fresh data dir takes the vectors of the pictures the file knows, after a sample check; embeds the changed one; answers as if it had embedded all', async () => {
