@@ -124,7 +124,7 @@ export interface paths {
         };
         /**
          * Browse the catalog by id, or search it by title, a page at a time
-         * @description Without `q`, every poster by id; with `q`, the posters whose title matches, best first: bm25 over the titles, ties by key, exactly for a query with at most 5,000 matches; past those (a common word in a large catalog) the 5,000 titles with the fewest words are ranked and the rest follow by word count. Both take the genre and year filters; pass `next_cursor` back as `cursor` for the next page.
+         * @description Without `q`, every poster by id; with `q`, the posters whose title matches, best first: bm25 over the titles, ties by key, for a query with at most 5,000 matches; one with more (a common word in a large catalog) is listed by the word count of the titles, then key, the order of bm25 when each word occurs once in each title, and stays fast. Both take the genre and year filters; pass `next_cursor` back as `cursor` for the next page.
          */
         get: operations["listPosters"];
         put?: never;
@@ -243,6 +243,46 @@ export interface paths {
          * @description Positive and negative examples, each a catalog poster or an upload: JSON with poster ids, or a multipart form whose `positive` and `negative` fields are files (uploads) or text (ids), one example per field, with the other settings as text fields. At most 16 examples in all; at least one positive. No example is ever among the results, nor the catalog poster with an uploaded example's pixels. k, the filters, min_similarity, diversity and the answer are as for similar; one positive and no negative answers exactly as similar does for it. An unknown id is 404 not_found.
          */
         post: operations["recommendPosters"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/posters/near-duplicates": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The catalog posters that are the same picture as an uploaded one
+         * @description Upload a poster in the multipart field `image`. A near-duplicate is the same picture re-encoded, resized, cropped, recoloured or framed: the two pictures' perceptual hashes (256-bit DCT hashes of the whole picture, of the picture with a uniform border trimmed, and of its centred 95 % and 85 %; the smallest Hamming distance of the whole pictures, the trimmed ones, and either one's whole picture against the other's crops) within 72 bits, the rule bench/results/near-duplicates.md chose. No embedding is made: the picture is only hashed.
+         */
+        post: operations["findNearDuplicates"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/posters/{id}/near-duplicates": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The other catalog posters that are the same picture as a catalog poster
+         * @description A near-duplicate is the same picture re-encoded, resized, cropped, recoloured or framed: the two pictures' perceptual hashes (256-bit DCT hashes of the whole picture, of the picture with a uniform border trimmed, and of its centred 95 % and 85 %; the smallest Hamming distance of the whole pictures, the trimmed ones, and either one's whole picture against the other's crops) within 72 bits, the rule bench/results/near-duplicates.md chose. Never the poster itself.
+         */
+        get: operations["findNearDuplicatesOfPoster"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -369,7 +409,7 @@ export interface paths {
         put?: never;
         /**
          * Add a poster to the catalog: found by the very next search
-         * @description Multipart: the image in `image`, the metadata in text fields (genres: one field per genre, or one field with genres separated by "|"). 201 with the poster and Location; 409 poster_exists for a taken id, unless `upsert` is true (then 200). Embedded with the model in service; no index rebuild, no restart. The Server-Timing header says where the time went (embed: decoding and the forward pass; lock: waiting for other writes; store: the image file, SQLite and the index).
+         * @description Multipart: the image in `image`, the metadata in text fields (genres: one field per genre, or one field with genres separated by "|"). 201 with the poster and Location; 409 poster_exists for a taken id, unless `upsert` is true (then 200). With `on_duplicate` flag or reject, near-duplicates of the picture in the catalog are looked for (A near-duplicate is the same picture re-encoded, resized, cropped, recoloured or framed: the two pictures' perceptual hashes (256-bit DCT hashes of the whole picture, of the picture with a uniform border trimmed, and of its centred 95 % and 85 %; the smallest Hamming distance of the whole pictures, the trimmed ones, and either one's whole picture against the other's crops) within 72 bits, the rule bench/results/near-duplicates.md chose.) Embedded with the model in service; no index rebuild, no restart. The Server-Timing header says where the time went (embed: decoding and the forward pass; lock: waiting for other writes; duplicates: the perceptual hash's wait beyond the forward pass and the near-duplicate check; store: the image file, SQLite and the index).
          */
         post: operations["addPoster"];
         delete?: never;
@@ -429,6 +469,26 @@ export interface paths {
         get?: never;
         /** Replace a poster's picture (embedded again) */
         put: operations["replacePosterImage"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/duplicates": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Groups of catalog posters that are near-duplicates of each other, the closest first
+         * @description A near-duplicate is the same picture re-encoded, resized, cropped, recoloured or framed: the two pictures' perceptual hashes (256-bit DCT hashes of the whole picture, of the picture with a uniform border trimmed, and of its centred 95 % and 85 %; the smallest Hamming distance of the whole pictures, the trimmed ones, and either one's whole picture against the other's crops) within 72 bits, the rule bench/results/near-duplicates.md chose. A group is every poster a chain of such pairs joins. At most `limit` groups are listed (the closest pair first); `total_groups` counts them all. The first request after a start compares every pair of posters (seconds for ten thousand; it grows with the square of the catalog), later ones reuse those pairs as adds and deletes keep them up to date.
+         */
+        get: operations["listDuplicates"];
+        put?: never;
         post?: never;
         delete?: never;
         options?: never;
@@ -522,6 +582,10 @@ export interface components {
             seed?: number;
             /** @description Stop each epoch after this many batches (for quick trials) */
             limit_batches?: number;
+            /** @description Training processes on this machine: GPUs on CUDA (default: all), CPU processes on a CPU (default 1). More than one trains with DDP (NCCL on GPUs, gloo on CPUs), the loss over the global batch */
+            devices?: number;
+            /** @description Machines training together (each started with the same command and torch.distributed's MASTER_ADDR, MASTER_PORT, NODE_RANK) */
+            num_nodes?: number;
             /** @description Activate even if not better than the active model on val */
             force?: boolean;
         };
@@ -571,6 +635,11 @@ export interface components {
             metrics: {
                 [key: string]: unknown;
             } | null;
+        };
+        /** @description A catalog poster that is a near-duplicate of the query */
+        NearDuplicate: components["schemas"]["Poster"] & {
+            /** @description Hamming distance of the perceptual hashes, in bits (0 = the same hash) */
+            distance: number;
         };
     };
     responses: never;
@@ -794,6 +863,8 @@ export interface operations {
             query?: {
                 /** @description How many neighbours vote */
                 k?: number;
+                /** @description Where `prediction` and `predicted` come from: `classifier`, the model's trained genre head (calibrated probabilities; the default where the model has one), or `vote`, the neighbours' vote (the default otherwise). The vote is always in `scores` as the explanation */
+                method?: "classifier" | "vote";
             };
             header?: never;
             path?: never;
@@ -822,11 +893,24 @@ export interface operations {
                         k: number;
                         /** @description The catalog poster whose decoded pixels equal the upload, if any */
                         catalog_match: components["schemas"]["Poster"] | null;
-                        /** @description The genre with the highest similarity-weighted vote */
+                        /** @description Where `prediction` and `predicted` come from */
+                        method: "classifier" | "vote";
+                        /** @description The most likely genre: the classifier's most probable (score: its probability) or the vote's top genre (score: its share of the vote) */
                         prediction: {
                             genre: string | null;
                             score: number;
                         };
+                        /** @description The poster's predicted genres, most likely first: with the classifier, every genre whose probability reaches its threshold (chosen on the validation split for the best F1); with the vote, every genre with at least half the top genre's score */
+                        predicted: string[];
+                        /** @description The classifier's probability for every genre it knows, most probable first; null with method=vote */
+                        probabilities: {
+                            genre: string;
+                            /** @description Calibrated on the validation split: of posters given 0.3, about 30% have the genre */
+                            probability: number;
+                            /** @description The probability from which the genre is predicted */
+                            threshold: number;
+                            predicted: boolean;
+                        }[] | null;
                         /** @description Every catalog genre, highest first. Each neighbour votes for each of its genres with weight (1 + similarity) / 2; the totals sum to 1 */
                         scores: {
                             genre: string;
@@ -1158,6 +1242,8 @@ export interface operations {
             query?: {
                 /** @description How many neighbours vote */
                 k?: number;
+                /** @description Where `prediction` and `predicted` come from: `classifier`, the model's trained genre head (calibrated probabilities; the default where the model has one), or `vote`, the neighbours' vote (the default otherwise). The vote is always in `scores` as the explanation */
+                method?: "classifier" | "vote";
             };
             header?: never;
             path: {
@@ -1179,11 +1265,24 @@ export interface operations {
                         k: number;
                         /** @description The catalog poster whose decoded pixels equal the upload, if any */
                         catalog_match: components["schemas"]["Poster"] | null;
-                        /** @description The genre with the highest similarity-weighted vote */
+                        /** @description Where `prediction` and `predicted` come from */
+                        method: "classifier" | "vote";
+                        /** @description The most likely genre: the classifier's most probable (score: its probability) or the vote's top genre (score: its share of the vote) */
                         prediction: {
                             genre: string | null;
                             score: number;
                         };
+                        /** @description The poster's predicted genres, most likely first: with the classifier, every genre whose probability reaches its threshold (chosen on the validation split for the best F1); with the vote, every genre with at least half the top genre's score */
+                        predicted: string[];
+                        /** @description The classifier's probability for every genre it knows, most probable first; null with method=vote */
+                        probabilities: {
+                            genre: string;
+                            /** @description Calibrated on the validation split: of posters given 0.3, about 30% have the genre */
+                            probability: number;
+                            /** @description The probability from which the genre is predicted */
+                            threshold: number;
+                            predicted: boolean;
+                        }[] | null;
                         /** @description Every catalog genre, highest first. Each neighbour votes for each of its genres with weight (1 + similarity) / 2; the totals sum to 1 */
                         scores: {
                             genre: string;
@@ -1440,6 +1539,137 @@ export interface operations {
             };
             /** @description Every error has this shape */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Every error has this shape */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    findNearDuplicates: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": {
+                    /**
+                     * Format: binary
+                     * @description The poster: JPEG, PNG, WebP, GIF, AVIF or TIFF
+                     */
+                    image: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description The catalog posters that are near-duplicates of the query, nearest first (at most 100; never the catalog poster asked about) */
+                        near_duplicates: components["schemas"]["NearDuplicate"][];
+                    };
+                };
+            };
+            /** @description Every error has this shape */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Every error has this shape */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Every error has this shape */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Every error has this shape */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Every error has this shape */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    findNearDuplicatesOfPoster: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Poster id, e.g. tt0086425 */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description The catalog posters that are near-duplicates of the query, nearest first (at most 100; never the catalog poster asked about) */
+                        near_duplicates: components["schemas"]["NearDuplicate"][];
+                    };
+                };
+            };
+            /** @description Every error has this shape */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Every error has this shape */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1868,6 +2098,12 @@ export interface operations {
                     split?: "train" | "val" | "test";
                     /** @description Replace the poster with this id if there is one (else 409 poster_exists) */
                     upsert?: boolean;
+                    /**
+                     * @description What to do when the picture is a near-duplicate of a catalog poster (another one than the poster being replaced by an upsert): allow (default; not looked for), flag (added, and the answer lists them in near_duplicates, nearest first), reject (409 near_duplicate naming the nearest; its id also in X-Near-Duplicate-Of)
+                     * @default allow
+                     * @enum {string}
+                     */
+                    on_duplicate?: "allow" | "flag" | "reject";
                 };
             };
         };
@@ -1878,7 +2114,10 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Poster"];
+                    "application/json": components["schemas"]["Poster"] & {
+                        /** @description With on_duplicate=flag: the catalog posters it is a near-duplicate of, nearest first (empty: none) */
+                        near_duplicates?: components["schemas"]["NearDuplicate"][];
+                    };
                 };
             };
             /** @description Default Response */
@@ -1887,7 +2126,10 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Poster"];
+                    "application/json": components["schemas"]["Poster"] & {
+                        /** @description With on_duplicate=flag: the catalog posters it is a near-duplicate of, nearest first (empty: none) */
+                        near_duplicates?: components["schemas"]["NearDuplicate"][];
+                    };
                 };
             };
             /** @description Every error has this shape */
@@ -2008,6 +2250,12 @@ export interface operations {
                     }[];
                     /** @default false */
                     upsert?: boolean;
+                    /**
+                     * @description For every poster: What to do when the picture is a near-duplicate of a catalog poster (another one than the poster being replaced by an upsert): allow (default; not looked for), flag (added, and the answer lists them in near_duplicates, nearest first), reject (409 near_duplicate naming the nearest; its id also in X-Near-Duplicate-Of)
+                     * @default allow
+                     * @enum {string}
+                     */
+                    on_duplicate?: "allow" | "flag" | "reject";
                 };
             };
         };
@@ -2024,6 +2272,8 @@ export interface operations {
                             /** @description What POST /admin/posters would have answered for this poster: 201, 200 (upserted), or a 4xx */
                             status: number;
                             poster?: components["schemas"]["Poster"];
+                            /** @description With on_duplicate=flag, as for POST /admin/posters */
+                            near_duplicates?: components["schemas"]["NearDuplicate"][];
                             error?: {
                                 code: string;
                                 message: string;
@@ -2367,6 +2617,83 @@ export interface operations {
             };
             /** @description Every error has this shape */
             507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listDuplicates: {
+        parameters: {
+            query?: {
+                /** @description How many groups to list: the closest first */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description The largest hash distance of a near-duplicate pair, in bits */
+                        max_distance: number;
+                        /** @description Groups in the catalog; `groups` holds the first `limit` of them */
+                        total_groups: number;
+                        /** @description Closest pair first */
+                        groups: {
+                            /** @description By id */
+                            posters: components["schemas"]["Poster"][];
+                            /** @description The near-duplicate pairs that join the group (a chain of them may join posters that are not a pair themselves), closest first */
+                            pairs: {
+                                /** @description Poster id */
+                                a: string;
+                                /** @description Poster id */
+                                b: string;
+                                distance: number;
+                            }[];
+                        }[];
+                    };
+                };
+            };
+            /** @description Every error has this shape */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Every error has this shape */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Every error has this shape */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Every error has this shape */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
