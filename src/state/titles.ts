@@ -4,20 +4,21 @@ import type { Db } from './db.js';
 /**
  * The full-text index of poster titles (migrations/010_title_search.sql), searched a page at a time.
  *
- * Ranking: bm25 (FTS5's, lower is better), ties by poster key. bm25 has to be computed for every
- * match before the best can be known, which for a common word at a million titles ("the": a
- * quarter of a million) takes hundreds of milliseconds. So the ranked matches are a window: the
- * first `window` matches in the index's rowid order, which is by the title's word count, then key.
- * A query with at most that many matches is ranked by bm25 exactly; one with more ranks the window
- * (the titles with the fewest words, among which are bm25's best: for terms that occur once in a
- * title, bm25 falls as the title grows longer) and then lists the rest in rowid order. The filters
- * apply to that list: a filtered search lists the posters of the unfiltered one that pass, in its order.
+ * Ranking: bm25 (FTS5's, lower is better), ties by poster key, for a query with at most `window`
+ * matches. bm25 needs each term's count of matching titles, and FTS5 counts them by reading the
+ * term's whole list: for a common word at a million titles ("the": a quarter of a million) that and
+ * bm25 for every match take tens to hundreds of milliseconds. A query with more matches is listed
+ * in the index's rowid order instead, by the title's word count, then key, read only as far as the
+ * page needs: bm25's order whenever each term occurs once in each title (bm25 then falls as the
+ * title grows longer), the shortest titles first. (Its first `window` matches, were the list to
+ * change under a cursor, are ranked by bm25 and the rest follow in rowid order.) The filters apply
+ * to the list: a filtered search lists the posters of the unfiltered one that pass, in its order.
  */
 
 /** FTS rowid = (word count << 40) | poster key. */
 const KEY_MASK = 2 ** 40 - 1;
 
-/** Matches ranked by bm25 before the rest follow by word count: chosen so that p99 stays under 20 ms at a million titles (bench/results/recommend.md). */
+/** The most matches a query is ranked by bm25 for; past them, by word count (bench/results/recommend.md measures both). */
 export const RANKED_WINDOW = 5_000;
 
 export interface TitleFilter {
@@ -54,6 +55,7 @@ export class PosterTitles {
   search(match: string, filter: TitleFilter, limit: number, after: TitlePosition | null): TitlePage {
     const base = { ...filterSql(filter, '').params, match };
     if (after && !after.ranked) return this.rest(filter, base, after.rowid, limit);
+    if (!after && this.common(match)) return this.rest(filter, base, -1, limit);
     const { joins, where } = filterSql(filter, 'win.key');
     const rows = this.prepare(
       `ranked:${joins}:${where}`,
@@ -83,6 +85,12 @@ export class PosterTitles {
     // The window is full: more matches may follow it, in rowid order.
     const rest = this.rest(filter, base, last, limit - keys.length);
     return { keys: [...keys, ...rest.keys], next: rest.next };
+  }
+
+  /** Whether a query has more matches than the window: read only as far as the one past it. */
+  private common(match: string): boolean {
+    const statement = this.prepare('common', 'SELECT count(*) AS n FROM (SELECT rowid FROM poster_titles WHERE poster_titles MATCH @match LIMIT @over)');
+    return (statement.get({ match, over: this.window + 1 }) as { n: number }).n > this.window;
   }
 
   /** Up to `limit` matches after an FTS rowid, in rowid order (by word count, then key); `next` when more follow. */
