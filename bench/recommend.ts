@@ -1,0 +1,256 @@
+/**
+ * Recommend and title search (issue 18):
+ *
+ *   npm run build && nice node --import tsx bench/recommend.ts [titles=1000000] > bench/results/recommend.md
+ *
+ * 1. The demo catalog, through the real server (`marquee serve`, the built dist/): a data dir the
+ *    server fills from ../shared/posters at its first start (MARQUEE_DATA_DIR to reuse one).
+ *    Requests one at a time, from this process, the two kinds interleaved so that whatever else
+ *    runs on the machine disturbs both alike: GET /posters/{id}/similar (the baseline) against
+ *    POST /posters/recommend with 3 positive and 2 negative ids, both strategies, with no filter,
+ *    a rare genre and a few years (the exact filtered scans), k=8; and diversity=0.5 against 0.
+ *    Targets: recommend's p50 and p99 within 1.3x of similar's.
+ * 2. A million titles: a scratch SQLite file made by the real migrations, a million posters written
+ *    by Catalog.upsert (so the FTS index is filled by its triggers), titles drawn from the demo
+ *    catalog's words and title lengths. Queries as a person types a real title (its first 1..n
+ *    characters, cut anywhere), and a few fixed worst cases; each timed through listPosters (the
+ *    FTS query and the posters' rows read), the first page of 20, with and without a genre filter.
+ *    Target: p99 <= 20 ms.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse } from 'csv-parse/sync';
+import { seededRandom } from '../src/figures/random.js';
+import { titleMatch } from '../src/search/title-query.js';
+import { listPosters } from '../src/service/poster-listing.js';
+import { Catalog } from '../src/state/catalog.js';
+import { openDb } from '../src/state/db.js';
+import { PosterTitles, RANKED_WINDOW } from '../src/state/titles.js';
+import { ROOT } from './lib/context.js';
+import { machineInfo } from './lib/machine.js';
+import { startServer } from './lib/server.js';
+import { nowMs, summarise, type Summary } from './lib/stats.js';
+
+const TITLES = Number(process.argv[2] ?? 1_000_000);
+const CATALOG = process.env.MARQUEE_CATALOG || join(ROOT, '..', 'shared', 'posters');
+const REQUESTS = Number(process.env.RECOMMEND_REQUESTS ?? 400);
+const TITLE_QUERIES = Number(process.env.TITLE_QUERIES ?? 2000);
+const K = 8;
+const PAGE = 20;
+
+const log = (line: string) => process.stderr.write(`[recommend ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+const ms = (s: Summary) => `${s.median.toFixed(2)} / **${s.p99.toFixed(2)}**`;
+const out: string[] = [];
+
+interface Row {
+  id: string;
+  title: string;
+  year: string;
+  genres: string;
+}
+const rows = parse(readFileSync(join(CATALOG, 'movies.csv')), { columns: true, bom: true }) as Row[];
+const machine = machineInfo();
+out.push(
+  `## Recommend and title search: \`nice node --import tsx bench/recommend.ts\`, ${machine.date}`,
+  '',
+  `${machine.cpuModel}, ${machine.cores} cores, Node ${machine.node}; load average at the start ${machine.loadAverageAtStart.toFixed(2)} (other work on the machine: the figures of one run are comparable with each other, the ratios more than the absolute times).`,
+  '',
+);
+
+// ---------------------------------------------------------------------------------------------
+// 1. Recommend against similar on the demo catalog.
+{
+  const dataDir = process.env.MARQUEE_DATA_DIR || mkdtempSync(join(tmpdir(), 'marquee-recommend-'));
+  log(`server on ${dataDir} (its first start imports the catalog)`);
+  const server = await startServer(ROOT, { MARQUEE_DATA_DIR: dataDir, MARQUEE_CATALOG: CATALOG, MARQUEE_BASE_WEIGHTS: 'none', LOG_LEVEL: 'warn' }, 600_000);
+  try {
+    const rand = seededRandom(18);
+    const ids = rows.map((r) => r.id);
+    const pick = () => ids[Math.floor(rand() * ids.length)]!;
+    const genreCounts = new Map<string, number>();
+    for (const r of rows) for (const g of r.genres.split('|')) genreCounts.set(g, (genreCounts.get(g) ?? 0) + 1);
+    // A rare genre (the least common with at least 100 posters) and three years: both exact scans.
+    const rare = [...genreCounts].filter(([, n]) => n >= 100).sort((a, b) => a[1] - b[1])[0]!;
+    const yearCounts = rows.filter((r) => ['1995', '1996', '1997'].includes(r.year)).length;
+    const variants: { name: string; filter: Record<string, string | number> }[] = [
+      { name: 'no filter', filter: {} },
+      { name: `genre ${rare[0]} (${rare[1]} posters)`, filter: { genre: rare[0] } },
+      { name: `years 1995-1997 (${yearCounts} posters)`, filter: { year_from: 1995, year_to: 1997 } },
+    ];
+    const timed = async (send: () => Promise<Response>): Promise<number> => {
+      const started = nowMs();
+      const response = await send();
+      const text = await response.text();
+      const elapsed = nowMs() - started;
+      if (response.status !== 200) throw new Error(`${response.status}: ${text.slice(0, 300)}`);
+      return elapsed;
+    };
+    const similar = (id: string, query: Record<string, string | number>) => () =>
+      fetch(`${server.url}/posters/${id}/similar?${new URLSearchParams(Object.entries({ k: K, ...query }).map(([k, v]) => [k, String(v)]))}`);
+    const recommend = (body: Record<string, unknown>) => () =>
+      fetch(`${server.url}/posters/recommend`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ k: K, ...body }) });
+
+    out.push(
+      `### Recommend (3 positive and 2 negative ids) against GET /posters/{id}/similar, demo catalog (${rows.length} posters), k=${K}, ${REQUESTS} requests each, one at a time, interleaved`,
+      '',
+      'Client-side latency (fetch, whole response read), ms: p50 / **p99**. Ratio: recommend ÷ similar. Target: ≤ 1.3 at p50 and p99.',
+      '',
+      '| filter | similar | recommend average_vector | ratio p50 / p99 | recommend best_score | ratio p50 / p99 |',
+      '| --- | ---: | ---: | ---: | ---: | ---: |',
+    );
+    for (const { name, filter } of variants) {
+      const base: number[] = [];
+      const average: number[] = [];
+      const best: number[] = [];
+      for (let i = 0; i < REQUESTS + 20; i++) {
+        const examples = new Set<string>();
+        while (examples.size < 5) examples.add(pick());
+        const [p1, p2, p3, n1, n2] = [...examples];
+        const times = [
+          await timed(similar(p1!, filter)),
+          await timed(recommend({ positive: [p1, p2, p3], negative: [n1, n2], strategy: 'average_vector', ...filter })),
+          await timed(recommend({ positive: [p1, p2, p3], negative: [n1, n2], strategy: 'best_score', ...filter })),
+        ];
+        if (i < 20) continue; // warm-up
+        base.push(times[0]!);
+        average.push(times[1]!);
+        best.push(times[2]!);
+      }
+      const [s, a, b] = [summarise(base), summarise(average), summarise(best)];
+      const ratio = (x: Summary) => `${(x.median / s.median).toFixed(2)} / ${(x.p99 / s.p99).toFixed(2)}`;
+      out.push(`| ${name} | ${ms(s)} | ${ms(a)} | ${ratio(a)} | ${ms(b)} | ${ratio(b)} |`);
+      log(`${name}: similar ${ms(s)}, average ${ms(a)}, best ${ms(b)}`);
+    }
+    // Diversity's cost: the 4k nearest and maximal marginal relevance over them.
+    const plain: number[] = [];
+    const diverse: number[] = [];
+    for (let i = 0; i < REQUESTS + 20; i++) {
+      const id = pick();
+      const times = [await timed(similar(id, {})), await timed(similar(id, { diversity: 0.5 }))];
+      if (i < 20) continue;
+      plain.push(times[0]!);
+      diverse.push(times[1]!);
+    }
+    const [p, d] = [summarise(plain), summarise(diverse)];
+    out.push(
+      '',
+      `Diversity: GET /posters/{id}/similar?k=${K} ${ms(p)} ms; with diversity=0.5 (MMR over the ${4 * K} nearest) ${ms(d)} ms (ratio ${(d.median / p.median).toFixed(2)} / ${(d.p99 / p.p99).toFixed(2)}).`,
+      '',
+    );
+    // Title search through HTTP on the demo catalog.
+    const titled = rows.filter((r) => r.title);
+    const typed: number[] = [];
+    for (let i = 0; i < REQUESTS + 20; i++) {
+      const title = titled[Math.floor(rand() * titled.length)]!.title;
+      const q = title.slice(0, 1 + Math.floor(rand() * title.length));
+      const started = nowMs();
+      const response = await fetch(`${server.url}/posters?${new URLSearchParams({ q, limit: String(PAGE) })}`);
+      await response.arrayBuffer();
+      if (response.status !== 200 && response.status !== 400) throw new Error(`title search ${q}: ${response.status}`);
+      if (i >= 20) typed.push(nowMs() - started);
+    }
+    out.push(`Title search over HTTP on the demo catalog (${titled.length} titles), the first ${PAGE} of a real title typed up to a random character: ${ms(summarise(typed))} ms.`, '');
+  } finally {
+    await server.stop();
+    if (!process.env.MARQUEE_DATA_DIR) rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Title search at a million titles.
+{
+  const dir = mkdtempSync(join(tmpdir(), 'marquee-titles-'));
+  try {
+    const db = openDb(join(dir, 'marquee.db'));
+    const catalog = new Catalog(db);
+    const titles = new PosterTitles(db);
+    const rand = seededRandom(1018);
+    const real = rows.map((r) => r.title).filter(Boolean);
+    const words = real.flatMap((t) => t.split(/\s+/));
+    const lengths = real.map((t) => t.split(/\s+/).length);
+    const genres = [...new Set(rows.flatMap((r) => r.genres.split('|')))];
+    log(`writing ${TITLES} posters with titles through Catalog.upsert`);
+    let started = nowMs();
+    const now = new Date().toISOString();
+    const BATCH = 10_000;
+    for (let first = 0; first < TITLES; first += BATCH) {
+      db.transaction(() => {
+        for (let i = first; i < Math.min(TITLES, first + BATCH); i++) {
+          const n = lengths[Math.floor(rand() * lengths.length)]!;
+          const title = rand() < 0.92 ? Array.from({ length: n }, () => words[Math.floor(rand() * words.length)]).join(' ') : null;
+          const own = [genres[Math.floor(rand() * genres.length)]!];
+          if (rand() < 0.5) own.push(genres[Math.floor(rand() * genres.length)]!);
+          const id = `t${String(i).padStart(7, '0')}`;
+          catalog.upsert(
+            {
+              id, title, year: 1900 + Math.floor(125 * Math.sqrt(rand())), releaseDate: null, genres: [...new Set(own)], singleGenre: own[0]!,
+              split: null, imagePath: `images/${id}.jpg`, imageSha256: id, pixelSha256: id, width: 1, height: 1,
+            },
+            now,
+          ); // prettier-ignore
+        }
+      })();
+      if (first % 200_000 === 0) log(`posters ${first}/${TITLES}`);
+    }
+    const writeSeconds = (nowMs() - started) / 1000;
+    const titledCount = (db.prepare('SELECT count(*) AS n FROM posters WHERE title IS NOT NULL').get() as { n: number }).n;
+    log(`written in ${writeSeconds.toFixed(0)} s`);
+
+    const typedQueries = Array.from({ length: TITLE_QUERIES }, () => {
+      const title = real[Math.floor(rand() * real.length)]!;
+      return title.slice(0, 1 + Math.floor(rand() * title.length));
+    });
+    const run = (queries: string[], genre?: string) => {
+      const times: number[] = [];
+      let matched = 0;
+      for (const q of queries) {
+        started = nowMs();
+        try {
+          matched += listPosters(catalog, titles, { q, genre, limit: PAGE }).posters.length > 0 ? 1 : 0;
+        } catch {
+          /* a q with no word (400 empty_query): timed all the same */
+        }
+        times.push(nowMs() - started);
+      }
+      return { summary: summarise(times), matched };
+    };
+    run(typedQueries.slice(0, 200)); // warm-up: the page cache and the prepared statements
+    const common = ['t', 'th', 'the', 'a', 's', 'of', 'the ', 'love', 'the man', 'x'];
+    const count = (q: string) => (db.prepare('SELECT count(*) AS n FROM poster_titles WHERE poster_titles MATCH ?').get(titleMatch(q)) as { n: number }).n;
+    out.push(
+      `### Title search at a million titles (${TITLES.toLocaleString('en')} posters, ${titledCount.toLocaleString('en')} with a title; written through Catalog.upsert and the FTS triggers in ${writeSeconds.toFixed(0)} s)`,
+      '',
+      `Titles: words drawn from the demo catalog's titles (by frequency), as many as a real title has. Timed: listPosters, the first page of ${PAGE} (the FTS query with bm25 over at most ${RANKED_WINDOW.toLocaleString('en')} matches, then the posters' rows), in this process. ms: p50 / **p99**. Target: p99 ≤ 20 ms.`,
+      '',
+      '| queries | count | p50 / **p99** ms | max ms | found something |',
+      '| --- | ---: | ---: | ---: | ---: |',
+    );
+    const typed = run(typedQueries);
+    out.push(`| a real title typed up to a random character | ${typedQueries.length} | ${ms(typed.summary)} | ${typed.summary.max.toFixed(2)} | ${typed.matched} |`);
+    const genre = genres[0]!;
+    const filtered = run(typedQueries.slice(0, 500), genre);
+    out.push(`| the same, with genre=${genre} | 500 | ${ms(filtered.summary)} | ${filtered.summary.max.toFixed(2)} | ${filtered.matched} |`);
+    for (const q of common) {
+      const one = run(Array.from({ length: 50 }, () => q));
+      out.push(`| "${q}" (${count(q).toLocaleString('en')} matches), 50 times | 50 | ${ms(one.summary)} | ${one.summary.max.toFixed(2)} | ${one.matched / 50} |`);
+    }
+    const deepPages = (() => {
+      const times: number[] = [];
+      let cursor: string | undefined;
+      for (let i = 0; i < 30; i++) {
+        started = nowMs();
+        const page = listPosters(catalog, titles, { q: 'the', limit: PAGE, cursor });
+        times.push(nowMs() - started);
+        cursor = page.nextCursor ?? undefined;
+      }
+      return summarise(times);
+    })();
+    out.push('', `Paging "the" (the 30 first pages of ${PAGE}): ${ms(deepPages)} ms per page.`, '');
+    db.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+process.stdout.write(`${out.join('\n')}\n`);
