@@ -29,7 +29,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends python3 make g+
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 # `npm ci` runs the package's prepare script, which compiles src/ with tsconfig.json: both come first.
-# scripts/docker-build-replay.sh replays this stage outside Docker in CI (test/docker-build.test.ts).
+# scripts/docker-build-replay.sh replays this stage outside Docker, as a stage of scripts/test.sh.
 COPY package.json package-lock.json .npmrc tsconfig.json ./
 COPY src ./src
 # onnxruntime-node's installer only fetches the CUDA binaries (the CPU ones are in its package). It
