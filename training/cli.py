@@ -232,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Keras's ImageNet weights) on every poster of the manifest, resized to WIDTHxHEIGHT by the training "
             "preprocessing and scaled to [-1, 1] (--input-range keras) or [0, 1] (nsfwjs), and store each "
             "--layer's output pooled over space, keyed by poster id and image SHA-256, in OUT (.npz). Posters "
-            "already in OUT with the same picture, spec and weights are not computed again. Progress: "
+            "already in OUT with the same picture, input configuration and weights are not computed again; a "
+            "layer OUT lacks computes every poster again, for OUT's layers and the new one. Progress: "
             '{"event":"features","done":..,"total":..,"img_per_s":..}; ends with '
             '{"event":"done","out":OUT,"posters":N,"computed":..,"dims":{layer:C}}.'
         ),
@@ -240,7 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True, metavar="M.jsonl", help="dataset manifest (JSON Lines)")
     p.add_argument("--layer", action="append", required=True, metavar="NAME",
                    help="a layer of the teacher, e.g. mixed2..mixed5 (repeat for several; one forward pass)")  # fmt: skip
-    p.add_argument("--out", metavar="FILE.npz", help="the cache file (default: under $MARQUEE_CACHE/teacher)")
+    p.add_argument("--out", metavar="FILE.npz",
+                   help="the cache file (default: one per input configuration under $MARQUEE_CACHE/teacher, "
+                   "else ~/.cache/marquee/teacher)")  # fmt: skip
     p.add_argument("--pooling", choices=["avg", "max"], default="avg", help="pooling over space")
     p.add_argument("--width", type=_int_in(75, 1024), default=200, help="teacher input width")
     p.add_argument("--height", type=_int_in(75, 1024), default=300, help="teacher input height")
