@@ -1,10 +1,16 @@
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { subsetRows } from './catalog.js';
+import { subsetRows, type Row } from './catalog.js';
 import { CACHE, PYTHON, ROOT, SHARED_CATALOG } from './paths.js';
 
 export const TEST_INPUT = { width: 64, height: 96 };
+
+/** A training manifest of catalog rows, their original images as the inputs. */
+function writeManifest(file: string, rows: Row[]): void {
+  const line = (r: Row) => JSON.stringify({ id: r.id, path: join(SHARED_CATALOG, r.file), genres: r.genres.split('|'), single_genre: r.single_genre, split: r.split });
+  writeFileSync(file, rows.map(line).join('\n') + '\n');
+}
 
 /**
  * The real base-model export at a small input size, made once per checkout by the training
@@ -16,14 +22,7 @@ export function testModelDir(): string {
   mkdirSync(CACHE, { recursive: true });
   const manifest = join(CACHE, 'calibration.jsonl');
   const rows = subsetRows({ train: 64, val: 0, test: 0 });
-  writeFileSync(
-    manifest,
-    rows
-      .map((r) =>
-        JSON.stringify({ id: r.id, path: join(SHARED_CATALOG, r.file), genres: r.genres.split('|'), single_genre: r.single_genre, split: r.split }),
-      )
-      .join('\n') + '\n',
-  );
+  writeManifest(manifest, rows);
   execFileSync(
     PYTHON,
     ['-m', 'training', 'export-base', '--manifest', manifest, '--out', dir, '--width', String(TEST_INPUT.width), '--height', String(TEST_INPUT.height), '--calibrate', '64'],
@@ -52,14 +51,7 @@ export function testModelWithHeadDir(): string {
   const base = testModelDir();
   const manifest = join(CACHE, 'head.jsonl');
   const rows = subsetRows({ train: 240, val: 80, test: 0 });
-  writeFileSync(
-    manifest,
-    rows
-      .map((r) =>
-        JSON.stringify({ id: r.id, path: join(SHARED_CATALOG, r.file), genres: r.genres.split('|'), single_genre: r.single_genre, split: r.split }),
-      )
-      .join('\n') + '\n',
-  );
+  writeManifest(manifest, rows);
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   cpSync(base, tmp, { recursive: true });
