@@ -8,29 +8,40 @@ export interface DecodeBudgetOptions {
   bytes: number;
   /** Decodes at once. */
   slots: number;
-  /** Longest a request waits for room before 503 `overloaded`. */
+  /** Longest a request's large decode waits for room before 503 `overloaded`. */
   waitMs?: number;
+  /** Longest a request's ordinary decode waits (its turn on a busy CPU) before 503 `overloaded`. */
+  queueWaitMs?: number;
+  /** Requests waiting at most; past that 503 `overloaded` at once. */
+  maxWaiting?: number;
   /** Told of every change of the bytes in use, and of every refusal. */
   onChange?: (inUse: number, waiting: number) => void;
   onRefusal?: () => void;
 }
 
-/** A decode of more than this (an ordinary poster takes a few MB) is large: large ones leave a slot to the others. */
+/**
+ * A decode of more than this (4 Mpx of RGB; an ordinary poster takes a few MB) is large: large ones
+ * leave a slot to the others, and wait a second at most.
+ */
 export const LARGE_DECODE_BYTES = 24 * 1024 * 1024;
 export const DEFAULT_DECODE_WAIT_MS = 1000;
+export const DEFAULT_QUEUE_WAIT_MS = 10_000;
+export const DEFAULT_MAX_WAITING = 64;
 
 interface Waiter {
   cost: number;
+  request: boolean;
   admit: () => void;
 }
 
 /**
  * The memory that decoding images may take at once, and how many decode at once. Each decode is
  * admitted on its cost, computed from the image's header before any pixel is decoded
- * (preprocess.ts decodeCost): a full budget makes it wait, and a request that has waited
- * `waitMs` gets 503 `overloaded` with Retry-After. Waiters are admitted in order of arrival, but
- * one that fits goes ahead of one that does not yet, and large decodes never take the last slot:
- * ordinary posters are not queued behind a flood of huge ones.
+ * (preprocess.ts decodeCost): a full budget, or no free slot, makes it wait. A request's large
+ * decode waits `waitMs` (a second) at most, an ordinary one `queueWaitMs` (its turn on a busy CPU),
+ * and no more than `maxWaiting` requests wait: past those, 503 `overloaded` with Retry-After.
+ * Waiters are admitted in order of arrival, but one that fits goes ahead of one that does not yet,
+ * and large decodes never take the last slot: ordinary posters are not queued behind a flood of huge ones.
  */
 export class DecodeBudget {
   private used = 0;
@@ -39,10 +50,14 @@ export class DecodeBudget {
   private runningLarge = 0;
   private readonly waiting: Waiter[] = [];
   private readonly waitMs: number;
+  private readonly queueWaitMs: number;
+  private readonly maxWaiting: number;
 
   constructor(private readonly options: DecodeBudgetOptions) {
     if (options.slots < 1) throw new Error('a decode budget needs a slot');
     this.waitMs = options.waitMs ?? DEFAULT_DECODE_WAIT_MS;
+    this.queueWaitMs = options.queueWaitMs ?? DEFAULT_QUEUE_WAIT_MS;
+    this.maxWaiting = options.maxWaiting ?? DEFAULT_MAX_WAITING;
   }
 
   get bytes(): number {
@@ -60,8 +75,8 @@ export class DecodeBudget {
   }
 
   /**
-   * Runs a decode of `cost` bytes once it fits. A request's waits `waitMs` at most, then gets 503
-   * `overloaded` with Retry-After; background work (the catalog import, embedding the catalog,
+   * Runs a decode of `cost` bytes once it fits. A request's waits as the class says, then gets
+   * 503 `overloaded` with Retry-After; background work (the catalog import, embedding the catalog,
    * rendering training inputs, a batch's items) waits its turn.
    */
   async run<T>(cost: number, wait: DecodeWait, decode: () => Promise<T>): Promise<T> {
@@ -73,7 +88,7 @@ export class DecodeBudget {
         `decoding the image takes ${megabytes(cost)} MB, more than the server's whole decode budget (${megabytes(this.options.bytes)} MB)`,
       );
     }
-    await this.acquire(cost, wait === 'request' ? this.waitMs : Number.POSITIVE_INFINITY);
+    await this.acquire(cost, wait === 'request');
     try {
       return await decode();
     } finally {
@@ -94,33 +109,42 @@ export class DecodeBudget {
     this.changed();
   }
 
-  private acquire(cost: number, waitMs: number): Promise<void> {
+  private acquire(cost: number, request: boolean): Promise<void> {
     if (this.fits(cost)) {
       this.take(cost);
       return Promise.resolve();
     }
+    if (request && this.waiting.filter((w) => w.request).length >= this.maxWaiting) return Promise.reject(this.refused());
     return new Promise<void>((resolve, reject) => {
       let timer: NodeJS.Timeout | null = null;
       const waiter: Waiter = {
         cost,
+        request,
         admit: () => {
           if (timer) clearTimeout(timer);
           this.take(cost);
           resolve();
         },
       };
-      if (Number.isFinite(waitMs)) {
-        timer = setTimeout(() => {
-          this.waiting.splice(this.waiting.indexOf(waiter), 1);
-          this.changed();
-          this.options.onRefusal?.();
-          reject(new ApiError(503, 'overloaded', 'too many images are being decoded; retry shortly', { 'retry-after': '1' }));
-        }, waitMs);
+      if (request) {
+        timer = setTimeout(
+          () => {
+            this.waiting.splice(this.waiting.indexOf(waiter), 1);
+            this.changed();
+            reject(this.refused());
+          },
+          cost > LARGE_DECODE_BYTES ? this.waitMs : this.queueWaitMs,
+        );
         timer.unref();
       }
       this.waiting.push(waiter);
       this.changed();
     });
+  }
+
+  private refused(): ApiError {
+    this.options.onRefusal?.();
+    return new ApiError(503, 'overloaded', 'too many images are being decoded; retry shortly', { 'retry-after': '1' });
   }
 
   private release(cost: number): void {

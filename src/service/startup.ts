@@ -48,6 +48,7 @@ export function createServices(config: Config, db: Db, log: Logger, metrics: Met
   const budget = new DecodeBudget({
     bytes: config.decodeBudgetBytes,
     slots: config.decodeConcurrency,
+    maxWaiting: config.queueMax,
     onChange(inUse, waiting) {
       metrics.decodeBytes.set(inUse);
       metrics.decodeWaiting.set(waiting);
