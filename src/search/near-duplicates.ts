@@ -6,7 +6,7 @@ import { HASH_BITS, type PerceptualHash } from './perceptual-hash.js';
  * `maxDistance` bits of each other (of 256), by the smallest of the distances between their whole
  * pictures, their trimmed pictures, and either one's whole picture and the other's centred crops.
  */
-export const NEAR_DUPLICATE = { maxDistance: 72 } as const;
+export const NEAR_DUPLICATE = { maxDistance: 66 } as const;
 
 const WORDS = HASH_BITS / 32;
 /** A poster's hashes in the index: whole, trimmed, crop95, crop85, WORDS 32-bit words each. */
@@ -126,16 +126,21 @@ export class PerceptualHashIndex {
     return found.sort((a, b) => a.distance - b.distance || a.key - b.key);
   }
 
-  /** Every pair of posters within `maxDistance` of each other (each pair once, the smaller key first): all pairs are compared. */
-  pairs(maxDistance: number): { a: number; b: number; distance: number }[] {
+  /**
+   * Every pair of posters within `maxDistance` of each other (each pair once, the smaller key
+   * first): all pairs are compared, over a copy of the index taken when called, pausing for other
+   * work every `rowsPerPause` rows (a catalog of ten thousand posters takes seconds).
+   */
+  async pairs(maxDistance: number, rowsPerPause = 32): Promise<{ a: number; b: number; distance: number }[]> {
+    const keys = [...this.keys];
+    const h = this.hashes.slice(0, SLOT * keys.length);
     const found: { a: number; b: number; distance: number }[] = [];
-    const n = this.keys.length;
-    const h = this.hashes;
-    for (let i = 0; i < n; i++) {
-      for (let j = i + 1; j < n; j++) {
+    for (let i = 0; i < keys.length; i++) {
+      if (i % rowsPerPause === rowsPerPause - 1) await new Promise((resolve) => setImmediate(resolve));
+      for (let j = i + 1; j < keys.length; j++) {
         const distance = distanceBelow(h, SLOT * i, h, SLOT * j, maxDistance + 1);
         if (distance > maxDistance) continue;
-        const [a, b] = this.keys[i]! < this.keys[j]! ? [this.keys[i]!, this.keys[j]!] : [this.keys[j]!, this.keys[i]!];
+        const [a, b] = keys[i]! < keys[j]! ? [keys[i]!, keys[j]!] : [keys[j]!, keys[i]!];
         found.push({ a, b, distance });
       }
     }

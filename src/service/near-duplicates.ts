@@ -42,6 +42,9 @@ export class NearDuplicates {
   private index: PerceptualHashIndex | null = null;
   /** Each poster's partners within NEAR_DUPLICATE.maxDistance, and their distance; null until listed. */
   private partners: Map<number, Map<number, number>> | null = null;
+  /** The first listing's comparison of every pair, while it runs; and the posters written meanwhile, linked again once it ends. */
+  private pairing: Promise<Map<number, Map<number, number>>> | null = null;
+  private readonly writtenWhilePairing = new Set<number>();
 
   constructor(private readonly deps: NearDuplicatesDeps) {}
 
@@ -89,6 +92,7 @@ export class NearDuplicates {
     await Promise.all([worker(), worker()]);
     this.index = null;
     this.partners = null;
+    this.pairing = null;
     return missing.length;
   }
 
@@ -125,17 +129,23 @@ export class NearDuplicates {
 
   /** A poster's picture was stored (added or replaced) with this hash. */
   record(key: number, hash: PerceptualHash): void {
-    const index = this.loaded();
-    index.put(key, hash);
-    if (!this.partners) return;
-    this.unlink(key);
-    for (const match of index.within(hash, NEAR_DUPLICATE.maxDistance, key)) this.link(key, match.key, match.distance);
+    this.loaded().put(key, hash);
+    this.relink(key);
   }
 
   /** A poster was removed. */
   forget(key: number): void {
     this.index?.remove(key);
-    if (this.partners) this.unlink(key);
+    this.relink(key);
+  }
+
+  /** A poster's pairs as its hash (or its absence) now has them. */
+  private relink(key: number): void {
+    if (this.pairing) this.writtenWhilePairing.add(key);
+    if (!this.partners) return;
+    this.unlink(key);
+    const hash = this.index?.get(key);
+    if (hash) for (const match of this.index!.within(hash, NEAR_DUPLICATE.maxDistance, key)) this.link(key, match.key, match.distance);
   }
 
   /**
@@ -143,9 +153,9 @@ export class NearDuplicates {
    * pairs), the group with the closest pair first. The first call compares every pair of posters
    * (seconds at ten thousand posters: bench/results/near-duplicates.md).
    */
-  groups(): DuplicateGroup[] {
+  async groups(): Promise<DuplicateGroup[]> {
     const pairs: { a: number; b: number; distance: number }[] = [];
-    for (const [a, others] of this.pairsWithin()) for (const [b, distance] of others) if (a < b) pairs.push({ a, b, distance });
+    for (const [a, others] of await this.pairsWithin()) for (const [b, distance] of others) if (a < b) pairs.push({ a, b, distance });
     pairs.sort((x, y) => x.distance - y.distance || x.a - y.a || x.b - y.b);
     // Union-find: a group is every poster that a chain of pairs joins.
     const parent = new Map<number, number>();
@@ -177,16 +187,24 @@ export class NearDuplicates {
     });
   }
 
-  private pairsWithin(): Map<number, Map<number, number>> {
-    if (!this.partners) {
-      this.partners = new Map();
-      for (const { a, b, distance } of this.loaded().pairs(NEAR_DUPLICATE.maxDistance)) this.link(a, b, distance);
-    }
-    return this.partners;
+  /** The pairs: compared once (pausing for requests), then kept up to date by record and forget. */
+  private pairsWithin(): Promise<Map<number, Map<number, number>>> {
+    if (this.partners) return Promise.resolve(this.partners);
+    this.pairing ??= (async () => {
+      const index = this.loaded();
+      const partners = new Map<number, Map<number, number>>();
+      for (const { a, b, distance } of await index.pairs(NEAR_DUPLICATE.maxDistance)) this.link(a, b, distance, partners);
+      this.pairing = null;
+      if (this.index !== index) return this.pairsWithin(); // hashed again meanwhile (a start's fill): start over
+      this.partners = partners;
+      for (const key of this.writtenWhilePairing) this.relink(key);
+      this.writtenWhilePairing.clear();
+      return partners;
+    })();
+    return this.pairing;
   }
 
-  private link(a: number, b: number, distance: number): void {
-    const partners = this.partners!;
+  private link(a: number, b: number, distance: number, partners = this.partners!): void {
     if (!partners.has(a)) partners.set(a, new Map());
     if (!partners.has(b)) partners.set(b, new Map());
     partners.get(a)!.set(b, distance);

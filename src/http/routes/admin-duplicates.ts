@@ -33,7 +33,7 @@ export function adminDuplicateRoutes(app: FastifyInstance, services: Services, r
       async (request) => {
         const { limit = 50 } = request.query;
         return runtime.use(async () => {
-          const groups = services.duplicates.groups();
+          const groups = await services.duplicates.groups();
           const base = baseUrl(request);
           return {
             max_distance: NEAR_DUPLICATE.maxDistance,
