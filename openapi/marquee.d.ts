@@ -260,7 +260,7 @@ export interface paths {
         put?: never;
         /**
          * The catalog posters that are the same picture as an uploaded one
-         * @description Upload a poster in the multipart field `image`. A near-duplicate is the same picture re-encoded, resized, cropped, recoloured or framed: the two pictures' perceptual hashes (256-bit DCT hashes of the whole picture, of the picture with a uniform border trimmed, and of its centred 95 % and 85 %; the smallest Hamming distance of the whole pictures, the trimmed ones, and either one's whole picture against the other's crops) within 72 bits, the rule bench/results/near-duplicates.md chose. No embedding is made: the picture is only hashed.
+         * @description Upload a poster in the multipart field `image`. A near-duplicate is the same picture re-encoded, resized, cropped, recoloured or framed: the two pictures' perceptual hashes (256-bit DCT hashes of the whole picture, of the picture with a uniform border trimmed, and of its centred 95 % and 85 %; the smallest Hamming distance of the whole pictures, the trimmed ones, and either one's whole picture against the other's crops) within 66 bits, the rule bench/results/near-duplicates.md chose. No embedding is made: the picture is only hashed.
          */
         post: operations["findNearDuplicates"];
         delete?: never;
@@ -278,7 +278,7 @@ export interface paths {
         };
         /**
          * The other catalog posters that are the same picture as a catalog poster
-         * @description A near-duplicate is the same picture re-encoded, resized, cropped, recoloured or framed: the two pictures' perceptual hashes (256-bit DCT hashes of the whole picture, of the picture with a uniform border trimmed, and of its centred 95 % and 85 %; the smallest Hamming distance of the whole pictures, the trimmed ones, and either one's whole picture against the other's crops) within 72 bits, the rule bench/results/near-duplicates.md chose. Never the poster itself.
+         * @description A near-duplicate is the same picture re-encoded, resized, cropped, recoloured or framed: the two pictures' perceptual hashes (256-bit DCT hashes of the whole picture, of the picture with a uniform border trimmed, and of its centred 95 % and 85 %; the smallest Hamming distance of the whole pictures, the trimmed ones, and either one's whole picture against the other's crops) within 66 bits, the rule bench/results/near-duplicates.md chose. Never the poster itself.
          */
         get: operations["findNearDuplicatesOfPoster"];
         put?: never;
@@ -409,7 +409,7 @@ export interface paths {
         put?: never;
         /**
          * Add a poster to the catalog: found by the very next search
-         * @description Multipart: the image in `image`, the metadata in text fields (genres: one field per genre, or one field with genres separated by "|"). 201 with the poster and Location; 409 poster_exists for a taken id, unless `upsert` is true (then 200). With `on_duplicate` flag or reject, near-duplicates of the picture in the catalog are looked for (A near-duplicate is the same picture re-encoded, resized, cropped, recoloured or framed: the two pictures' perceptual hashes (256-bit DCT hashes of the whole picture, of the picture with a uniform border trimmed, and of its centred 95 % and 85 %; the smallest Hamming distance of the whole pictures, the trimmed ones, and either one's whole picture against the other's crops) within 72 bits, the rule bench/results/near-duplicates.md chose.) Embedded with the model in service; no index rebuild, no restart. The Server-Timing header says where the time went (embed: decoding and the forward pass; lock: waiting for other writes; duplicates: the perceptual hash's wait beyond the forward pass and the near-duplicate check; store: the image file, SQLite and the index).
+         * @description Multipart: the image in `image`, the metadata in text fields (genres: one field per genre, or one field with genres separated by "|"). 201 with the poster and Location; 409 poster_exists for a taken id, unless `upsert` is true (then 200). With `on_duplicate` flag or reject, near-duplicates of the picture in the catalog are looked for (A near-duplicate is the same picture re-encoded, resized, cropped, recoloured or framed: the two pictures' perceptual hashes (256-bit DCT hashes of the whole picture, of the picture with a uniform border trimmed, and of its centred 95 % and 85 %; the smallest Hamming distance of the whole pictures, the trimmed ones, and either one's whole picture against the other's crops) within 66 bits, the rule bench/results/near-duplicates.md chose.) Embedded with the model in service; no index rebuild, no restart. The Server-Timing header says where the time went (embed: decoding and the forward pass; lock: waiting for other writes; duplicates: the perceptual hash's wait beyond the forward pass and the near-duplicate check; store: the image file, SQLite and the index).
          */
         post: operations["addPoster"];
         delete?: never;
@@ -485,7 +485,7 @@ export interface paths {
         };
         /**
          * Groups of catalog posters that are near-duplicates of each other, the closest first
-         * @description A near-duplicate is the same picture re-encoded, resized, cropped, recoloured or framed: the two pictures' perceptual hashes (256-bit DCT hashes of the whole picture, of the picture with a uniform border trimmed, and of its centred 95 % and 85 %; the smallest Hamming distance of the whole pictures, the trimmed ones, and either one's whole picture against the other's crops) within 72 bits, the rule bench/results/near-duplicates.md chose. A group is every poster a chain of such pairs joins. At most `limit` groups are listed (the closest pair first); `total_groups` counts them all. The first request after a start compares every pair of posters (seconds for ten thousand; it grows with the square of the catalog), later ones reuse those pairs as adds and deletes keep them up to date.
+         * @description A near-duplicate is the same picture re-encoded, resized, cropped, recoloured or framed: the two pictures' perceptual hashes (256-bit DCT hashes of the whole picture, of the picture with a uniform border trimmed, and of its centred 95 % and 85 %; the smallest Hamming distance of the whole pictures, the trimmed ones, and either one's whole picture against the other's crops) within 66 bits, the rule bench/results/near-duplicates.md chose. A group is every poster a chain of such pairs joins. At most `limit` groups are listed (the closest pair first); `total_groups` counts them all. The first request after a start compares every pair of posters (seconds for ten thousand; it grows with the square of the catalog), later ones reuse those pairs as adds and deletes keep them up to date.
          */
         get: operations["listDuplicates"];
         put?: never;

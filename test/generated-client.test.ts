@@ -74,16 +74,20 @@ describe('a client generated from the contract drives every operation', () => {
     assert.equal(recommended.results.length, 3);
     assert.equal(recommended.positive[0]!.poster?.id, id);
     assert.ok((await client.GET('/posters', { params: { query: { q: rows[2]!.title, limit: 5 } } })).data!.posters.some((p) => p.id === id));
+    assert.equal((await client.POST('/posters/near-duplicates', { body: { image: '' }, ...upload })).data!.near_duplicates[0]?.id, id);
+    assert.deepEqual((await client.GET('/posters/{id}/near-duplicates', { params: { path: { id } } })).data!.near_duplicates, []);
     assert.equal((await client.GET('/posters/{id}/genre', { params: { path: { id } } })).data!.catalog_match?.id, id);
     assert.equal((await client.GET('/posters/{id}', { params: { path: { id } } })).data!.id, id);
     assert.equal((await client.GET('/posters/{id}/image', { params: { path: { id } }, parseAs: 'arrayBuffer' })).response.status, 200);
 
     const add = await client.POST('/admin/posters', {
-      body: { image: '', id: extra!.id, genres: extra!.genres.split('|'), title: 'From the client' },
+      body: { image: '', id: extra!.id, genres: extra!.genres.split('|'), title: 'From the client', on_duplicate: 'flag' },
       bodySerializer: (body) => formOf(body as Record<string, unknown>, readFileSync(posterPath(extra!.id))),
     });
     assert.equal(add.response.status, 201, JSON.stringify(add.error));
     assert.equal(add.data!.title, 'From the client');
+    assert.deepEqual(add.data!.near_duplicates, []);
+    assert.deepEqual((await client.GET('/admin/duplicates', { params: { query: { limit: 5 } } })).data!.groups, []);
     const batch = await client.POST('/admin/posters/batch', {
       body: { posters: [{ id: batchOne!.id, genres: ['Drama'], image: readFileSync(posterPath(batchOne!.id)).toString('base64') }] },
     });
