@@ -22,7 +22,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -124,13 +124,15 @@ def teacher_features(
     workers: int = 0,
     device: torch.device | str = "cpu",
     on_progress: ProgressFn | None = None,
+    save_every: int = 1024,
 ) -> tuple[TeacherFeatures, dict[str, Any]]:
     """The features of ``records`` (in their order) at ``spec.layers``, reading and updating the cache file
     ``out`` (default: ``default_cache_path`` under ``cache_dir``); and {"file", "hits", "computed", "seconds",
     "img_per_s"}.
 
     A cache file of the same input configuration and weights serves any of the layers it holds; asking
-    for a layer it lacks computes every poster again, for its layers and the new ones (one pass)."""
+    for a layer it lacks computes every poster again, for its layers and the new ones (one pass). The file
+    is rewritten every ``save_every`` computed posters, so a stopped run keeps what it computed."""
     spec = replace(spec, layers=tuple(spec.layers), precision=resolve_precision(spec.precision, device))
     weights_sha = model_files_sha256(package_dir)
     path = Path(out) if out else default_cache_path(spec, weights_sha, cache_dir)
@@ -144,9 +146,16 @@ def teacher_features(
     t0 = time.monotonic()
     if missing:
         model = (teacher or load_teacher(package_dir)).to(device)
-        computed = _compute(model, [sources[i] for i in missing], full, batch_size, workers, on_progress)
-        for j, i in enumerate(missing):
-            stored[records[i].id] = (digests[i], {layer: computed[layer][j] for layer in full.layers})
+        unsaved = 0
+        batches = _compute(model, [sources[i] for i in missing], full, batch_size, workers, on_progress)
+        for positions, computed in batches:
+            for j, pos in enumerate(positions):
+                i = missing[pos]
+                stored[records[i].id] = (digests[i], {layer: computed[layer][j] for layer in full.layers})
+            unsaved += len(positions)
+            if unsaved >= save_every:
+                _save(path, stored, full.layers, _meta(full, weights_sha))
+                unsaved = 0
         _save(path, stored, full.layers, _meta(full, weights_sha))
     elif on_progress:
         on_progress(len(records), len(records), 0.0)
@@ -212,18 +221,17 @@ class _Images(Dataset):
 @torch.no_grad()
 def _compute(
     teacher: Teacher, sources: Sequence[str], spec: TeacherFeatureSpec, batch_size: int, workers: int, on_progress
-) -> dict[str, np.ndarray]:
+) -> Iterator[tuple[range, dict[str, np.ndarray]]]:
+    """Per batch: the positions in ``sources`` and {layer: float32 [batch, C]}."""
     data = _Images(sources, feature_spec(spec.width, spec.height, spec.input_range))
     loader = DataLoader(data, batch_size=batch_size, num_workers=workers, worker_init_fn=quiet_worker)
-    out: dict[str, list[np.ndarray]] = {layer: [] for layer in spec.layers}
     done, t0 = 0, time.monotonic()
     for images in loader:
-        for layer, f in teacher.pooled(images, spec.layers, spec.pooling, spec.precision).items():
-            out[layer].append(f.cpu().numpy())
+        pooled = teacher.pooled(images, spec.layers, spec.pooling, spec.precision)
+        yield range(done, done + len(images)), {layer: f.cpu().numpy() for layer, f in pooled.items()}
         done += len(images)
         if on_progress:
             on_progress(done, len(data), done / max(time.monotonic() - t0, 1e-9))
-    return {layer: np.concatenate(chunks) for layer, chunks in out.items()}
 
 
 def _file_sha256(path: str) -> str:

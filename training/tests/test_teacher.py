@@ -223,5 +223,22 @@ def test_feature_cache_computes_each_poster_once(tmp_path, catalog, catalog_rows
         table.take(["tt-none"])
 
 
+def test_a_stopped_extraction_keeps_what_it_computed(tmp_path, catalog, catalog_rows, teacher):
+    records = [Record(r["id"], str(catalog / r["file"]), tuple(r["genres"].split("|")), r["single_genre"], r["split"])
+               for r in catalog_rows[20:24]]  # fmt: skip
+    spec = TeacherFeatureSpec(("mixed0",), "avg", 80, 120, "keras", "32")
+    out = tmp_path / "features.npz"
+
+    def stop_after_two(done: int, total: int, rate: float) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        teacher_features(records, spec, out, teacher=teacher, batch_size=1, save_every=1, on_progress=stop_after_two)
+    assert load_teacher_features(out).ids == sorted(r.id for r in records[:2])
+    _, info = teacher_features(records, spec, out, teacher=teacher, batch_size=1)
+    assert (info["computed"], info["hits"]) == (2, 2)
+
+
 def _feature_input(path: str, spec: TeacherFeatureSpec) -> torch.Tensor:
     return load_image(path, feature_spec(spec.width, spec.height, spec.input_range))
