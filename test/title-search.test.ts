@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { titleMatch } from '../src/search/title-query.js';
+import { titlePhrases } from '../src/search/title-query.js';
 import { Catalog } from '../src/state/catalog.js';
 import { openDb } from '../src/state/db.js';
 import { PosterTitles } from '../src/state/titles.js';
@@ -41,7 +41,7 @@ interface Doc {
   row: Row;
 }
 
-/** bm25 as FTS5 computes it (higher is better here), with the query's phrases as titleMatch makes them. */
+/** bm25 as FTS5 computes it (higher is better here), with the query's phrases as titlePhrases makes them. */
 function bm25Ranking(docs: Doc[], query: string): { id: string; score: number }[] {
   const typing = !/\s$/u.test(query);
   const phrases = tokens(query).map((term, i, all) => ({ term, prefix: typing && i === all.length - 1 }));
@@ -234,9 +234,11 @@ describe('the title index in SQLite', () => {
     const catalog = new Catalog(db);
     const common = queriesFrom(titled(rows)).common;
     // A long title with the word three times: bm25 ranks it first, word count late.
-    const repeated = { ...rows[0]!, id: 'repeated', title: `${common} Zephyr ${common} Quill ${common} Marsh` };
-    for (const row of [...rows, repeated]) catalog.upsert(fields(row), 'now');
-    const docs = titled([...rows, repeated]);
+    const repeated = { ...rows[0]!, id: 'repeated', title: `${common} Quill ${common} Quill ${common} Marsh` };
+    // Two shorter ones that share a rarer word with it.
+    const quills = ['Quill Song Dance', 'Quill Song Dance Night'].map((title, i) => ({ ...rows[0]!, id: `quill${i}`, title: `${common} ${title}` }));
+    for (const row of [...rows, repeated, ...quills]) catalog.upsert(fields(row), 'now');
+    const docs = titled([...rows, repeated, ...quills]);
     const q = common;
     const matches = bm25Ranking(docs, q);
     assert.equal(matches.sort((a, b) => b.score - a.score)[0]!.id, 'repeated');
@@ -247,7 +249,7 @@ describe('the title index in SQLite', () => {
     const pages: string[][] = [];
     let after = null;
     do {
-      const page = titles.search(titleMatch(q)!, {}, 3, after);
+      const page = titles.search(titlePhrases(q)!, {}, 3, after);
       pages.push(page.keys.map((key) => idOf.get(key)!));
       after = page.next;
     } while (after);
@@ -256,6 +258,12 @@ describe('the title index in SQLite', () => {
     const words = (d: Doc) => d.row.title.trim().split(' ').length;
     const byWords = docs.filter((d) => matches.some((m) => m.id === d.id)).sort((a, b) => words(a) - words(b) || order.get(a.id)! - order.get(b.id)!);
     assert.deepEqual(listed, byWords.map((d) => d.id), 'every match once, by word count, then key');
+    // So is a query with that word and a rare one, however few titles have both.
+    const both = `${q} quill `;
+    const bm25Order = bm25Ranking(docs, both).sort((a, b) => b.score - a.score).map((m) => m.id);
+    assert.deepEqual(bm25Order, ['repeated', 'quill0', 'quill1'], 'bm25 ranks them otherwise');
+    assert.deepEqual(titles.search(titlePhrases(both)!, {}, 10, null).keys.map((key) => idOf.get(key)!), ['quill0', 'quill1', 'repeated']);
+    assertRanked(new PosterTitles(db, matches.length).search(titlePhrases(both)!, {}, 10, null).keys.map((key) => idOf.get(key)!), docs, both);
     // A filter leaves the posters of that list that pass it, in its order, a page at a time too.
     const genreCounts = new Map<string, number>();
     for (const id of listed) for (const g of docs.find((d) => d.id === id)!.row.genres.split('|')) genreCounts.set(g, (genreCounts.get(g) ?? 0) + 1);
@@ -263,7 +271,7 @@ describe('the title index in SQLite', () => {
     const filtered: string[] = [];
     after = null;
     do {
-      const page = titles.search(titleMatch(q)!, { genre }, 2, after);
+      const page = titles.search(titlePhrases(q)!, { genre }, 2, after);
       filtered.push(...page.keys.map((key) => idOf.get(key)!));
       after = page.next;
     } while (after);
@@ -271,7 +279,7 @@ describe('the title index in SQLite', () => {
     assert.ok(expected.length > 2 && expected.length < listed.length);
     assert.deepEqual(filtered, expected);
     // A window as large as the matches is bm25's order over all of them.
-    assertRanked(new PosterTitles(db, matches.length).search(titleMatch(q)!, {}, 500, null).keys.map((key) => idOf.get(key)!), docs, q);
+    assertRanked(new PosterTitles(db, matches.length).search(titlePhrases(q)!, {}, 500, null).keys.map((key) => idOf.get(key)!), docs, q);
     db.prepare("INSERT INTO poster_titles (poster_titles) VALUES ('integrity-check')").run();
   });
 
@@ -287,11 +295,11 @@ describe('the title index in SQLite', () => {
     const db = openDb(file);
     const catalog = new Catalog(db);
     const word = tokens(rows[0]!.title)[0]!;
-    assert.ok(new PosterTitles(db).search(titleMatch(`${word} `)!, {}, 50, null).keys.includes(catalog.get(rows[0]!.id)!.key));
+    assert.ok(new PosterTitles(db).search(titlePhrases(`${word} `)!, {}, 50, null).keys.includes(catalog.get(rows[0]!.id)!.key));
     for (const row of rows.slice(1, 20)) catalog.upsert(fields(row), 'now');
     for (const row of rows.slice(1, 20)) catalog.upsert({ ...fields(row), title: row.title ? `${row.title} Redux` : 'Redux' }, 'now');
     for (const row of rows.slice(1, 10)) catalog.delete(row.id, 'now');
-    const redux = new PosterTitles(db).search(titleMatch('redux')!, {}, 50, null).keys;
+    const redux = new PosterTitles(db).search(titlePhrases('redux')!, {}, 50, null).keys;
     assert.equal(redux.length, 10);
     db.prepare("INSERT INTO poster_titles (poster_titles) VALUES ('integrity-check')").run();
   });

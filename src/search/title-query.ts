@@ -8,13 +8,14 @@
 const TERM = /[\p{L}\p{N}\p{Co}]+/gu;
 
 /**
- * The FTS5 MATCH expression for a query, or null when it has no term (empty, whitespace,
- * punctuation only). The last term is a prefix unless the query ends in whitespace (it was typed
- * whole). Diacritics need no care here: the tokenizer folds the query's terms as it folded the titles.
+ * A query's FTS5 phrases, one per term (their MATCH expression is them joined by spaces), or null
+ * when it has no term (empty, whitespace, punctuation only). The last term is a prefix unless the
+ * query ends in whitespace (it was typed whole). Diacritics need no care here: the tokenizer folds
+ * the query's terms as it folded the titles.
  */
-export function titleMatch(query: string): string | null {
+export function titlePhrases(query: string): string[] | null {
   const terms = query.normalize('NFC').match(TERM);
   if (!terms) return null;
   const typing = !/\s$/u.test(query);
-  return terms.map((term, i) => `"${term}"${typing && i === terms.length - 1 ? '*' : ''}`).join(' ');
+  return terms.map((term, i) => `"${term}"${typing && i === terms.length - 1 ? '*' : ''}`);
 }

@@ -1,5 +1,5 @@
 import { ApiError } from '../errors.js';
-import { titleMatch } from '../search/title-query.js';
+import { titlePhrases } from '../search/title-query.js';
 import { CursorError, type Catalog, type Poster } from '../state/catalog.js';
 import type { PosterTitles, TitlePosition } from '../state/titles.js';
 
@@ -29,9 +29,9 @@ export function listPosters(catalog: Catalog, titles: PosterTitles, query: Listi
     throw new ApiError(400, 'invalid_request', `year_from (${yearFrom}) is after year_to (${yearTo})`);
   }
   if (q === undefined) return catalog.browse({ genre, yearFrom, yearTo, limit, cursor });
-  const match = titleMatch(q);
-  if (match === null) throw new ApiError(400, 'empty_query', 'q has no word to search for: send letters or digits');
-  const page = titles.search(match, { genre, yearFrom, yearTo }, limit, cursor === undefined ? null : decodeSearchCursor(cursor));
+  const phrases = titlePhrases(q);
+  if (phrases === null) throw new ApiError(400, 'empty_query', 'q has no word to search for: send letters or digits');
+  const page = titles.search(phrases, { genre, yearFrom, yearTo }, limit, cursor === undefined ? null : decodeSearchCursor(cursor));
   const found = catalog.getMany(page.keys);
   return {
     // A poster deleted between the two reads is left out.

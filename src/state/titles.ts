@@ -4,21 +4,22 @@ import type { Db } from './db.js';
 /**
  * The full-text index of poster titles (migrations/010_title_search.sql), searched a page at a time.
  *
- * Ranking: bm25 (FTS5's, lower is better), ties by poster key, for a query with at most `window`
- * matches. bm25 needs each term's count of matching titles, and FTS5 counts them by reading the
- * term's whole list: for a common word at a million titles ("the": a quarter of a million) that and
- * bm25 for every match take tens to hundreds of milliseconds. A query with more matches is listed
- * in the index's rowid order instead, by the title's word count, then key, read only as far as the
- * page needs: bm25's order whenever each term occurs once in each title (bm25 then falls as the
- * title grows longer), the shortest titles first. (Its first `window` matches, were the list to
- * change under a cursor, are ranked by bm25 and the rest follow in rowid order.) The filters apply
- * to the list: a filtered search lists the posters of the unfiltered one that pass, in its order.
+ * Ranking: bm25 (FTS5's, lower is better), ties by poster key, when each word of the query is in at
+ * most `window` titles. bm25 needs each word's count of titles, and FTS5 counts them by reading the
+ * word's whole list: for a common word at a million titles ("the": a quarter of a million) that
+ * alone takes tens of milliseconds, whatever else the query asks ("the man" matches a few
+ * thousand). A query with such a word is listed in the index's rowid order instead, by the title's
+ * word count, then key, read only as far as the page needs: bm25's order whenever each word occurs
+ * once in each title (bm25 then falls as the title grows longer), the shortest titles first. (Were
+ * the matches to grow past the window under a ranked cursor, its first `window` stay ranked and
+ * the rest follow in rowid order.) The filters apply to the list: a filtered search lists the
+ * posters of the unfiltered one that pass, in its order.
  */
 
 /** FTS rowid = (word count << 40) | poster key. */
 const KEY_MASK = 2 ** 40 - 1;
 
-/** The most matches a query is ranked by bm25 for; past them, by word count (bench/results/recommend.md measures both). */
+/** The most titles each word of a query may be in for bm25 to rank it; past them, by word count (bench/results/recommend.md measures both). */
 export const RANKED_WINDOW = 5_000;
 
 export interface TitleFilter {
@@ -49,13 +50,13 @@ export class PosterTitles {
   ) {}
 
   /**
-   * One page of the posters whose title matches an FTS5 expression (titleMatch builds it) and that
+   * One page of the posters whose title matches every FTS5 phrase (titlePhrases makes them) and that
    * pass the filter, starting after `after` (null: the first page).
    */
-  search(match: string, filter: TitleFilter, limit: number, after: TitlePosition | null): TitlePage {
-    const base = { ...filterSql(filter, '').params, match };
+  search(phrases: string[], filter: TitleFilter, limit: number, after: TitlePosition | null): TitlePage {
+    const base = { ...filterSql(filter, '').params, match: phrases.join(' ') };
     if (after && !after.ranked) return this.rest(filter, base, after.rowid, limit);
-    if (!after && this.common(match)) return this.rest(filter, base, -1, limit);
+    if (!after && phrases.some((phrase) => this.common(phrase))) return this.rest(filter, base, -1, limit);
     const { joins, where } = filterSql(filter, 'win.key');
     const rows = this.prepare(
       `ranked:${joins}:${where}`,
@@ -87,10 +88,10 @@ export class PosterTitles {
     return { keys: [...keys, ...rest.keys], next: rest.next };
   }
 
-  /** Whether a query has more matches than the window: read only as far as the one past it. */
-  private common(match: string): boolean {
-    const statement = this.prepare('common', 'SELECT count(*) AS n FROM (SELECT rowid FROM poster_titles WHERE poster_titles MATCH @match LIMIT @over)');
-    return (statement.get({ match, over: this.window + 1 }) as { n: number }).n > this.window;
+  /** Whether a phrase is in more titles than the window: its list read only as far as the one past it. */
+  private common(phrase: string): boolean {
+    const statement = this.prepare('common', 'SELECT count(*) AS n FROM (SELECT rowid FROM poster_titles WHERE poster_titles MATCH @phrase LIMIT @over)');
+    return (statement.get({ phrase, over: this.window + 1 }) as { n: number }).n > this.window;
   }
 
   /** Up to `limit` matches after an FTS rowid, in rowid order (by word count, then key); `next` when more follow. */
