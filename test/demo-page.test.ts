@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import { launchBrowser } from './support/browser.js';
 import { makeCatalogDir, posterPath, subsetRows } from './support/catalog.js';
 import { testModelDir } from './support/model.js';
-import { startServer, type RunningServer } from './support/server.js';
+import { nearDuplicatesReady, startServer, type RunningServer } from './support/server.js';
 
 const rows = subsetRows({ train: 40, val: 0, test: 4 });
 /** A prepared data dir (e.g. ./var, the whole catalog embedded) to take docs/demo.png against: MARQUEE_DEMO_DATA_DIR=var. */
@@ -57,6 +57,7 @@ describe('demo page', () => {
       ? await startServer({ MARQUEE_DATA_DIR: demoDataDir, MARQUEE_CATALOG: '' })
       : await startServer({ MARQUEE_CATALOG: makeCatalogDir(rows), MARQUEE_BASE_MODEL: testModelDir() });
     browser = await launchBrowser();
+    await nearDuplicatesReady(server.url);
   });
   after(async () => {
     await browser?.close();

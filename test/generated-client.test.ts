@@ -9,7 +9,7 @@ import type { paths } from '../openapi/marquee.js';
 import { makeCatalogDir, posterPath, sharedRows, subsetRows } from './support/catalog.js';
 import { testModelDir } from './support/model.js';
 import { ROOT } from './support/paths.js';
-import { startServer, type RunningServer } from './support/server.js';
+import { nearDuplicatesReady, startServer, type RunningServer } from './support/server.js';
 
 const TOKEN = 'client-token';
 const rows = subsetRows({ train: 30, val: 5, test: 5 });
@@ -46,6 +46,7 @@ describe('a client generated from the contract drives every operation', () => {
   const called = new Set<string>();
   before(async () => {
     server = await startServer({ MARQUEE_CATALOG: makeCatalogDir(rows), MARQUEE_BASE_MODEL: testModelDir(), MARQUEE_ADMIN_TOKEN: TOKEN });
+    await nearDuplicatesReady(server.url);
     client = createClient<paths>({ baseUrl: server.url, headers: { authorization: `Bearer ${TOKEN}` } });
     client.use({ onRequest: ({ schemaPath, request }) => void called.add(`${request.method.toLowerCase()} ${schemaPath}`) });
   });

@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { makeCatalogDir, posterPath, sharedRows, subsetRows } from './support/catalog.js';
 import { ROOT } from './support/paths.js';
-import { adminRequest, startServer, upload, type RunningServer } from './support/server.js';
+import { adminRequest, nearDuplicatesReady, startServer, upload, type RunningServer } from './support/server.js';
 
 // The served default model (what `npm start` serves offline) and real posters, re-encoded,
 // recoloured and framed here. The near-duplicate rule is the perceptual hash's alone.
@@ -51,6 +51,7 @@ describe('near-duplicates', () => {
     };
     server = await startServer(env);
     env.MARQUEE_DATA_DIR = server.dataDir;
+    await nearDuplicatesReady(server.url);
   });
   after(async () => {
     await server.stop();
@@ -140,7 +141,9 @@ describe('near-duplicates', () => {
     db.prepare('DELETE FROM poster_hashes').run();
     db.close();
     server = await startServer(env);
-    assert.match(server.logs(), /posters hashed for near-duplicate checks/);
+    await nearDuplicatesReady(server.url);
+    assert.match(server.logs(), /"hashed":\d+,"msg":"near-duplicate checks ready"/);
+    assert.doesNotMatch(server.logs(), /"hashed":0,/, 'the posters were hashed again');
     const listed = (await admin('GET', '/admin/duplicates')).body as Groups;
     assert.ok(groupOf(listed, 'planted'), JSON.stringify(listed));
 

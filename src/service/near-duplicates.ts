@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ImageError } from '../errors.js';
+import { ApiError, ImageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { DecodeBudget, DecodeWait } from '../model/decode-budget.js';
 import { decodeCost, readHeader } from '../model/preprocess.js';
@@ -45,6 +45,8 @@ export class NearDuplicates {
   /** The first listing's comparison of every pair, while it runs; and the posters written meanwhile, linked again once it ends. */
   private pairing: Promise<Map<number, Map<number, number>>> | null = null;
   private readonly writtenWhilePairing = new Set<number>();
+  /** While the posters without a hash are hashed (the start-up's, after ready): checks and listings answer 503 until it ends. */
+  private filling: { done: number; total: number } | null = null;
 
   constructor(private readonly deps: NearDuplicatesDeps) {}
 
@@ -70,44 +72,50 @@ export class NearDuplicates {
   }
 
   /**
-   * Hashes the posters that have no hash of their picture: a data dir from before hashes were
-   * kept, posters imported beside a running server. A picture that cannot be read is logged and left.
+   * Hashes the posters that have no hash of their picture (a fresh data dir, one from before hashes
+   * were kept, posters imported beside a running server), while the service answers: the live
+   * catalog's writes store their own hashes meanwhile, and a poster removed or re-pictured
+   * meanwhile keeps what its writer stored. A picture that cannot be read is logged and left.
    */
   async fillMissing(onProgress?: (done: number, total: number) => void): Promise<number> {
     const missing = this.deps.hashes.missing();
+    const filling = (this.filling = { done: 0, total: missing.length });
+    [this.index, this.partners, this.pairing] = [null, null, null];
     let next = 0;
-    let done = 0;
     const worker = async () => {
       while (next < missing.length) {
         const poster = missing[next++]!;
         try {
           const hash = await this.hash(await readFile(join(this.deps.dataDir, poster.imagePath)), 'background');
-          this.deps.hashes.put(poster.key, poster.pixelSha256, hash);
+          this.deps.hashes.putIfCurrent(poster.key, poster.pixelSha256, hash);
         } catch (error) {
-          this.deps.log.warn({ key: poster.key, image: poster.imagePath, err: error }, 'a poster could not be hashed for near-duplicate checks');
+          if (this.deps.catalog.getMany([poster.key]).has(poster.key)) {
+            this.deps.log.warn({ key: poster.key, image: poster.imagePath, err: error }, 'a poster could not be hashed for near-duplicate checks');
+          }
         }
-        onProgress?.(++done, missing.length);
+        onProgress?.(++filling.done, missing.length);
       }
     };
-    await Promise.all([worker(), worker()]);
-    this.index = null;
-    this.partners = null;
-    this.pairing = null;
+    try {
+      await Promise.all([worker(), worker()]);
+    } finally {
+      this.filling = null;
+    }
+    this.loaded();
     return missing.length;
   }
 
   private loaded(): PerceptualHashIndex {
+    if (this.filling) {
+      const { done, total } = this.filling;
+      throw new ApiError(503, 'not_ready', `the posters are being hashed for near-duplicate checks (${done} of ${total}); try again shortly`, { 'retry-after': '5' });
+    }
     if (!this.index) {
       const index = new PerceptualHashIndex();
       for (const { key, hash } of this.deps.hashes.current()) index.put(key, hash);
       this.index = index;
     }
     return this.index;
-  }
-
-  /** Loads the hashes now rather than on the first check. */
-  load(): number {
-    return this.loaded().size;
   }
 
   /** The catalog posters that are near-duplicates of a picture with this hash, nearest first (then by key). */
@@ -129,7 +137,8 @@ export class NearDuplicates {
 
   /** A poster's picture was stored (added or replaced) with this hash. */
   record(key: number, hash: PerceptualHash): void {
-    this.loaded().put(key, hash);
+    if (!this.index) return; // loaded later, from SQLite, where the writer has stored it
+    this.index.put(key, hash);
     this.relink(key);
   }
 

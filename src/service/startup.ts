@@ -73,17 +73,18 @@ export function createServices(config: Config, db: Db, log: Logger, metrics: Met
   };
 }
 
-/** Perceptual hashes for the posters without one (every poster, the first time a data dir has hashes), then loaded. */
-async function hashCatalog({ duplicates, log }: Services, runtime: Runtime): Promise<void> {
+/**
+ * Perceptual hashes for the posters without one (every poster, the first time a data dir has
+ * hashes), made once the service is ready: until they are, near-duplicate checks answer 503.
+ */
+async function hashCatalog({ duplicates, log }: Services): Promise<void> {
   let progress: ReturnType<typeof startProgress> | null = null;
   const hashed = await duplicates.fillMissing((done, total) => {
     progress ??= startProgress(log, 'hashing posters for near-duplicate checks', total);
     progress.tick(done);
-    runtime.setStatus(`hashing posters for near-duplicate checks: ${done}/${total}`);
   });
   (progress as ReturnType<typeof startProgress> | null)?.finish();
-  const loaded = duplicates.load();
-  if (hashed > 0) log.info({ hashed, posters: loaded }, 'posters hashed for near-duplicate checks');
+  log.info({ hashed }, 'near-duplicate checks ready');
 }
 
 /**
@@ -137,7 +138,6 @@ export async function startUp(services: Services, runtime: Runtime): Promise<voi
     for (const row of skipped.slice(0, 20)) log.warn(row, 'catalog row skipped');
   }
   metrics.catalogSize.set(catalog.count());
-  await hashCatalog(services, runtime);
   const onStatus = (status: string) => runtime.setStatus(status);
   const model = await servedVariant(await ensureBaseModel(config, catalog, models, log, onStatus), services, onStatus);
   const embedder = await loadEmbedder(model, services);
@@ -175,4 +175,5 @@ export async function startUp(services: Services, runtime: Runtime): Promise<voi
   runtime.swap(engine);
   metrics.setActiveModel(model.version);
   log.info({ version: model.version, posters: engine.searcher.size, provider: embedder.provider }, 'ready');
+  hashCatalog(services).catch((error: unknown) => log.error({ err: error }, 'hashing posters for near-duplicate checks failed'));
 }

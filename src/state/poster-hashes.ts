@@ -12,10 +12,17 @@ export interface UnhashedPoster {
 /** Posters' perceptual hashes in SQLite (migrations/011_poster_hashes.sql). */
 export class PosterHashStore {
   private readonly upsert: Database.Statement<[number, string, string, string, string, string]>;
+  private readonly upsertIfCurrent: Database.Statement<[number, string, string, string, string, string, number, string]>;
 
   constructor(private readonly db: Db) {
     this.upsert = db.prepare(
       `INSERT INTO poster_hashes (poster_key, pixel_sha256, whole, trimmed, crop_95, crop_85) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (poster_key) DO UPDATE SET pixel_sha256 = excluded.pixel_sha256, whole = excluded.whole, trimmed = excluded.trimmed,
+         crop_95 = excluded.crop_95, crop_85 = excluded.crop_85`,
+    );
+    this.upsertIfCurrent = db.prepare(
+      `INSERT INTO poster_hashes (poster_key, pixel_sha256, whole, trimmed, crop_95, crop_85)
+       SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM posters WHERE key = ? AND pixel_sha256 = ?)
        ON CONFLICT (poster_key) DO UPDATE SET pixel_sha256 = excluded.pixel_sha256, whole = excluded.whole, trimmed = excluded.trimmed,
          crop_95 = excluded.crop_95, crop_85 = excluded.crop_85`,
     );
@@ -24,6 +31,14 @@ export class PosterHashStore {
   /** The hash of a poster's picture (the one whose decoded pixels hash to `pixelSha256`). */
   put(key: number, pixelSha256: string, hash: PerceptualHash): void {
     this.upsert.run(key, pixelSha256, hash.whole, hash.trimmed, hash.crop95, hash.crop85);
+  }
+
+  /**
+   * The same, unless the poster has meanwhile been removed or given another picture (whose hash
+   * its writer stores): for hashes made while the catalog changes.
+   */
+  putIfCurrent(key: number, pixelSha256: string, hash: PerceptualHash): void {
+    this.upsertIfCurrent.run(key, pixelSha256, hash.whole, hash.trimmed, hash.crop95, hash.crop85, key, pixelSha256);
   }
 
   /** Every poster's hash of its current picture. */

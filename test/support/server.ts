@@ -102,3 +102,17 @@ export async function adminRequest(url: string, token: string, method: string, p
   }
   return { status: response.status, body: parsed, headers: response.headers };
 }
+
+/** Waits until the server's near-duplicate checks answer: the start hashes the posters without a hash once it is ready (503 until then). */
+export async function nearDuplicatesReady(url: string, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const { posters } = (await (await fetch(`${url}/posters?limit=1`)).json()) as { posters: { id: string }[] };
+  if (posters.length === 0) return;
+  for (;;) {
+    const response = await fetch(`${url}/posters/${encodeURIComponent(posters[0]!.id)}/near-duplicates`);
+    await response.body?.cancel();
+    if (response.status !== 503) return;
+    if (Date.now() > deadline) throw new Error('near-duplicate checks not ready in time');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
