@@ -150,6 +150,39 @@ export class QuantizedRows {
   }
 
   /**
+   * The cosine of each of some rows with each of some unit vectors, from the coarse layer (to about
+   * 1e-3): the rows gathered into one block and compared with every vector by usearch's native int8
+   * kernel, for ranking many candidates by several examples at once. Row i and vector j at
+   * [i * vectors.length + j]; NaN for a key it does not hold.
+   */
+  coarseCosines(keys: number[], vectors: Float32Array[]): Float32Array {
+    const { dims, coarse } = this;
+    const m = vectors.length;
+    const out = new Float32Array(keys.length * m).fill(Number.NaN);
+    const at: number[] = [];
+    const rows: number[] = [];
+    keys.forEach((key, i) => {
+      const row = this.rowOf.get(key);
+      if (row === undefined) return;
+      at.push(i);
+      rows.push(row);
+    });
+    if (rows.length === 0 || m === 0) return out;
+    const block = this.gatherBlock(rows.length);
+    rows.forEach((row, i) => block.set(coarse.subarray(row * dims, (row + 1) * dims), i * dims));
+    const queries = new Int8Array(m * dims);
+    vectors.forEach((vector, j) => quantizeInto(vector, queries, j * dims));
+    const found = usearch.exactSearch(block, queries, dims, rows.length, usearch.MetricKind.Cos, 1);
+    const batch = 'counts' in found ? found : { keys: found.keys, distances: found.distances, counts: [BigInt(found.keys.length)] };
+    for (let j = 0; j < m; j++) {
+      for (let r = 0; r < Number(batch.counts[j]); r++) {
+        out[at[Number(batch.keys[j * rows.length + r])]! * m + j] = 1 - batch.distances[j * rows.length + r]!;
+      }
+    }
+    return out;
+  }
+
+  /**
    * The dot products of a row's vector (both layers) with each of some vectors, into `out`, in one
    * pass over the row and with nothing allocated; false for a key it does not hold.
    */

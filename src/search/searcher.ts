@@ -119,6 +119,11 @@ export class Searcher {
     return this.index.rows.vector(key);
   }
 
+  /** Each poster's cosine with each of some unit vectors, from the coarse int8 rows (to about 1e-3): QuantizedRows.coarseCosines. */
+  rowCosines(keys: number[], vectors: Float32Array[]): Float32Array {
+    return this.index.rows.coarseCosines(keys, vectors);
+  }
+
   /** A poster's dot products with some vectors, from the int8 rows (to about 1e-5), into `out`; false for one it does not cover. */
   rowDots(key: number, vectors: Float32Array[], out: Float64Array): boolean {
     return this.index.rows.dots(key, vectors, out);

@@ -19,6 +19,8 @@ export const MAX_EXAMPLES = 16;
 const CANDIDATE_GROWTH = 4;
 /** The most nearest neighbours of one positive that best_score scores; past it the answer may be approximate. */
 const MAX_CANDIDATES_PER_POSITIVE = 4096;
+/** Candidates scored again from both int8 layers beyond those wanted, for what the coarse scores may have misplaced. */
+const RERANK_EXTRA = 8;
 
 export type Example = { id: string } | { upload: Buffer };
 
@@ -65,10 +67,14 @@ export async function recommend(engine: Engine, catalog: Catalog, dataDir: strin
     return poster;
   };
   const posters = [positive.map((e, i) => posterOf(e, 'positive', i)), negative.map((e, i) => posterOf(e, 'negative', i))] as const;
+  // One positive alone is the similar search of its stored vector; several are combined, and read
+  // from the int8 rows in memory (to about 1e-5) rather than from SQLite one by one.
+  const alone = positive.length === 1 && negative.length === 0;
+  const vectorOf = async (poster: Poster) => (alone ? null : engine.searcher.rowVector(poster.key)) ?? (await vectorOfPoster(engine, poster, dataDir));
   const resolve = (examples: Example[], found: (Poster | null)[]) =>
     Promise.all(
       examples.map(async (example, i): Promise<ResolvedExample> => {
-        if ('id' in example) return { source: 'poster', poster: found[i]!, vector: await vectorOfPoster(engine, found[i]!, dataDir) };
+        if ('id' in example) return { source: 'poster', poster: found[i]!, vector: await vectorOf(found[i]!) };
         const { vector, image } = await engine.embedUpload(example.upload);
         return { source: 'upload', poster: catalog.byPixelSha256(image.pixelSha256), vector };
       }),
@@ -79,7 +85,7 @@ export async function recommend(engine: Engine, catalog: Catalog, dataDir: strin
   const vectors = (examples: ResolvedExample[]) => examples.map((e) => e.vector);
 
   let answer: SimilarAnswer;
-  if (positives.length === 1 && negatives.length === 0) {
+  if (alone) {
     answer = similarTo(engine, positives[0]!.vector, settings);
   } else if (strategy === 'average_vector') {
     const vector = averageVector(vectors(positives), vectors(negatives));
@@ -94,8 +100,9 @@ export async function recommend(engine: Engine, catalog: Catalog, dataDir: strin
 
 /**
  * best_score over a candidate set: each positive's nearest neighbours (under the filter), scored
- * against every example from the int8 rows (to about 1e-5), best first, ties by key. The answer's
- * first `wanted` are those of scoring every poster that passes the filter when they all beat a
+ * against every example, best first, ties by key: all of them from the coarse int8 rows in one
+ * native pass (to about 1e-3), the best `wanted` + 8 again from both layers (to about 1e-5). Those
+ * first `wanted` are the answer of scoring every poster that passes the filter when they all beat a
  * bound: the similarity of the farthest neighbour fetched for any positive. Past it, a poster
  * nearer a positive than that would have been fetched, and one nearer a negative scores below zero.
  * Until then the neighbours fetched grow fourfold, up to 4,096 per positive (then the answer may be
@@ -110,12 +117,24 @@ function bestScoreCandidates(
   exclude: Set<number>,
   wanted: number,
 ): Ranked[] {
-  const scored = new Map<number, Ranked & { best: number }>();
+  type Scored = Ranked & { best: number; exact: boolean };
+  const scored = new Map<number, Scored>();
   const examples = [...positives, ...negatives];
-  const dots = new Float64Array(examples.length);
+  const m = examples.length;
+  /** A candidate's score from its similarities to the examples (positives first). */
+  const score = (key: number, similarity: (j: number) => number, exact: boolean): Scored => {
+    let best = Number.NEGATIVE_INFINITY;
+    for (let j = 0; j < positives.length; j++) best = Math.max(best, similarity(j));
+    let worst = Number.NEGATIVE_INFINITY;
+    for (let j = positives.length; j < m; j++) worst = Math.max(worst, similarity(j));
+    return { neighbor: { key, distance: Math.sqrt(Math.max(0, 2 - 2 * best)) }, relevance: bestScore(best, worst), best, exact };
+  };
+  const order = (a: Scored, b: Scored) => b.relevance - a.relevance || a.neighbor.key - b.neighbor.key;
+  const dots = new Float64Array(m);
   for (let fetch = Math.max(wanted, 8) * CANDIDATE_GROWTH; ; fetch *= CANDIDATE_GROWTH) {
     let bound = Number.NEGATIVE_INFINITY;
     let covered = false;
+    const fresh = new Set<number>();
     for (const positive of positives) {
       const nearest = searcher.nearest(positive, fetch, filter, exclude);
       if (nearest.length < fetch) covered = true; // every poster that passes the filter is among them
@@ -123,17 +142,18 @@ function bestScoreCandidates(
         const farthest = nearest[nearest.length - 1]!.distance;
         bound = Math.max(bound, 1 - (farthest * farthest) / 2);
       }
-      for (const { key } of nearest) {
-        if (scored.has(key) || !searcher.rowDots(key, examples, dots)) continue;
-        let best = Number.NEGATIVE_INFINITY;
-        for (let i = 0; i < positives.length; i++) best = Math.max(best, dots[i]!);
-        let worst = Number.NEGATIVE_INFINITY;
-        for (let i = positives.length; i < examples.length; i++) worst = Math.max(worst, dots[i]!);
-        const distance = Math.sqrt(Math.max(0, 2 - 2 * best));
-        scored.set(key, { neighbor: { key, distance }, relevance: bestScore(best, worst), best });
-      }
+      for (const { key } of nearest) if (!scored.has(key)) fresh.add(key);
     }
-    const ranked = [...scored.values()].sort((a, b) => b.relevance - a.relevance || a.neighbor.key - b.neighbor.key);
+    const keys = [...fresh];
+    const cosines = searcher.rowCosines(keys, examples);
+    keys.forEach((key, i) => {
+      if (!Number.isNaN(cosines[i * m]!)) scored.set(key, score(key, (j) => cosines[i * m + j]!, false));
+    });
+    let ranked = [...scored.values()].sort(order);
+    for (const candidate of ranked.slice(0, wanted + RERANK_EXTRA)) {
+      if (!candidate.exact && searcher.rowDots(candidate.neighbor.key, examples, dots)) scored.set(candidate.neighbor.key, score(candidate.neighbor.key, (j) => dots[j]!, true));
+    }
+    ranked = [...scored.values()].sort(order);
     const top = ranked.slice(0, wanted);
     const proven = top.length === wanted && top.every((r) => r.relevance > 0 && r.best >= bound);
     if (covered || proven || fetch >= MAX_CANDIDATES_PER_POSITIVE) return ranked;
