@@ -12,7 +12,7 @@ export interface DecodeBudgetOptions {
   waitMs?: number;
   /** Longest a request's ordinary decode waits (its turn on a busy CPU) before 503 `overloaded`. */
   queueWaitMs?: number;
-  /** Requests waiting at most; past that 503 `overloaded` at once. */
+  /** Requests waiting at most, of large decodes and of ordinary ones each; past that 503 `overloaded` at once. */
   maxWaiting?: number;
   /** Told of every change of the bytes in use, and of every refusal. */
   onChange?: (inUse: number, waiting: number) => void;
@@ -39,7 +39,7 @@ interface Waiter {
  * admitted on its cost, computed from the image's header before any pixel is decoded
  * (preprocess.ts decodeCost): a full budget, or no free slot, makes it wait. A request's large
  * decode waits `waitMs` (a second) at most, an ordinary one `queueWaitMs` (its turn on a busy CPU),
- * and no more than `maxWaiting` requests wait: past those, 503 `overloaded` with Retry-After.
+ * and no more than `maxWaiting` requests of each kind wait: past those, 503 `overloaded` with Retry-After.
  * Waiters are admitted in order of arrival, but one that fits goes ahead of one that does not yet,
  * and large decodes never take the last slot: ordinary posters are not queued behind a flood of huge ones.
  */
@@ -114,7 +114,9 @@ export class DecodeBudget {
       this.take(cost);
       return Promise.resolve();
     }
-    if (request && this.waiting.filter((w) => w.request).length >= this.maxWaiting) return Promise.reject(this.refused());
+    // Counted by kind: a flood of large decodes waiting does not turn ordinary posters away.
+    const large = cost > LARGE_DECODE_BYTES;
+    if (request && this.waiting.filter((w) => w.request && (w.cost > LARGE_DECODE_BYTES) === large).length >= this.maxWaiting) return Promise.reject(this.refused());
     return new Promise<void>((resolve, reject) => {
       let timer: NodeJS.Timeout | null = null;
       const waiter: Waiter = {
@@ -133,7 +135,7 @@ export class DecodeBudget {
             this.changed();
             reject(this.refused());
           },
-          cost > LARGE_DECODE_BYTES ? this.waitMs : this.queueWaitMs,
+          large ? this.waitMs : this.queueWaitMs,
         );
         timer.unref();
       }
