@@ -94,7 +94,7 @@ describe('catalog embeddings shipped with a model', () => {
     const dir = modelDir();
     const made = marquee(['ship-embeddings', '--model', dir, '--catalog', makeCatalogDir(rows)]);
     assert.equal(made.code, 0, made.stderr);
-    assert.equal(JSON.parse(made.stdout).count, rows.length);
+    assert.equal(JSON.parse(made.stdout.trim().split('\n').pop()!).count, rows.length);
     shipped = readFileSync(join(dir, CATALOG_EMBEDDINGS_FILE));
     catalog = makeCatalogDir(rows.map((row) => (row === changed ? { ...row, file: 'extra/changed.jpg' } : row)));
     copyFileSync(posterPath(outsider.id), join(catalog, 'extra', 'changed.jpg'));
