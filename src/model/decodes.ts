@@ -1,5 +1,5 @@
 import type { DecodeBudget, DecodeWait } from './decode-budget.js';
-import type { DecodePool } from './decode-pool.js';
+import type { DecodeJob, DecodePool } from './decode-pool.js';
 import { decodeCost, readHeader, type Picture, type PreprocessingSpec } from './preprocess.js';
 
 /**
@@ -40,7 +40,7 @@ export class Decodes {
     return this.pool.close();
   }
 
-  private async admitted(input: Buffer, wait: DecodeWait, job: Parameters<DecodePool['run']>[0]) {
+  private async admitted(input: Buffer, wait: DecodeWait, job: DecodeJob) {
     const header = await readHeader(input, this.maxPixels);
     return this.budget.run(decodeCost(header), wait, () => this.pool.run(job));
   }
