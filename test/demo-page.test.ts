@@ -11,18 +11,22 @@ import { testModelDir } from './support/model.js';
 import { nearDuplicatesReady, startServer, type RunningServer } from './support/server.js';
 
 const rows = subsetRows({ train: 40, val: 0, test: 4 });
-/** A prepared data dir (e.g. ./var, the whole catalog embedded) to take docs/demo.png against: MARQUEE_DEMO_DATA_DIR=var. */
+/**
+ * A prepared data dir (e.g. ./var after `npm start` offline: the whole catalog, the default model) to take the screenshots in docs/
+ * against: MARQUEE_DEMO_DATA_DIR=var MARQUEE_SCREENSHOT_DIR=docs.
+ */
 const demoDataDir = process.env.MARQUEE_DEMO_DATA_DIR;
 let server: RunningServer;
 let browser: Browser;
 
-/** A screenshot for docs/ (MARQUEE_SCREENSHOT_DIR), once the page's images have loaded, as a palette PNG (a quarter of the bytes). */
-async function screenshot(page: Page, name: string): Promise<void> {
+/** A screenshot for docs/ (MARQUEE_SCREENSHOT_DIR) of the page or one part of it, once its images have loaded, as a palette PNG (a quarter of the bytes). */
+async function screenshot(page: Page, name: string, part?: string): Promise<void> {
   const dir = process.env.MARQUEE_SCREENSHOT_DIR;
   if (!dir) return;
+  await page.mouse.move(0, 0); // no hover highlight
   await page.evaluate(() => document.fonts.ready);
   await page.waitForFunction(() => [...document.querySelectorAll<HTMLImageElement>('img')].every((img) => img.complete));
-  const png = await page.screenshot({ fullPage: true });
+  const png = part ? await page.locator(part).screenshot() : await page.screenshot({ fullPage: true });
   writeFileSync(join(dir, name), await sharp(png).png({ palette: true, quality: 90, effort: 10 }).toBuffer());
 }
 
@@ -54,7 +58,7 @@ async function croppedPoster(id: string): Promise<string> {
 describe('demo page', () => {
   before(async () => {
     server = demoDataDir
-      ? await startServer({ MARQUEE_DATA_DIR: demoDataDir, MARQUEE_CATALOG: '' })
+      ? await startServer({ MARQUEE_DATA_DIR: demoDataDir, MARQUEE_CATALOG: '', MARQUEE_PRECISION: 'auto', MARQUEE_BASE_WEIGHTS: 'none' })
       : await startServer({ MARQUEE_CATALOG: makeCatalogDir(rows), MARQUEE_BASE_MODEL: testModelDir() });
     browser = await launchBrowser();
     await nearDuplicatesReady(server.url);
@@ -131,7 +135,6 @@ describe('demo page', () => {
     await page.keyboard.type(wanted.title.slice(0, -2));
     await page.locator('#suggestions button', { hasText: wanted.title }).waitFor();
     assert.equal(last(requests, 'GET', /^\/posters$/)?.url.searchParams.get('q'), wanted.title.slice(0, -2));
-    await screenshot(page, 'demo-search.png');
 
     await page.keyboard.press('ArrowDown');
     const first = (await page.evaluate(() => document.activeElement?.textContent)) ?? '';
@@ -152,6 +155,13 @@ describe('demo page', () => {
     assert.notEqual(nextId, from);
     assert.ok(last(requests, 'GET', new RegExp(`^/posters/${nextId}/similar$`)));
     assert.ok(!(await page.locator('#results .card .open').evaluateAll((cards, name) => cards.some((c) => c.getAttribute('aria-label') === `Search from ${name}`), nextName)));
+
+    // Typing again lists titles beside the results.
+    await page.locator('#q').fill('');
+    await page.locator('#q').pressSequentially(wanted.title.slice(0, 4));
+    await page.locator('#suggestions button').first().waitFor();
+    assert.equal(await page.locator('#results .card').count(), 8);
+    await screenshot(page, 'demo-search.png', '#input');
     assert.deepEqual(errors, []);
     await page.close();
   });
@@ -178,7 +188,7 @@ describe('demo page', () => {
     assert.ok(!shown.includes(names[0]!) && !shown.includes(names[1]!), 'the examples are not among the results');
     assert.deepEqual(await page.locator('#example-list li').allTextContents(), [`+ ${names[0]} ×`, `− ${names[1]} ×`]);
     assert.match((await page.locator('#results-heading').textContent()) ?? '', /^Recommended posters/);
-    await screenshot(page, 'demo-recommend.png');
+    await screenshot(page, 'demo-recommend.png', '#results-panel');
 
     await page.getByRole('button', { name: 'Only the poster searched from' }).click();
     await page.locator('#status', { hasText: /^Answered in/ }).waitFor();
