@@ -124,7 +124,7 @@ export interface paths {
         };
         /**
          * Browse the catalog by id, or search it by title, a page at a time
-         * @description Without `q`, every poster by id; with `q`, the posters whose title matches, best first: bm25 over the titles, ties by key, when each word of q is in at most 5,000 titles; a query with a more common word (in a large catalog) is listed by the word count of the titles, then key, the order of bm25 when each word occurs once in each title, and stays fast. Both take the genre and year filters; pass `next_cursor` back as `cursor` for the next page.
+         * @description Without `q`, every poster by id; with `q`, the posters whose title matches, best first: bm25 over the titles, ties by key, when each word of q is in at most 2,000 titles; a query with a more common word (in a large catalog) is listed by the word count of the titles, then key, the order of bm25 when each word occurs once in each title, and stays fast. Both take the genre and year filters; pass `next_cursor` back as `cursor` for the next page.
          */
         get: operations["listPosters"];
         put?: never;

@@ -75,6 +75,12 @@ export const SimilarResponse = Type.Object({
 
 export const GenreQuery = Type.Object({
   k: Type.Optional(Type.Integer({ minimum: 1, maximum: 50, default: DEFAULT_K.genre, description: 'How many neighbours vote' })),
+  method: Type.Optional(
+    Type.Union([Type.Literal('classifier'), Type.Literal('vote')], {
+      description:
+        "Where `prediction` and `predicted` come from: `classifier`, the model's trained genre head (calibrated probabilities; the default where the model has one), or `vote`, the neighbours' vote (the default otherwise). The vote is always in `scores` as the explanation",
+    }),
+  ),
 });
 export type GenreQuery = Static<typeof GenreQuery>;
 
@@ -82,9 +88,28 @@ export const GenreResponse = Type.Object({
   model_version: Type.String(),
   k: Type.Integer(),
   catalog_match: CatalogMatch,
+  method: Type.Union([Type.Literal('classifier'), Type.Literal('vote')], { description: 'Where `prediction` and `predicted` come from' }),
   prediction: Type.Object(
     { genre: Type.Union([Type.String(), Type.Null()]), score: Type.Number() },
-    { description: 'The genre with the highest similarity-weighted vote' },
+    { description: "The most likely genre: the classifier's most probable (score: its probability) or the vote's top genre (score: its share of the vote)" },
+  ),
+  predicted: Type.Array(Type.String(), {
+    description:
+      "The poster's predicted genres, most likely first: with the classifier, every genre whose probability reaches its threshold (chosen on the validation split for the best F1); with the vote, every genre with at least half the top genre's score",
+  }),
+  probabilities: Type.Union(
+    [
+      Type.Array(
+        Type.Object({
+          genre: Type.String(),
+          probability: Type.Number({ description: 'Calibrated on the validation split: of posters given 0.3, about 30% have the genre' }),
+          threshold: Type.Number({ description: 'The probability from which the genre is predicted' }),
+          predicted: Type.Boolean(),
+        }),
+      ),
+      Type.Null(),
+    ],
+    { description: "The classifier's probability for every genre it knows, most probable first; null with method=vote" },
   ),
   scores: Type.Array(Type.Object({ genre: Type.String(), score: Type.Number() }), {
     description: "Every catalog genre, highest first. Each neighbour votes for each of its genres with weight (1 + similarity) / 2; the totals sum to 1",

@@ -6,6 +6,7 @@ import { MicroBatcher } from '../model/batcher.js';
 import { Embedder } from '../model/embedder.js';
 import type { Decodes } from '../model/decodes.js';
 import type { Picture } from '../model/preprocess.js';
+import { parseGenreHead, type GenreHead } from '../search/genre-head.js';
 import { buildOnThread } from '../search/index-build.js';
 import { Searcher } from '../search/searcher.js';
 import { VectorIndex } from '../search/vector-index.js';
@@ -63,6 +64,14 @@ export class Engine {
   ) {}
 
   private genreList: string[] | null = null;
+
+  private head: GenreHead | null | undefined;
+
+  /** The version's trained genre classifier (model.json `genre_head`), or null when it has none. */
+  get genreHead(): GenreHead | null {
+    if (this.head === undefined) this.head = parseGenreHead(this.model.source.genre_head, this.model.dims);
+    return this.head;
+  }
 
   /** Every genre of the posters this engine searches, for the genre vote's full score list. */
   get genres(): string[] {

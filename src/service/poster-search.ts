@@ -1,5 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ApiError } from '../errors.js';
+import { classifyGenres, type GenreClassification } from '../search/genre-head.js';
 import { voteGenres, type GenreVote } from '../search/genre-vote.js';
 import { maximalMarginalRelevance } from '../search/mmr.js';
 import type { Hit, Searcher, SearchFilter } from '../search/searcher.js';
@@ -72,14 +74,33 @@ export function answerFrom(searcher: Searcher, ranked: Ranked[], query: Pick<Sim
   return { hits: searcher.hitsOf(picked.map((i) => candidates[i]!.neighbor)), truncated };
 }
 
-/** The genre vote of the k nearest, never counting `exclude` (the query's own catalog poster). */
-export function genreVote(engine: Engine, vector: Float32Array, k: number, exclude: Set<number>): { hits: Hit[]; vote: GenreVote } {
+export type GenreMethod = 'classifier' | 'vote';
+
+export interface GenreAnswer {
+  /** Which answer `prediction` and `predicted` come from. */
+  method: GenreMethod;
+  hits: Hit[];
+  vote: GenreVote;
+  /** The model's genre head applied to the embedding; null when the version has none or the vote was asked for. */
+  classification: GenreClassification | null;
+}
+
+/**
+ * A poster's genres: by the version's genre head (the default where it has one) or by the vote of
+ * its k nearest; the vote is always computed, as the explanation. Never counts `exclude` (the query's own catalog poster).
+ */
+export function genresOf(engine: Engine, vector: Float32Array, k: number, exclude: Set<number>, asked?: GenreMethod): GenreAnswer {
+  if (asked === 'classifier' && !engine.genreHead) {
+    throw new ApiError(400, 'no_genre_head', `model version ${engine.model.version} has no genre classifier: ask for method=vote`);
+  }
+  const method = asked ?? (engine.genreHead ? 'classifier' : 'vote');
   const hits = engine.searcher.search(vector, k, {}, exclude);
   const vote = voteGenres(
     hits.map((hit) => ({ genres: hit.poster.genres, singleGenre: hit.poster.singleGenre, similarity: hit.similarity })),
     engine.genres,
   );
-  return { hits, vote };
+  const classification = method === 'classifier' ? classifyGenres(engine.genreHead!, vector) : null;
+  return { method, hits, vote, classification };
 }
 
 /**

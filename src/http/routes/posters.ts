@@ -5,11 +5,11 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { ApiError, notFound } from '../../errors.js';
 import { CatalogMaps } from '../../figures/map-cache.js';
-import type { GenreVote } from '../../search/genre-vote.js';
+import { votedGenres } from '../../search/genre-vote.js';
 import type { Hit } from '../../search/searcher.js';
 import type { Engine } from '../../service/engine.js';
 import { listPosters, type Listing } from '../../service/poster-listing.js';
-import { genreVote, similarTo, vectorOfPoster, type SimilarAnswer, type SimilarQuery as SearchQuery } from '../../service/poster-search.js';
+import { genresOf, similarTo, vectorOfPoster, type GenreAnswer, type SimilarAnswer, type SimilarQuery as SearchQuery } from '../../service/poster-search.js';
 import type { Runtime } from '../../service/runtime.js';
 import type { Services } from '../../service/startup.js';
 import { CursorError, type Poster } from '../../state/catalog.js';
@@ -71,12 +71,16 @@ function similarView(engine: Engine, answer: SimilarAnswer, k: number, match: Po
   };
 }
 
-function genreView(engine: Engine, { hits, vote }: { hits: Hit[]; vote: GenreVote }, k: number, match: Poster | null, base: string) {
+function genreView(engine: Engine, { method, hits, vote, classification }: GenreAnswer, k: number, match: Poster | null, base: string) {
+  const top = classification?.probabilities[0];
   return {
     model_version: engine.model.version,
     k,
+    method,
     catalog_match: match ? posterView(match, base) : null,
-    prediction: { genre: vote.genre, score: vote.scores[0]?.score ?? 0 },
+    prediction: classification ? { genre: top?.genre ?? null, score: top?.probability ?? 0 } : { genre: vote.genre, score: vote.scores[0]?.score ?? 0 },
+    predicted: classification ? classification.predicted : votedGenres(vote),
+    probabilities: classification?.probabilities ?? null,
     scores: vote.scores,
     majority: vote.majority,
     neighbors: hits.map((hit) => neighborView(hit, base)),
@@ -159,10 +163,10 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       },
     },
     async (request, reply) => {
-      const { k = DEFAULT_K.genre } = request.query;
+      const { k = DEFAULT_K.genre, method } = request.query;
       return timed(request, reply, async (bytes, engine) => {
         const { vector, match, timing } = await embedQuery(engine, bytes);
-        return { body: genreView(engine, genreVote(engine, vector, k, new Set(match ? [match.key] : [])), k, match, baseUrl(request)), embed: timing };
+        return { body: genreView(engine, genresOf(engine, vector, k, new Set(match ? [match.key] : []), method), k, match, baseUrl(request)), embed: timing };
       });
     },
   );
@@ -204,7 +208,7 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
         operationId: 'listPosters',
         security: [],
         description:
-          'Without `q`, every poster by id; with `q`, the posters whose title matches, best first: bm25 over the titles, ties by key, when each word of q is in at most 5,000 titles; a query with a more common word (in a large catalog) is listed by the word count of the titles, then key, the order of bm25 when each word occurs once in each title, and stays fast. Both take the genre and year filters; pass `next_cursor` back as `cursor` for the next page.',
+          'Without `q`, every poster by id; with `q`, the posters whose title matches, best first: bm25 over the titles, ties by key, when each word of q is in at most 2,000 titles; a query with a more common word (in a large catalog) is listed by the word count of the titles, then key, the order of bm25 when each word occurs once in each title, and stays fast. Both take the genre and year filters; pass `next_cursor` back as `cursor` for the next page.',
         querystring: BrowseQuery,
         response: { 200: BrowseResponse, 400: Type.Ref(ErrorBody) },
       },
@@ -294,12 +298,12 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       },
     },
     async (request) => {
-      const { k = DEFAULT_K.genre } = request.query;
+      const { k = DEFAULT_K.genre, method } = request.query;
       const poster = catalog.get(request.params.id);
       if (!poster) throw notFound(`poster ${request.params.id}`);
       return runtime.use(async (engine) => {
         const vector = await vectorOfPoster(engine, poster, config.dataDir);
-        return genreView(engine, genreVote(engine, vector, k, new Set([poster.key])), k, poster, baseUrl(request));
+        return genreView(engine, genresOf(engine, vector, k, new Set([poster.key]), method), k, poster, baseUrl(request));
       });
     },
   );
