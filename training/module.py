@@ -118,7 +118,7 @@ class ProxyAnchorModule(pl.LightningModule):
                 raise RuntimeError("uint8 image batches need the module's preprocessing spec")
             x = normalise_batch(x, self.spec)
         # images (in memory or decoded from disk) are cropped in training; head mode's features are not images
-        if x.dim() == 4 and self.trainer is not None and self.trainer.training and self.train_transform is not None:
+        if x.dim() == 4 and self._trainer is not None and self._trainer.training and self.train_transform is not None:
             x = self.train_transform(x)
         return x, targets, positions
 
@@ -128,10 +128,15 @@ class ProxyAnchorModule(pl.LightningModule):
             return self.net.embed_features(x)
         return self.net(x.contiguous(memory_format=torch.channels_last))
 
+    @property
+    def _world_size(self) -> int:
+        """The processes training together; 1 when no Trainer drives the module (a step called directly)."""
+        return self._trainer.world_size if self._trainer is not None else 1
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, targets, _ = batch
         # float32 for the loss, whatever the autocast precision of the network; several ranks: the global batch's loss
-        gather = (lambda t: self.all_gather(t, sync_grads=True)) if self.trainer.world_size > 1 else None
+        gather = (lambda t: self.all_gather(t, sync_grads=True)) if self._world_size > 1 else None
         embeddings = self.embed(x).float()
         loss = global_batch_loss(self.loss_fn, embeddings, targets, gather)
         if self.teacher is not None:
@@ -176,7 +181,7 @@ class ProxyAnchorModule(pl.LightningModule):
 
     def validates_in(self, epoch: int) -> bool:
         """Whether validation runs after ``epoch`` (from 0): every ``val_every`` epochs, and after the last."""
-        last = self.trainer is not None and epoch + 1 >= self.trainer.max_epochs
+        last = self._trainer is not None and epoch + 1 >= self.trainer.max_epochs
         return last or (epoch + 1) % max(1, self.hp["val_every"]) == 0
 
     def on_validation_epoch_start(self) -> None:
@@ -203,7 +208,7 @@ class ProxyAnchorModule(pl.LightningModule):
         parts = self._val_outputs[loader]
         emb = torch.cat([e for e, _ in parts])
         pos = torch.cat([p for _, p in parts]).to(emb.device)
-        if self.trainer.world_size > 1:
+        if self._world_size > 1:
             emb = self.all_gather(emb).flatten(0, 1)
             pos = self.all_gather(pos).flatten(0, 1)
         out = torch.zeros(n, emb.shape[1], dtype=emb.dtype, device=emb.device)
