@@ -25,6 +25,7 @@ describe('genres as a classifier: the baselines\' head and the figures', () => {
   it('a head trained on decodable features ranks, predicts and is calibrated on held-out queries', () => {
     const classes = ['a', 'b', 'c'];
     const head = fitLogisticHead(synthetic(1500, 1), synthetic(600, 2), 12, classes);
+    assert.ok(head);
     const test = synthetic(1000, 3);
     const scores = head.predict(test.x, 1000);
     const figures = classifierFigures(scores, test.y);
@@ -35,6 +36,12 @@ describe('genres as a classifier: the baselines\' head and the figures', () => {
     const noise = synthetic(1000, 4);
     const blind = classifierFigures(head.predict(noise.x, 1000), test.y);
     assert.ok(Math.abs(blind.auc! - 0.5) < 0.06, `AUC on unrelated features ${blind.auc}`);
+  });
+
+  it('has no head to offer when no val genre has both a positive and a negative poster', () => {
+    const val = synthetic(50, 2);
+    const allPositive = { x: val.x, y: val.y.map((r) => r.map(() => true)) };
+    assert.equal(fitLogisticHead(synthetic(300, 1), allPositive, 12, ['a', 'b', 'c']), null);
   });
 
   it('computes the figures as the training package does (scikit-learn)', () => {

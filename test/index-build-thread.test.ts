@@ -61,7 +61,7 @@ describe('an index rebuilt on a worker thread', () => {
     assert.equal(index.size, POSTERS);
     assert.ok(ms > 200, `the build took ${ms.toFixed(0)} ms: too little to tell`);
     // On a busy machine the loop waits for a core now and then; built on this thread, it stood still for all of it.
-    assert.ok(longest < ms / 4, `the event loop stood still for ${longest.toFixed(0)} ms of a ${ms.toFixed(0)} ms build`);
+    assert.ok(longest < ms / 2, `the event loop stood still for ${longest.toFixed(0)} ms of a ${ms.toFixed(0)} ms build`);
     for (const { key, vector } of w.vectors.slice(0, 50)) assert.equal(index.search(vector, 1)[0]?.key, key);
     // The thread's checkpoint is what the next start loads, with nothing left to replay.
     const reopened = VectorIndex.open(w.file, source);

@@ -192,7 +192,9 @@ export async function evaluate(svc: Services, options: EvaluateOptions = {}): Pr
       const histogramHead = await timed('histogram genre head', () =>
         fitLogisticHead({ x: galleryFeatures.data, y: genres.galleryTruth }, { x: valFeatures.data, y: genres.valTruth }, HISTOGRAM_DIMS, genres.classes),
       );
-      addGenres('hsv_head', `HSV histogram: a genre head trained on it (L2 ${histogramHead.l2})`, histogramHead.predict(queryFeatures.data, queries.length));
+      if (histogramHead) {
+        addGenres('hsv_head', `HSV histogram: a genre head trained on it (L2 ${histogramHead.l2})`, histogramHead.predict(queryFeatures.data, queries.length));
+      } else notes.push('No genre has both a positive and a negative val poster: the histogram has no genre head to compare.');
       addGenres('hsv_vote', `HSV histogram: vote of ${VOTE_K} nearest`, genres.fromVote(labeller.outcomes(neighbours)));
     });
 

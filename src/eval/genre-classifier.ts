@@ -183,13 +183,16 @@ export interface LinearHead {
   l2: number;
 }
 
-/** A calibrated logistic head on any features: fitted on train, L2 chosen on val by mAP, calibrated and thresholded on val. */
+/**
+ * A calibrated logistic head on any features: fitted on train, L2 chosen on val by mAP, calibrated and
+ * thresholded on val; null when no genre has both a positive and a negative val poster to choose by.
+ */
 export function fitLogisticHead(
   train: { x: Float32Array; y: boolean[][] },
   val: { x: Float32Array; y: boolean[][] },
   dims: number,
   classes: string[],
-): LinearHead {
+): LinearHead | null {
   const raw = (model: Linear, x: Float32Array, n: number) => {
     const z = logits(model, x, n, dims, classes.length);
     return Array.from({ length: n }, (_, i) => Array.from(z.subarray(i * classes.length, (i + 1) * classes.length)));
@@ -201,7 +204,7 @@ export function fitLogisticHead(
     const { map } = classifierFigures({ classes, probabilities, predicted: probabilities.map((r) => r.map(() => false)) }, val.y);
     if (map !== null && (!best || map > best.score)) best = { score: map, l2, model };
   }
-  if (!best) throw new Error('no genre has both a positive and a negative val poster');
+  if (!best) return null;
   const { model, l2 } = best;
   const valZ = raw(model, val.x, val.y.length);
   const platt = classes.map((_, c) => fitPlatt(valZ.map((r) => r[c]!), val.y.map((r) => r[c]!)));
