@@ -38,6 +38,8 @@ const REQUESTS = Number(process.env.RECOMMEND_REQUESTS ?? 400);
 const TITLE_QUERIES = Number(process.env.TITLE_QUERIES ?? 2000);
 const K = 8;
 const PAGE = 20;
+/** Which parts to run: `recommend` (the demo catalog through the server), `titles` (a million titles). */
+const PARTS = (process.env.BENCH_PARTS ?? 'recommend,titles').split(',');
 
 const log = (line: string) => process.stderr.write(`[recommend ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
 const ms = (s: Summary) => `${s.median.toFixed(2)} / **${s.p99.toFixed(2)}**`;
@@ -60,7 +62,7 @@ out.push(
 
 // ---------------------------------------------------------------------------------------------
 // 1. Recommend against similar on the demo catalog.
-{
+if (PARTS.includes('recommend')) {
   const dataDir = process.env.MARQUEE_DATA_DIR || mkdtempSync(join(tmpdir(), 'marquee-recommend-'));
   log(`server on ${dataDir} (its first start imports the catalog)`);
   const server = await startServer(ROOT, { MARQUEE_DATA_DIR: dataDir, MARQUEE_CATALOG: CATALOG, MARQUEE_BASE_WEIGHTS: 'none', LOG_LEVEL: 'warn' }, 600_000);
@@ -159,7 +161,7 @@ out.push(
 
 // ---------------------------------------------------------------------------------------------
 // 2. Title search at a million titles.
-{
+if (PARTS.includes('titles')) {
   const dir = mkdtempSync(join(tmpdir(), 'marquee-titles-'));
   try {
     const db = openDb(join(dir, 'marquee.db'));

@@ -1,7 +1,8 @@
 -- Full-text search over poster titles (GET /posters?q=), kept by triggers on posters so that every
 -- write (the import, the admin API, any other client of the database) is searchable when it commits.
 -- FTS5, unicode61 with diacritics folded ("Amélie" is found by "amelie" and the other way round);
--- prefix indexes for the term being typed ("th", "the" and "godf" are each one doclist to read).
+-- prefix indexes for the term being typed ("t", "th", "the" and "godf" are each one doclist to read;
+-- a longer prefix merges the lists of the words it begins, fewer the longer it is).
 --
 -- Contentless: the titles stay in posters. A row's FTS rowid is not the poster's key but
 -- (the title's word count << 40) | key: reading matches in rowid order then yields the titles with
@@ -12,7 +13,7 @@ CREATE VIRTUAL TABLE poster_titles USING fts5(
   title,
   content = '',
   tokenize = "unicode61 remove_diacritics 2",
-  prefix = '1 2 3'
+  prefix = '1 2 3 4'
 );
 
 INSERT INTO poster_titles (rowid, title)

@@ -1,6 +1,16 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { Searcher } from '../src/search/searcher.js';
+import { VectorIndex } from '../src/search/vector-index.js';
+import { indexPath } from '../src/service/engine.js';
+import { bestScoreCandidates } from '../src/service/recommend.js';
+import { Catalog } from '../src/state/catalog.js';
+import { openDb } from '../src/state/db.js';
+import { EmbeddingStore } from '../src/state/embeddings.js';
+import { ModelRegistry } from '../src/state/models.js';
+import { seededRandom } from '../src/figures/random.js';
 import { makeCatalogDir, posterPath, subsetRows } from './support/catalog.js';
 import { testModelDir } from './support/model.js';
 import { startServer, upload, type RunningServer } from './support/server.js';
@@ -278,5 +288,33 @@ describe('recommend and diversity', () => {
     assert.match(metrics, /marquee_http_requests_total\{[^}]*route="\/posters\/recommend"[^}]*status="404"[^}]*\} [1-9]/);
     assert.match(metrics, /marquee_http_request_duration_seconds_count\{[^}]*route="\/posters\/recommend"/);
     assert.match(metrics, /marquee_http_requests_total\{[^}]*route="\/posters"[^}]*status="200"[^}]*\} [1-9]/);
+  });
+
+  it("best_score's search from the positives' neighbours finds what scoring every poster finds (the server stopped, its index opened here)", async () => {
+    await server.stop();
+    const db = openDb(join(server.dataDir, 'marquee.db'));
+    const store = new EmbeddingStore(db);
+    const catalog = new Catalog(db);
+    const model = new ModelRegistry(db).active()!;
+    const index = VectorIndex.open(indexPath(server.dataDir, model), store.source(model, model.dims));
+    const searcher = new Searcher(index, (key) => store.get(model, key), catalog.filterFields(), (keys) => catalog.getMany(keys));
+    const keys = catalog.all().map((p) => p.key);
+    const rand = seededRandom(18);
+    const genre = commonGenre();
+    let compared = 0;
+    for (let t = 0; t < 12; t++) {
+      const examples = new Set<number>();
+      while (examples.size < 5) examples.add(keys[Math.floor(rand() * keys.length)]!);
+      const [p1, p2, p3, n1, n2] = [...examples].map((key) => store.get(model, key)!);
+      for (const [wanted, filter] of [[8, {}], [32, {}], [6, { genre }]] as const) {
+        const run = (limit: number) => bestScoreCandidates(searcher, [p1!, p2!, p3!], [n1!, n2!], filter, examples, wanted, limit).slice(0, wanted);
+        const [byNeighbours, whole] = [run(0), run(Number.POSITIVE_INFINITY)];
+        assert.deepEqual(byNeighbours.map((r) => r.neighbor.key), whole.map((r) => r.neighbor.key), `examples ${[...examples]}, ${wanted} wanted`);
+        byNeighbours.forEach((r, i) => assert.ok(Math.abs(r.relevance - whole[i]!.relevance) < 1e-9));
+        compared += 1;
+      }
+    }
+    assert.equal(compared, 36);
+    db.close();
   });
 });

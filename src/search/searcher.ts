@@ -112,6 +112,20 @@ export class Searcher {
   }
 
   /**
+   * Every poster that passes the filter and is not excluded, when at most `max` can (the filter's
+   * most selective part leaves no more, or the searcher covers no more); null otherwise.
+   */
+  passing(filter: SearchFilter, exclude: Set<number>, max: number): number[] | null {
+    const candidates = hasFilter(filter) ? this.filters.candidates(filter) : null;
+    if ((candidates?.size ?? this.index.size) > max) return null;
+    return filterKeys(candidates ? candidates.keys() : this.filters.keys(), (key) => {
+      if (exclude.has(key)) return false;
+      const poster = this.filters.get(key);
+      return poster !== undefined && matches(poster, filter);
+    });
+  }
+
+  /**
    * A poster's vector as the int8 rows hold it (within about 1e-5 of the stored one), from memory:
    * for comparing candidates with each other (diversity, recommend), where a read of SQLite apiece would cost more.
    */

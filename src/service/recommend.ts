@@ -21,6 +21,8 @@ const CANDIDATE_GROWTH = 4;
 const MAX_CANDIDATES_PER_POSITIVE = 4096;
 /** Candidates scored again from both int8 layers beyond those wanted, for what the coarse scores may have misplaced. */
 const RERANK_EXTRA = 8;
+/** best_score scores every poster a filter leaves when it leaves at most this many: one pass over them, not a search per positive. */
+const EXACT_PASS_LIMIT = 2_000;
 
 export type Example = { id: string } | { upload: Buffer };
 
@@ -106,16 +108,18 @@ export async function recommend(engine: Engine, catalog: Catalog, dataDir: strin
  * bound: the similarity of the farthest neighbour fetched for any positive. Past it, a poster
  * nearer a positive than that would have been fetched, and one nearer a negative scores below zero.
  * Until then the neighbours fetched grow fourfold, up to 4,096 per positive (then the answer may be
- * approximate: only with many examples crowding each other's neighbourhoods). A filter that
- * leaves few posters is scored whole at the first step. Each candidate's shown similarity is to its nearest positive.
+ * approximate: only with many examples crowding each other's neighbourhoods). A filter (or a
+ * catalog) that leaves at most 2,000 posters is scored whole instead. Each candidate's shown
+ * similarity is to its nearest positive.
  */
-function bestScoreCandidates(
+export function bestScoreCandidates(
   searcher: Searcher,
   positives: Float32Array[],
   negatives: Float32Array[],
   filter: SearchFilter,
   exclude: Set<number>,
   wanted: number,
+  exactPassLimit = EXACT_PASS_LIMIT,
 ): Ranked[] {
   type Scored = Ranked & { best: number; exact: boolean };
   const scored = new Map<number, Scored>();
@@ -131,6 +135,19 @@ function bestScoreCandidates(
   };
   const order = (a: Scored, b: Scored) => b.relevance - a.relevance || a.neighbor.key - b.neighbor.key;
   const dots = new Float64Array(m);
+  /** Scores the keys from the coarse rows, and the best of all scored from both layers: all scored, best first. */
+  const add = (keys: number[]): Scored[] => {
+    const cosines = searcher.rowCosines(keys, examples);
+    keys.forEach((key, i) => {
+      if (!Number.isNaN(cosines[i * m]!)) scored.set(key, score(key, (j) => cosines[i * m + j]!, false));
+    });
+    for (const candidate of [...scored.values()].sort(order).slice(0, wanted + RERANK_EXTRA)) {
+      if (!candidate.exact && searcher.rowDots(candidate.neighbor.key, examples, dots)) scored.set(candidate.neighbor.key, score(candidate.neighbor.key, (j) => dots[j]!, true));
+    }
+    return [...scored.values()].sort(order);
+  };
+  const all = searcher.passing(filter, exclude, exactPassLimit);
+  if (all) return add(all);
   for (let fetch = Math.max(wanted, 8) * CANDIDATE_GROWTH; ; fetch *= CANDIDATE_GROWTH) {
     let bound = Number.NEGATIVE_INFINITY;
     let covered = false;
@@ -144,16 +161,7 @@ function bestScoreCandidates(
       }
       for (const { key } of nearest) if (!scored.has(key)) fresh.add(key);
     }
-    const keys = [...fresh];
-    const cosines = searcher.rowCosines(keys, examples);
-    keys.forEach((key, i) => {
-      if (!Number.isNaN(cosines[i * m]!)) scored.set(key, score(key, (j) => cosines[i * m + j]!, false));
-    });
-    let ranked = [...scored.values()].sort(order);
-    for (const candidate of ranked.slice(0, wanted + RERANK_EXTRA)) {
-      if (!candidate.exact && searcher.rowDots(candidate.neighbor.key, examples, dots)) scored.set(candidate.neighbor.key, score(candidate.neighbor.key, (j) => dots[j]!, true));
-    }
-    ranked = [...scored.values()].sort(order);
+    const ranked = add([...fresh]);
     const top = ranked.slice(0, wanted);
     const proven = top.length === wanted && top.every((r) => r.relevance > 0 && r.best >= bound);
     if (covered || proven || fetch >= MAX_CANDIDATES_PER_POSITIVE) return ranked;

@@ -20,7 +20,7 @@ import type { Db } from './db.js';
 const KEY_MASK = 2 ** 40 - 1;
 
 /** The most titles each word of a query may be in for bm25 to rank it; past them, by word count (bench/results/recommend.md measures both). */
-export const RANKED_WINDOW = 5_000;
+export const RANKED_WINDOW = 2_000;
 
 export interface TitleFilter {
   genre?: string;
