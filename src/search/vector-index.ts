@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import usearch from 'usearch';
 import type { EmbeddingSet } from '../state/embeddings.js';
@@ -40,6 +40,11 @@ interface IndexMeta {
   scalar: IndexScalar;
   count: number;
   seq: number;
+  /**
+   * The graph file's size when written: a file of another size is garbled, and is rebuilt without
+   * handing it to usearch (whose load of a 12-byte file took 86 s). Absent in metas written before it.
+   */
+  bytes?: number;
 }
 
 const HNSW = { connectivity: 16, expansionAdd: 128, expansionSearch: 64 };
@@ -200,6 +205,7 @@ export class VectorIndex {
     // The log it would replay from lacks the changes between it and the prune: never used stale.
     const pruned = source.prunedThrough();
     if (meta.seq < pruned) return `older than the change log (holds changes up to ${meta.seq}, the log starts after ${pruned})`;
+    if (meta.bytes !== undefined && statSync(file).size !== meta.bytes) return 'corrupt';
     try {
       const index = newIndex(source.dims, scalar);
       index.load(file);
@@ -258,7 +264,7 @@ export class VectorIndex {
       rmSync(tmp, { force: true });
     }
     writeAtomically(rowsPath(file), (fd) => rows.write(fd));
-    const meta: IndexMeta = { format: 'marquee-index/3', dims, scalar, count: Number(index.size()), seq };
+    const meta: IndexMeta = { format: 'marquee-index/3', dims, scalar, count: Number(index.size()), seq, bytes: statSync(file).size };
     writeAtomically(`${file}.json`, JSON.stringify(meta));
   }
 
