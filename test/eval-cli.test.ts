@@ -70,6 +70,12 @@ describe('marquee eval', () => {
     assert.ok(doc.notes.some((n: string) => n.includes('itself the untrained base model')));
     assertFigures(doc);
 
+    // diversity: 0 is the answer without it (its vote is the model's vote); 0.5 spreads the answers apart
+    assert.deepEqual(doc.diversity.map((d: any) => d.diversity), [0, 0.25, 0.5, 0.75]);
+    const [none, , half] = doc.diversity;
+    assert.equal(none.vote_map, doc.genre_classifiers.model_vote.map);
+    assert.ok(half.mean_pairwise_similarity < none.mean_pairwise_similarity, JSON.stringify(doc.diversity));
+
     const honest = doc.systems.model;
     const paper = doc.systems.paper_protocol;
     assert.equal(paper.queries, 94);
@@ -107,6 +113,7 @@ describe('marquee eval', () => {
     assert.deepEqual(Object.keys(doc.index_recall_vs_exact), ['@1', '@8']);
     for (const value of Object.values<number>(doc.index_recall_vs_exact)) assert.ok(value >= 0.9 && value <= 1, `recall vs exact ${value}`);
     assert.match(doc.systems.model.label, /served index/);
+    assert.deepEqual(doc.diversity, [], 'measured on exact answers only');
     assertFigures(doc);
   });
 
@@ -153,7 +160,7 @@ describe('marquee eval', () => {
     assert.match(doc.base_model_version, /^base-/);
     assert.deepEqual(Object.keys(doc.systems), ['base_model', 'hsv_histogram', 'majority_genre', 'model']);
     assert.deepEqual(doc.systems.base_model.micro, doc.systems.model.micro);
-    assert.deepEqual(doc.notes, []);
+    assert.deepEqual(doc.notes, [`${candidate.version} has no genre head: the genre endpoint serves its vote.`]);
     assertFigures(doc);
 
     // The retrain gate's figure: val queries against train, from the embeddings eval just stored.

@@ -13,6 +13,7 @@ import type { Poster, Split } from '../state/catalog.js';
 import type { EmbeddingSet } from '../state/embeddings.js';
 import type { ModelVersion } from '../state/models.js';
 import { HISTOGRAM_DIMS, HISTOGRAM_SIZE, HSV_BINS, HistogramCache, histogramsOf } from './colour-histogram.js';
+import { diversified, meanPairwiseSimilarity } from './diversity.js';
 import { exactKnn, keyedVectors, similaritySpread, storedVectors, type KeyedVectors, type Neighbours, type StoredVectors } from './knn.js';
 import { evaluateQueries, genreCounts, MAJORITY_KS, RANKING_KS, RECALL_KS, VOTE_K, type MatchRule, type QueryOutcome, type Summary } from './metrics.js';
 import { classifierFigures, fitLogisticHead, multiHot, predictedBy, chooseThresholds, type ClassifierFigures, type GenreScores } from './genre-classifier.js';
@@ -57,6 +58,16 @@ export interface GenreSystemResult {
   figures: ClassifierFigures;
 }
 
+/** The model's answers of VOTE_K at one `diversity`: how alike they are, and their genre vote as a classifier. */
+export interface DiversityResult {
+  diversity: number;
+  meanPairwiseSimilarity: number | null;
+  vote: ClassifierFigures;
+}
+
+/** The settings of `diversity` measured beside 0 (the answer without it). */
+export const DIVERSITIES = [0, 0.25, 0.5, 0.75] as const;
+
 export interface Evaluation {
   modelVersion: string;
   baseModelVersion: string | null;
@@ -74,6 +85,8 @@ export interface Evaluation {
   systems: SystemResult[];
   /** The genre answer of each system as a multi-label classifier of the queries. */
   genreSystems: GenreSystemResult[];
+  /** The model's exact answers re-ranked as `diversity` re-ranks them (empty with --index). */
+  diversity: DiversityResult[];
   /** The model's same-series figure at 8 minus the histogram's, on the same queries: mean and 95% bootstrap interval. */
   seriesVsHistogram: { mean: number; low: number; high: number } | null;
   /** Share of the exact k nearest that the served index returns, per k (with --index). */
@@ -137,6 +150,7 @@ export async function evaluate(svc: Services, options: EvaluateOptions = {}): Pr
   const genres = new GenreTruth(gallery, queries, posters.filter((p) => p.split === 'val'));
   const series = new SeriesMeasure(posters, gallery, queries);
   const genreSystems: GenreSystemResult[] = [];
+  const diversity: DiversityResult[] = [];
   const addGenres = (id: GenreSystemResult['id'], label: string, scores: GenreScores) =>
     genreSystems.push({ id, label, figures: classifierFigures(scores, genres.queryTruth) });
   const add = (id: SystemId, label: string, protocol: string, summary: Summary, size = gallery.length, neighbours?: Neighbours, galleryKeys?: Int32Array) =>
@@ -162,6 +176,16 @@ export async function evaluate(svc: Services, options: EvaluateOptions = {}): Pr
     if (head) addGenres('model_head', `${model.version}: its genre head`, genres.fromHead(head, modelVectors.queries));
     else notes.push(`${model.version} has no genre head: the genre endpoint serves its vote.`);
     addGenres('model_vote', `${model.version}: vote of ${VOTE_K} nearest`, genres.fromVote(labeller.outcomes(exact)));
+    if (!options.index) {
+      for (const d of DIVERSITIES) {
+        const picked = diversified(exact, modelVectors.gallery, VOTE_K, d);
+        diversity.push({
+          diversity: d,
+          meanPairwiseSimilarity: meanPairwiseSimilarity(picked, modelVectors.gallery),
+          vote: classifierFigures(genres.fromVote(labeller.outcomes(picked)), genres.queryTruth),
+        });
+      }
+    }
 
     if (options.paperProtocol) {
       await timed('paper protocol', async () => {
@@ -228,6 +252,7 @@ export async function evaluate(svc: Services, options: EvaluateOptions = {}): Pr
     gallery: { source: galleryChoice === 'all' ? 'catalog:all' : `split:${galleryChoice}`, count: gallery.length },
     systems,
     genreSystems,
+    diversity,
     seriesVsHistogram: series.compare(systems.find((s) => s.id === 'model')?.series, systems.find((s) => s.id === 'hsv_histogram')?.series),
     indexRecallVsExact,
     notes,

@@ -132,6 +132,12 @@ export function toJsonDocument(evaluation: Evaluation, createdAt: Date): Record<
         { label: g.label, map: g.figures.map, auc: g.figures.auc, f1_micro: g.figures.f1Micro, f1_macro: g.figures.f1Macro, ece: g.figures.ece },
       ]),
     ),
+    diversity: evaluation.diversity.map((d) => ({
+      diversity: d.diversity,
+      mean_pairwise_similarity: d.meanPairwiseSimilarity,
+      vote_map: d.vote.map,
+      vote_auc: d.vote.auc,
+    })),
     same_series_model_minus_histogram_at_8: evaluation.seriesVsHistogram,
     index_recall_vs_exact: evaluation.indexRecallVsExact,
     notes: evaluation.notes,
@@ -213,6 +219,21 @@ export function toMarkdown(evaluation: Evaluation, createdAt: Date): string {
     ),
     '',
   );
+  if (evaluation.diversity.length) {
+    lines.push(`## Diverse answers: \`diversity\` on the model's ${VOTE_K} nearest`, '');
+    lines.push(
+      `Each query's ${VOTE_K} answers picked by maximal marginal relevance from its ${4 * VOTE_K} exact nearest, as the search endpoints pick them; ` +
+        'how alike the answers are (the mean cosine similarity of each two), and the genre vote of those answers as a classifier.',
+      '',
+    );
+    lines.push(
+      table(
+        ['diversity', 'mean pairwise similarity', 'vote mAP', 'vote mean AUC'],
+        evaluation.diversity.map((d) => [d.diversity.toFixed(2), fixed(d.meanPairwiseSimilarity), fixed(d.vote.map), fixed(d.vote.auc)]),
+      ),
+      '',
+    );
+  }
   const withSeries = evaluation.systems.filter((s) => s.series);
   if (withSeries.length) {
     lines.push('## Same film series among the nearest', '');
