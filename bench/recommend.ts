@@ -10,6 +10,9 @@
  *    POST /posters/recommend with 3 positive and 2 negative ids, both strategies, with no filter,
  *    a rare genre and a few years (the exact filtered scans), k=8; and diversity=0.5 against 0.
  *    Targets: recommend's p50 and p99 within 1.3x of similar's.
+ * 1b. The same at a million posters, on the data dir `bench/million.ts` left (RECOMMEND_MILLION_DIR,
+ *    default /tmp/marquee-million/data), served with the f16 graph: with no filter, genre Western
+ *    (1 %, the filtered graph search) and years 1900-1903 (0.1 %, the exact scan).
  * 2. A million titles: a scratch SQLite file made by the real migrations, a million posters written
  *    by Catalog.upsert (so the FTS index is filled by its triggers), titles drawn from the demo
  *    catalog's words and title lengths. Queries as a person types a real title (its first 1..n
@@ -36,10 +39,11 @@ const TITLES = Number(process.argv[2] ?? 1_000_000);
 const CATALOG = process.env.MARQUEE_CATALOG || join(ROOT, '..', 'shared', 'posters');
 const REQUESTS = Number(process.env.RECOMMEND_REQUESTS ?? 400);
 const TITLE_QUERIES = Number(process.env.TITLE_QUERIES ?? 2000);
+const MILLION_REQUESTS = Number(process.env.RECOMMEND_MILLION_REQUESTS ?? 300);
 const K = 8;
 const PAGE = 20;
-/** Which parts to run: `recommend` (the demo catalog through the server), `titles` (a million titles). */
-const PARTS = (process.env.BENCH_PARTS ?? 'recommend,titles').split(',');
+/** Which parts to run: `recommend` (the demo catalog through the server), `million` (the same at a million posters), `titles` (a million titles). */
+const PARTS = (process.env.BENCH_PARTS ?? 'recommend,million,titles').split(',');
 
 const log = (line: string) => process.stderr.write(`[recommend ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
 const ms = (s: Summary) => `${s.median.toFixed(2)} / **${s.p99.toFixed(2)}**`;
@@ -61,7 +65,58 @@ out.push(
 );
 
 // ---------------------------------------------------------------------------------------------
-// 1. Recommend against similar on the demo catalog.
+// 1. Recommend against similar: requests one at a time, the kinds interleaved.
+const timed = async (send: () => Promise<Response>): Promise<number> => {
+  const started = nowMs();
+  const response = await send();
+  const text = await response.text();
+  const elapsed = nowMs() - started;
+  if (response.status !== 200) throw new Error(`${response.status}: ${text.slice(0, 300)}`);
+  return elapsed;
+};
+const similarOf = (url: string) => (id: string, query: Record<string, string | number>) => () =>
+  fetch(`${url}/posters/${id}/similar?${new URLSearchParams(Object.entries({ k: K, ...query }).map(([k, v]) => [k, String(v)]))}`);
+const recommendOf = (url: string) => (body: Record<string, unknown>) => () =>
+  fetch(`${url}/posters/recommend`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ k: K, ...body }) });
+
+/** The table of recommend (3 positive and 2 negative ids drawn with `pick`) against similar from the first positive, for each filter. */
+async function recommendAgainstSimilar(url: string, heading: string, pick: () => string, variants: { name: string; filter: Record<string, string | number> }[], requests: number) {
+  const similar = similarOf(url);
+  const recommend = recommendOf(url);
+  out.push(
+    heading,
+    '',
+    'Client-side latency (fetch, whole response read), ms: p50 / **p99**. Ratio: recommend ÷ similar. Target: ≤ 1.3 at p50 and p99.',
+    '',
+    '| filter | similar | recommend average_vector | ratio p50 / p99 | recommend best_score | ratio p50 / p99 |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+  );
+  for (const { name, filter } of variants) {
+    const base: number[] = [];
+    const average: number[] = [];
+    const best: number[] = [];
+    for (let i = 0; i < requests + 20; i++) {
+      const examples = new Set<string>();
+      while (examples.size < 5) examples.add(pick());
+      const [p1, p2, p3, n1, n2] = [...examples];
+      const times = [
+        await timed(similar(p1!, filter)),
+        await timed(recommend({ positive: [p1, p2, p3], negative: [n1, n2], strategy: 'average_vector', ...filter })),
+        await timed(recommend({ positive: [p1, p2, p3], negative: [n1, n2], strategy: 'best_score', ...filter })),
+      ];
+      if (i < 20) continue; // warm-up
+      base.push(times[0]!);
+      average.push(times[1]!);
+      best.push(times[2]!);
+    }
+    const [s, a, b] = [summarise(base), summarise(average), summarise(best)];
+    const ratio = (x: Summary) => `${(x.median / s.median).toFixed(2)} / ${(x.p99 / s.p99).toFixed(2)}`;
+    out.push(`| ${name} | ${ms(s)} | ${ms(a)} | ${ratio(a)} | ${ms(b)} | ${ratio(b)} |`);
+    log(`${name}: similar ${ms(s)}, average ${ms(a)}, best ${ms(b)}`);
+  }
+  out.push('');
+}
+
 if (PARTS.includes('recommend')) {
   const dataDir = process.env.MARQUEE_DATA_DIR || mkdtempSync(join(tmpdir(), 'marquee-recommend-'));
   log(`server on ${dataDir} (its first start imports the catalog)`);
@@ -75,55 +130,18 @@ if (PARTS.includes('recommend')) {
     // A rare genre (the least common with at least 100 posters) and three years: both exact scans.
     const rare = [...genreCounts].filter(([, n]) => n >= 100).sort((a, b) => a[1] - b[1])[0]!;
     const yearCounts = rows.filter((r) => ['1995', '1996', '1997'].includes(r.year)).length;
-    const variants: { name: string; filter: Record<string, string | number> }[] = [
-      { name: 'no filter', filter: {} },
-      { name: `genre ${rare[0]} (${rare[1]} posters)`, filter: { genre: rare[0] } },
-      { name: `years 1995-1997 (${yearCounts} posters)`, filter: { year_from: 1995, year_to: 1997 } },
-    ];
-    const timed = async (send: () => Promise<Response>): Promise<number> => {
-      const started = nowMs();
-      const response = await send();
-      const text = await response.text();
-      const elapsed = nowMs() - started;
-      if (response.status !== 200) throw new Error(`${response.status}: ${text.slice(0, 300)}`);
-      return elapsed;
-    };
-    const similar = (id: string, query: Record<string, string | number>) => () =>
-      fetch(`${server.url}/posters/${id}/similar?${new URLSearchParams(Object.entries({ k: K, ...query }).map(([k, v]) => [k, String(v)]))}`);
-    const recommend = (body: Record<string, unknown>) => () =>
-      fetch(`${server.url}/posters/recommend`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ k: K, ...body }) });
-
-    out.push(
+    await recommendAgainstSimilar(
+      server.url,
       `### Recommend (3 positive and 2 negative ids) against GET /posters/{id}/similar, demo catalog (${rows.length} posters), k=${K}, ${REQUESTS} requests each, one at a time, interleaved`,
-      '',
-      'Client-side latency (fetch, whole response read), ms: p50 / **p99**. Ratio: recommend ÷ similar. Target: ≤ 1.3 at p50 and p99.',
-      '',
-      '| filter | similar | recommend average_vector | ratio p50 / p99 | recommend best_score | ratio p50 / p99 |',
-      '| --- | ---: | ---: | ---: | ---: | ---: |',
+      pick,
+      [
+        { name: 'no filter', filter: {} },
+        { name: `genre ${rare[0]} (${rare[1]} posters)`, filter: { genre: rare[0] } },
+        { name: `years 1995-1997 (${yearCounts} posters)`, filter: { year_from: 1995, year_to: 1997 } },
+      ],
+      REQUESTS,
     );
-    for (const { name, filter } of variants) {
-      const base: number[] = [];
-      const average: number[] = [];
-      const best: number[] = [];
-      for (let i = 0; i < REQUESTS + 20; i++) {
-        const examples = new Set<string>();
-        while (examples.size < 5) examples.add(pick());
-        const [p1, p2, p3, n1, n2] = [...examples];
-        const times = [
-          await timed(similar(p1!, filter)),
-          await timed(recommend({ positive: [p1, p2, p3], negative: [n1, n2], strategy: 'average_vector', ...filter })),
-          await timed(recommend({ positive: [p1, p2, p3], negative: [n1, n2], strategy: 'best_score', ...filter })),
-        ];
-        if (i < 20) continue; // warm-up
-        base.push(times[0]!);
-        average.push(times[1]!);
-        best.push(times[2]!);
-      }
-      const [s, a, b] = [summarise(base), summarise(average), summarise(best)];
-      const ratio = (x: Summary) => `${(x.median / s.median).toFixed(2)} / ${(x.p99 / s.p99).toFixed(2)}`;
-      out.push(`| ${name} | ${ms(s)} | ${ms(a)} | ${ratio(a)} | ${ms(b)} | ${ratio(b)} |`);
-      log(`${name}: similar ${ms(s)}, average ${ms(a)}, best ${ms(b)}`);
-    }
+    const similar = similarOf(server.url);
     // Diversity's cost: the 4k nearest and maximal marginal relevance over them.
     const plain: number[] = [];
     const diverse: number[] = [];
@@ -136,7 +154,6 @@ if (PARTS.includes('recommend')) {
     }
     const [p, d] = [summarise(plain), summarise(diverse)];
     out.push(
-      '',
       `Diversity: GET /posters/{id}/similar?k=${K} ${ms(p)} ms; with diversity=0.5 (MMR over the ${4 * K} nearest) ${ms(d)} ms (ratio ${(d.median / p.median).toFixed(2)} / ${(d.p99 / p.p99).toFixed(2)}).`,
       '',
     );
@@ -156,6 +173,34 @@ if (PARTS.includes('recommend')) {
   } finally {
     await server.stop();
     if (!process.env.MARQUEE_DATA_DIR) rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1b. The same at a million posters: the data dir bench/million.ts leaves (its posters m0000000...).
+if (PARTS.includes('million')) {
+  const dataDir = process.env.RECOMMEND_MILLION_DIR || '/tmp/marquee-million/data';
+  const db = openDb(join(dataDir, 'marquee.db'));
+  const count = new Catalog(db).count();
+  db.close();
+  log(`server on ${dataDir} (${count} posters; f16 graph, as bench/results/million.md serves a million)`);
+  const server = await startServer(ROOT, { MARQUEE_DATA_DIR: dataDir, MARQUEE_CATALOG: '', MARQUEE_BASE_WEIGHTS: 'none', MARQUEE_INDEX_SCALAR: 'f16', LOG_LEVEL: 'warn' }, 1_800_000);
+  try {
+    const rand = seededRandom(1_000_018);
+    const pick = () => `m${String(Math.floor(rand() * count)).padStart(7, '0')}`;
+    await recommendAgainstSimilar(
+      server.url,
+      `### The same at a million posters (${count.toLocaleString('en')}: bench/million.ts's synthetic catalog and embeddings), k=${K}, ${MILLION_REQUESTS} requests each`,
+      pick,
+      [
+        { name: 'no filter', filter: {} },
+        { name: 'genre Western (1 %: the graph, filtered)', filter: { genre: 'Western' } },
+        { name: 'years 1900-1903 (0.1 %: the exact scan)', filter: { year_from: 1900, year_to: 1903 } },
+      ],
+      MILLION_REQUESTS,
+    );
+  } finally {
+    await server.stop();
   }
 }
 
