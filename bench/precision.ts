@@ -25,7 +25,6 @@ import { preprocess } from '../src/model/preprocess.js';
 import { embedCatalog } from '../src/service/catalog-embedding.js';
 import { loadEmbedder } from '../src/service/engine.js';
 import { createServices } from '../src/service/startup.js';
-import { openDb } from '../src/state/db.js';
 import type { ModelVersion } from '../src/state/models.js';
 import { ROOT } from './lib/context.js';
 import { machineInfo } from './lib/machine.js';
@@ -54,7 +53,7 @@ const added = JSON.parse(marquee(['models', 'add', modelDir]).trim().split('\n')
 if (!added.variants.includes('int8')) throw new Error(`no int8 variant: ${JSON.stringify(added)}`);
 
 const config = loadConfig({ ...process.env, MARQUEE_DATA_DIR: dataDir, MARQUEE_CATALOG: '' });
-const svc = createServices(config, openDb(join(dataDir, 'marquee.db')), createLogger('warn'), new Metrics());
+const svc = createServices(config, createLogger('warn'), new Metrics());
 const fp32 = svc.models.get(added.model_version, 'fp32')!;
 const int8 = svc.models.get(added.model_version, 'int8')!;
 const variants: ModelVersion[] = [fp32, int8];
@@ -163,4 +162,4 @@ out.push(
 );
 out.push('');
 process.stdout.write(`${out.join('\n')}\n`);
-svc.db.close();
+svc.state.close();

@@ -23,7 +23,6 @@ import { RetrainRunner } from './jobs/retrain.js';
 import { Runtime } from './service/runtime.js';
 import { shipEmbeddingsCommand } from './service/ship-embeddings.js';
 import { createServices, startUp, type Services } from './service/startup.js';
-import { openDb } from './state/db.js';
 import { claimDataDir, DataDirBusy } from './state/processes.js';
 
 const HELP = `marquee: find movie posters that look alike
@@ -54,8 +53,7 @@ Commands:
 Configuration is read from environment variables; README.md lists them all.`;
 
 function services(config: Config, log: Logger): Services {
-  const db = openDb(join(config.dataDir, 'marquee.db'));
-  return createServices(config, db, log, new Metrics());
+  return createServices(config, log, new Metrics());
 }
 
 async function serve(config: Config, log: Logger): Promise<void> {
@@ -73,7 +71,7 @@ async function serve(config: Config, log: Logger): Promise<void> {
     runner.cancelRunning();
     await runner.settled();
     await runtime.peek()?.dispose();
-    svc.db.close();
+    svc.state.close();
     process.exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));
@@ -92,7 +90,6 @@ async function importCommand(config: Config, log: Logger, dir: string | undefine
   const svc = services(config, log);
   let progress: ReturnType<typeof startProgress> | null = null;
   const report = await importCatalog(resolve(dir), {
-    db: svc.db,
     catalog: svc.catalog,
     dataDir: config.dataDir,
     maxPixels: config.maxPixels,
@@ -104,7 +101,7 @@ async function importCommand(config: Config, log: Logger, dir: string | undefine
   (progress as ReturnType<typeof startProgress> | null)?.finish();
   for (const row of report.skipped) process.stderr.write(`line ${row.line}${row.id ? ` (${row.id})` : ''}: ${row.reason}\n`);
   process.stdout.write(`${JSON.stringify({ ...report, skipped: report.skipped.length })}\n`);
-  svc.db.close();
+  svc.state.close();
 }
 
 const TMDB_USAGE = 'usage: marquee import-tmdb [--pages N] [--size w342] [--discover key=value ...] [--restart]';
@@ -155,8 +152,7 @@ async function importTmdbCommand(config: Config, log: Logger, args: string[]): P
         restart: Boolean(flags.restart),
       },
       {
-        db: svc.db,
-        catalog: svc.catalog,
+            catalog: svc.catalog,
         dataDir: config.dataDir,
         maxPixels: config.maxPixels,
         maxPosterBytes: config.maxUploadBytes,
@@ -174,7 +170,7 @@ async function importTmdbCommand(config: Config, log: Logger, args: string[]): P
     if (error instanceof TmdbError) throw new ConfigError(error.message);
     throw error;
   } finally {
-    svc.db.close();
+    svc.state.close();
   }
 }
 
@@ -189,7 +185,7 @@ async function indexCommand(config: Config, log: Logger): Promise<void> {
   const engine = await Engine.load(model, svc, embedder);
   process.stdout.write(`${JSON.stringify({ model_version: model.version, embedded, indexed: engine.searcher.size })}\n`);
   await engine.dispose();
-  svc.db.close();
+  svc.state.close();
 }
 
 async function manifestCommand(config: Config, log: Logger, args: string[]): Promise<void> {
@@ -205,7 +201,7 @@ async function manifestCommand(config: Config, log: Logger, args: string[]): Pro
   progress.finish();
   writeManifest(resolve(file), posters, config.dataDir, { spec, paths });
   process.stdout.write(`${JSON.stringify({ manifest: resolve(file), posters: posters.length, input: { width: spec.width, height: spec.height } })}\n`);
-  svc.db.close();
+  svc.state.close();
 }
 
 async function modelsCommand(config: Config, log: Logger, args: string[]): Promise<void> {
@@ -218,7 +214,7 @@ async function modelsCommand(config: Config, log: Logger, args: string[]): Promi
   process.stdout.write(
     `${JSON.stringify({ model_version: model.version, variants: model.variants, dims: model.dims, input: { width: model.inputWidth, height: model.inputHeight } })}\n`,
   );
-  svc.db.close();
+  svc.state.close();
 }
 
 async function trainCommand(config: Config, log: Logger, args: string[]): Promise<void> {
@@ -239,12 +235,12 @@ async function trainCommand(config: Config, log: Logger, args: string[]): Promis
   progress.finish();
   const final = svc.jobs.get(job.id)!;
   process.stdout.write(`${JSON.stringify({ job: final.id, state: final.state, model_version: final.modelVersion, error: final.error, metrics: final.metrics })}\n`);
-  svc.db.close();
+  svc.state.close();
   if (final.state !== 'succeeded') process.exitCode = final.state === 'rejected' ? 3 : 1;
 }
 
 async function openapiCommand(config: Config, log: Logger, file = 'openapi/openapi.json'): Promise<void> {
-  const svc = createServices(config, openDb(':memory:'), log, new Metrics());
+  const svc = createServices(config, log, new Metrics(), { inMemory: true });
   const runtime = new Runtime();
   const app = await buildApp(svc, runtime, new RetrainRunner(svc, svc.jobs, runtime));
   await app.ready();

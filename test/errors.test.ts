@@ -8,7 +8,6 @@ import { createLogger } from '../src/log.js';
 import { Metrics } from '../src/metrics.js';
 import { Runtime } from '../src/service/runtime.js';
 import { createServices } from '../src/service/startup.js';
-import { openDb } from '../src/state/db.js';
 
 type ErrorConstructor = new (...args: unknown[]) => Error & { code: string; statusCode?: number };
 
@@ -24,7 +23,7 @@ describe('every framework and plugin error code answers in the one error shape',
 
   before(async () => {
     const config = loadConfig({ MARQUEE_DATA_DIR: '/nonexistent', MARQUEE_CATALOG: '' });
-    const services = createServices(config, openDb(':memory:'), createLogger('silent'), new Metrics());
+    const services = createServices(config, createLogger('silent'), new Metrics(), { inMemory: true });
     const runtime = new Runtime();
     app = await buildApp(services, runtime, new RetrainRunner(services, services.jobs, runtime));
     app.get('/throw', { schema: { hide: true } }, async () => {

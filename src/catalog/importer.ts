@@ -7,7 +7,6 @@ import { ApiError } from '../errors.js';
 import type { Decodes } from '../model/decodes.js';
 import { identify } from '../model/preprocess.js';
 import type { Catalog, NewPoster, Split } from '../state/catalog.js';
-import type { Db } from '../state/db.js';
 import { writeAtomically } from '../state/files.js';
 
 export interface SkippedRow {
@@ -27,7 +26,6 @@ export interface ImportReport {
 }
 
 export interface ImportOptions {
-  db: Db;
   catalog: Catalog;
   dataDir: string;
   maxPixels: number;
@@ -97,9 +95,7 @@ export async function importCatalog(dir: string, options: ImportOptions): Promis
       try {
         const poster = await withImage(dir, row.fields, imagesDir, options);
         // Checked again where it counts: a delete through the API may have come meanwhile.
-        const change = options.db.transaction(() =>
-          options.catalog.isDeleted(id) ? 'deleted' : options.catalog.upsert(poster, new Date().toISOString()).change,
-        )();
+        const change = options.catalog.importPoster(poster, new Date().toISOString());
         report[change] += 1;
       } catch (error) {
         if (!(error instanceof PosterFieldError)) throw error;

@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { decodeRgb } from '../model/preprocess.js';
 import type { Catalog } from '../state/catalog.js';
-import type { Db } from '../state/db.js';
 import { writeAtomically } from '../state/files.js';
 import { imageName, posterIdProblem } from './importer.js';
 
@@ -150,7 +149,6 @@ function endpoint(options: TmdbOptions, path: string): URL {
 }
 
 export interface TmdbDeps {
-  db: Db;
   catalog: Catalog;
   dataDir: string;
   maxPixels: number;
@@ -205,7 +203,7 @@ export async function importTmdb(options: TmdbOptions, deps: TmdbDeps): Promise<
 }
 
 async function importMovie(movie: Movie, genres: Map<number, string>, options: TmdbOptions, deps: TmdbDeps): Promise<'added' | 'skipped' | { failed: string }> {
-  const { catalog, db, dataDir, maxPixels } = deps;
+  const { catalog, dataDir, maxPixels } = deps;
   // The id names the poster's image file (and a delete removes that file): a safe positive integer only.
   if (typeof movie.id !== 'number' || !Number.isSafeInteger(movie.id) || movie.id < 1) {
     return { failed: `id ${JSON.stringify(movie.id) ?? 'undefined'} is not a positive integer` };
@@ -239,29 +237,27 @@ async function importMovie(movie: Movie, genres: Map<number, string>, options: T
   const title = typeof movie.title === 'string' ? movie.title : null;
   const releaseDate = typeof movie.release_date === 'string' && movie.release_date ? movie.release_date : null;
   const year = releaseDate && /^\d{4}/.test(releaseDate) ? Number(releaseDate.slice(0, 4)) : null;
-  db.transaction(() =>
-    catalog.upsert(
-      {
-        id,
-        title,
-        year,
-        releaseDate,
-        genres: names,
-        singleGenre: names[0]!,
-        split: null,
-        imagePath: `images/${name}`,
-        imageSha256: createHash('sha256').update(bytes).digest('hex'),
-        pixelSha256: image.pixelSha256,
-        width: image.width,
-        height: image.height,
-        source: {
-          tmdb_id: movie.id,
-          popularity: typeof movie.popularity === 'number' ? movie.popularity : null,
-          original_language: typeof movie.original_language === 'string' ? movie.original_language : null,
-        },
+  catalog.upsert(
+    {
+      id,
+      title,
+      year,
+      releaseDate,
+      genres: names,
+      singleGenre: names[0]!,
+      split: null,
+      imagePath: `images/${name}`,
+      imageSha256: createHash('sha256').update(bytes).digest('hex'),
+      pixelSha256: image.pixelSha256,
+      width: image.width,
+      height: image.height,
+      source: {
+        tmdb_id: movie.id,
+        popularity: typeof movie.popularity === 'number' ? movie.popularity : null,
+        original_language: typeof movie.original_language === 'string' ? movie.original_language : null,
       },
-      new Date().toISOString(),
-    ),
-  )();
+    },
+    new Date().toISOString(),
+  );
   return 'added';
 }

@@ -4,10 +4,8 @@ import { ConfigError, type Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { Metrics } from '../metrics.js';
 import { createServices } from '../service/startup.js';
-import { openDb } from '../state/db.js';
 import { evaluate, type GalleryChoice } from './evaluate.js';
 import { stableStringify, toJsonDocument, toMarkdown } from './report.js';
-import { EvaluationStore } from '../state/evaluations.js';
 import { parseCommandOptions } from '../command-options.js';
 
 export const EVAL_USAGE =
@@ -56,7 +54,7 @@ export async function evalCommand(config: Config, log: Logger, args: string[]): 
   if (values.protocol !== undefined && values.protocol !== 'paper') throw new ConfigError(`--protocol can only be "paper"\n${EVAL_USAGE}`);
   if (values.images !== undefined && values.queries === undefined) throw new ConfigError(`--images needs --queries\n${EVAL_USAGE}`);
 
-  const svc = createServices(config, openDb(join(config.dataDir, 'marquee.db')), log, new Metrics());
+  const svc = createServices(config, log, new Metrics());
   try {
     const catalogState = svc.catalog.fingerprint(); // the catalog the evaluation reads
     const evaluation = await evaluate(svc, {
@@ -70,12 +68,12 @@ export async function evalCommand(config: Config, log: Logger, args: string[]): 
     const createdAt = new Date();
     const markdown = toMarkdown(evaluation, createdAt);
     const document = stableStringify(toJsonDocument(evaluation, createdAt));
-    new EvaluationStore(svc.db).put(evaluation.modelVersion, createdAt.toISOString(), document, markdown, catalogState);
+    svc.evaluations.put(evaluation.modelVersion, createdAt.toISOString(), document, markdown, catalogState);
     if (values.json) write(values.json, document);
     if (values.out) write(values.out, markdown);
     else process.stdout.write(markdown);
   } finally {
-    svc.db.close();
+    svc.state.close();
   }
 }
 

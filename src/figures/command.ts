@@ -7,7 +7,6 @@ import { embedCatalog } from '../service/catalog-embedding.js';
 import { loadEmbedder } from '../service/engine.js';
 import { createServices, type Services } from '../service/startup.js';
 import type { Poster } from '../state/catalog.js';
-import { openDb } from '../state/db.js';
 import type { ModelVersion } from '../state/models.js';
 import { MAJORITY_SERIES, RECALL_SERIES, writeGenreBars } from './genre-bars.js';
 import { CatalogMaps } from './map-cache.js';
@@ -70,7 +69,7 @@ export async function figuresCommand(config: Config, log: Logger, args: string[]
   const seed = positiveInt(values.seed, 'seed', DEFAULT_SEED, 0);
   const out = resolve(values.out ?? join('docs', 'evaluation', 'figures'));
 
-  const svc = createServices(config, openDb(join(config.dataDir, 'marquee.db')), log, new Metrics());
+  const svc = createServices(config, log, new Metrics());
   try {
     const model = values.version ? svc.models.get(values.version) : svc.models.active();
     if (!model) {
@@ -116,7 +115,7 @@ export async function figuresCommand(config: Config, log: Logger, args: string[]
     const files = Object.fromEntries(Object.entries(FIGURE_FILES).map(([name, file]) => [name, join(out, file)]));
     process.stdout.write(`${JSON.stringify({ model_version: model.version, files, map: { posters: map.points.length, cached: map.cached }, queries: queries.map((q) => q.id), timings_ms: timings })}\n`);
   } finally {
-    svc.db.close();
+    svc.state.close();
   }
 }
 

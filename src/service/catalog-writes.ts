@@ -124,17 +124,15 @@ export class CatalogWriter {
 
   /** New metadata; the genre vote and filters use it from the next request on. */
   async update(id: string, changes: PosterChanges): Promise<Poster> {
-    const { catalog, db } = this.services;
+    const { catalog } = this.services;
     return this.runtime.exclusive(async () => {
       const existing = catalog.get(id);
       if (!existing) throw notFound(`poster ${id}`);
       const genres = changes.genres ?? existing.genres;
       const singleGenre = changes.singleGenre ?? (changes.genres ? genres[0]! : existing.singleGenre);
       if (!genres.includes(singleGenre)) throw new ApiError(400, 'invalid_request', `single_genre "${singleGenre}" is not one of the genres`);
-      const poster = db.transaction(() => {
-        catalog.upsert({ ...existing, ...changes, genres, singleGenre }, new Date().toISOString());
-        return catalog.get(id)!;
-      })();
+      catalog.upsert({ ...existing, ...changes, genres, singleGenre }, new Date().toISOString());
+      const poster = catalog.get(id)!;
       this.runtime.peek()?.updatePoster(poster);
       return poster;
     });
@@ -142,9 +140,9 @@ export class CatalogWriter {
 
   /** Gone from search, browse, votes and catalog_match at once; its image and embeddings removed. */
   async remove(id: string): Promise<Poster> {
-    const { catalog, db, config } = this.services;
+    const { catalog, config } = this.services;
     return this.runtime.exclusive(async () => {
-      const poster = db.transaction(() => catalog.delete(id, new Date().toISOString()))();
+      const poster = catalog.delete(id, new Date().toISOString());
       if (!poster) throw notFound(`poster ${id}`);
       this.runtime.peek()?.removePoster(poster.key);
       this.services.duplicates.forget(poster.key);
@@ -171,35 +169,26 @@ export class CatalogWriter {
   }
 
   private store(fields: PosterFields, bytes: Buffer, image: Picture, engine: Engine, vector: Float32Array, hash: PerceptualHash): Poster {
-    const { catalog, db, embeddings, config, duplicates } = this.services;
+    const { state, config, duplicates } = this.services;
     // A name of its own per picture: the poster's current file stays whole until the commit names the new one.
     const digest = sha256(bytes);
     const name = imageName(`${fields.id}.${digest.slice(0, 12)}`, image.format);
     const file = join(config.dataDir, 'images', name);
     const existed = existsSync(file);
     writeAtomically(file, bytes);
-    const commit = db.transaction(() => {
-      catalog.undelete(fields.id);
-      const { id, title, year, releaseDate, genres, singleGenre, split } = fields;
-      const { key } = catalog.upsert(
-        {
-          id, title, year, releaseDate, genres, singleGenre, split,
-          imagePath: `images/${name}`,
-          imageSha256: digest,
-          pixelSha256: image.pixelSha256,
-          width: image.width,
-          height: image.height,
-          source: 'source' in fields ? (fields as Poster).source : null,
-        },
-        new Date().toISOString(),
-      );
-      embeddings.putMany(engine.model, [{ key, vector }]);
-      duplicates.save(key, image.pixelSha256, hash);
-      return catalog.get(id)!;
-    });
+    const { id, title, year, releaseDate, genres, singleGenre, split } = fields;
+    const stored = {
+      id, title, year, releaseDate, genres, singleGenre, split,
+      imagePath: `images/${name}`,
+      imageSha256: digest,
+      pixelSha256: image.pixelSha256,
+      width: image.width,
+      height: image.height,
+      source: 'source' in fields ? (fields as Poster).source : null,
+    }; // prettier-ignore
     let poster: Poster;
     try {
-      poster = commit();
+      poster = state.savePoster(stored, new Date().toISOString(), { space: engine.model, vector }, hash);
     } catch (error) {
       // Not committed (e.g. a full disk): the picture written for it goes too.
       if (!existed) rmSync(file, { force: true });

@@ -66,11 +66,6 @@ export class NearDuplicates {
     return this.deps.budget ? this.deps.budget.run(decodeCost(header), wait, decode) : decode();
   }
 
-  /** Stores a poster's hash in SQLite (in the caller's transaction); record() once it has committed. */
-  save(key: number, pixelSha256: string, hash: PerceptualHash): void {
-    this.deps.hashes.put(key, pixelSha256, hash);
-  }
-
   /**
    * Hashes the posters that have no hash of their picture (a fresh data dir, one from before hashes
    * were kept, posters imported beside a running server), while the service answers: the live

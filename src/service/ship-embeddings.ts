@@ -10,7 +10,6 @@ import { parseCommandOptions } from '../command-options.js';
 import { CATALOG_EMBEDDINGS_FILE, writeCatalogEmbeddings, type CatalogEmbeddingsHeader } from '../model/catalog-embeddings-file.js';
 import { registerModelDir } from '../model/registration.js';
 import { startProgress } from '../progress.js';
-import { openDb } from '../state/db.js';
 import { embedCatalog } from './catalog-embedding.js';
 import { loadEmbedder } from './engine.js';
 import { createServices } from './startup.js';
@@ -39,11 +38,10 @@ export async function shipEmbeddingsCommand(config: Config, log: Logger, args: s
   if (!catalogDir || !existsSync(join(catalogDir, 'movies.csv'))) throw new ConfigError(`no movies.csv in ${catalogDir ?? '(no catalog)'}\n${USAGE}`);
   const out = flags.out ? resolve(flags.out) : join(modelDir, CATALOG_EMBEDDINGS_FILE);
   const scratch = mkdtempSync(join(tmpdir(), 'marquee-ship-'));
-  const svc = createServices({ ...config, dataDir: scratch, device: 'cpu' }, openDb(join(scratch, 'marquee.db')), log, new Metrics());
+  const svc = createServices({ ...config, dataDir: scratch, device: 'cpu' }, log, new Metrics());
   try {
     let progress: ReturnType<typeof startProgress> | null = null;
     const report = await importCatalog(catalogDir, {
-      db: svc.db,
       catalog: svc.catalog,
       dataDir: scratch,
       maxPixels: config.maxPixels,
@@ -74,7 +72,7 @@ export async function shipEmbeddingsCommand(config: Config, log: Logger, args: s
     const { payload_sha256: _payload, ...summary } = header;
     process.stdout.write(`${JSON.stringify({ file: out, ...summary, bytes: readFileSync(out).length })}\n`);
   } finally {
-    svc.db.close();
+    svc.state.close();
     rmSync(scratch, { recursive: true, force: true });
   }
 }

@@ -11,14 +11,14 @@ import { Decodes } from '../model/decodes.js';
 import { variantPolicy } from '../model/precision.js';
 import { servedVariant } from '../model/quantization.js';
 import { startProgress } from '../progress.js';
-import { Catalog } from '../state/catalog.js';
-import type { Db } from '../state/db.js';
-import { EmbeddingStore } from '../state/embeddings.js';
+import type { Catalog } from '../state/catalog.js';
+import type { EmbeddingStore } from '../state/embeddings.js';
+import type { EvaluationStore } from '../state/evaluations.js';
 import { sweepTemporaryFiles } from '../state/files.js';
-import { JobStore } from '../state/jobs.js';
-import { ModelRegistry } from '../state/models.js';
-import { PosterHashStore } from '../state/poster-hashes.js';
-import { PosterTitles } from '../state/titles.js';
+import type { JobStore } from '../state/jobs.js';
+import type { ModelRegistry } from '../state/models.js';
+import { State } from '../state/state.js';
+import type { PosterTitles } from '../state/titles.js';
 import { embedCatalog } from './catalog-embedding.js';
 import { Engine, loadEmbedder } from './engine.js';
 import { NearDuplicates } from './near-duplicates.js';
@@ -27,11 +27,14 @@ import { adoptShippedEmbeddings, shippedEmbeddingsFile } from './shipped-embeddi
 
 export interface Services {
   config: Config;
-  db: Db;
+  /** The database and its stores; the stores below are the same ones, by name. */
+  state: State;
   catalog: Catalog;
   models: ModelRegistry;
   embeddings: EmbeddingStore;
   jobs: JobStore;
+  /** The reports `marquee eval` stored, served by GET /admin/models/{version}/report. */
+  evaluations: EvaluationStore;
   /** The full-text index of titles (GET /posters?q=). */
   titles: PosterTitles;
   /** Every poster's perceptual hash: near-duplicate checks and groups. */
@@ -42,7 +45,11 @@ export interface Services {
   decodes: Decodes;
 }
 
-export function createServices(config: Config, db: Db, log: Logger, metrics: Metrics): Services {
+/**
+ * The services of one process over the data dir's database (opened here, and only here), or over a
+ * database in memory (`inMemory`: the OpenAPI document, tests of the HTTP layer).
+ */
+export function createServices(config: Config, log: Logger, metrics: Metrics, options: { inMemory?: boolean } = {}): Services {
   metrics.decodeBudget.set(config.decodeBudgetBytes);
   let peak = 0;
   const budget = new DecodeBudget({
@@ -57,16 +64,19 @@ export function createServices(config: Config, db: Db, log: Logger, metrics: Met
     onRefusal: () => metrics.decodeRefusals.inc(),
   });
   const decodes = new Decodes(config.maxPixels, budget, new DecodePool(config.decodeConcurrency));
-  const catalog = new Catalog(db);
+  const variants = variantPolicy(config.precision, config.device);
+  const state = options.inMemory ? State.inMemory(variants) : State.open(config.dataDir, variants);
+  const { catalog, models, embeddings, jobs, evaluations, titles, hashes } = state;
   return {
     config,
-    db,
+    state,
     catalog,
-    models: new ModelRegistry(db, variantPolicy(config.precision, config.device)),
-    embeddings: new EmbeddingStore(db),
-    jobs: new JobStore(db),
-    titles: new PosterTitles(db),
-    duplicates: new NearDuplicates({ catalog, hashes: new PosterHashStore(db), dataDir: config.dataDir, maxPixels: config.maxPixels, log, budget }),
+    models,
+    embeddings,
+    jobs,
+    evaluations,
+    titles,
+    duplicates: new NearDuplicates({ catalog, hashes, dataDir: config.dataDir, maxPixels: config.maxPixels, log, budget }),
     log,
     metrics,
     decodes,
@@ -109,7 +119,7 @@ function sweepUnregisteredModels(dataDir: string, models: ModelRegistry): string
  * it, its index mapped. Each step skips what is already done, so later starts take seconds.
  */
 export async function startUp(services: Services, runtime: Runtime): Promise<void> {
-  const { config, db, catalog, models, embeddings, jobs, log, metrics } = services;
+  const { config, catalog, models, embeddings, jobs, log, metrics } = services;
   services.decodes.start();
   for (const job of jobs.failInterrupted()) log.warn({ job: job.id }, job.error ?? 'job interrupted');
   // Whatever an interrupted job or write left is not in use: only registered models and indexes are.
@@ -120,7 +130,6 @@ export async function startUp(services: Services, runtime: Runtime): Promise<voi
     runtime.setStatus(`importing the catalog from ${config.catalogDir}`);
     let progress: ReturnType<typeof startProgress> | null = null;
     const report = await importCatalog(config.catalogDir, {
-      db,
       catalog,
       dataDir: config.dataDir,
       maxPixels: config.maxPixels,

@@ -152,11 +152,18 @@ export class Catalog {
 
   /** Removes a poster (its genres and embeddings of every version with it) and remembers its id as deleted. */
   delete(id: string, now: string): Poster | null {
-    const poster = this.get(id);
-    if (!poster) return null;
-    this.db.prepare('DELETE FROM posters WHERE key = ?').run(poster.key);
-    this.db.prepare('INSERT OR REPLACE INTO deleted_posters (id, deleted_at) VALUES (?, ?)').run(id, now);
-    return poster;
+    return this.db.transaction(() => {
+      const poster = this.get(id);
+      if (!poster) return null;
+      this.db.prepare('DELETE FROM posters WHERE key = ?').run(poster.key);
+      this.db.prepare('INSERT OR REPLACE INTO deleted_posters (id, deleted_at) VALUES (?, ?)').run(id, now);
+      return poster;
+    })();
+  }
+
+  /** An imported poster written, unless its id was deleted through the API (checked in the same transaction). */
+  importPoster(poster: NewPoster, now: string): 'added' | 'updated' | 'unchanged' | 'deleted' {
+    return this.db.transaction(() => (this.isDeleted(poster.id) ? 'deleted' : this.upsert(poster, now).change))();
   }
 
   /** Whether the id was deleted through the API (the catalog import leaves such rows out). */
@@ -169,8 +176,12 @@ export class Catalog {
     this.db.prepare('DELETE FROM deleted_posters WHERE id = ?').run(id);
   }
 
-  /** Inserts or updates by id; the key of an existing poster never changes. Returns the key. */
+  /** Inserts or updates by id, in one transaction; the key of an existing poster never changes. Returns the key. */
   upsert(poster: NewPoster, now: string): { key: number; change: 'added' | 'updated' | 'unchanged' } {
+    return this.db.transaction(() => this.write(poster, now))();
+  }
+
+  private write(poster: NewPoster, now: string): { key: number; change: 'added' | 'updated' | 'unchanged' } {
     const existing = this.get(poster.id);
     if (existing && sameContent(existing, poster)) return { key: existing.key, change: 'unchanged' };
     const values = {

@@ -19,6 +19,13 @@ export function openDb(file: string): Db {
   return db;
 }
 
+/** A read-only connection to an existing database (a thread reading beside the server's writes: WAL). */
+export function openReadOnlyDb(file: string): Db {
+  const db = new Database(file, { readonly: true, fileMustExist: true });
+  db.pragma('busy_timeout = 5000');
+  return db;
+}
+
 /**
  * Applies migrations/NNN_*.sql in order; PRAGMA user_version records the last one applied. Foreign
  * keys are off while they run (a table rebuild must not cascade its DROP) and checked before each commits.

@@ -53,6 +53,14 @@ export class EmbeddingStore {
     ).n;
   }
 
+  /** The keys of the posters that have an embedding in this space, in key order. */
+  embeddedKeys(space: EmbeddingSpace): number[] {
+    return this.db
+      .prepare('SELECT p.key FROM posters p JOIN embeddings e ON e.poster_key = p.key AND e.model_version = ? AND e.precision = ? ORDER BY p.key')
+      .pluck()
+      .all(space.version, space.precision) as number[];
+  }
+
   /** Posters with no embedding yet under this variant. */
   missing(space: EmbeddingSpace): { key: number; imagePath: string; pixelSha256: string }[] {
     return this.db

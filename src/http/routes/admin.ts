@@ -2,7 +2,6 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { ApiError, notFound } from '../../errors.js';
-import { EvaluationStore } from '../../state/evaluations.js';
 import type { RetrainRunner } from '../../jobs/retrain.js';
 import { bringIntoService } from '../../service/activation.js';
 import type { Runtime } from '../../service/runtime.js';
@@ -51,7 +50,7 @@ const security = [{ bearerAuth: [] }];
 export function adminRoutes(app: FastifyInstance, services: Services, runtime: Runtime, jobs: JobStore, runner: RetrainRunner): void {
   void app.register(async (admin) => {
     admin.addHook('onRequest', adminAuth(services.config));
-    const evaluations = new EvaluationStore(services.db);
+    const { evaluations } = services;
     const api = admin.withTypeProvider<TypeBoxTypeProvider>();
 
     api.post(

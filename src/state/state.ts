@@ -1,0 +1,75 @@
+import { join } from 'node:path';
+import type { PerceptualHash } from '../search/perceptual-hash.js';
+import { Catalog, type NewPoster, type Poster } from './catalog.js';
+import { openDb, openReadOnlyDb, type Db } from './db.js';
+import { EmbeddingStore, type EmbeddingSpace } from './embeddings.js';
+import { EvaluationStore } from './evaluations.js';
+import { JobStore } from './jobs.js';
+import { ModelRegistry, type VariantPolicy } from './models.js';
+import { PosterHashStore } from './poster-hashes.js';
+import { PosterTitles } from './titles.js';
+
+/**
+ * Where state lives: one SQLite database in WAL mode (a data dir's `marquee.db`) and the stores over
+ * it. The handle never leaves src/state: a write that spans tables is one method, of a store or of
+ * this object, in one transaction of its own.
+ */
+export class State {
+  readonly catalog: Catalog;
+  readonly models: ModelRegistry;
+  readonly embeddings: EmbeddingStore;
+  readonly jobs: JobStore;
+  /** The full-text index of titles (GET /posters?q=). */
+  readonly titles: PosterTitles;
+  readonly hashes: PosterHashStore;
+  readonly evaluations: EvaluationStore;
+
+  private constructor(
+    private readonly db: Db,
+    variants?: VariantPolicy,
+  ) {
+    this.catalog = new Catalog(db);
+    this.models = new ModelRegistry(db, variants);
+    this.embeddings = new EmbeddingStore(db);
+    this.jobs = new JobStore(db);
+    this.titles = new PosterTitles(db);
+    this.hashes = new PosterHashStore(db);
+    this.evaluations = new EvaluationStore(db);
+  }
+
+  /** A data dir's database, created and migrated as needed. */
+  static open(dataDir: string, variants?: VariantPolicy): State {
+    return new State(openDb(join(dataDir, 'marquee.db')), variants);
+  }
+
+  /**
+   * The database file read by a thread of its own (an index build, the embedding map), beside the
+   * server's writes; its stores only read.
+   */
+  static reader(dbFile: string): State {
+    return new State(openReadOnlyDb(dbFile));
+  }
+
+  /** A database that lives and dies with the process (the OpenAPI document, tests of the HTTP layer). */
+  static inMemory(variants?: VariantPolicy): State {
+    return new State(openDb(':memory:'), variants);
+  }
+
+  /**
+   * A poster written with its picture's embedding and perceptual hash, all or none of them (an add
+   * through the API, or a new picture for a poster); its id is no longer deleted.
+   */
+  savePoster(poster: NewPoster, now: string, embedding: { space: EmbeddingSpace; vector: Float32Array }, hash: PerceptualHash): Poster {
+    return this.db.transaction(() => {
+      this.catalog.undelete(poster.id);
+      const { key } = this.catalog.upsert(poster, now);
+      this.embeddings.putMany(embedding.space, [{ key, vector: embedding.vector }]);
+      this.hashes.put(key, poster.pixelSha256, hash);
+      return this.catalog.get(poster.id)!;
+    })();
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
