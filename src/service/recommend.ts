@@ -19,8 +19,11 @@ export const MAX_EXAMPLES = 16;
 const CANDIDATE_GROWTH = 4;
 /** The most nearest neighbours of one positive that best_score scores; past it the answer may be approximate. */
 const MAX_CANDIDATES_PER_POSITIVE = 4096;
-/** Candidates scored again from both int8 layers beyond those wanted, for what the coarse scores may have misplaced. */
-const RERANK_EXTRA = 8;
+/**
+ * How far a coarse (int8) cosine may be from the exact one, taken generously: a candidate whose
+ * coarse score, moved by this much in its favour, could reach the answer is scored again exactly.
+ */
+const COARSE_ERROR = 0.01;
 /** best_score scores every poster a filter leaves when it leaves at most this many: one pass over them, not a search per positive. */
 const EXACT_PASS_LIMIT = 2_000;
 
@@ -103,7 +106,8 @@ export async function recommend(engine: Engine, catalog: Catalog, dataDir: strin
 /**
  * best_score over a candidate set: each positive's nearest neighbours (under the filter), scored
  * against every example, best first, ties by key: all of them from the coarse int8 rows in one
- * native pass (to about 1e-3), the best `wanted` + 8 again from both layers (to about 1e-5). Those
+ * native pass (to about 1e-3), those that could be among the best `wanted` again from both layers
+ * (to about 1e-5). Those
  * first `wanted` are the answer of scoring every poster that passes the filter when they all beat a
  * bound: the similarity of the farthest neighbour fetched for any positive. Past it, a poster
  * nearer a positive than that would have been fetched, and one nearer a negative scores below zero.
@@ -121,28 +125,43 @@ export function bestScoreCandidates(
   wanted: number,
   exactPassLimit = EXACT_PASS_LIMIT,
 ): Ranked[] {
-  type Scored = Ranked & { best: number; exact: boolean };
+  /** `ceiling`: the most its exact relevance can be (itself once exact). */
+  type Scored = Ranked & { best: number; exact: boolean; ceiling: number };
   const scored = new Map<number, Scored>();
   const examples = [...positives, ...negatives];
   const m = examples.length;
-  /** A candidate's score from its similarities to the examples (positives first). */
-  const score = (key: number, similarity: (j: number) => number, exact: boolean): Scored => {
+  /** A candidate's score from its similarities to the examples (positives first), each within `error` of the exact one. */
+  const score = (key: number, similarity: (j: number) => number, error: number): Scored => {
     let best = Number.NEGATIVE_INFINITY;
     for (let j = 0; j < positives.length; j++) best = Math.max(best, similarity(j));
     let worst = Number.NEGATIVE_INFINITY;
     for (let j = positives.length; j < m; j++) worst = Math.max(worst, similarity(j));
-    return { neighbor: { key, distance: Math.sqrt(Math.max(0, 2 - 2 * best)) }, relevance: bestScore(best, worst), best, exact };
+    const relevance = bestScore(best, worst);
+    const ceiling = error === 0 ? relevance : bestScore(best + error, worst - error);
+    return { neighbor: { key, distance: Math.sqrt(Math.max(0, 2 - 2 * best)) }, relevance, best, exact: error === 0, ceiling };
   };
   const order = (a: Scored, b: Scored) => b.relevance - a.relevance || a.neighbor.key - b.neighbor.key;
   const dots = new Float64Array(m);
-  /** Scores the keys from the coarse rows, and the best of all scored from both layers: all scored, best first. */
+  /**
+   * Scores the keys from the coarse rows, then from both layers every candidate whose coarse score
+   * could, within the coarse error, reach the `wanted` best of those scored exactly: so the ranking
+   * of the best `wanted` does not depend on how many candidates were scored. All scored, best first.
+   */
   const add = (keys: number[]): Scored[] => {
     const cosines = searcher.rowCosines(keys, examples);
     keys.forEach((key, i) => {
-      if (!Number.isNaN(cosines[i * m]!)) scored.set(key, score(key, (j) => cosines[i * m + j]!, false));
+      if (!Number.isNaN(cosines[i * m]!)) scored.set(key, score(key, (j) => cosines[i * m + j]!, COARSE_ERROR));
     });
-    for (const candidate of [...scored.values()].sort(order).slice(0, wanted + RERANK_EXTRA)) {
-      if (!candidate.exact && searcher.rowDots(candidate.neighbor.key, examples, dots)) scored.set(candidate.neighbor.key, score(candidate.neighbor.key, (j) => dots[j]!, true));
+    const coarse = [...scored.values()].filter((c) => !c.exact).sort((a, b) => b.ceiling - a.ceiling);
+    const exact = [...scored.values()].filter((c) => c.exact).sort(order);
+    for (const candidate of coarse) {
+      const floor = exact.length >= wanted ? exact[wanted - 1]!.relevance : Number.NEGATIVE_INFINITY;
+      if (candidate.ceiling < floor) break;
+      const key = candidate.neighbor.key;
+      if (!searcher.rowDots(key, examples, dots)) continue;
+      const rescored = score(key, (j) => dots[j]!, 0);
+      scored.set(key, rescored);
+      exact.splice(insertionPoint(exact, rescored, order), 0, rescored);
     }
     return [...scored.values()].sort(order);
   };
@@ -166,4 +185,16 @@ export function bestScoreCandidates(
     const proven = top.length === wanted && top.every((r) => r.relevance > 0 && r.best >= bound);
     if (covered || proven || fetch >= MAX_CANDIDATES_PER_POSITIVE) return ranked;
   }
+}
+
+/** Where `item` goes in `sorted` (ascending by `order`) to keep it sorted. */
+function insertionPoint<T>(sorted: T[], item: T, order: (a: T, b: T) => number): number {
+  let low = 0;
+  let high = sorted.length;
+  while (low < high) {
+    const mid = (low + high) >> 1;
+    if (order(sorted[mid]!, item) <= 0) low = mid + 1;
+    else high = mid;
+  }
+  return low;
 }
