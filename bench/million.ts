@@ -15,7 +15,8 @@
  * timed to ready and its RSS read; then, in this process, the same checkpoint is opened and
  * searched: k=8 latency and queries/s, recall@10 against exact search, and filtered searches
  * (exactly k results? recall against the exact filtered answer). Finally `marquee import` is run
- * on a catalog of real poster files to measure its rows/s.
+ * on a catalog of real poster files to measure its rows/s. MILLION_CATALOG_ONLY=1 stops once the
+ * catalog is written, leaving the data dir for the benchmarks that serve it (bench/recommend.ts).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -203,6 +204,11 @@ db.pragma('wal_checkpoint(TRUNCATE)');
 const sqliteBytes = statSync(join(dataDir, 'marquee.db')).size;
 db.close();
 log(`catalog written: posters ${postersSeconds.toFixed(0)} s, embeddings ${embeddingsSeconds.toFixed(0)} s, SQLite ${mib(sqliteBytes).toFixed(0)} MiB`);
+if (process.env.MILLION_CATALOG_ONLY) {
+  // The data dir alone, for the benchmarks that serve it (bench/recommend.ts); the server builds its index at first start.
+  log(`catalog only: ${dataDir}`);
+  process.exit(0);
+}
 
 const rowOfKey = new Map<number, number>();
 keys.forEach((key, row) => rowOfKey.set(key, row));

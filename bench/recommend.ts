@@ -10,7 +10,7 @@
  *    POST /posters/recommend with 3 positive and 2 negative ids, both strategies, with no filter,
  *    a rare genre and a few years (the exact filtered scans), k=8; and diversity=0.5 against 0.
  *    Targets: recommend's p50 and p99 within 1.3x of similar's.
- * 1b. The same at a million posters, on the data dir `bench/million.ts` left (RECOMMEND_MILLION_DIR,
+ * 1b. The same at a million posters, on the data dir `MILLION_CATALOG_ONLY=1 bench/million.ts` leaves (RECOMMEND_MILLION_DIR,
  *    default /tmp/marquee-million/data), served with the f16 graph: with no filter, genre Western
  *    (1 %, the filtered graph search) and years 1900-1903 (0.1 %, the exact scan).
  * 2. A million titles: a scratch SQLite file made by the real migrations, a million posters written
@@ -37,9 +37,9 @@ import { nowMs, summarise, type Summary } from './lib/stats.js';
 
 const TITLES = Number(process.argv[2] ?? 1_000_000);
 const CATALOG = process.env.MARQUEE_CATALOG || join(ROOT, '..', 'shared', 'posters');
-const REQUESTS = Number(process.env.RECOMMEND_REQUESTS ?? 400);
+const REQUESTS = Number(process.env.RECOMMEND_REQUESTS ?? 1000);
 const TITLE_QUERIES = Number(process.env.TITLE_QUERIES ?? 2000);
-const MILLION_REQUESTS = Number(process.env.RECOMMEND_MILLION_REQUESTS ?? 300);
+const MILLION_REQUESTS = Number(process.env.RECOMMEND_MILLION_REQUESTS ?? 500);
 const K = 8;
 const PAGE = 20;
 /** Which parts to run: `recommend` (the demo catalog through the server), `million` (the same at a million posters), `titles` (a million titles). */
