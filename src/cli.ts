@@ -152,7 +152,7 @@ async function importTmdbCommand(config: Config, log: Logger, args: string[]): P
         restart: Boolean(flags.restart),
       },
       {
-            catalog: svc.catalog,
+        catalog: svc.catalog,
         dataDir: config.dataDir,
         maxPixels: config.maxPixels,
         maxPosterBytes: config.maxUploadBytes,

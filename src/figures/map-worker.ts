@@ -14,11 +14,10 @@ try {
   const embedded = state.embeddings.embeddedKeys(space);
   const total = state.catalog.count();
   const keys = embedded.length > cap ? sample(embedded, cap, seededRandom(params.seed)).sort((a, b) => a - b) : embedded;
-  const store = state.embeddings;
   const data = new Float32Array(keys.length * dims);
   for (let start = 0; start < keys.length; start += 1000) {
     const chunk = keys.slice(start, start + 1000);
-    const vectors = store.getMany(space, chunk);
+    const vectors = state.embeddings.getMany(space, chunk);
     chunk.forEach((key, i) => data.set(vectors.get(key)!, (start + i) * dims));
   }
   const coords = layoutMap(data, dims, params);

@@ -107,10 +107,10 @@ export async function recommend(engine: Engine, catalog: Catalog, dataDir: strin
  * best_score over a candidate set: each positive's nearest neighbours (under the filter), scored
  * against every example, best first, ties by key: all of them from the coarse int8 rows in one
  * native pass (to about 1e-3), those that could be among the best `wanted` again from both layers
- * (to about 1e-5). Those
- * first `wanted` are the answer of scoring every poster that passes the filter when they all beat a
- * bound: the similarity of the farthest neighbour fetched for any positive. Past it, a poster
- * nearer a positive than that would have been fetched, and one nearer a negative scores below zero.
+ * (to about 1e-5). Those first `wanted` are the answer of scoring every poster that passes the
+ * filter when they all beat a bound: the similarity of the farthest neighbour fetched for any
+ * positive. Past it, a poster nearer a positive than that would have been fetched, and one nearer a
+ * negative scores below zero.
  * Until then the neighbours fetched grow fourfold, up to 4,096 per positive (then the answer may be
  * approximate: only with many examples crowding each other's neighbourhoods). A filter (or a
  * catalog) that leaves at most 2,000 posters is scored whole instead. Each candidate's shown
