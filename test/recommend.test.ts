@@ -113,7 +113,9 @@ describe('recommend and diversity', () => {
   let server: RunningServer;
   const vectors = new Map<string, number[]>();
   before(async () => {
-    server = await startServer({ MARQUEE_CATALOG: makeCatalogDir(rows), MARQUEE_BASE_MODEL: testModelDir() });
+    // An expansion past the catalog's size makes the graph's searches exhaustive: the answers here
+    // are checked against scoring every poster, and HNSW's recall is approximate, build to build.
+    server = await startServer({ MARQUEE_CATALOG: makeCatalogDir(rows), MARQUEE_BASE_MODEL: testModelDir(), MARQUEE_INDEX_EXPANSION: String(2 * rows.length) });
     for (const id of ids) {
       const embedded = await upload(`${server.url}/posters/embed`, image(id));
       assert.equal(embedded.status, 200);
@@ -296,7 +298,7 @@ describe('recommend and diversity', () => {
     const store = new EmbeddingStore(db);
     const catalog = new Catalog(db);
     const model = new ModelRegistry(db).active()!;
-    const index = VectorIndex.open(indexPath(server.dataDir, model), store.source(model, model.dims));
+    const index = VectorIndex.open(indexPath(server.dataDir, model), store.source(model, model.dims), { expansion: 2 * rows.length });
     const searcher = new Searcher(index, (key) => store.get(model, key), catalog.filterFields(), (keys) => catalog.getMany(keys));
     const keys = catalog.all().map((p) => p.key);
     const rand = seededRandom(18);
