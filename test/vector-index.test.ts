@@ -34,7 +34,7 @@ interface World {
   file: string;
 }
 
-/** A real SQLite file with 1,500 posters of the shared catalog (their genres and years) and one vector each. */
+/** A real SQLite file with `count` posters of the shared catalog (their genres and years) and one vector each, `vectorOf` its key. */
 function world(count = 1500, vectorOf: (key: number) => Float32Array = vectorFor): World {
   const dir = mkdtempSync(join(tmpdir(), 'marquee-index-'));
   const db = openDb(join(dir, 'marquee.db'));
