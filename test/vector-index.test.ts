@@ -131,6 +131,60 @@ describe('the vector index: a checkpoint plus the change log', () => {
     }
   });
 
+  it("a server's open maps the graph file: changes replayed and made live are held beside it, and it answers as a graph read whole", async () => {
+    const w = world();
+    const source = w.embeddings.source(SPACE, DIMS);
+    let builds = 0;
+    const build = async (file: string, scalar: IndexScalar) => (builds++, void VectorIndex.writeBuilt(file, source, scalar));
+    const first = await VectorIndex.openWith(build, w.file, source, { expansion: 2000 });
+    assert.equal(builds, 1);
+    assert.equal(first.rebuilt, 'missing');
+    assertHoldsSqlite(w, first);
+
+    // Changes logged after the checkpoint: a removal, a replaced vector, a new poster.
+    const [gone, changed] = w.catalog.all();
+    w.catalog.delete(gone!.id, 'now');
+    w.embeddings.putMany(SPACE, [{ key: changed!.key, vector: vectorFor(99_999) }]);
+    const mapped = await VectorIndex.openWith(build, w.file, source, { expansion: 2000 });
+    assert.equal(builds, 1, 'the checkpoint is used');
+    assert.equal(mapped.replayed, 2);
+    assertHoldsSqlite(w, mapped);
+    assert.ok(!mapped.has(gone!.key));
+    // Live changes, as the server makes them after SQLite has committed.
+    const [, , removedLive, replacedLive] = w.catalog.all();
+    mapped.remove(removedLive!.key);
+    mapped.add(replacedLive!.key, vectorFor(77_777));
+    mapped.add(replacedLive!.key, vectorFor(88_888));
+    assert.equal(mapped.size, 1498);
+
+    // A graph read whole, with the same changes: every poster's neighbours are the same (both searches exhaustive).
+    const whole = VectorIndex.open(w.file, source, { expansion: 2000 });
+    whole.remove(removedLive!.key);
+    whole.add(replacedLive!.key, vectorFor(88_888));
+    assert.equal(whole.size, mapped.size);
+    for (const query of [vectorFor(99_999), vectorFor(88_888), vectorFor(77_777), ...[3, 50, 700, 1400].map((seed) => vectorFor(seed))]) {
+      const [a, b] = [mapped.search(query, 20), whole.search(query, 20)];
+      assert.deepEqual(a.map((n) => n.key), b.map((n) => n.key));
+      a.forEach((n, i) => assert.ok(Math.abs(n.distance - b[i]!.distance) < 1e-5));
+    }
+    assert.equal(mapped.search(vectorFor(99_999), 1)[0]!.key, changed!.key);
+    assert.equal(mapped.search(vectorFor(88_888), 1)[0]!.key, replacedLive!.key);
+    assert.ok(mapped.search(vectorFor(removedLive!.key), 1500).every((n) => n.key !== removedLive!.key && n.key !== gone!.key));
+    assert.deepEqual(
+      mapped.searchMany([vectorFor(88_888), vectorFor(3)], 5, 2).map((found) => found.map((n) => n.key)),
+      [mapped.search(vectorFor(88_888), 5), mapped.search(vectorFor(3), 5)].map((found) => found.map((n) => n.key)),
+    );
+
+    // More changes than are kept beside a mapped graph: the checkpoint is rebuilt with them.
+    w.embeddings.putMany(SPACE, w.catalog.all().slice(0, 1100).map(({ key }) => ({ key, vector: vectorFor(key + 50_000) })));
+    const rebuilt = await VectorIndex.openWith(build, w.file, source, { expansion: 2000 });
+    assert.equal(builds, 2);
+    assert.match(rebuilt.rebuilt ?? '', /changes since the checkpoint/);
+    assertHoldsSqlite(w, rebuilt);
+    assert.equal(rebuilt.replayed, 0);
+    w.db.close();
+  });
+
   it('files written at different checkpoints (a crash between them) converge on SQLite; a garbled one is rebuilt', () => {
     const w = world();
     open(w);

@@ -1,3 +1,5 @@
+import { setImmediate } from 'node:timers/promises';
+
 /** What a filter looks at, of a poster: all a searcher keeps of it in memory. */
 export interface FilterFields {
   key: number;
@@ -42,6 +44,19 @@ export class PosterFilters {
 
   constructor(posters: Iterable<FilterFields>) {
     for (const poster of posters) this.put(poster);
+  }
+
+  /**
+   * Every poster `page` gives, a page at a time (page(after): the next posters after key `after`,
+   * by key; none at the end), the thread free between pages: a server's, while it serves.
+   */
+  static async inPages(page: (after: number) => FilterFields[]): Promise<PosterFilters> {
+    const filters = new PosterFilters([]);
+    for (let rows = page(0); rows.length > 0; rows = page(rows[rows.length - 1]!.key)) {
+      for (const poster of rows) filters.put(poster);
+      await setImmediate();
+    }
+    return filters;
   }
 
   get(key: number): Omit<FilterFields, 'key'> | undefined {

@@ -1,4 +1,6 @@
 import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { setImmediate } from 'node:timers/promises';
 import usearch from 'usearch';
 import type { Neighbor } from './vector-index.js';
 
@@ -13,6 +15,9 @@ const PREFETCH_AHEAD = 32;
 const KEPT_GATHER_BYTES = 16 << 20;
 /** Bytes a write gathers rows into before each write. */
 const WRITE_PIECE = 4 << 20;
+/** Bytes a read in pieces reads at a time, and keys it indexes between yields of the thread. */
+const READ_PIECE = 4 << 20;
+const KEYS_PER_PIECE = 20_000;
 
 /** `values` as int8 into `out` at `offset`, scaled so that the largest is ±127; the scale, or 0 for all zeros. */
 function quantizeInto(values: ArrayLike<number>, out: Int8Array, offset: number): number {
@@ -271,6 +276,36 @@ export class QuantizedRows {
     }
   }
 
+  /**
+   * As read, leaving the thread free between pieces of the file (a server's, while it serves):
+   * 200,000 rows read at once held it for 0.7 s.
+   */
+  static async readInPieces(file: string, dims: number): Promise<QuantizedRows> {
+    const handle = await open(file, 'r');
+    try {
+      const header = Buffer.alloc(HEADER);
+      if ((await handle.read(header, 0, HEADER, 0)).bytesRead !== HEADER || header.readUInt32LE(0) !== MAGIC) throw new Error(`${file}: not a rows file`);
+      if (header.readUInt32LE(4) !== dims) throw new Error(`${file}: ${header.readUInt32LE(4)} dims, expected ${dims}`);
+      const count = header.readUInt32LE(8);
+      const layout = layoutOf(count, dims);
+      if ((await handle.stat()).size !== layout.bytes) throw new Error(`${file}: truncated`);
+      const rows = new QuantizedRows(dims, headroom(count));
+      const keys = new Float64Array(count);
+      await readFullyInPieces(handle, keys, HEADER);
+      await readFullyInPieces(handle, rows.scales.subarray(0, 2 * count), layout.scales);
+      await readFullyInPieces(handle, rows.coarse.subarray(0, count * dims), layout.coarse);
+      await readFullyInPieces(handle, rows.fine.subarray(0, count * dims), layout.fine);
+      for (let i = 0; i < count; i++) {
+        rows.rowOf.set(keys[i]!, i);
+        if (i % KEYS_PER_PIECE === KEYS_PER_PIECE - 1) await setImmediate();
+      }
+      rows.used = count;
+      return rows;
+    } finally {
+      await handle.close();
+    }
+  }
+
   private grow(capacity: number): void {
     const { dims } = this;
     const coarse = new Int8Array(capacity * dims);
@@ -297,6 +332,16 @@ function readFully(fd: number, into: ArrayBufferView, position: number): void {
     const n = readSync(fd, bytes, done, bytes.length - done, position + done);
     if (n === 0) throw new Error('rows file: truncated');
     done += n;
+  }
+}
+
+/** Reads a piece at a time, the thread free between them (the read itself runs on libuv's pool). */
+async function readFullyInPieces(handle: FileHandle, into: ArrayBufferView, position: number): Promise<void> {
+  const bytes = new Uint8Array(into.buffer, into.byteOffset, into.byteLength);
+  for (let done = 0; done < bytes.length; ) {
+    const { bytesRead } = await handle.read(bytes, done, Math.min(READ_PIECE, bytes.length - done), position + done);
+    if (bytesRead === 0) throw new Error('rows file: truncated');
+    done += bytesRead;
   }
 }
 

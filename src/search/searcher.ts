@@ -37,12 +37,13 @@ export class Searcher {
   constructor(
     private readonly index: VectorIndex,
     private readonly vector: (key: number) => Float32Array | null,
-    covered: Iterable<FilterFields>,
+    /** What filters look at of each poster it covers (or those already gathered: PosterFilters.inPages). */
+    covered: Iterable<FilterFields> | PosterFilters,
     private readonly posters: (keys: number[]) => Map<number, Poster>,
     private readonly exactScanLimit = EXACT_SCAN_LIMIT,
     private readonly graphFetchLimit = GRAPH_FETCH_LIMIT,
   ) {
-    this.filters = new PosterFilters(covered);
+    this.filters = covered instanceof PosterFilters ? covered : new PosterFilters(covered);
   }
 
   get size(): number {

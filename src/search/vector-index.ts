@@ -1,22 +1,17 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import usearch from 'usearch';
 import type { EmbeddingSet } from '../state/embeddings.js';
 import { publishFile, temporaryPath, writeAtomically } from '../state/files.js';
+import { addBatch, LoadedGraph, MappedGraph, newUsearchIndex, type Graph, type GraphMatches, type IndexScalar, type UsearchIndex } from './graph.js';
 import { QuantizedRows } from './quantized-rows.js';
 
-const { Index, MetricKind, ScalarKind } = usearch;
-type UsearchIndex = InstanceType<typeof Index>;
+export { INDEX_SCALARS, type IndexScalar } from './graph.js';
 
 export interface Neighbor {
   key: number;
   /** Euclidean distance between unit vectors. */
   distance: number;
 }
-
-/** How the HNSW graph stores its vectors: float32, or usearch's half and 8-bit forms (a half and a quarter of the memory). */
-export type IndexScalar = 'f32' | 'f16' | 'i8';
-export const INDEX_SCALARS: readonly IndexScalar[] = ['f32', 'f16', 'i8'];
 
 /** What a version's index is derived from: its embeddings in SQLite and their change log (migrations/008). */
 export interface EmbeddingSource {
@@ -47,43 +42,21 @@ interface IndexMeta {
   bytes?: number;
 }
 
-const HNSW = { connectivity: 16, expansionAdd: 128, expansionSearch: 64 };
 const BUILD_BATCH = 10_000;
-/**
- * The posters a build inserts on one thread before inserting the rest on all of them. usearch's
- * concurrent inserts into a graph of a few hundred nodes leave some nodes no search can reach
- * (80 posters on 2 threads: 77 builds in 200 had one, none on one thread); past a thousand,
- * concurrency costs no recall, and one thread for the first thousand costs well under a second.
- */
-const SINGLE_THREADED_START = 1_000;
-
-const SCALAR_KIND = { f32: ScalarKind.F32, f16: ScalarKind.F16, i8: ScalarKind.I8 } as const;
-
-function newIndex(dims: number, scalar: IndexScalar): UsearchIndex {
-  return new Index({
-    dimensions: dims,
-    metric: MetricKind.L2sq,
-    quantization: SCALAR_KIND[scalar],
-    connectivity: HNSW.connectivity,
-    expansion_add: HNSW.expansionAdd,
-    expansion_search: HNSW.expansionSearch,
-    multi: false,
-  });
-}
-
-/** Inserts a build's batch: on one thread while the graph is under SINGLE_THREADED_START nodes, then on all. */
-function addBatch(index: UsearchIndex, keys: BigUint64Array, vectors: Float32Array, dims: number): void {
-  const alone = Math.max(0, Math.min(keys.length, SINGLE_THREADED_START - Number(index.size())));
-  if (alone > 0) index.add(keys.subarray(0, alone), vectors.subarray(0, alone * dims), 1);
-  if (alone < keys.length) index.add(keys.subarray(alone), vectors.subarray(alone * dims), 0);
-}
 
 /** What a checkpoint's files hold, in memory. */
 interface Checkpoint {
-  index: UsearchIndex;
+  graph: Graph;
   rows: QuantizedRows;
   seq: number;
 }
+
+/**
+ * A server's open replays at most this share of the checkpoint's posters as changes beside its
+ * mapped graph (and at least MIN_CHANGES_KEPT); past it the checkpoint is rebuilt, taking them in.
+ */
+const MAX_CHANGES_SHARE = 0.05;
+const MIN_CHANGES_KEPT = 1_000;
 
 /** The int8 rows file beside a graph file: `<version>.usearch` → `<version>.rows`. */
 const rowsPath = (file: string): string => `${file.replace(/\.usearch$/, '')}.rows`;
@@ -109,6 +82,8 @@ export type BuildCheckpoint = (file: string, scalar: IndexScalar) => Promise<voi
  * embedding change they hold). Opening one loads the files and replays the changes SQLite logged
  * after it, so a start reads what changed, not every embedding; a missing or unreadable checkpoint
  * is rebuilt from SQLite. The files are derived: deleting them costs a rebuild, nothing else.
+ * A server (openWith) maps the graph file rather than reading it (graph.ts: MappedGraph), so
+ * that neither a start nor a swap holds its event loop while a large graph is read.
  */
 export class VectorIndex {
   /** Changes replayed from SQLite's log at open. */
@@ -118,7 +93,7 @@ export class VectorIndex {
 
   private constructor(
     private readonly file: string,
-    private readonly index: UsearchIndex,
+    private readonly graph: Graph,
     readonly rows: QuantizedRows,
     readonly dims: number,
     readonly scalar: IndexScalar,
@@ -129,20 +104,17 @@ export class VectorIndex {
   ) {}
 
   get size(): number {
-    return Number(this.index.size());
+    return this.graph.size;
   }
 
   /** Adds a poster's vector, replacing the one it had. */
   add(key: number, vector: Float32Array): void {
-    const id = BigInt(key);
-    if (this.index.contains(id)) this.index.remove(id);
-    this.index.add(id, vector);
+    this.graph.put(BigInt(key), vector);
     this.rows.set(key, vector);
   }
 
   remove(key: number): void {
-    const id = BigInt(key);
-    if (this.index.contains(id)) this.index.remove(id);
+    this.graph.remove(BigInt(key));
     this.rows.delete(key);
   }
 
@@ -155,24 +127,26 @@ export class VectorIndex {
     const opened = VectorIndex.fromCheckpoint(file, source, options);
     if (typeof opened !== 'string') return opened;
     options.onRebuild?.(opened);
-    const built = VectorIndex.start(file, source, options, VectorIndex.build(file, source, scalar), opened);
+    const { index, rows, seq } = VectorIndex.build(file, source, scalar);
+    const built = VectorIndex.start(file, source, options, { graph: new LoadedGraph(index), rows, seq }, opened);
     built.checkpoint();
     return built;
   }
 
   /**
-   * As `open`, for a server: a missing or unusable checkpoint is rebuilt by `build` (on a worker
-   * thread: at a million posters a build takes minutes, during which the event loop keeps
-   * serving), then loaded. The few changes replayed onto a fresh build stay in SQLite's log for
-   * the next checkpoint rather than being saved now (a save of a large graph holds the thread).
+   * As `open`, for a server, and nothing long on its thread: the graph file is mapped, not read
+   * (milliseconds, where reading 200,000 posters' graph took 1.7 s), the rows read a piece at a
+   * time, and a missing or unusable checkpoint is rebuilt by `build` (on a worker thread: at a
+   * million posters a build takes minutes). Changes replayed at open stay in SQLite's log, held
+   * beside the mapped graph, until the next build.
    */
   static async openWith(build: BuildCheckpoint, file: string, source: EmbeddingSource, options: OpenOptions = {}): Promise<VectorIndex> {
     const scalar = options.scalar ?? 'f32';
-    const opened = VectorIndex.fromCheckpoint(file, source, options);
+    const opened = await VectorIndex.fromMappedCheckpoint(file, source, options);
     if (typeof opened !== 'string') return opened;
     options.onRebuild?.(opened);
     await build(file, scalar);
-    const built = VectorIndex.load(file, source, scalar);
+    const built = await VectorIndex.map(file, source, scalar);
     if (typeof built === 'string') throw new Error(`the index built for ${file} cannot be read: ${built}`);
     source.pruneChanges(built.seq);
     return VectorIndex.start(file, source, options, built, opened);
@@ -189,8 +163,23 @@ export class VectorIndex {
     return opened;
   }
 
+  /**
+   * As fromCheckpoint, with the graph file mapped: the changes replayed are kept beside it (and in
+   * SQLite's log) rather than saved, up to a share of the posters; past it, the checkpoint is
+   * rebuilt with them.
+   */
+  private static async fromMappedCheckpoint(file: string, source: EmbeddingSource, options: OpenOptions): Promise<VectorIndex | string> {
+    const mapped = await VectorIndex.map(file, source, options.scalar ?? 'f32');
+    if (typeof mapped === 'string') return mapped;
+    const opened = VectorIndex.start(file, source, options, mapped, null);
+    if (opened.size !== opened.rows.size) return 'graph and rows disagree';
+    const kept = Math.max(MIN_CHANGES_KEPT, MAX_CHANGES_SHARE * opened.size);
+    if (opened.replayed > kept) return `${opened.replayed} changes since the checkpoint, more than are kept beside it`;
+    return opened;
+  }
+
   private static start(file: string, source: EmbeddingSource, options: OpenOptions, parts: Checkpoint, rebuilt: string | null): VectorIndex {
-    const opened = new VectorIndex(file, parts.index, parts.rows, source.dims, options.scalar ?? 'f32', source, parts.seq, rebuilt);
+    const opened = new VectorIndex(file, parts.graph, parts.rows, source.dims, options.scalar ?? 'f32', source, parts.seq, rebuilt);
     opened.expansion = options.expansion ?? DEFAULT_EXPANSION;
     opened.replayed = opened.replay();
     return opened;
@@ -198,13 +187,13 @@ export class VectorIndex {
 
   /** Builds a checkpoint from SQLite and writes its files (not on a server's event loop: see openWith). The log is left as it is. */
   static writeBuilt(file: string, source: EmbeddingSource, scalar: IndexScalar): { seq: number; count: number } {
-    const built = VectorIndex.build(file, source, scalar);
-    VectorIndex.write(file, built, source.dims, scalar);
-    return { seq: built.seq, count: Number(built.index.size()) };
+    const { index, rows, seq } = VectorIndex.build(file, source, scalar);
+    VectorIndex.write(file, index, rows, seq, source.dims, scalar);
+    return { seq, count: Number(index.size()) };
   }
 
-  /** The checkpoint's files, or why they cannot be used. */
-  private static load(file: string, source: EmbeddingSource, scalar: IndexScalar): Checkpoint | string {
+  /** The checkpoint's meta, or why its files cannot be used. */
+  private static usableMeta(file: string, source: EmbeddingSource, scalar: IndexScalar): IndexMeta | string {
     if (!existsSync(file)) return 'missing';
     let meta: IndexMeta;
     try {
@@ -220,20 +209,40 @@ export class VectorIndex {
     const pruned = source.prunedThrough();
     if (meta.seq < pruned) return `older than the change log (holds changes up to ${meta.seq}, the log starts after ${pruned})`;
     if (meta.bytes !== undefined && statSync(file).size !== meta.bytes) return 'corrupt';
+    return meta;
+  }
+
+  /** The checkpoint's files read into memory, or why they cannot be used. */
+  private static load(file: string, source: EmbeddingSource, scalar: IndexScalar): Checkpoint | string {
+    const meta = VectorIndex.usableMeta(file, source, scalar);
+    if (typeof meta === 'string') return meta;
     try {
-      const index = newIndex(source.dims, scalar);
+      const index = newUsearchIndex(source.dims, scalar);
       index.load(file);
       const rows = QuantizedRows.read(rowsPath(file), source.dims);
-      return { index, rows, seq: meta.seq };
+      return { graph: new LoadedGraph(index), rows, seq: meta.seq };
     } catch {
       return 'corrupt';
     }
   }
 
-  private static build(file: string, source: EmbeddingSource, scalar: IndexScalar): Checkpoint {
+  /** The checkpoint's graph file mapped and its rows read a piece at a time (the thread free between pieces), or why they cannot be used. */
+  private static async map(file: string, source: EmbeddingSource, scalar: IndexScalar): Promise<Checkpoint | string> {
+    const meta = VectorIndex.usableMeta(file, source, scalar);
+    if (typeof meta === 'string') return meta;
+    try {
+      const graph = MappedGraph.view(file, source.dims, scalar);
+      const rows = await QuantizedRows.readInPieces(rowsPath(file), source.dims);
+      return { graph, rows, seq: meta.seq };
+    } catch {
+      return 'corrupt';
+    }
+  }
+
+  private static build(file: string, source: EmbeddingSource, scalar: IndexScalar): { index: UsearchIndex; rows: QuantizedRows; seq: number } {
     // The log position first: a change committed while the embeddings are read is replayed at the next open.
     const seq = source.lastChange();
-    const index = newIndex(source.dims, scalar);
+    const index = newUsearchIndex(source.dims, scalar);
     const rows = new QuantizedRows(source.dims);
     for (const batch of source.batches(BUILD_BATCH)) {
       addBatch(index, batch.keys, batch.vectors, source.dims);
@@ -261,15 +270,18 @@ export class VectorIndex {
    * the position the index was opened at. The meta names that position, not the log's end: live
    * changes since then are in memory and in the log, and the next open replays them again, which
    * changes nothing where they already are. A crash between the files is as safe, for the same reason.
+   * Only an index read whole (open) is saved; a mapped one's changes stay in the log.
    */
   private checkpoint(): void {
+    const whole = this.graph.whole();
+    if (!whole) throw new Error('a mapped graph is not saved: its changes stay in the log until the next build');
     const seq = this.seq;
-    VectorIndex.write(this.file, { index: this.index, rows: this.rows, seq }, this.dims, this.scalar);
+    VectorIndex.write(this.file, whole, this.rows, seq, this.dims, this.scalar);
     this.source.pruneChanges(seq);
   }
 
   /** A checkpoint's files, each written atomically, the meta (naming the change they hold up to) last. */
-  private static write(file: string, { index, rows, seq }: Checkpoint, dims: number, scalar: IndexScalar): void {
+  private static write(file: string, index: UsearchIndex, rows: QuantizedRows, seq: number, dims: number, scalar: IndexScalar): void {
     const tmp = temporaryPath(file);
     try {
       index.save(tmp);
@@ -286,28 +298,22 @@ export class VectorIndex {
   searchMany(queries: Float32Array[], k: number, threads: number): Neighbor[][] {
     const count = Math.min(k, this.size);
     if (count === 0 || queries.length === 0) return queries.map(() => []);
-    const asked = Math.min(Math.max(count, this.expansion), this.size);
-    const matrix = new Float32Array(queries.length * this.dims);
-    queries.forEach((q, i) => matrix.set(q, i * this.dims));
-    const batch = this.index.search(matrix, asked, threads) as InstanceType<typeof usearch.BatchMatches>;
-    return queries.map((_, q) => {
-      const out: Neighbor[] = [];
-      for (let i = 0; i < Math.min(count, Number(batch.counts[q])); i++) {
-        out.push({ key: Number(batch.keys[q * asked + i]), distance: Math.sqrt(Math.max(0, batch.distances[q * asked + i]!)) });
-      }
-      return out;
-    });
+    return this.graph.searchMany(queries, Math.min(Math.max(count, this.expansion), this.size), threads).map((matches) => neighbors(matches, count));
   }
 
   /** The nearest `k` by the HNSW graph (approximate; distances exact only when stored as f32). */
   search(query: Float32Array, k: number): Neighbor[] {
     const count = Math.min(k, this.size);
     if (count === 0) return [];
-    const matches = this.index.search(query, Math.min(Math.max(count, this.expansion), this.size), 1);
-    const out: Neighbor[] = [];
-    for (let i = 0; i < Math.min(count, matches.keys.length); i++) {
-      out.push({ key: Number(matches.keys[i]), distance: Math.sqrt(Math.max(0, matches.distances[i]!)) });
-    }
-    return out;
+    return neighbors(this.graph.search(query, Math.min(Math.max(count, this.expansion), this.size)), count);
   }
+}
+
+/** The first `count` of a graph's matches as neighbours (Euclidean distances). */
+function neighbors(matches: GraphMatches, count: number): Neighbor[] {
+  const out: Neighbor[] = [];
+  for (let i = 0; i < Math.min(count, matches.keys.length); i++) {
+    out.push({ key: Number(matches.keys[i]), distance: Math.sqrt(Math.max(0, matches.distances[i]!)) });
+  }
+  return out;
 }

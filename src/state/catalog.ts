@@ -111,6 +111,12 @@ export class Catalog {
     for (const row of rows) yield { key: row.key, year: row.year, genres: JSON.parse(row.genres) as string[] };
   }
 
+  /** filterFields a page at a time: the first `limit` posters after `afterKey`, by key. */
+  filterFieldsAfter(afterKey: number, limit: number): { key: number; year: number | null; genres: string[] }[] {
+    const rows = this.db.prepare('SELECT key, year, genres FROM posters WHERE key > ? ORDER BY key LIMIT ?').all(afterKey, limit) as { key: number; year: number | null; genres: string }[];
+    return rows.map((row) => ({ key: row.key, year: row.year, genres: JSON.parse(row.genres) as string[] }));
+  }
+
   all(): Poster[] {
     return (this.db.prepare('SELECT * FROM posters ORDER BY key').all() as PosterRow[]).map(fromRow);
   }

@@ -195,12 +195,25 @@ export async function checkRestart(server: RunningServer, acknowledged: Acknowle
     const embedded = (db.prepare('SELECT count(*) AS n FROM embeddings WHERE model_version = ?').get(active.version) as { n: number }).n;
     if (ready.posters !== keys.length) problems.push(`/ready has ${ready.posters} posters, SQLite ${keys.length}`);
     if (embedded !== keys.length) problems.push(`${embedded} embeddings of ${keys.length} posters`);
-    // The index file the server mapped, read by usearch itself: exactly SQLite's keys.
+    // The index file the server mapped, read by usearch itself, with the changes logged after the
+    // checkpoint it holds (which the server replays beside it): exactly SQLite's keys.
+    const indexFile = join(dataDir, 'indexes', `${active.version}.usearch`);
     const index = new usearch.Index({ dimensions: active.dims, metric: usearch.MetricKind.L2sq, quantization: usearch.ScalarKind.F32, connectivity: 16, expansion_add: 128, expansion_search: 64, multi: false });
-    index.view(join(dataDir, 'indexes', `${active.version}.usearch`));
-    if (Number(index.size()) !== keys.length) problems.push(`index holds ${index.size()} vectors, SQLite ${keys.length} posters`);
-    const absent = keys.filter((key) => !index.contains(BigInt(key)));
-    if (absent.length > 0) problems.push(`${absent.length} posters missing from the index (first ${absent[0]})`);
+    index.view(indexFile);
+    const { seq } = JSON.parse(readFileSync(`${indexFile}.json`, 'utf8')) as { seq: number };
+    const held = new Set(keys.filter((key) => index.contains(BigInt(key))));
+    const changed = db.prepare('SELECT DISTINCT poster_key FROM embedding_changes WHERE model_version = ? AND seq > ?').pluck().all(active.version, seq) as number[];
+    const hasEmbedding = db.prepare('SELECT 1 FROM embeddings WHERE model_version = ? AND poster_key = ?');
+    let removals = 0;
+    for (const key of changed) {
+      if (hasEmbedding.get(active.version, key)) held.add(key);
+      else (held.delete(key), removals++);
+    }
+    const fileOnly = Number(index.size()) - keys.filter((key) => index.contains(BigInt(key))).length;
+    if (fileOnly > removals) problems.push(`the index file holds ${fileOnly} posters SQLite has not, ${removals} removals logged`);
+    if (held.size !== keys.length) problems.push(`index and its log hold ${held.size} posters, SQLite ${keys.length}`);
+    const absent = keys.filter((key) => !held.has(key));
+    if (absent.length > 0) problems.push(`${absent.length} posters missing from the index and its log (first ${absent[0]})`);
 
     // Through the API: a poster's own image names it as catalog_match. Its place among the nearest is not
     // asked: that is HNSW's recall, not consistency, and on the random-init test model's near-identical

@@ -1,0 +1,184 @@
+import usearch from 'usearch';
+
+const { Index, MetricKind, ScalarKind } = usearch;
+export type UsearchIndex = InstanceType<typeof Index>;
+
+/** How the HNSW graph stores its vectors: float32, or usearch's half and 8-bit forms (a half and a quarter of the memory). */
+export type IndexScalar = 'f32' | 'f16' | 'i8';
+export const INDEX_SCALARS: readonly IndexScalar[] = ['f32', 'f16', 'i8'];
+
+const HNSW = { connectivity: 16, expansionAdd: 128, expansionSearch: 64 };
+const SCALAR_KIND = { f32: ScalarKind.F32, f16: ScalarKind.F16, i8: ScalarKind.I8 } as const;
+
+/**
+ * The posters a build inserts on one thread before inserting the rest on all of them. usearch's
+ * concurrent inserts into a graph of a few hundred nodes leave some nodes no search can reach
+ * (80 posters on 2 threads: 77 builds in 200 had one, none on one thread); past a thousand,
+ * concurrency costs no recall, and one thread for the first thousand costs well under a second.
+ */
+const SINGLE_THREADED_START = 1_000;
+
+export function newUsearchIndex(dims: number, scalar: IndexScalar): UsearchIndex {
+  return new Index({
+    dimensions: dims,
+    metric: MetricKind.L2sq,
+    quantization: SCALAR_KIND[scalar],
+    connectivity: HNSW.connectivity,
+    expansion_add: HNSW.expansionAdd,
+    expansion_search: HNSW.expansionSearch,
+    multi: false,
+  });
+}
+
+/** Inserts a build's batch: on one thread while the graph is under SINGLE_THREADED_START nodes, then on all. */
+export function addBatch(index: UsearchIndex, keys: BigUint64Array, vectors: Float32Array, dims: number): void {
+  const alone = Math.max(0, Math.min(keys.length, SINGLE_THREADED_START - Number(index.size())));
+  if (alone > 0) index.add(keys.subarray(0, alone), vectors.subarray(0, alone * dims), 1);
+  if (alone < keys.length) index.add(keys.subarray(alone), vectors.subarray(alone * dims), 0);
+}
+
+/** A graph search's answer: keys and squared Euclidean distances, nearest first. */
+export interface GraphMatches {
+  keys: ArrayLike<bigint>;
+  distances: ArrayLike<number>;
+}
+
+/** The HNSW part of a version's index, as VectorIndex uses it. */
+export interface Graph {
+  readonly size: number;
+  contains(key: bigint): boolean;
+  /** Adds a vector under `key`, replacing the one it had. */
+  put(key: bigint, vector: Float32Array): void;
+  remove(key: bigint): void;
+  /** The `count` nearest, walking with an expansion of `count` at least. */
+  search(query: Float32Array, count: number): GraphMatches;
+  /** The nearest `count` of each query, on `threads` threads where the graph can. */
+  searchMany(queries: Float32Array[], count: number, threads: number): GraphMatches[];
+  /** The usearch index holding every vector, to save as a checkpoint; null when some live beside the file it maps. */
+  whole(): UsearchIndex | null;
+}
+
+/** A graph read whole into memory: changed in place, saved whole. */
+export class LoadedGraph implements Graph {
+  constructor(private readonly index: UsearchIndex) {}
+
+  get size(): number {
+    return Number(this.index.size());
+  }
+
+  contains(key: bigint): boolean {
+    return this.index.contains(key) as boolean;
+  }
+
+  put(key: bigint, vector: Float32Array): void {
+    if (this.index.contains(key)) this.index.remove(key);
+    this.index.add(key, vector);
+  }
+
+  remove(key: bigint): void {
+    if (this.index.contains(key)) this.index.remove(key);
+  }
+
+  search(query: Float32Array, count: number): GraphMatches {
+    return this.index.search(query, count, 1);
+  }
+
+  searchMany(queries: Float32Array[], count: number, threads: number): GraphMatches[] {
+    const dims = queries[0]!.length;
+    const matrix = new Float32Array(queries.length * dims);
+    queries.forEach((q, i) => matrix.set(q, i * dims));
+    const batch = this.index.search(matrix, count, threads) as InstanceType<typeof usearch.BatchMatches>;
+    return queries.map((_, q) => {
+      const found = Number(batch.counts[q]);
+      return { keys: batch.keys.subarray(q * count, q * count + found), distances: batch.distances.subarray(q * count, q * count + found) };
+    });
+  }
+
+  whole(): UsearchIndex {
+    return this.index;
+  }
+}
+
+/**
+ * A graph file mapped into memory as written (usearch's view: no read at open, pages come in as
+ * searches touch them), with the changes made since in a small graph of its own beside it. A
+ * server opens its graphs this way: reading a million posters' graph whole holds the thread for
+ * seconds, mapping it takes milliseconds. The mapped posters since removed or replaced are hidden
+ * from its answers, which ask the file's graph for as many more.
+ */
+export class MappedGraph implements Graph {
+  private readonly added: UsearchIndex;
+  private readonly hidden = new Set<bigint>();
+
+  constructor(
+    private readonly mapped: UsearchIndex,
+    dims: number,
+    scalar: IndexScalar,
+  ) {
+    this.added = newUsearchIndex(dims, scalar);
+  }
+
+  static view(file: string, dims: number, scalar: IndexScalar): MappedGraph {
+    const mapped = newUsearchIndex(dims, scalar);
+    mapped.view(file);
+    return new MappedGraph(mapped, dims, scalar);
+  }
+
+  get size(): number {
+    return Number(this.mapped.size()) - this.hidden.size + Number(this.added.size());
+  }
+
+  /** Changes held beside the mapped file: what a checkpoint would take in. */
+  get changes(): number {
+    return this.hidden.size + Number(this.added.size());
+  }
+
+  contains(key: bigint): boolean {
+    return (this.added.contains(key) as boolean) || (!this.hidden.has(key) && (this.mapped.contains(key) as boolean));
+  }
+
+  put(key: bigint, vector: Float32Array): void {
+    this.remove(key);
+    this.added.add(key, vector);
+  }
+
+  remove(key: bigint): void {
+    if (this.mapped.contains(key)) this.hidden.add(key);
+    if (this.added.contains(key)) this.added.remove(key);
+  }
+
+  search(query: Float32Array, count: number): GraphMatches {
+    const mappedSize = Number(this.mapped.size());
+    const fromFile = mappedSize === 0 ? null : this.mapped.search(query, Math.min(count + this.hidden.size, mappedSize), 1);
+    const fromAdded = this.added.size() === 0 ? null : this.added.search(query, Math.min(count, Number(this.added.size())), 1);
+    const keys: bigint[] = [];
+    const distances: number[] = [];
+    let i = 0;
+    let j = 0;
+    const fileCount = fromFile ? fromFile.keys.length : 0;
+    const addedCount = fromAdded ? fromAdded.keys.length : 0;
+    while (keys.length < count && (i < fileCount || j < addedCount)) {
+      if (i < fileCount && this.hidden.has(fromFile!.keys[i]!)) {
+        i++;
+        continue;
+      }
+      const takeFile = j >= addedCount || (i < fileCount && fromFile!.distances[i]! <= fromAdded!.distances[j]!);
+      if (takeFile) {
+        keys.push(fromFile!.keys[i]!);
+        distances.push(fromFile!.distances[i++]!);
+      } else {
+        keys.push(fromAdded!.keys[j]!);
+        distances.push(fromAdded!.distances[j++]!);
+      }
+    }
+    return { keys, distances };
+  }
+
+  searchMany(queries: Float32Array[], count: number): GraphMatches[] {
+    return queries.map((query) => this.search(query, count));
+  }
+
+  whole(): null {
+    return null;
+  }
+}
