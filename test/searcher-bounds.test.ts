@@ -22,31 +22,37 @@ function unit(v: Float32Array): Float32Array {
   return v.map((x) => x / norm);
 }
 
+/** POSTERS posters of DIMS dimensions in SQLite: the first FAR of genre "Far" around -e0, the others "Near" around +e0. */
+function world() {
+  const dir = mkdtempSync(join(tmpdir(), 'marquee-bounds-'));
+  const db = openDb(join(dir, 'marquee.db'));
+  db.prepare(
+    `INSERT INTO model_versions (version, file_path, file_sha256, dims, input_width, input_height, input_name, output_name, preprocessing, source, created_at)
+     VALUES (?, 'models/x.onnx', 'x', ?, 1, 1, 'image', 'embedding', '{}', '{}', 'now')`,
+  ).run(SPACE.version, DIMS);
+  db.prepare("INSERT INTO model_variants (version, precision, file_path, file_sha256, details, created_at) VALUES (?, 'fp32', 'models/x.onnx', 'x', '{}', 'now')").run(SPACE.version);
+  const catalog = new Catalog(db);
+  const embeddings = new EmbeddingStore(db);
+  const random = seededRandom(3);
+  const vectors = new Map<number, Float32Array>();
+  db.transaction(() => {
+    for (let i = 0; i < POSTERS; i++) {
+      const far = i < FAR;
+      const { key } = catalog.upsert(
+        { id: `p${i}`, title: null, year: null, releaseDate: null, genres: [far ? 'Far' : 'Near'], singleGenre: far ? 'Far' : 'Near', split: null, imagePath: 'x.jpg', imageSha256: 'x', pixelSha256: `p${i}`, width: 1, height: 1 },
+        'now',
+      );
+      // Near posters around +e0, far ones around -e0.
+      vectors.set(key, unit(Float32Array.from({ length: DIMS }, (_, d) => (d === 0 ? (far ? -4 : 4) : 0) + random() - 0.5)));
+    }
+  })();
+  embeddings.putMany(SPACE, [...vectors].map(([key, vector]) => ({ key, vector })));
+  return { dir, db, catalog, embeddings, vectors };
+}
+
 describe('a filtered graph search', () => {
   it('asks the graph for at most its limit, then scans, and still answers exactly', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'marquee-bounds-'));
-    const db = openDb(join(dir, 'marquee.db'));
-    db.prepare(
-      `INSERT INTO model_versions (version, file_path, file_sha256, dims, input_width, input_height, input_name, output_name, preprocessing, source, created_at)
-       VALUES (?, 'models/x.onnx', 'x', ?, 1, 1, 'image', 'embedding', '{}', '{}', 'now')`,
-    ).run(SPACE.version, DIMS);
-    db.prepare("INSERT INTO model_variants (version, precision, file_path, file_sha256, details, created_at) VALUES (?, 'fp32', 'models/x.onnx', 'x', '{}', 'now')").run(SPACE.version);
-    const catalog = new Catalog(db);
-    const embeddings = new EmbeddingStore(db);
-    const random = seededRandom(3);
-    const vectors = new Map<number, Float32Array>();
-    db.transaction(() => {
-      for (let i = 0; i < POSTERS; i++) {
-        const far = i < FAR;
-        const { key } = catalog.upsert(
-          { id: `p${i}`, title: null, year: null, releaseDate: null, genres: [far ? 'Far' : 'Near'], singleGenre: far ? 'Far' : 'Near', split: null, imagePath: 'x.jpg', imageSha256: 'x', pixelSha256: `p${i}`, width: 1, height: 1 },
-          'now',
-        );
-        // Near posters around +e0, far ones around -e0.
-        vectors.set(key, unit(Float32Array.from({ length: DIMS }, (_, d) => (d === 0 ? (far ? -4 : 4) : 0) + random() - 0.5)));
-      }
-    })();
-    embeddings.putMany(SPACE, [...vectors].map(([key, vector]) => ({ key, vector })));
+    const { dir, db, catalog, embeddings, vectors } = world();
     const index = VectorIndex.open(join(dir, 'indexes', 'v.usearch'), embeddings.source(SPACE, DIMS));
     const asked: number[] = [];
     const search = index.search.bind(index);
@@ -65,6 +71,34 @@ describe('a filtered graph search', () => {
       .sort((a, b) => a.distance - b.distance)
       .slice(0, k);
     assert.deepEqual(hits.map((h) => h.poster.key), exact.map((e) => e.key));
+    db.close();
+  });
+
+  it('nearestEach answers as nearest for each query, searching the graph for all at once, loaded or mapped', async () => {
+    const { dir, db, catalog, embeddings, vectors } = world();
+    const source = embeddings.source(SPACE, DIMS);
+    const file = join(dir, 'indexes', 'v.usearch');
+    const loaded = VectorIndex.open(file, source);
+    const mapped = await VectorIndex.openWith(async (f, scalar) => void VectorIndex.writeBuilt(f, source, scalar), file, source);
+    const keyOf = (i: number) => catalog.get(`p${i}`)!.key;
+    const queries = [5, FAR + 1, FAR + 700, 2999].map((i) => vectors.get(keyOf(i))!);
+    const exclude = new Set([keyOf(6), keyOf(FAR + 2)]);
+    for (const [name, index] of [['loaded', loaded], ['mapped', mapped]] as const) {
+      // Changes since the checkpoint: the mapped index holds them beside its file and merges both answers.
+      index.remove(keyOf(4));
+      index.add(keyOf(9), vectors.get(keyOf(FAR + 1))!);
+      const batches: number[] = [];
+      const searchMany = index.searchMany.bind(index);
+      index.searchMany = (qs, k, threads) => (batches.push(qs.length), searchMany(qs, k, threads));
+      const searcher = new Searcher(index, (key) => embeddings.get(SPACE, key), catalog.filterFields(), (keys) => catalog.getMany(keys), 50, 700);
+      for (const filter of [{}, { genre: 'Near' }, { genre: 'Far' }]) {
+        batches.length = 0;
+        const each = searcher.nearestEach(queries, 8, filter, exclude, 2);
+        assert.deepEqual(batches, [queries.length], `${name} ${JSON.stringify(filter)}: one search for the ${queries.length} queries`);
+        assert.deepEqual(each, queries.map((q) => searcher.nearest(q, 8, filter, exclude)), `${name} ${JSON.stringify(filter)}`);
+        assert.ok(each.every((found) => found.length === 8 && found.every((n) => !exclude.has(n.key))));
+      }
+    }
     db.close();
   });
 });

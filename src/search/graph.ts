@@ -84,14 +84,7 @@ export class LoadedGraph implements Graph {
   }
 
   searchMany(queries: Float32Array[], count: number, threads: number): GraphMatches[] {
-    const dims = queries[0]!.length;
-    const matrix = new Float32Array(queries.length * dims);
-    queries.forEach((q, i) => matrix.set(q, i * dims));
-    const batch = this.index.search(matrix, count, threads) as InstanceType<typeof usearch.BatchMatches>;
-    return queries.map((_, q) => {
-      const found = Number(batch.counts[q]);
-      return { keys: batch.keys.subarray(q * count, q * count + found), distances: batch.distances.subarray(q * count, q * count + found) };
-    });
+    return batchSearch(this.index, queries, count, threads);
   }
 
   whole(): UsearchIndex {
@@ -151,6 +144,19 @@ export class MappedGraph implements Graph {
     const mappedSize = Number(this.mapped.size());
     const fromFile = mappedSize === 0 ? null : this.mapped.search(query, Math.min(count + this.hidden.size, mappedSize), 1);
     const fromAdded = this.added.size() === 0 ? null : this.added.search(query, Math.min(count, Number(this.added.size())), 1);
+    return this.merged(fromFile, fromAdded, count);
+  }
+
+  searchMany(queries: Float32Array[], count: number, threads: number): GraphMatches[] {
+    const mappedSize = Number(this.mapped.size());
+    const addedSize = Number(this.added.size());
+    const fromFile = mappedSize === 0 ? null : batchSearch(this.mapped, queries, Math.min(count + this.hidden.size, mappedSize), threads);
+    const fromAdded = addedSize === 0 ? null : batchSearch(this.added, queries, Math.min(count, addedSize), threads);
+    return queries.map((_, q) => this.merged(fromFile?.[q] ?? null, fromAdded?.[q] ?? null, count));
+  }
+
+  /** The nearest `count` of a search of the file's graph (its hidden posters left out) and of the added one's. */
+  private merged(fromFile: GraphMatches | null, fromAdded: GraphMatches | null, count: number): GraphMatches {
     const keys: bigint[] = [];
     const distances: number[] = [];
     let i = 0;
@@ -174,11 +180,20 @@ export class MappedGraph implements Graph {
     return { keys, distances };
   }
 
-  searchMany(queries: Float32Array[], count: number): GraphMatches[] {
-    return queries.map((query) => this.search(query, count));
-  }
-
   whole(): null {
     return null;
   }
+}
+
+/** The nearest `count` of each query by one native call, on `threads` threads. */
+function batchSearch(index: UsearchIndex, queries: Float32Array[], count: number, threads: number): GraphMatches[] {
+  if (queries.length === 1) return [index.search(queries[0]!, count, 1)]; // usearch answers one query unbatched
+  const dims = queries[0]!.length;
+  const matrix = new Float32Array(queries.length * dims);
+  queries.forEach((q, i) => matrix.set(q, i * dims));
+  const batch = index.search(matrix, count, threads) as InstanceType<typeof usearch.BatchMatches>;
+  return queries.map((_, q) => {
+    const found = Number(batch.counts[q]);
+    return { keys: batch.keys.subarray(q * count, q * count + found), distances: batch.distances.subarray(q * count, q * count + found) };
+  });
 }

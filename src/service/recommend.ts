@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { ApiError, notFound } from '../errors.js';
 import { averageVector, bestScore, type Strategy } from '../search/recommend-scores.js';
 import type { Searcher, SearchFilter } from '../search/searcher.js';
@@ -24,6 +25,8 @@ const MAX_CANDIDATES_PER_POSITIVE = 4096;
  * coarse score, moved by this much in its favour, could reach the answer is scored again exactly.
  */
 const COARSE_ERROR = 0.01;
+/** best_score searches the graph for its positives' neighbours on up to this many threads at once. */
+const SEARCH_THREADS = availableParallelism();
 /** best_score scores every poster a filter leaves when it leaves at most this many: one pass over them, not a search per positive. */
 const EXACT_PASS_LIMIT = 2_000;
 
@@ -171,8 +174,7 @@ export function bestScoreCandidates(
     let bound = Number.NEGATIVE_INFINITY;
     let covered = false;
     const fresh = new Set<number>();
-    for (const positive of positives) {
-      const nearest = searcher.nearest(positive, fetch, filter, exclude);
+    for (const nearest of searcher.nearestEach(positives, fetch, filter, exclude, SEARCH_THREADS)) {
       if (nearest.length < fetch) covered = true; // every poster that passes the filter is among them
       else {
         const farthest = nearest[nearest.length - 1]!.distance;
