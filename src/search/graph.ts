@@ -101,6 +101,8 @@ export class LoadedGraph implements Graph {
  */
 export class MappedGraph implements Graph {
   private readonly added: UsearchIndex;
+  /** The added vectors again, searched exactly while there are at most ADDED_EXACT_LIMIT of them. */
+  private readonly addedVectors: PackedVectors;
   private readonly hidden = new Set<bigint>();
 
   constructor(
@@ -109,6 +111,7 @@ export class MappedGraph implements Graph {
     scalar: IndexScalar,
   ) {
     this.added = newUsearchIndex(dims, scalar);
+    this.addedVectors = new PackedVectors(dims);
   }
 
   static view(file: string, dims: number, scalar: IndexScalar): MappedGraph {
@@ -133,26 +136,37 @@ export class MappedGraph implements Graph {
   put(key: bigint, vector: Float32Array): void {
     this.remove(key);
     this.added.add(key, vector);
+    this.addedVectors.put(key, vector);
   }
 
   remove(key: bigint): void {
     if (this.mapped.contains(key)) this.hidden.add(key);
     if (this.added.contains(key)) this.added.remove(key);
+    this.addedVectors.remove(key);
   }
 
   search(query: Float32Array, count: number): GraphMatches {
     const mappedSize = Number(this.mapped.size());
     const fromFile = mappedSize === 0 ? null : this.mapped.search(query, Math.min(count + this.hidden.size, mappedSize), 1);
-    const fromAdded = this.added.size() === 0 ? null : this.added.search(query, Math.min(count, Number(this.added.size())), 1);
-    return this.merged(fromFile, fromAdded, count);
+    return this.merged(fromFile, this.searchAdded([query], count)?.[0] ?? null, count);
   }
 
   searchMany(queries: Float32Array[], count: number, threads: number): GraphMatches[] {
     const mappedSize = Number(this.mapped.size());
-    const addedSize = Number(this.added.size());
     const fromFile = mappedSize === 0 ? null : batchSearch(this.mapped, queries, Math.min(count + this.hidden.size, mappedSize), threads);
-    const fromAdded = addedSize === 0 ? null : batchSearch(this.added, queries, Math.min(count, addedSize), threads);
+    const fromAdded = this.searchAdded(queries, count, threads);
     return queries.map((_, q) => this.merged(fromFile?.[q] ?? null, fromAdded?.[q] ?? null, count));
+  }
+
+  /**
+   * The nearest `count` added posters of each query: exactly while they are few (HNSW over a few
+   * dozen nodes, some removed or replaced, left a live add its own picture did not find), then by their graph.
+   */
+  private searchAdded(queries: Float32Array[], count: number, threads = 1): GraphMatches[] | null {
+    const size = this.addedVectors.size;
+    if (size === 0) return null;
+    if (size <= ADDED_EXACT_LIMIT) return queries.map((query) => this.addedVectors.nearest(query, Math.min(count, size)));
+    return batchSearch(this.added, queries, Math.min(count, size), threads);
   }
 
   /** The nearest `count` of a search of the file's graph (its hidden posters left out) and of the added one's. */
@@ -182,6 +196,56 @@ export class MappedGraph implements Graph {
 
   whole(): null {
     return null;
+  }
+}
+
+/** Up to this many posters added beside a mapped graph are searched exactly (about 0.2 ms at 512 dimensions). */
+const ADDED_EXACT_LIMIT = 4_096;
+
+/** Vectors packed in one array by slot, a removal filling its slot with the last: what usearch's exact search reads. */
+class PackedVectors {
+  private data: Float32Array;
+  private readonly keys: bigint[] = [];
+  private readonly slots = new Map<bigint, number>();
+
+  constructor(private readonly dims: number) {
+    this.data = new Float32Array(dims * 64);
+  }
+
+  get size(): number {
+    return this.keys.length;
+  }
+
+  put(key: bigint, vector: Float32Array): void {
+    this.remove(key);
+    const slot = this.keys.length;
+    if ((slot + 1) * this.dims > this.data.length) {
+      const grown = new Float32Array(this.data.length * 2);
+      grown.set(this.data);
+      this.data = grown;
+    }
+    this.data.set(vector, slot * this.dims);
+    this.keys.push(key);
+    this.slots.set(key, slot);
+  }
+
+  remove(key: bigint): void {
+    const slot = this.slots.get(key);
+    if (slot === undefined) return;
+    const last = this.keys.length - 1;
+    if (slot !== last) {
+      this.data.copyWithin(slot * this.dims, last * this.dims, (last + 1) * this.dims);
+      this.keys[slot] = this.keys[last]!;
+      this.slots.set(this.keys[slot]!, slot);
+    }
+    this.keys.pop();
+    this.slots.delete(key);
+  }
+
+  /** The `count` nearest (1 ≤ count ≤ size), by squared Euclidean distance. */
+  nearest(query: Float32Array, count: number): GraphMatches {
+    const found = usearch.exactSearch(this.data.subarray(0, this.keys.length * this.dims), query, this.dims, count, MetricKind.L2sq, 1) as InstanceType<typeof usearch.Matches>;
+    return { keys: Array.from(found.keys, (slot) => this.keys[Number(slot)]!), distances: found.distances };
   }
 }
 
