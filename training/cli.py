@@ -206,7 +206,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_int_in(1), default=32, help="posters per calibration batch")
     p.add_argument("--seed", type=_int_in(0), default=0, help="which posters are sampled")
     p.add_argument("--force", action="store_true", help="replace an existing non-empty OUT")
+    p.add_argument("--weight-bits", type=int, choices=(7, 8), default=7,
+                   help="7: no 16-bit saturation on AVX2-only CPUs, so the same vectors on every CPU; 8: the full range")  # fmt: skip
     p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser(
+        "narrow-weights",
+        help="write a copy of an int8 model whose integer convolutions' weights fit in 7 bits (the same vectors on every CPU)",
+        formatter_class=fmt,
+        description=(
+            "For an int8 model made with 8-bit weights whose float32 source is gone: halves the weights of every "
+            "convolution on integer kernels (and their int32 biases) and doubles their scales, so that CPUs "
+            "without VNNI (AVX2's saturating 16-bit pair sums) compute the vectors VNNI CPUs do. "
+            "Writes OUT/model.onnx and OUT/model.json."
+        ),
+    )
+    p.add_argument("--model", required=True, metavar="DIR", help="int8 model directory (model.onnx + model.json)")
+    p.add_argument("--out", required=True, metavar="OUT", help="output directory (must not exist or be empty)")
+    p.add_argument("--force", action="store_true", help="replace an existing non-empty OUT")
+    p.set_defaults(func=cmd_narrow_weights)
 
     p = sub.add_parser(
         "fit-head",
@@ -462,6 +480,18 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     names = {f.name for f in dataclasses.fields(QuantizeOptions)}
     try:
         quantize(QuantizeOptions(**{k: v for k, v in vars(args).items() if k in names}))
+    except Exception as e:
+        emit("error", message=str(e))
+        raise
+    return 0
+
+
+def cmd_narrow_weights(args: argparse.Namespace) -> int:
+    from .events import emit
+    from .narrow import narrow_weights
+
+    try:
+        narrow_weights(args.model, args.out, args.force)
     except Exception as e:
         emit("error", message=str(e))
         raise

@@ -1,6 +1,7 @@
 """``quantize``: an int8 copy of a model directory's ONNX model, calibrated on catalog posters.
 
-Static quantisation with onnxruntime's tools: QDQ format, int8 weights per output channel,
+Static quantisation with onnxruntime's tools: QDQ format, int8 weights per output channel (in
+7 bits by default, so that every x86 CPU computes the same vectors: training/narrow.py),
 uint8 activations (the U8S8 pair that VNNI and AVX-512 kernels take), calibrated by min/max on
 posters of the manifest's train split read through the serving preprocessing (the rendered inputs
 when their size matches). Only the convolutions are quantised: the head, the centring and the
@@ -50,6 +51,7 @@ class QuantizeOptions:
     batch_size: int = 32
     seed: int = 0
     force: bool = False
+    weight_bits: int = 7  # 7: the same vectors on every x86 CPU (training/narrow.py says why); 8: the full int8 range
 
 
 class _Posters:
@@ -120,7 +122,7 @@ def quantize(opts: QuantizeOptions, emit=events.emit, log=events.log) -> Path:
         reader = _Posters(calibration, spec, opts.batch_size, lambda done: emit("calibrate", done=done, total=len(calibration)))
         convs = _quantised_nodes(src / "model.onnx")
         settings = {
-            "format": "QDQ", "weights": "int8, per channel", "activations": "uint8", "calibration": "minmax",
+            "format": "QDQ", "weights": "int8, per channel", "weight_bits": opts.weight_bits, "activations": "uint8", "calibration": "minmax",
             "ops": list(QUANTISED_OPS), "float32": "the stem convolution", "calibration_images": len(calibration),
             "seed": opts.seed,
         }  # fmt: skip
@@ -128,7 +130,7 @@ def quantize(opts: QuantizeOptions, emit=events.emit, log=events.log) -> Path:
             str(src / "model.onnx"), str(tmp / "model.onnx"), reader,
             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTISED_OPS), nodes_to_quantize=convs,
-            calibrate_method=CalibrationMethod.MinMax,
+            calibrate_method=CalibrationMethod.MinMax, reduce_range=opts.weight_bits == 7,
         )  # fmt: skip
         for leftover in tmp.glob("*.onnx.data"):
             leftover.unlink()
