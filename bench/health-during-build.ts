@@ -215,7 +215,7 @@ out.push('| code | phase | requests | p50 | p99 | p99.9 | max | over 50 ms | fai
 out.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const s of swaps) {
   out.push(`| ${s.code} | alone, before the swap | ${fmt(s.idle)} |`);
-  out.push(`| ${s.code} | during the swap (${s.seconds.toFixed(0)} s; its index build ${s.buildMs === null ? '?' : `${(s.buildMs / 1000).toFixed(0)} s`}) | ${fmt(s.during)} |`);
+  out.push(`| ${s.code} | during the swap (${s.seconds.toFixed(0)} s${s.buildMs === null ? '' : `; its index build ${(s.buildMs / 1000).toFixed(0)} s`}) | ${fmt(s.during)} |`);
 }
 out.push('');
 rmSync(DIR, { recursive: true, force: true });
