@@ -77,6 +77,8 @@ def narrow_weights(model_dir: str, out: str, force: bool = False, emit=events.em
     try:
         onnx.save(model, str(tmp / "model.onnx"))
         quantization = {**meta.get("quantization", {}), "weight_bits": 7, "narrowed_from_sha256": _sha(src / "model.onnx")}
+        if "parity" in quantization:  # measured on the 8-bit weights, against float32
+            quantization["parity_before_narrowing"] = quantization.pop("parity")
         (tmp / "model.json").write_text(json.dumps({**meta, "quantization": quantization}, indent=2) + "\n", encoding="utf-8")
         for f in tmp.iterdir():
             f.chmod(0o644)
