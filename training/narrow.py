@@ -25,6 +25,7 @@ import numpy as np
 
 from . import events
 from .export import _check_destination, _publish
+from .weights import sha256_file
 
 
 class NarrowError(RuntimeError):
@@ -76,7 +77,7 @@ def narrow_weights(model_dir: str, out: str, force: bool = False, emit=events.em
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         onnx.save(model, str(tmp / "model.onnx"))
-        quantization = {**meta.get("quantization", {}), "weight_bits": 7, "narrowed_from_sha256": _sha(src / "model.onnx")}
+        quantization = {**meta.get("quantization", {}), "weight_bits": 7, "narrowed_from_sha256": sha256_file(src / "model.onnx")}
         if "parity" in quantization:  # measured on the 8-bit weights, against float32
             quantization["parity_before_narrowing"] = quantization.pop("parity")
         (tmp / "model.json").write_text(json.dumps({**meta, "quantization": quantization}, indent=2) + "\n", encoding="utf-8")
@@ -89,9 +90,3 @@ def narrow_weights(model_dir: str, out: str, force: bool = False, emit=events.em
         raise
     emit("done", out=str(target), narrowed=narrowed)
     return target
-
-
-def _sha(path: Path) -> str:
-    from .weights import sha256_file
-
-    return sha256_file(path)
