@@ -100,7 +100,8 @@ describe('a full disk', { skip: dataDir ? false : 'mounting a tmpfs is not allow
   });
 
   it('answers queries, refuses writes with a clear error and keeps nothing half-written; all works again once space is freed', { timeout: 300_000 }, async () => {
-    assert.equal(marquee(['import', makeCatalogDir(added)], env).code, 0, 'an import beside the running server');
+    const besideImport = marquee(['import', makeCatalogDir(added)], env);
+    assert.equal(besideImport.code, 0, `an import beside the running server: ${besideImport.stderr}`);
     // Every later SQLite write must grow a file, so it meets the full disk too.
     const db = new Database(join(dataDir!, 'marquee.db'));
     db.pragma('wal_checkpoint(TRUNCATE)');
