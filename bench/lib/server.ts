@@ -26,11 +26,16 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Starts `node bin/marquee.js serve` (the built dist/) on a free port and waits until /ready says ready. */
+/**
+ * Starts `node bin/marquee.js serve` (the built dist/) on a free port and waits until /ready says ready.
+ * BENCH_SERVER_NODE_ARGS passes Node options to the server (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`,
+ * which NODE_OPTIONS refuses).
+ */
 export async function startServer(root: string, env: Record<string, string>, readyTimeoutMs = 180_000): Promise<BenchServer> {
   const port = await freePort();
   const started = Date.now();
-  const child: ChildProcess = spawn(process.execPath, [join(root, 'bin', 'marquee.js'), 'serve'], {
+  const nodeArgs = process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, join(root, 'bin', 'marquee.js'), 'serve'], {
     cwd: root,
     env: { ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env, PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -26,7 +26,7 @@ export async function embedCatalog(
   /** The server's decodes (admitted by the decode budget it shares with uploads); none in the CLI. */
   decodes?: Decodes,
 ): Promise<number> {
-  const missing = store.missing(model);
+  const missing = await store.missingInPages(model);
   if (missing.length === 0) return 0;
   log.info({ version: model.version, posters: missing.length }, 'embedding the catalog');
   const progress = startProgress(log, `embedding ${missing.length} posters`, missing.length);

@@ -10,11 +10,21 @@ export interface EmbeddingSet {
   dims: number;
 }
 
+/** A poster that has no embedding under a variant yet. */
+export interface MissingEmbedding {
+  key: number;
+  imagePath: string;
+  pixelSha256: string;
+}
+
 /** Whose embeddings: one variant of a model version (a ModelVersion is one). */
 export interface EmbeddingSpace {
   version: string;
   precision: Precision;
 }
+
+/** The most change-log rows one statement of a prune deletes. */
+const PRUNE_PIECE = 2_000;
 
 export class EmbeddingStore {
   private readonly getOne: Database.Statement<[string, string, number], { vector: Buffer }>;
@@ -41,6 +51,8 @@ export class EmbeddingStore {
       changedSince: (seq) => this.changedSince(space, seq),
       batches: (size) => this.batches(space, dims, size),
       pruneChanges: (upTo) => this.pruneChanges(space, upTo),
+      pruneChangesInPieces: (upTo) => this.pruneChangesInPieces(space, upTo),
+      changesSince: (seq) => this.changesSince(space, seq),
       prunedThrough: () => this.prunedThrough(space),
     };
   }
@@ -62,14 +74,33 @@ export class EmbeddingStore {
   }
 
   /** Posters with no embedding yet under this variant. */
-  missing(space: EmbeddingSpace): { key: number; imagePath: string; pixelSha256: string }[] {
-    return this.db
-      .prepare(
-        `SELECT p.key AS key, p.image_path AS imagePath, p.pixel_sha256 AS pixelSha256 FROM posters p
-         LEFT JOIN embeddings e INDEXED BY embeddings_keys ON e.poster_key = p.key AND e.model_version = ? AND e.precision = ?
-         WHERE e.poster_key IS NULL ORDER BY p.key`,
-      )
-      .all(space.version, space.precision) as { key: number; imagePath: string; pixelSha256: string }[];
+  missing(space: EmbeddingSpace): MissingEmbedding[] {
+    return this.missingQuery().all(space.version, space.precision, -1, Number.MAX_SAFE_INTEGER) as MissingEmbedding[];
+  }
+
+  /**
+   * As missing, the catalog read a page of posters at a time with the thread free between pages (a
+   * server's activation: at 200,000 posters the whole query held it 100 ms).
+   */
+  async missingInPages(space: EmbeddingSpace, pageSize = 10_000): Promise<MissingEmbedding[]> {
+    const pageEnd = this.db.prepare(`SELECT key FROM posters WHERE key > ? ORDER BY key LIMIT 1 OFFSET ${pageSize - 1}`).pluck();
+    const query = this.missingQuery();
+    const out: MissingEmbedding[] = [];
+    for (let after = -1; ; await new Promise((resolve) => setImmediate(resolve))) {
+      const end = (pageEnd.get(after) as number | undefined) ?? Number.MAX_SAFE_INTEGER;
+      out.push(...(query.all(space.version, space.precision, after, end) as MissingEmbedding[]));
+      if (end === Number.MAX_SAFE_INTEGER) return out;
+      after = end;
+    }
+  }
+
+  /** The posters with keys in (after, through] that have no embedding under a variant. */
+  private missingQuery(): Database.Statement {
+    return this.db.prepare(
+      `SELECT p.key AS key, p.image_path AS imagePath, p.pixel_sha256 AS pixelSha256 FROM posters p
+       LEFT JOIN embeddings e INDEXED BY embeddings_keys ON e.poster_key = p.key AND e.model_version = ? AND e.precision = ?
+       WHERE p.key > ? AND p.key <= ? AND e.poster_key IS NULL ORDER BY p.key`,
+    );
   }
 
   putMany(space: EmbeddingSpace, rows: { key: number; vector: Float32Array }[]): void {
@@ -110,6 +141,15 @@ export class EmbeddingStore {
     return row?.seq ?? 0;
   }
 
+  /** How many changes to this variant's embeddings the log holds after `seq` (an index seek and a count, no vector read). */
+  changesSince(space: EmbeddingSpace, seq: number): number {
+    return (
+      this.db.prepare('SELECT count(*) AS n FROM embedding_changes WHERE model_version = ? AND precision = ? AND seq > ?').get(space.version, space.precision, seq) as {
+        n: number;
+      }
+    ).n;
+  }
+
   /** The posters whose embedding under this variant changed after `seq`, each with its vector now (null: gone). */
   *changedSince(space: EmbeddingSpace, seq: number): Generator<{ key: number; vector: Float32Array | null }> {
     const keys = this.db
@@ -126,17 +166,48 @@ export class EmbeddingStore {
    */
   pruneChanges(space: EmbeddingSpace, upTo: number): void {
     this.db.transaction(() => {
-      this.db.prepare('DELETE FROM embedding_changes WHERE model_version = ? AND precision = ? AND seq <= ?').run(space.version, space.precision, upTo);
-      this.db
-        .prepare(
-          `INSERT INTO embedding_changes_pruned (model_version, precision, through_seq) VALUES (?, ?, ?)
-           ON CONFLICT (model_version, precision) DO UPDATE SET through_seq = max(through_seq, excluded.through_seq)`,
-        )
-        .run(space.version, space.precision, upTo);
-      this.db
-        .prepare('DELETE FROM embedding_changes WHERE NOT EXISTS (SELECT 1 FROM model_variants v WHERE v.version = embedding_changes.model_version AND v.precision = embedding_changes.precision)')
-        .run();
+      for (const _ of this.pruneSteps(space, upTo));
     })();
+  }
+
+  /**
+   * As pruneChanges, a piece of the log at a time with the thread free between pieces (a server's:
+   * at 200,000 posters the whole prune held it 150 ms). The start is recorded first, so a prune cut
+   * short leaves only rows no checkpoint will replay.
+   */
+  async pruneChangesInPieces(space: EmbeddingSpace, upTo: number): Promise<void> {
+    for (const _ of this.pruneSteps(space, upTo)) await new Promise((resolve) => setImmediate(resolve));
+  }
+
+  /** The prune, a statement of at most PRUNE_PIECE rows per step. */
+  private *pruneSteps(space: EmbeddingSpace, upTo: number): Generator<void> {
+    this.db
+      .prepare(
+        `INSERT INTO embedding_changes_pruned (model_version, precision, through_seq) VALUES (?, ?, ?)
+         ON CONFLICT (model_version, precision) DO UPDATE SET through_seq = max(through_seq, excluded.through_seq)`,
+      )
+      .run(space.version, space.precision, upTo);
+    const piece = this.db.prepare(
+      `DELETE FROM embedding_changes WHERE seq IN
+         (SELECT seq FROM embedding_changes WHERE model_version = ? AND precision = ? AND seq <= ? LIMIT ${PRUNE_PIECE})`,
+    );
+    const gone = this.db.prepare('SELECT 1 FROM model_variants WHERE version = ? AND precision = ?');
+    for (const variant of [space, ...this.loggedVariants()]) {
+      const through = variant === space ? upTo : Number.MAX_SAFE_INTEGER;
+      if (variant !== space && gone.get(variant.version, variant.precision)) continue;
+      while (piece.run(variant.version, variant.precision, through).changes === PRUNE_PIECE) yield;
+    }
+  }
+
+  /** The variants with rows in the change log, one index seek each (not a scan of the log). */
+  private loggedVariants(): EmbeddingSpace[] {
+    const next = this.db.prepare(
+      `SELECT model_version AS version, precision FROM embedding_changes INDEXED BY embedding_changes_variant
+       WHERE (model_version, precision) > (?, ?) ORDER BY model_version, precision LIMIT 1`,
+    );
+    const variants: EmbeddingSpace[] = [];
+    for (let at = next.get('', '') as EmbeddingSpace | undefined; at; at = next.get(at.version, at.precision) as EmbeddingSpace | undefined) variants.push(at);
+    return variants;
   }
 
   /** The last change pruned from this variant's log: a checkpoint holding less cannot be replayed up to date. */
