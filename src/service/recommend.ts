@@ -120,11 +120,12 @@ export async function recommend(engine: Engine, catalog: Catalog, dataDir: strin
  * against every example, best first, ties by key: all of them from the coarse int8 rows in one
  * native pass (to about 1e-3), those that could be among the best `wanted` again from both layers
  * (to about 1e-5). Those first `wanted` are the answer of scoring every poster that passes the
- * filter when they all beat a bound: the similarity of the farthest neighbour fetched for any
- * positive. Past it, a poster nearer a positive than that would have been fetched, and one nearer a
- * negative scores below zero.
- * Until then the neighbours fetched, first `wanted` per positive, grow fourfold, up to 4,096 per positive (then the answer may be
- * approximate: only with many examples crowding each other's neighbourhoods). A filter (or a
+ * filter when each scores above zero with a best similarity at least every positive's reach (the
+ * similarity of that positive's farthest neighbour fetched): a poster not fetched is no nearer any positive
+ * than its reach, and one nearer a negative scores below zero. Until then the neighbours fetched,
+ * first `wanted` per positive, grow fourfold for the positives whose reach is still above the last
+ * of the best `wanted` (the others can add nothing better), up to 4,096 per positive (then the
+ * answer may be approximate: only with many examples crowding each other's neighbourhoods). A filter (or a
  * catalog) that leaves at most 300 posters is scored whole instead. Each candidate's shown
  * similarity is to its nearest positive.
  */
@@ -182,22 +183,26 @@ export function bestScoreCandidates(
   // The `wanted` nearest of each positive are often enough: the best `wanted` by their best similarity
   // are those of the positive whose neighbours are nearest, unless negatives push some under zero.
   const threads = searcher.size >= PARALLEL_SEARCH_FROM ? SEARCH_THREADS : 1;
+  /** The positives whose neighbourhood may still hold a better candidate than those scored: searched again, further. */
+  let open = positives.map((_, i) => i);
+  /** Per positive, the similarity of the farthest neighbour fetched: no poster left unfetched is nearer it. */
+  const reach = new Float64Array(positives.length);
   for (let fetch = Math.max(wanted, 8); ; fetch *= CANDIDATE_GROWTH) {
-    let bound = Number.NEGATIVE_INFINITY;
-    let covered = false;
     const fresh = new Set<number>();
-    for (const nearest of searcher.nearestEach(positives, fetch, filter, exclude, threads)) {
+    let covered = false;
+    searcher.nearestEach(open.map((i) => positives[i]!), fetch, filter, exclude, threads).forEach((nearest, n) => {
       if (nearest.length < fetch) covered = true; // every poster that passes the filter is among them
-      else {
-        const farthest = nearest[nearest.length - 1]!.distance;
-        bound = Math.max(bound, 1 - (farthest * farthest) / 2);
-      }
+      else reach[open[n]!] = 1 - nearest[nearest.length - 1]!.distance ** 2 / 2;
       for (const { key } of nearest) if (!scored.has(key)) fresh.add(key);
-    }
+    });
     const ranked = add([...fresh]);
+    if (covered) return ranked;
+    // A poster not yet fetched is no nearer any positive than that positive's reach, so it cannot
+    // beat the last of the best `wanted` if their best similarity is at least that reach.
     const top = ranked.slice(0, wanted);
-    const proven = top.length === wanted && top.every((r) => r.relevance > 0 && r.best >= bound);
-    if (covered || proven || fetch >= MAX_CANDIDATES_PER_POSITIVE) return ranked;
+    const last = top.length === wanted && top.every((r) => r.relevance > 0) ? top[wanted - 1]!.best : Number.NEGATIVE_INFINITY;
+    open = open.filter((i) => reach[i]! > last);
+    if (open.length === 0 || fetch >= MAX_CANDIDATES_PER_POSITIVE) return ranked;
   }
 }
 
