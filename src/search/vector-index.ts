@@ -61,6 +61,8 @@ interface Checkpoint {
  */
 const MAX_CHANGES_SHARE = 0.05;
 const MIN_CHANGES_KEPT = 1_000;
+/** Changes replayed between pauses of a server's open (startMapped). */
+const REPLAY_PIECE = 20;
 
 /** The int8 rows file beside a graph file: `<version>.usearch` → `<version>.rows`. */
 const rowsPath = (file: string): string => `${file.replace(/\.usearch$/, '')}.rows`;
@@ -153,7 +155,7 @@ export class VectorIndex {
     const built = await VectorIndex.map(file, source, scalar);
     if (typeof built === 'string') throw new Error(`the index built for ${file} cannot be read: ${built}`);
     await source.pruneChangesInPieces(built.seq);
-    return VectorIndex.start(file, source, options, built, opened);
+    return VectorIndex.startMapped(file, source, options, built, opened);
   }
 
   /** The index a checkpoint's files hold, brought up to date with SQLite's log; or why they cannot be used. */
@@ -178,7 +180,7 @@ export class VectorIndex {
     // Counted before any is replayed: a replay adds one poster at a time on this thread (200,000 took 194 s).
     const changes = source.changesSince(mapped.seq);
     if (changes > Math.max(MIN_CHANGES_KEPT, MAX_CHANGES_SHARE * mapped.graph.size)) return `${changes} changes since the checkpoint, more than are kept beside it`;
-    const opened = VectorIndex.start(file, source, options, mapped, null);
+    const opened = await VectorIndex.startMapped(file, source, options, mapped, null);
     if (opened.size !== opened.rows.size) return 'graph and rows disagree';
     return opened;
   }
@@ -186,7 +188,15 @@ export class VectorIndex {
   private static start(file: string, source: EmbeddingSource, options: OpenOptions, parts: Checkpoint, rebuilt: string | null): VectorIndex {
     const opened = new VectorIndex(file, parts.graph, parts.rows, source.dims, options.scalar ?? 'f32', source, parts.seq, rebuilt);
     opened.expansion = options.expansion ?? DEFAULT_EXPANSION;
-    opened.replayed = opened.replay();
+    for (const _ of opened.replay());
+    return opened;
+  }
+
+  /** As start, for a server: the replay a piece at a time, the thread free between pieces (each change is a graph insert, about 1 ms at 200,000 posters). */
+  private static async startMapped(file: string, source: EmbeddingSource, options: OpenOptions, parts: Checkpoint, rebuilt: string | null): Promise<VectorIndex> {
+    const opened = new VectorIndex(file, parts.graph, parts.rows, source.dims, options.scalar ?? 'f32', source, parts.seq, rebuilt);
+    opened.expansion = options.expansion ?? DEFAULT_EXPANSION;
+    for (const _ of opened.replay()) await new Promise((resolve) => setImmediate(resolve));
     return opened;
   }
 
@@ -257,17 +267,20 @@ export class VectorIndex {
     return { index, rows, seq };
   }
 
-  /** Applies the changes logged after this index's position, which then moves to the log's end. */
-  private replay(): number {
+  /**
+   * Applies the changes logged after this index's position, which then moves to the log's end
+   * (`replayed` counts them), pausing after every REPLAY_PIECE.
+   */
+  private *replay(): Generator<void> {
     const upTo = this.source.lastChange();
     let applied = 0;
     for (const { key, vector } of this.source.changedSince(this.seq)) {
       if (vector) this.add(key, vector);
       else this.remove(key);
-      applied++;
+      if (++applied % REPLAY_PIECE === 0) yield;
     }
     this.seq = upTo;
-    return applied;
+    this.replayed = applied;
   }
 
   /**
