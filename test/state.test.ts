@@ -3,6 +3,10 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, it } from 'node:test';
+import { Catalog } from '../src/state/catalog.js';
+import { openDb, type Db } from '../src/state/db.js';
+import { EmbeddingStore } from '../src/state/embeddings.js';
+import { PosterHashStore } from '../src/state/poster-hashes.js';
 import { State } from '../src/state/state.js';
 
 const SRC = join(import.meta.dirname, '..', 'src');
@@ -44,5 +48,59 @@ describe('state', () => {
     assert.ok(state.catalog.isDeleted('p2'));
     assert.equal(state.catalog.importPoster(poster('p2'), 'now'), 'deleted', 'an import does not bring back a deleted poster');
     state.close();
+  });
+
+  it('what a server lists or prunes a piece at a time is what one statement lists or prunes, across gaps in the keys', async () => {
+    const registered = (db: Db, version: string) => {
+      db.prepare(
+        `INSERT INTO model_versions (version, file_path, file_sha256, dims, input_width, input_height, input_name, output_name, preprocessing, source, created_at)
+         VALUES (?, 'models/x.onnx', 'x', 2, 1, 1, 'image', 'embedding', '{}', '{}', 'now')`,
+      ).run(version);
+      db.prepare("INSERT INTO model_variants (version, precision, file_path, file_sha256, details, created_at) VALUES (?, 'fp32', 'models/x.onnx', 'x', '{}', 'now')").run(version);
+      return { version, precision: 'fp32' as const };
+    };
+    const fill = (db: Db) => {
+      const catalog = new Catalog(db);
+      const embeddings = new EmbeddingStore(db);
+      const hashes = new PosterHashStore(db);
+      const [space, other, gone] = [registered(db, 'm1'), registered(db, 'm2'), registered(db, 'gone')];
+      const keys = Array.from({ length: 40 }, (_, i) => catalog.upsert(poster(`p${i}`), 'now').key);
+      for (let i = 0; i < 40; i += 7) catalog.delete(`p${i}`, 'now'); // gaps in the keys
+      keys.forEach((key, i) => {
+        if (i % 3 === 0 && i % 7 !== 0) embeddings.putMany(space, [{ key, vector: new Float32Array([1, 0]) }]);
+        if (i % 4 === 0 && i % 7 !== 0) hashes.put(key, i % 8 === 0 ? `pixels-p${i}` : 'a picture it no longer has', hash);
+      });
+      // More change-log rows than one piece of a prune, under each of three variants.
+      for (let round = 0; round < 900; round++) {
+        for (const s of [space, other, gone]) embeddings.putMany(s, [{ key: keys[1]!, vector: new Float32Array([0, round]) }, { key: keys[2]!, vector: new Float32Array([round, 0]) }, { key: keys[3]!, vector: new Float32Array([1, 1]) }]);
+      }
+      db.prepare("DELETE FROM model_versions WHERE version = 'gone'").run();
+      return { catalog, embeddings, hashes, space, other };
+    };
+    const [a, b] = [openDb(':memory:'), openDb(':memory:')];
+    const [one, paged] = [fill(a), fill(b)];
+
+    const expectedToEmbed = one.catalog.all().filter((p) => one.embeddings.get(one.space, p.key) === null).map((p) => p.key);
+    assert.deepEqual(one.embeddings.missing(one.space).map((p) => p.key), expectedToEmbed);
+    const expectedToHash = one.catalog.all().map((p) => p.key).filter((key) => ![...one.hashes.current()].some((h) => h.key === key));
+    assert.ok(expectedToEmbed.length > 10 && expectedToHash.length > 10 && expectedToHash.length < one.catalog.count());
+    for (const pageSize of [1, 3, 10, 1000]) {
+      assert.deepEqual(await one.embeddings.missingInPages(one.space, pageSize), one.embeddings.missing(one.space), `embeddings, pages of ${pageSize}`);
+      assert.deepEqual((await one.hashes.missing(pageSize)).map((p) => p.key), expectedToHash, `hashes, pages of ${pageSize}`);
+    }
+
+    const logOf = (db: Db) => db.prepare('SELECT model_version, seq FROM embedding_changes ORDER BY seq').all() as { model_version: string; seq: number }[];
+    const upTo = logOf(a).filter((r) => r.model_version === 'm1')[1500]!.seq;
+    one.embeddings.pruneChanges(one.space, upTo);
+    await paged.embeddings.pruneChangesInPieces(paged.space, upTo);
+    const left = logOf(b);
+    assert.deepEqual(left, logOf(a));
+    assert.ok(!left.some((r) => r.model_version === 'gone'), "a gone variant's log is forgotten");
+    assert.ok(!left.some((r) => r.model_version === 'm1' && r.seq <= upTo));
+    assert.ok(left.some((r) => r.model_version === 'm1' && r.seq > upTo));
+    assert.equal(left.filter((r) => r.model_version === 'm2').length, 2700, "another variant's log is kept whole");
+    assert.equal(paged.embeddings.prunedThrough(paged.space), upTo);
+    a.close();
+    b.close();
   });
 });

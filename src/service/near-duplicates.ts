@@ -73,31 +73,34 @@ export class NearDuplicates {
    * meanwhile keeps what its writer stored. A picture that cannot be read is logged and left.
    */
   async fillMissing(onProgress?: (done: number, total: number) => void): Promise<number> {
-    const missing = this.deps.hashes.missing();
-    const filling = (this.filling = { done: 0, total: missing.length });
+    // Checks answer 503 from now on, the posters to hash being listed (a page at a time) included.
+    const filling = (this.filling = { done: 0, total: 0 });
     [this.index, this.partners, this.pairing] = [null, null, null];
-    let next = 0;
-    const worker = async () => {
-      while (next < missing.length) {
-        const poster = missing[next++]!;
-        try {
-          const hash = await this.hash(await readFile(join(this.deps.dataDir, poster.imagePath)), 'background');
-          this.deps.hashes.putIfCurrent(poster.key, poster.pixelSha256, hash);
-        } catch (error) {
-          if (this.deps.catalog.getMany([poster.key]).has(poster.key)) {
-            this.deps.log.warn({ key: poster.key, image: poster.imagePath, err: error }, 'a poster could not be hashed for near-duplicate checks');
-          }
-        }
-        onProgress?.(++filling.done, missing.length);
-      }
-    };
+    let hashed = 0;
     try {
+      const missing = await this.deps.hashes.missing();
+      filling.total = hashed = missing.length;
+      let next = 0;
+      const worker = async () => {
+        while (next < missing.length) {
+          const poster = missing[next++]!;
+          try {
+            const hash = await this.hash(await readFile(join(this.deps.dataDir, poster.imagePath)), 'background');
+            this.deps.hashes.putIfCurrent(poster.key, poster.pixelSha256, hash);
+          } catch (error) {
+            if (this.deps.catalog.getMany([poster.key]).has(poster.key)) {
+              this.deps.log.warn({ key: poster.key, image: poster.imagePath, err: error }, 'a poster could not be hashed for near-duplicate checks');
+            }
+          }
+          onProgress?.(++filling.done, missing.length);
+        }
+      };
       await Promise.all([worker(), worker()]);
     } finally {
       this.filling = null;
     }
     this.loaded();
-    return missing.length;
+    return hashed;
   }
 
   private loaded(): PerceptualHashIndex {

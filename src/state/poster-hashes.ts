@@ -52,14 +52,24 @@ export class PosterHashStore {
     for (const { key, ...hash } of rows) yield { key, hash };
   }
 
-  /** Posters with no hash, or the hash of a picture they no longer have. */
-  missing(): UnhashedPoster[] {
-    return this.db
-      .prepare(
-        `SELECT p.key AS key, p.image_path AS imagePath, p.pixel_sha256 AS pixelSha256 FROM posters p
-         LEFT JOIN poster_hashes h ON h.poster_key = p.key AND h.pixel_sha256 = p.pixel_sha256
-         WHERE h.poster_key IS NULL ORDER BY p.key`,
-      )
-      .all() as UnhashedPoster[];
+  /**
+   * Posters with no hash, or the hash of a picture they no longer have; the catalog read a page of
+   * posters at a time with the thread free between pages (a server's start: a million posters read
+   * whole would hold it for seconds).
+   */
+  async missing(pageSize = 10_000): Promise<UnhashedPoster[]> {
+    const pageEnd = this.db.prepare(`SELECT key FROM posters WHERE key > ? ORDER BY key LIMIT 1 OFFSET ${pageSize - 1}`).pluck();
+    const page = this.db.prepare(
+      `SELECT p.key AS key, p.image_path AS imagePath, p.pixel_sha256 AS pixelSha256 FROM posters p
+       LEFT JOIN poster_hashes h ON h.poster_key = p.key AND h.pixel_sha256 = p.pixel_sha256
+       WHERE p.key > ? AND p.key <= ? AND h.poster_key IS NULL ORDER BY p.key`,
+    );
+    const out: UnhashedPoster[] = [];
+    for (let after = -1; ; await new Promise((resolve) => setImmediate(resolve))) {
+      const end = (pageEnd.get(after) as number | undefined) ?? Number.MAX_SAFE_INTEGER;
+      out.push(...(page.all(after, end) as UnhashedPoster[]));
+      if (end === Number.MAX_SAFE_INTEGER) return out;
+      after = end;
+    }
   }
 }
