@@ -13,6 +13,7 @@ import { Catalog, type NewPoster } from '../src/state/catalog.js';
 import { openDb, type Db } from '../src/state/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
 import type { ModelVersion } from '../src/state/models.js';
+import { registerVariantRows } from './support/model-rows.js';
 
 const DIMS = 16;
 const VERSION = 'v-map';
@@ -30,11 +31,7 @@ function vector(): Float32Array {
 function world(posters: number) {
   const dir = mkdtempSync(join(tmpdir(), 'marquee-map-'));
   const db: Db = openDb(join(dir, 'marquee.db'));
-  db.prepare(
-    `INSERT INTO model_versions (version, file_path, file_sha256, dims, input_width, input_height, input_name, output_name, preprocessing, source, created_at)
-     VALUES (?, 'models/x.onnx', 'x', ?, 1, 1, 'image', 'embedding', '{}', '{}', 'now')`,
-  ).run(VERSION, DIMS);
-  db.prepare("INSERT INTO model_variants (version, precision, file_path, file_sha256, details, created_at) VALUES (?, 'fp32', 'models/x.onnx', 'x', '{}', 'now')").run(VERSION);
+  registerVariantRows(db, VERSION, DIMS);
   const catalog = new Catalog(db);
   const embeddings = new EmbeddingStore(db);
   const add = (i: number) => embeddings.putMany(SPACE, [{ key: catalog.upsert(poster(i), 'now').key, vector: vector() }]);

@@ -11,6 +11,7 @@ import { VectorIndex } from '../src/search/vector-index.js';
 import { Catalog } from '../src/state/catalog.js';
 import { openDb } from '../src/state/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
+import { registerVariantRows } from './support/model-rows.js';
 
 const DIMS = 32;
 const POSTERS = 3000;
@@ -26,11 +27,7 @@ function unit(v: Float32Array): Float32Array {
 function world() {
   const dir = mkdtempSync(join(tmpdir(), 'marquee-bounds-'));
   const db = openDb(join(dir, 'marquee.db'));
-  db.prepare(
-    `INSERT INTO model_versions (version, file_path, file_sha256, dims, input_width, input_height, input_name, output_name, preprocessing, source, created_at)
-     VALUES (?, 'models/x.onnx', 'x', ?, 1, 1, 'image', 'embedding', '{}', '{}', 'now')`,
-  ).run(SPACE.version, DIMS);
-  db.prepare("INSERT INTO model_variants (version, precision, file_path, file_sha256, details, created_at) VALUES (?, 'fp32', 'models/x.onnx', 'x', '{}', 'now')").run(SPACE.version);
+  registerVariantRows(db, SPACE.version, DIMS);
   const catalog = new Catalog(db);
   const embeddings = new EmbeddingStore(db);
   const random = seededRandom(3);

@@ -8,6 +8,7 @@ import { openDb, type Db } from '../src/state/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
 import { PosterHashStore } from '../src/state/poster-hashes.js';
 import { State } from '../src/state/state.js';
+import { registerVariantRows } from './support/model-rows.js';
 
 const SRC = join(import.meta.dirname, '..', 'src');
 
@@ -51,19 +52,11 @@ describe('state', () => {
   });
 
   it('what a server lists or prunes a piece at a time is what one statement lists or prunes, across gaps in the keys', async () => {
-    const registered = (db: Db, version: string) => {
-      db.prepare(
-        `INSERT INTO model_versions (version, file_path, file_sha256, dims, input_width, input_height, input_name, output_name, preprocessing, source, created_at)
-         VALUES (?, 'models/x.onnx', 'x', 2, 1, 1, 'image', 'embedding', '{}', '{}', 'now')`,
-      ).run(version);
-      db.prepare("INSERT INTO model_variants (version, precision, file_path, file_sha256, details, created_at) VALUES (?, 'fp32', 'models/x.onnx', 'x', '{}', 'now')").run(version);
-      return { version, precision: 'fp32' as const };
-    };
     const fill = (db: Db) => {
       const catalog = new Catalog(db);
       const embeddings = new EmbeddingStore(db);
       const hashes = new PosterHashStore(db);
-      const [space, other, gone] = [registered(db, 'm1'), registered(db, 'm2'), registered(db, 'gone')];
+      const [space, other, gone] = [registerVariantRows(db, 'm1', 2), registerVariantRows(db, 'm2', 2), registerVariantRows(db, 'gone', 2)];
       const keys = Array.from({ length: 40 }, (_, i) => catalog.upsert(poster(`p${i}`), 'now').key);
       for (let i = 0; i < 40; i += 7) catalog.delete(`p${i}`, 'now'); // gaps in the keys
       keys.forEach((key, i) => {

@@ -12,6 +12,7 @@ import { openDb, type Db } from '../src/state/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
 import { seededRandom } from '../src/figures/random.js';
 import { sharedRows } from './support/catalog.js';
+import { registerVariantRows } from './support/model-rows.js';
 
 const DIMS = 64;
 const VERSION = 'v-index-test';
@@ -39,11 +40,7 @@ interface World {
 function world(count = 1500, vectorOf: (key: number) => Float32Array = vectorFor): World {
   const dir = mkdtempSync(join(tmpdir(), 'marquee-index-'));
   const db = openDb(join(dir, 'marquee.db'));
-  db.prepare(
-    `INSERT INTO model_versions (version, file_path, file_sha256, dims, input_width, input_height, input_name, output_name, preprocessing, source, created_at)
-     VALUES (?, 'models/x.onnx', 'x', ?, 1, 1, 'image', 'embedding', '{}', '{}', 'now')`,
-  ).run(VERSION, DIMS);
-  db.prepare("INSERT INTO model_variants (version, precision, file_path, file_sha256, details, created_at) VALUES (?, 'fp32', 'models/x.onnx', 'x', '{}', 'now')").run(VERSION);
+  registerVariantRows(db, VERSION, DIMS);
   const catalog = new Catalog(db);
   const embeddings = new EmbeddingStore(db);
   const rows = sharedRows().slice(0, count);
