@@ -47,6 +47,16 @@ describe('the int8 rows of an index', () => {
     assert.equal(sameOrder, queries.length);
   });
 
+  it('a scan for several queries at once answers each as its own scan does', () => {
+    const some = allKeys.filter((key) => key % 5 !== 2);
+    for (const k of [1, 8, 40]) {
+      const each = rows.nearestEach(queries.slice(0, 7), k, some);
+      assert.equal(each.length, 7);
+      each.forEach((found, j) => assert.deepEqual(found, rows.nearest(queries[j]!, k, some), `query ${j}, k=${k}`));
+    }
+    assert.deepEqual(rows.nearestEach(queries.slice(0, 3), 8, []), [[], [], []]);
+  });
+
   it('scans only the keys it is given, and forgets deleted and replaced rows', () => {
     const some = allKeys.filter((key) => key % 3 === 0);
     for (const query of queries.slice(0, 5)) {

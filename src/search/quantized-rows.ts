@@ -96,6 +96,11 @@ export class QuantizedRows {
    * with both layers.
    */
   nearest(query: Float32Array, k: number, keys: Iterable<number>): Neighbor[] {
+    return this.nearestEach([query], k, keys)[0]!;
+  }
+
+  /** nearest for each of several queries, the rows gathered once and scanned for all of them by one native call. */
+  nearestEach(queries: Float32Array[], k: number, keys: Iterable<number>): Neighbor[][] {
     const { dims, coarse } = this;
     const picked: number[] = [];
     const rows: number[] = [];
@@ -105,7 +110,7 @@ export class QuantizedRows {
       picked.push(key);
       rows.push(row);
     }
-    if (picked.length === 0 || k <= 0) return [];
+    if (picked.length === 0 || k <= 0) return queries.map(() => []);
     const block = this.gatherBlock(rows.length);
     let touched = 0;
     for (let i = 0; i < rows.length; i++) {
@@ -116,16 +121,19 @@ export class QuantizedRows {
       block.set(coarse.subarray(rows[i]! * dims, (rows[i]! + 1) * dims), i * dims);
     }
     this.touched = touched;
-    const q = new Int8Array(dims);
-    quantizeInto(query, q, 0);
+    const q = new Int8Array(queries.length * dims);
+    queries.forEach((query, j) => quantizeInto(query, q, j * dims));
     const wanted = Math.min(k + RERANK_EXTRA, picked.length);
-    const found = usearch.exactSearch(block, q, dims, wanted, usearch.MetricKind.Cos, 1) as InstanceType<typeof usearch.Matches>;
-    const best: Neighbor[] = [];
-    for (let i = 0; i < found.keys.length; i++) {
-      const at = Number(found.keys[i]);
-      best.push({ key: picked[at]!, distance: this.distance(rows[at]!, query) });
-    }
-    return best.sort((a, b) => a.distance - b.distance).slice(0, k);
+    const found = usearch.exactSearch(block, q, dims, wanted, usearch.MetricKind.Cos, 1);
+    const batch = 'counts' in found ? found : { keys: found.keys, distances: found.distances, counts: [BigInt(found.keys.length)] };
+    return queries.map((query, j) => {
+      const best: Neighbor[] = [];
+      for (let r = 0; r < Number(batch.counts[j]); r++) {
+        const at = Number(batch.keys[j * wanted + r]);
+        best.push({ key: picked[at]!, distance: this.distance(rows[at]!, query) });
+      }
+      return best.sort((a, b) => a.distance - b.distance).slice(0, k);
+    });
   }
 
   /**

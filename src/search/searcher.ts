@@ -101,10 +101,12 @@ export class Searcher {
 
   /**
    * nearest for each of several queries, their first graph searches made by one native call on up
-   * to `threads` threads (best_score's positives: nearly the time of one search, not of several).
+   * to `threads` threads (best_score's positives: nearly the time of one search, not of several),
+   * or a selective filter's posters gathered once and scanned for all of them.
    */
   nearestEach(queries: Float32Array[], k: number, filter: SearchFilter, exclude: Set<number>, threads: number): Neighbor[][] {
     const plan = this.plan(k, filter, exclude);
+    if (queries.length >= 2 && plan.kind === 'scan') return this.index.rows.nearestEach(queries, k, plan.keys());
     if (queries.length < 2 || plan.kind !== 'graph' || plan.fetch > this.graphFetchLimit) {
       return queries.map((query) => this.nearest(query, k, filter, exclude));
     }
