@@ -1,8 +1,10 @@
 // State is sealed in src/state: one place opens the database, and a write across tables is one method.
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { describe, it } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import { Catalog } from '../src/state/catalog.js';
 import { openDb, type Db } from '../src/state/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
@@ -95,5 +97,44 @@ describe('state', () => {
     assert.equal(paged.embeddings.prunedThrough(paged.space), upTo);
     a.close();
     b.close();
+  });
+
+  it('two connections writing one database at once both finish: a write never meets "database is locked"', async () => {
+    // A transaction that reads before it writes must take the write lock first: in WAL mode a reader
+    // whose snapshot another connection has since written past cannot upgrade, and SQLite answers
+    // SQLITE_BUSY at once, without waiting on the busy timeout (CI saw it: an import beside a server).
+    const dir = mkdtempSync(join(tmpdir(), 'marquee-writers-'));
+    State.open(dir).close();
+    const writer = (name: string) =>
+      new Promise<string>((resolve, reject) => {
+        const worker = new Worker(
+          `const { workerData, parentPort } = require('node:worker_threads');
+           import(workerData.module).then(({ State }) => {
+             const state = State.open(workerData.dir);
+             const poster = (id, genre) => ({ id, title: null, year: null, releaseDate: null, genres: [genre],
+               singleGenre: genre, split: null, imagePath: 'images/' + id + '.jpg', imageSha256: 'a'.repeat(64),
+               pixelSha256: 'pixels-' + id, width: 2, height: 3 });
+             try {
+               for (let i = 0; i < 1500; i++) {
+                 state.catalog.importPoster(poster(workerData.name + '-' + (i % 50), i % 2 ? 'Drama' : 'Comedy'), 'now');
+                 state.catalog.delete(workerData.name + '-' + ((i + 25) % 50), 'now');
+               }
+               parentPort.postMessage('done');
+             } catch (error) {
+               parentPort.postMessage(String(error));
+             } finally {
+               state.close();
+             }
+           });`,
+          { eval: true, workerData: { module: new URL('../dist/state/state.js', import.meta.url).href, dir, name } },
+        );
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      });
+    try {
+      assert.deepEqual(await Promise.all([writer('a'), writer('b')]), ['done', 'done']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

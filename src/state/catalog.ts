@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
-import type { Db } from './db.js';
+import { type Db, inWriteTransaction } from './db.js';
 
 export type Split = 'train' | 'val' | 'test';
 
@@ -158,18 +158,18 @@ export class Catalog {
 
   /** Removes a poster (its genres and embeddings of every version with it) and remembers its id as deleted. */
   delete(id: string, now: string): Poster | null {
-    return this.db.transaction(() => {
+    return inWriteTransaction(this.db, () => {
       const poster = this.get(id);
       if (!poster) return null;
       this.db.prepare('DELETE FROM posters WHERE key = ?').run(poster.key);
       this.db.prepare('INSERT OR REPLACE INTO deleted_posters (id, deleted_at) VALUES (?, ?)').run(id, now);
       return poster;
-    })();
+    });
   }
 
   /** An imported poster written, unless its id was deleted through the API (checked in the same transaction). */
   importPoster(poster: NewPoster, now: string): 'added' | 'updated' | 'unchanged' | 'deleted' {
-    return this.db.transaction(() => (this.isDeleted(poster.id) ? 'deleted' : this.upsert(poster, now).change))();
+    return inWriteTransaction(this.db, () => (this.isDeleted(poster.id) ? 'deleted' : this.upsert(poster, now).change));
   }
 
   /** Whether the id was deleted through the API (the catalog import leaves such rows out). */
@@ -184,7 +184,7 @@ export class Catalog {
 
   /** Inserts or updates by id, in one transaction; the key of an existing poster never changes. Returns the key. */
   upsert(poster: NewPoster, now: string): { key: number; change: 'added' | 'updated' | 'unchanged' } {
-    return this.db.transaction(() => this.write(poster, now))();
+    return inWriteTransaction(this.db, () => this.write(poster, now));
   }
 
   private write(poster: NewPoster, now: string): { key: number; change: 'added' | 'updated' | 'unchanged' } {

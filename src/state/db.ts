@@ -29,6 +29,16 @@ export function openReadOnlyDb(file: string): Db {
 }
 
 /**
+ * Runs fn in one transaction that takes the write lock at its start (BEGIN IMMEDIATE); every write
+ * transaction of src/state is one. A deferred one that reads first cannot upgrade once another
+ * connection (an import beside the server) has written past its snapshot: SQLite answers SQLITE_BUSY
+ * at once, without waiting on the busy timeout. Called inside another, it is a savepoint of that one.
+ */
+export function inWriteTransaction<T>(db: Db, fn: () => T): T {
+  return db.transaction(fn).immediate();
+}
+
+/**
  * Applies migrations/NNN_*.sql in order; PRAGMA user_version records the last one applied. Foreign
  * keys are off while they run (a table rebuild must not cascade its DROP) and checked before each commits.
  */
@@ -44,12 +54,12 @@ export function migrate(db: Db): void {
       const number = Number.parseInt(file, 10);
       if (number <= applied) continue;
       const sql = readFileSync(join(MIGRATIONS_DIR, file), 'utf8');
-      db.transaction(() => {
+      inWriteTransaction(db, () => {
         db.exec(sql);
         const broken = db.pragma('foreign_key_check') as unknown[];
         if (broken.length > 0) throw new Error(`migration ${file} breaks ${broken.length} foreign keys`);
         db.pragma(`user_version = ${number}`);
-      })();
+      });
     }
   } finally {
     db.pragma(`foreign_keys = ${enforced ? 'ON' : 'OFF'}`);

@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { EmbeddingSource } from '../search/vector-index.js';
-import type { Db } from './db.js';
+import { type Db, inWriteTransaction } from './db.js';
 import type { Precision } from './models.js';
 
 /** Embeddings of one model variant, in key order, as one contiguous matrix. */
@@ -105,19 +105,19 @@ export class EmbeddingStore {
 
   putMany(space: EmbeddingSpace, rows: { key: number; vector: Float32Array }[]): void {
     const insert = this.db.prepare('INSERT OR REPLACE INTO embeddings (model_version, precision, poster_key, vector) VALUES (?, ?, ?, ?)');
-    this.db.transaction(() => {
+    inWriteTransaction(this.db, () => {
       for (const row of rows) {
         insert.run(space.version, space.precision, row.key, Buffer.from(row.vector.buffer, row.vector.byteOffset, row.vector.byteLength));
       }
-    })();
+    });
   }
 
   /** Drops a variant's embeddings (and its change log, so a checkpoint of its index from before is rebuilt), to embed the catalog again. */
   deleteSpace(space: EmbeddingSpace): void {
-    this.db.transaction(() => {
+    inWriteTransaction(this.db, () => {
       this.db.prepare('DELETE FROM embeddings WHERE model_version = ? AND precision = ?').run(space.version, space.precision);
       this.pruneChanges(space, this.lastChange());
-    })();
+    });
   }
 
   /** One poster's embedding under a variant; null if it has none. */
@@ -165,9 +165,9 @@ export class EmbeddingStore {
    * that is rebuilt rather than brought up to date from a log that lacks its changes.
    */
   pruneChanges(space: EmbeddingSpace, upTo: number): void {
-    this.db.transaction(() => {
+    inWriteTransaction(this.db, () => {
       for (const _ of this.pruneSteps(space, upTo));
-    })();
+    });
   }
 
   /**

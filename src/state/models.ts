@@ -1,5 +1,5 @@
 import type { PreprocessingSpec } from '../model/preprocess.js';
-import type { Db } from './db.js';
+import { type Db, inWriteTransaction } from './db.js';
 
 /** A variant of a model version: its float32 file, or an int8 copy quantised by the training package. */
 export type Precision = 'fp32' | 'int8';
@@ -125,7 +125,7 @@ export class ModelRegistry {
 
   /** Registering the same file twice is a no-op: the version name derives from its checksum. */
   register(model: Omit<ModelVersion, 'variants'>): ModelVersion {
-    this.db.transaction(() => {
+    inWriteTransaction(this.db, () => {
       this.db
         .prepare(
           `INSERT OR IGNORE INTO model_versions (version, file_path, file_sha256, dims, input_width, input_height, input_name,
@@ -140,7 +140,7 @@ export class ModelRegistry {
           metrics: model.metrics ? JSON.stringify(model.metrics) : null,
         });
       this.addVariant(model.version, model.precision, model.filePath, model.fileSha256, {}, model.createdAt);
-    })();
+    });
     return this.get(model.version, model.precision)!;
   }
 

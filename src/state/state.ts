@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { PerceptualHash } from '../search/perceptual-hash.js';
 import { Catalog, type NewPoster, type Poster } from './catalog.js';
-import { openDb, openReadOnlyDb, type Db } from './db.js';
+import { type Db, inWriteTransaction, openDb, openReadOnlyDb } from './db.js';
 import { EmbeddingStore, type EmbeddingSpace } from './embeddings.js';
 import { EvaluationStore } from './evaluations.js';
 import { JobStore } from './jobs.js';
@@ -60,13 +60,13 @@ export class State {
    * through the API, or a new picture for a poster); its id is no longer deleted.
    */
   savePoster(poster: NewPoster, now: string, embedding: { space: EmbeddingSpace; vector: Float32Array }, hash: PerceptualHash): Poster {
-    return this.db.transaction(() => {
+    return inWriteTransaction(this.db, () => {
       this.catalog.undelete(poster.id);
       const { key } = this.catalog.upsert(poster, now);
       this.embeddings.putMany(embedding.space, [{ key, vector: embedding.vector }]);
       this.hashes.put(key, poster.pixelSha256, hash);
       return this.catalog.get(poster.id)!;
-    })();
+    });
   }
 
   close(): void {
