@@ -107,17 +107,16 @@ describe('state', () => {
     State.open(dir).close();
     const writer = (name: string) =>
       new Promise<string>((resolve, reject) => {
+        const posters = Array.from({ length: 50 }, (_, i) => poster(`${name}-${i}`));
         const worker = new Worker(
           `const { workerData, parentPort } = require('node:worker_threads');
            import(workerData.module).then(({ State }) => {
              const state = State.open(workerData.dir);
-             const poster = (id, genre) => ({ id, title: null, year: null, releaseDate: null, genres: [genre],
-               singleGenre: genre, split: null, imagePath: 'images/' + id + '.jpg', imageSha256: 'a'.repeat(64),
-               pixelSha256: 'pixels-' + id, width: 2, height: 3 });
+             const { posters } = workerData;
              try {
                for (let i = 0; i < 1500; i++) {
-                 state.catalog.importPoster(poster(workerData.name + '-' + (i % 50), i % 2 ? 'Drama' : 'Comedy'), 'now');
-                 state.catalog.delete(workerData.name + '-' + ((i + 25) % 50), 'now');
+                 state.catalog.importPoster(posters[i % 50], 'now');
+                 state.catalog.delete(posters[(i + 25) % 50].id, 'now');
                }
                parentPort.postMessage('done');
              } catch (error) {
@@ -126,7 +125,7 @@ describe('state', () => {
                state.close();
              }
            });`,
-          { eval: true, workerData: { module: new URL('../dist/state/state.js', import.meta.url).href, dir, name } },
+          { eval: true, workerData: { module: new URL('../dist/state/state.js', import.meta.url).href, dir, posters } },
         );
         worker.once('message', resolve);
         worker.once('error', reject);
