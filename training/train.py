@@ -182,7 +182,7 @@ def train(
         module.spec = spec
         module.train_transform = _train_transform(hp, spec, start.epochs_done)
         if hp["teacher_layer"]:
-            module.teacher = _teacher_matrix(hp["teacher_layer"], train_recs, opts.cache_dir, emit, log)
+            module.teacher = _teacher_matrix(hp["teacher_layer"], train_recs, opts.cache_dir, emit, log, on_gpu, workers)
         data = _Data(spec, train_recs, val_recs, train_labels, val_labels, workers, on_gpu)
         datasets = _datasets(hp, module, data, opts.data, opts.cache_dir, emit, log)
         in_memory = isinstance(datasets["train"], MemoryPosters)
@@ -379,13 +379,15 @@ def _datasets(hp, module, d: _Data, data: str, cache_dir, emit, log) -> dict[str
     return {"train": train_ds, "val": val_ds, "gallery": train_ds, "verify": verify}
 
 
-def _teacher_matrix(layer: str, train_recs, cache_dir, emit, log) -> torch.Tensor:
-    """The teacher's pooled features of the train posters (computed once, cached), centred on their mean."""
+def _teacher_matrix(layer: str, train_recs, cache_dir, emit, log, on_gpu: bool = False, workers: int = 0) -> torch.Tensor:
+    """The teacher's pooled features of the train posters (computed once, cached; on the GPU where training
+    runs on one), centred on their mean."""
     from .teacher_features import TeacherFeatureSpec, teacher_features
 
     try:
         features, info = teacher_features(
             train_recs, TeacherFeatureSpec(layers=(layer,)), cache_dir=cache_dir,
+            device="cuda" if on_gpu else "cpu", workers=workers, batch_size=64 if on_gpu else 32,
             on_progress=lambda d, t, r: emit("teacher_features", done=d, total=t, img_per_s=round(r, 2)),
         )  # fmt: skip
     except (OSError, ValueError, KeyError) as e:
