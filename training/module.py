@@ -141,7 +141,9 @@ class ProxyAnchorModule(pl.LightningModule):
         loss = global_batch_loss(self.loss_fn, embeddings, targets, gather)
         if self.teacher is not None:
             _, _, positions = batch
-            distill = self.distill_fn(embeddings, self.teacher[positions.cpu()].to(embeddings.device))
+            if self.teacher.device != embeddings.device:  # moved once: indexing a CPU copy synced the GPU every step
+                self.teacher = self.teacher.to(embeddings.device)
+            distill = self.distill_fn(embeddings, self.teacher[positions.to(embeddings.device)])
             self._teacher_sum = distill.detach() if self._teacher_sum is None else self._teacher_sum + distill.detach()
             loss = loss + self.hp["teacher_weight"] * distill
         detached = loss.detach()
