@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { runCrashes, STAGES } from './support/crash.js';
+import { runCrashes, STAGES, type Stage } from './support/crash.js';
+
+const MAY_LAND_AFTER: Partial<Record<Stage, string>> = {
+  import: 'base model',
+  'index build': 'serving',
+  'retrain: swapping': 'serving',
+  swap: 'after the swap',
+};
 
 // The quick form of bench/crash.ts: a kill in every stage (live adds and deletes too), each followed by a restart checked
 // for integrity, completeness and leftovers. Many kills per stage, at many moments, are the long form's
@@ -12,10 +19,11 @@ describe('killed at any moment, the server restarts whole', () => {
       seed: 7,
       onKill: (kill) => t.diagnostic(`kill ${kill.n}: ${kill.target} +${kill.delayMs} ms, landed in ${kill.landed}; ready again in ${kill.restartMs} ms${kill.problems.length ? `: ${kill.problems.join('; ')}` : ''}`),
     });
-    assert.deepEqual(
-      kills.map((k) => k.target),
-      [...STAGES],
-    );
+    // Each kill landed in the stage it aimed at (the server's log says where it was), or, for a stage shorter
+    // than the random delay can reliably hit, in the one that follows it (bench/results/crash.md, 230 kills).
+    for (const kill of kills) {
+      assert.ok(kill.landed === kill.target || kill.landed === MAY_LAND_AFTER[kill.target], `kill ${kill.n} aimed at ${kill.target} landed in ${kill.landed}`);
+    }
     assert.deepEqual(kills.filter((k) => k.problems.length > 0), []);
   });
 });

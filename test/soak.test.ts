@@ -38,6 +38,9 @@ describe('soak, quick form', () => {
       const events = result.intervals.flatMap((i) => i.events);
       assert.ok(events.some((e) => e === `swap: ${other} active`) && events.some((e) => e === `rollback: ${first} active`), events.join('; '));
       assert.ok(result.requests > 100, `${result.requests} requests`);
+      for (const i of result.intervals) assert.ok(i.requests - i.overload - i.errors > 0, `${i.at}s: no request answered`);
+      const overloaded = result.intervals.reduce((n, i) => n + i.overload, 0);
+      assert.ok(overloaded <= result.requests * 0.05, `${overloaded} of ${result.requests} requests refused as overload`);
       const fds = result.intervals.map((i) => i.fds);
       assert.ok(fds.at(-1)! <= fds[1]! + 4, `open file descriptors grew: ${fds.join(', ')}`);
     } finally {

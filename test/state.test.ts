@@ -105,6 +105,9 @@ describe('state', () => {
     // SQLITE_BUSY at once, without waiting on the busy timeout (CI saw it: an import beside a server).
     const dir = mkdtempSync(join(tmpdir(), 'marquee-writers-'));
     State.open(dir).close();
+    // Both start together (a barrier on shared memory), and every iteration writes: an import that adds
+    // (read, then write) and a delete that removes (read, then write), each checked.
+    const gate = new SharedArrayBuffer(4);
     const writer = (name: string) =>
       new Promise<string>((resolve, reject) => {
         const posters = Array.from({ length: 50 }, (_, i) => poster(`${name}-${i}`));
@@ -113,10 +116,17 @@ describe('state', () => {
            import(workerData.module).then(({ State }) => {
              const state = State.open(workerData.dir);
              const { posters } = workerData;
+             const gate = new Int32Array(workerData.gate);
+             Atomics.add(gate, 0, 1);
+             Atomics.notify(gate, 0);
+             while (Atomics.load(gate, 0) < 2) Atomics.wait(gate, 0, 1, 100);
              try {
                for (let i = 0; i < 1500; i++) {
-                 state.catalog.importPoster(posters[i % 50], 'now');
-                 state.catalog.delete(posters[(i + 25) % 50].id, 'now');
+                 const p = posters[i % 50];
+                 state.catalog.undelete(p.id);
+                 const added = state.catalog.importPoster(p, 'now');
+                 if (added !== 'added') throw new Error('import ' + i + ': ' + added);
+                 if (!state.catalog.delete(p.id, 'now')) throw new Error('delete ' + i + ': not found');
                }
                parentPort.postMessage('done');
              } catch (error) {
@@ -125,7 +135,7 @@ describe('state', () => {
                state.close();
              }
            });`,
-          { eval: true, workerData: { module: new URL('../dist/state/state.js', import.meta.url).href, dir, posters } },
+          { eval: true, workerData: { module: new URL('../dist/state/state.js', import.meta.url).href, dir, posters, gate } },
         );
         worker.once('message', resolve);
         worker.once('error', reject);

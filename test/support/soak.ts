@@ -110,7 +110,8 @@ export async function runSoak(
     total += 1;
     window.requests += 1;
     window.latencies.push(ms);
-    if (status === 503) window.overload += 1;
+    // Overload is the 503 that says so (and asks to retry); any other 503 (not ready, a swap refusing queries) is an error.
+    if (status === 503 && (body as { error?: { code?: string } } | null)?.error?.code === 'overloaded') window.overload += 1;
     else if (status !== 200 || !expected) {
       window.errors += 1;
       if (errors.length < 50) errors.push(`${kind} -> ${status}: ${JSON.stringify(body).slice(0, 200)}`);

@@ -85,11 +85,14 @@ def test_narrow_weights_fits_an_int8_model_in_7_bits_and_keeps_its_vectors(tmp_p
     proc = run_cli("narrow-weights", "--model", str(int8), "--out", str(out))
     assert json.loads(proc.stdout.splitlines()[-1]) == {"event": "done", "out": str(out), "narrowed": len(before)}
     after = integer_conv_weights(out / "model.onnx")
+    assert len(after) == len(before) > 0
     assert max(np.abs(w.astype(int)).max() for w in after) <= 64
     for w8, w7 in zip(before, after):
         assert np.array_equal(w7, np.round(w8 / 2).astype(np.int8))
     # What each convolution computes in float is unchanged but for rounding: weights and biases within half a new step.
-    for (w8, s8), (w7, s7) in zip(dequantised_params(int8 / "model.onnx"), dequantised_params(out / "model.onnx")):
+    params8, params7 = dequantised_params(int8 / "model.onnx"), dequantised_params(out / "model.onnx")
+    assert len(params7) == len(params8) > 0
+    for (w8, s8), (w7, s7) in zip(params8, params7):
         assert np.allclose(s7, 2 * s8)
         assert np.all(np.abs(w7 * s7 - w8 * s8) <= s8 * 1.0001)
     meta = json.loads((out / "model.json").read_text())

@@ -40,7 +40,7 @@ FEATURE_TOLERANCE = 1e-4  # relative L2 error of the pooled endpoint
 
 def _require_nsfwjs() -> None:
     if not (nsfwjs_dir() / MODEL_SUBDIR / "model.min.js").is_file():
-        pytest.skip(f"SKIPPED LOUDLY: {nsfwjs_dir()} is absent (run `npm install`): the teacher cannot be tested")
+        pytest.fail(f"{nsfwjs_dir()} is absent (run `npm install`): the teacher ships in it and must be tested")
 
 
 @pytest.fixture(scope="module")
