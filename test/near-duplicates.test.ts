@@ -1,10 +1,16 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import sharp from 'sharp';
+import { ApiError } from '../src/errors.js';
+import { createLogger } from '../src/log.js';
+import { NearDuplicates } from '../src/service/near-duplicates.js';
+import { State } from '../src/state/state.js';
 import { makeCatalogDir, posterPath, sharedRows, subsetRows } from './support/catalog.js';
+import { marquee } from './support/cli.js';
 import { ROOT } from './support/paths.js';
 import { adminRequest, nearDuplicatesReady, startServer, upload, type RunningServer } from './support/server.js';
 
@@ -152,5 +158,24 @@ describe('near-duplicates', () => {
     assert.equal(groupOf(afterDelete, 'planted'), undefined);
     assert.equal(groupOf(afterDelete, source.id), undefined);
     assert.equal((await fetch(`${server.url}/admin/duplicates`)).status, 401);
+  });
+});
+
+describe('near-duplicate listings while the catalog is being hashed', () => {
+  it('answer 503 during the hashing and the groups once it ends (a listing refused meanwhile is not remembered)', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'marquee-hashing-'));
+    const imported = marquee(['import', makeCatalogDir(subsetRows({ train: 24, val: 4, test: 4 }))], { MARQUEE_DATA_DIR: dataDir });
+    assert.equal(imported.code, 0, imported.stderr);
+    const state = State.open(dataDir);
+    try {
+      const duplicates = new NearDuplicates({ catalog: state.catalog, hashes: state.hashes, dataDir, maxPixels: 40_000_000, log: createLogger('silent') });
+      const filling = duplicates.fillMissing();
+      await assert.rejects(duplicates.groups(), (error: ApiError) => error.statusCode === 503 && error.code === 'not_ready');
+      assert.equal(await filling, 32, 'every imported poster hashed');
+      assert.ok(Array.isArray(await duplicates.groups()));
+    } finally {
+      state.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

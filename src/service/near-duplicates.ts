@@ -197,10 +197,17 @@ export class NearDuplicates {
   /** The pairs: compared once (pausing for requests), then kept up to date by record and forget. */
   private pairsWithin(): Promise<Map<number, Map<number, number>>> {
     if (this.partners) return Promise.resolve(this.partners);
-    this.pairing ??= (async () => {
-      const index = this.loaded();
+    if (this.pairing) return this.pairing;
+    const index = this.loaded(); // 503 while the catalog is hashed: refused, and nothing remembered of it
+    this.pairing = (async () => {
       const partners = new Map<number, Map<number, number>>();
-      for (const { a, b, distance } of await index.pairs(NEAR_DUPLICATE.maxDistance)) this.link(a, b, distance, partners);
+      try {
+        for (const { a, b, distance } of await index.pairs(NEAR_DUPLICATE.maxDistance)) this.link(a, b, distance, partners);
+      } catch (error) {
+        this.pairing = null;
+        this.writtenWhilePairing.clear();
+        throw error;
+      }
       this.pairing = null;
       if (this.index !== index) return this.pairsWithin(); // hashed again meanwhile (a start's fill): start over
       this.partners = partners;
