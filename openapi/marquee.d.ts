@@ -240,7 +240,7 @@ export interface paths {
         put?: never;
         /**
          * Posters like some examples and unlike others
-         * @description Positive and negative examples, each a catalog poster or an upload: JSON with poster ids, or a multipart form whose `positive` and `negative` fields are files (uploads) or text (ids), one example per field, with the other settings as text fields. At most 16 examples in all; at least one positive. No example is ever among the results, nor the catalog poster with an uploaded example's pixels. k, the filters, min_similarity, diversity and the answer are as for similar; one positive and no negative answers exactly as similar does for it. An unknown id is 404 not_found.
+         * @description Positive and negative examples, each a catalog poster or an upload: JSON with poster ids, or a multipart form whose `positive` and `negative` fields are files (uploads) or text (ids), one example per field, with the other settings as text fields. At most 16 examples in all, their uploads together at most 4 times the upload size limit (413 upload_too_large); at least one positive. No example is ever among the results, nor the catalog poster with an uploaded example's pixels. k, the filters, min_similarity, diversity and the answer are as for similar; one positive and no negative answers exactly as similar does for it. An unknown id is 404 not_found.
          */
         post: operations["recommendPosters"];
         delete?: never;
@@ -2115,7 +2115,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Poster"] & {
-                        /** @description With on_duplicate=flag: the catalog posters it is a near-duplicate of, nearest first (empty: none) */
+                        /** @description With on_duplicate=flag: the catalog posters it is a near-duplicate of, nearest first (at most 100; empty: none) */
                         near_duplicates?: components["schemas"]["NearDuplicate"][];
                     };
                 };
@@ -2127,7 +2127,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Poster"] & {
-                        /** @description With on_duplicate=flag: the catalog posters it is a near-duplicate of, nearest first (empty: none) */
+                        /** @description With on_duplicate=flag: the catalog posters it is a near-duplicate of, nearest first (at most 100; empty: none) */
                         near_duplicates?: components["schemas"]["NearDuplicate"][];
                     };
                 };

@@ -78,6 +78,8 @@ describe('the live catalog', () => {
       [{ id: 'bad id!', genres: 'Drama' }, bytes, 400, 'invalid_request'],
       [{ id: 'x3', genres: 'Drama', single_genre: 'Comedy' }, bytes, 400, 'invalid_request'],
       [{ id: 'x4', genres: 'Drama', split: 'holdout' }, bytes, 400, 'invalid_request'],
+      [{ id: 'x8', genres: Array.from({ length: 33 }, (_, i) => `g${i}`).join('|') }, bytes, 400, 'invalid_request'],
+      [{ id: 'x9', genres: `Drama|${'x'.repeat(65)}` }, bytes, 400, 'invalid_request'],
       [{ id: 'x5', genres: 'Drama' }, bytes.subarray(0, 600), 422, 'corrupt_image'],
       [{ id: 'x6', genres: 'Drama' }, Buffer.from('not an image'), 415, 'unsupported_image'],
       [{ id: 'x7', genres: 'Drama' }, bytes, 401, 'unauthorized', 'wrong-token'],
@@ -100,6 +102,9 @@ describe('the live catalog', () => {
     assert.equal(answer.body.results[5].error.code, 'poster_exists');
     for (const item of items.slice(0, 4)) assert.equal((await similar(server, image(item.id))).results[0]!.id, item.id);
     assert.equal((await fetch(`${server.url}/posters/batch-broken`)).status, 404);
+    const piped = await admin(server, 'POST', '/admin/posters/batch', { posters: [{ ...items[0]!, id: 'batch-piped', genres: ['Drama|Comedy|Horror'] }] });
+    assert.equal(piped.status, 400, 'a genre holding the separator is refused, not split into several');
+    assert.equal(piped.body.error.code, 'invalid_request');
     const tooMany = await admin(server, 'POST', '/admin/posters/batch', { posters: Array.from({ length: 33 }, () => items[0]) });
     assert.equal(tooMany.status, 400);
     assert.equal(tooMany.body.error.code, 'invalid_request');

@@ -184,6 +184,7 @@ describe('recommend and diversity', () => {
     // Negatives only pull the score down: with every candidate nearer a negative, the farthest from them come first.
     const repelled = await recommendJson(server, { positive: [ids[2]], negative: candidates.slice(0, 15), k: 5, strategy: 'best_score' });
     assert.equal(repelled.status, 200);
+    assert.equal(repelled.body.results.length, 5);
     assert.ok(repelled.body.results.every((r: Result) => !candidates.slice(0, 15).includes(r.id)));
   });
 
@@ -210,6 +211,12 @@ describe('recommend and diversity', () => {
       ['17 examples', () => recommendJson(server, { positive: ids.slice(0, 10), negative: ids.slice(10, 17) }), 400, 'too_many_examples'],
       ['17 examples in a form', () => recommendForm(server, { positive: [...ids.slice(0, 14), { file: ids[20]! }], negative: [ids[30]!, ids[31]!] }), 400, 'too_many_examples'],
       ['17 files', () => recommendForm(server, { positive: ids.slice(0, 17).map((file) => ({ file })) }), 400, 'too_many_examples'],
+      ['five files of 9 MB: more than one request may hold (4 uploads of the 10 MB limit)', async () => {
+        const form = new FormData();
+        for (let i = 0; i < 5; i++) form.append('positive', new Blob([new Uint8Array(9 * 1024 * 1024)], { type: 'image/jpeg' }), `big-${i}.jpg`);
+        const response = await fetch(`${server.url}/posters/recommend`, { method: 'POST', body: form });
+        return { status: response.status, body: await response.json() };
+      }, 413, 'upload_too_large'],
       ['a bad strategy', () => recommendJson(server, { positive: [ids[0]], strategy: 'sum_scores' }), 400, 'invalid_request'],
       ['a bad strategy in a form', () => recommendForm(server, { positive: [ids[0]!] }, { strategy: 'nearest' }), 400, 'invalid_request'],
       ['no positive', () => recommendJson(server, { positive: [], negative: [ids[0]] }), 400, 'invalid_request'],

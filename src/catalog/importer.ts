@@ -139,6 +139,10 @@ export function posterIdProblem(id: string): string | null {
   return null;
 }
 
+/** A poster's genres, as PATCH /admin/posters/{id} bounds them (every genre is a row of every vote's answer). */
+export const MAX_GENRES = 32;
+export const MAX_GENRE_LENGTH = 64;
+
 /** A poster's fields from text (a CSV row, or the API's form fields), checked: the one set of rules. */
 export function posterFields(f: Record<string, string | undefined>): PosterFields {
   const id = f.id?.trim() ?? '';
@@ -146,6 +150,9 @@ export function posterFields(f: Record<string, string | undefined>): PosterField
   if (idProblem) throw new PosterFieldError(idProblem);
   const genres = (f.genres ?? '').split('|').map((g) => g.trim()).filter(Boolean);
   if (genres.length === 0) throw new PosterFieldError('no genres');
+  if (genres.length > MAX_GENRES) throw new PosterFieldError(`${genres.length} genres: at most ${MAX_GENRES}`);
+  const long = genres.find((g) => g.length > MAX_GENRE_LENGTH);
+  if (long) throw new PosterFieldError(`genre "${long.slice(0, 20)}…" is longer than ${MAX_GENRE_LENGTH} characters`);
   const split = f.split?.trim() || null;
   if (split !== null && !SPLITS.has(split)) throw new PosterFieldError(`split "${split}" is not train, val or test`);
   const yearText = f.year?.trim() ?? '';

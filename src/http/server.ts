@@ -54,6 +54,7 @@ export function toApiError(error: FastifyError): ApiError | null {
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_INVALID_JSON_FIELD_ERROR': // a multipart field sent as application/json that does not parse
       return new ApiError(400, 'invalid_request', error.message);
     case 'FST_REQ_FILE_TOO_LARGE':
     case 'FST_ERR_CTP_BODY_TOO_LARGE':

@@ -54,20 +54,29 @@ export type FormPart = { field: string; value: string } | { field: string; file:
 
 /**
  * Reads a multipart form of several files and text fields into memory, every part in the order
- * sent: files are accepted only in `fileFields`, each within `maxBytes`. A form past the limits
- * (files, fields, parts) is answered with `tooMany`'s error rather than 413 too_many_parts.
+ * sent: files are accepted only in `fileFields`, each within `maxBytes` and all within
+ * `maxTotalBytes` (413 `upload_too_large`: what one request may hold in memory). A form past the
+ * limits (files, fields, parts) is answered with `tooMany`'s error rather than 413 too_many_parts.
  */
 export async function readFormParts(
   request: FastifyRequest,
-  options: { maxBytes: number; fileFields: string[]; limits: { files: number; fields: number; parts: number }; tooMany: () => ApiError },
+  options: { maxBytes: number; maxTotalBytes: number; fileFields: string[]; limits: { files: number; fields: number; parts: number }; tooMany: () => ApiError },
 ): Promise<FormPart[]> {
   const out: FormPart[] = [];
+  let total = 0;
   const otherFiles: string[] = [];
   const parts = request.parts({ limits: { fileSize: options.maxBytes, ...options.limits } });
   try {
     for await (const part of parts) {
       if (part.type !== 'file') out.push({ field: part.fieldname, value: String(part.value) });
-      else if (options.fileFields.includes(part.fieldname)) out.push({ field: part.fieldname, file: await part.toBuffer() });
+      else if (options.fileFields.includes(part.fieldname)) {
+        const file = await part.toBuffer();
+        total += file.length;
+        if (total > options.maxTotalBytes) {
+          throw new ApiError(413, 'upload_too_large', `the files of one request may hold ${options.maxTotalBytes} bytes in all`);
+        }
+        out.push({ field: part.fieldname, file });
+      }
       else {
         otherFiles.push(part.fieldname);
         part.file.resume();

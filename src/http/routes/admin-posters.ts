@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type, type Static } from '@sinclair/typebox';
-import { posterFields, PosterFieldError, type PosterFields } from '../../catalog/importer.js';
+import { MAX_GENRE_LENGTH, MAX_GENRES, posterFields, PosterFieldError, type PosterFields } from '../../catalog/importer.js';
 import { ApiError } from '../../errors.js';
 import type { CatalogWriter, OnDuplicate } from '../../service/catalog-writes.js';
 import { adminAuth } from '../admin-auth.js';
-import { NEAR_DUPLICATE_HELP, NearDuplicateBody, OnDuplicateField } from '../duplicate-schemas.js';
+import { NEAR_DUPLICATE_HELP, NEAR_DUPLICATES_MAX, NearDuplicateBody, OnDuplicateField } from '../duplicate-schemas.js';
 import { ErrorBody, PosterBody, PosterParams } from '../schemas.js';
 import { readImageUpload, readMultipart } from '../upload.js';
 import { baseUrl, nearDuplicateView, posterView } from '../views.js';
@@ -37,7 +37,7 @@ const AddedPosterBody = Type.Intersect([
   Type.Ref(PosterBody),
   Type.Object({
     near_duplicates: Type.Optional(
-      Type.Array(Type.Ref(NearDuplicateBody), { description: 'With on_duplicate=flag: the catalog posters it is a near-duplicate of, nearest first (empty: none)' }),
+      Type.Array(Type.Ref(NearDuplicateBody), { description: `With on_duplicate=flag: the catalog posters it is a near-duplicate of, nearest first (at most ${NEAR_DUPLICATES_MAX}; empty: none)` }),
     ),
   }),
 ]);
@@ -52,7 +52,7 @@ const PosterChangesBody = Type.Object(
     title: Type.Optional(Type.Union([Type.String(), Type.Null()])),
     year: Type.Optional(Type.Union([Type.Integer({ minimum: 1870, maximum: 2100 }), Type.Null()])),
     release_date: Type.Optional(Type.Union([Type.String(), Type.Null()])),
-    genres: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { minItems: 1, maxItems: 32, description: 'Replaces the genres, in order' })),
+    genres: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: MAX_GENRE_LENGTH, pattern: '^[^|]*$' }), { minItems: 1, maxItems: MAX_GENRES, description: 'Replaces the genres, in order' })),
     single_genre: Type.Optional(Type.String({ minLength: 1, description: 'Default when genres change: the first of them' })),
     split: Type.Optional(Type.Union([Type.Union([Type.Literal('train'), Type.Literal('val'), Type.Literal('test')]), Type.Null()])),
   },
@@ -85,7 +85,7 @@ const BatchItem = Type.Object(
     title: Type.Optional(Type.String()),
     year: Type.Optional(Type.Integer({ minimum: 1870, maximum: 2100 })),
     release_date: Type.Optional(Type.String()),
-    genres: Type.Array(Type.String({ minLength: 1 }), { minItems: 1, maxItems: 32 }),
+    genres: Type.Array(Type.String({ minLength: 1, maxLength: MAX_GENRE_LENGTH, pattern: '^[^|]*$' }), { minItems: 1, maxItems: MAX_GENRES }),
     single_genre: Type.Optional(Type.String()),
     split: Type.Optional(Type.Union([Type.Literal('train'), Type.Literal('val'), Type.Literal('test')])),
     image: Type.String({ contentEncoding: 'base64', description: 'The poster file, base64' }),
@@ -155,7 +155,7 @@ export function adminPosterRoutes(app: FastifyInstance, services: Services, writ
           onDuplicate: onDuplicate(single(fields, 'on_duplicate')),
         });
         const base = baseUrl(request);
-        const view = { ...posterView(poster, base), ...(nearDuplicates ? { near_duplicates: nearDuplicates.map((d) => nearDuplicateView(d, base)) } : {}) };
+        const view = { ...posterView(poster, base), ...(nearDuplicates ? { near_duplicates: nearDuplicates.slice(0, NEAR_DUPLICATES_MAX).map((d) => nearDuplicateView(d, base)) } : {}) };
         return reply
           .code(created ? 201 : 200)
           .header('location', `/posters/${encodeURIComponent(poster.id)}`)
@@ -197,7 +197,7 @@ export function adminPosterRoutes(app: FastifyInstance, services: Services, writ
                 index,
                 status: created ? 201 : 200,
                 poster: posterView(poster, base),
-                ...(nearDuplicates ? { near_duplicates: nearDuplicates.map((d) => nearDuplicateView(d, base)) } : {}),
+                ...(nearDuplicates ? { near_duplicates: nearDuplicates.slice(0, NEAR_DUPLICATES_MAX).map((d) => nearDuplicateView(d, base)) } : {}),
               };
             } catch (error) {
               if (!(error instanceof ApiError) || error.statusCode >= 500) throw error;

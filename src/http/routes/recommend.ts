@@ -12,6 +12,8 @@ import { baseUrl, recommendView } from '../views.js';
 
 const EXAMPLE_FIELDS = ['positive', 'negative'];
 const SETTING_FIELDS = Object.keys(RecommendFields.properties).length - EXAMPLE_FIELDS.length;
+/** Uploads of one request held in memory together, in files of the largest upload size: 4 (40 MB by default), not 16. */
+const UPLOADS_IN_ONE_REQUEST = 4;
 const tooManyExamples = () =>
   new ApiError(400, 'too_many_examples', `at most ${MAX_EXAMPLES} examples, positive and negative together (and ${SETTING_FIELDS} other fields)`);
 
@@ -25,6 +27,7 @@ interface RecommendInput {
 async function readForm(request: FastifyRequest, maxBytes: number): Promise<RecommendInput> {
   const parts = await readFormParts(request, {
     maxBytes,
+    maxTotalBytes: UPLOADS_IN_ONE_REQUEST * maxBytes,
     fileFields: EXAMPLE_FIELDS,
     limits: { files: MAX_EXAMPLES, fields: MAX_EXAMPLES + SETTING_FIELDS, parts: MAX_EXAMPLES + SETTING_FIELDS },
     tooMany: tooManyExamples,
@@ -74,7 +77,7 @@ export function recommendRoutes(app: FastifyInstance, services: Services, runtim
         summary: 'Posters like some examples and unlike others',
         operationId: 'recommendPosters',
         security: [],
-        description: `Positive and negative examples, each a catalog poster or an upload: JSON with poster ids, or a multipart form whose \`positive\` and \`negative\` fields are files (uploads) or text (ids), one example per field, with the other settings as text fields. At most ${MAX_EXAMPLES} examples in all; at least one positive. No example is ever among the results, nor the catalog poster with an uploaded example's pixels. k, the filters, min_similarity, diversity and the answer are as for similar; one positive and no negative answers exactly as similar does for it. An unknown id is 404 not_found.`,
+        description: `Positive and negative examples, each a catalog poster or an upload: JSON with poster ids, or a multipart form whose \`positive\` and \`negative\` fields are files (uploads) or text (ids), one example per field, with the other settings as text fields. At most ${MAX_EXAMPLES} examples in all, their uploads together at most ${UPLOADS_IN_ONE_REQUEST} times the upload size limit (413 upload_too_large); at least one positive. No example is ever among the results, nor the catalog poster with an uploaded example's pixels. k, the filters, min_similarity, diversity and the answer are as for similar; one positive and no negative answers exactly as similar does for it. An unknown id is 404 not_found.`,
         body: { content: { 'application/json': { schema: RecommendBody } } },
         response: { 200: RecommendResponse, 404: Type.Ref(ErrorBody), ...errorResponses },
       },
