@@ -2269,7 +2269,7 @@ export interface operations {
                     "application/json": {
                         results: {
                             index: number;
-                            /** @description What POST /admin/posters would have answered for this poster: 201, 200 (upserted), or a 4xx */
+                            /** @description What POST /admin/posters would have answered for this poster: 201, 200 (upserted), a 4xx, or 503 (overloaded: retry it) or 507 (the disk is full), the other posters of the batch being added or refused each for itself */
                             status: number;
                             poster?: components["schemas"]["Poster"];
                             /** @description With on_duplicate=flag, as for POST /admin/posters */

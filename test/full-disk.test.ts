@@ -133,6 +133,13 @@ describe('a full disk', { skip: dataDir ? false : 'mounting a tmpfs needs root (
     assert.equal(((await add.json()) as any).error.code, 'insufficient_storage');
     assert.equal(images(), imagesBefore, 'no image file of the refused add');
     assert.equal((await fetch(`${server.url}/posters/${refused[0]!.id}`)).status, 404);
+    // A batch on the full disk: each poster answers for itself (507), the batch itself is answered.
+    const batch = await admin(server, 'POST', '/admin/posters/batch', {
+      posters: refused.slice(1, 3).map((r) => ({ id: r.id, genres: ['Drama'], image: readFileSync(posterPath(r.id)).toString('base64') })),
+    });
+    assert.equal(batch.status, 200, JSON.stringify(batch.body));
+    assert.deepEqual(batch.body.results.map((r: { status: number; error?: { code: string } }) => [r.status, r.error?.code]), [[507, 'insufficient_storage'], [507, 'insufficient_storage']]);
+    assert.equal(images(), imagesBefore, 'no image file of the refused batch');
     const refusedImport = marquee(['import', makeCatalogDir(refused)], env);
     assert.equal(refusedImport.code, 1, refusedImport.stderr);
     assert.match(refusedImport.stderr, /marquee: the data directory's disk is full; free space and try again/);

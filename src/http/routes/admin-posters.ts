@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type, type Static } from '@sinclair/typebox';
 import { MAX_GENRE_LENGTH, MAX_GENRES, posterFields, PosterFieldError, type PosterFields } from '../../catalog/importer.js';
-import { ApiError } from '../../errors.js';
+import { ApiError, insufficientStorage, isStorageFull } from '../../errors.js';
 import type { CatalogWriter, OnDuplicate } from '../../service/catalog-writes.js';
 import { adminAuth } from '../admin-auth.js';
 import { NEAR_DUPLICATE_HELP, NEAR_DUPLICATES_MAX, NearDuplicateBody, OnDuplicateField } from '../duplicate-schemas.js';
@@ -103,7 +103,7 @@ const BatchBody = Type.Object(
 type BatchBody = Static<typeof BatchBody>;
 const BatchResult = Type.Object({
   index: Type.Integer(),
-  status: Type.Integer({ description: 'What POST /admin/posters would have answered for this poster: 201, 200 (upserted), or a 4xx' }),
+  status: Type.Integer({ description: 'What POST /admin/posters would have answered for this poster: 201, 200 (upserted), a 4xx, or 503 (overloaded: retry it) or 507 (the disk is full), the other posters of the batch being added or refused each for itself' }),
   poster: Type.Optional(Type.Ref(PosterBody)),
   near_duplicates: Type.Optional(Type.Array(Type.Ref(NearDuplicateBody), { description: 'With on_duplicate=flag, as for POST /admin/posters' })),
   error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
@@ -200,8 +200,11 @@ export function adminPosterRoutes(app: FastifyInstance, services: Services, writ
                 ...(nearDuplicates ? { near_duplicates: nearDuplicates.slice(0, NEAR_DUPLICATES_MAX).map((d) => nearDuplicateView(d, base)) } : {}),
               };
             } catch (error) {
-              if (!(error instanceof ApiError) || error.statusCode >= 500) throw error;
-              return { index, status: error.statusCode, error: { code: error.code, message: error.message } };
+              // Each item answers for itself, a refusal of the server's (503 overloaded, 507 a full disk) too: the
+              // others may be stored already. Only a fault of ours fails the whole batch.
+              const refused = error instanceof ApiError ? error : isStorageFull(error) ? insufficientStorage(error) : null;
+              if (!refused) throw error;
+              return { index, status: refused.statusCode, error: { code: refused.code, message: refused.message } };
             }
           }),
         );
