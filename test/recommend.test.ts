@@ -222,6 +222,7 @@ describe('recommend and diversity', () => {
       ['no positive', () => recommendJson(server, { positive: [], negative: [ids[0]] }), 400, 'invalid_request'],
       ['no positive in a form', () => recommendForm(server, { negative: [ids[0]!] }), 400, 'invalid_request'],
       ['one poster both ways', () => recommendJson(server, { positive: [ids[0], ids[1]], negative: [ids[1]] }), 400, 'invalid_request'],
+      ['one poster both ways, as an id and as an upload of its picture', () => recommendForm(server, { positive: [ids[0]!, ids[1]!], negative: [{ file: ids[1]! }] }), 400, 'invalid_request'],
       ['k out of range in a form', () => recommendForm(server, { positive: [ids[0]!] }, { k: 0 }), 400, 'invalid_request'],
       ['years the wrong way round', () => recommendJson(server, { positive: [ids[0]], year_from: 2000, year_to: 1990 }), 400, 'invalid_request'],
       ['an unknown field', () => recommendJson(server, { positive: [ids[0]], limit: 3 }), 400, 'invalid_request'],

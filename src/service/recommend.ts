@@ -97,6 +97,10 @@ export async function recommend(engine: Engine, catalog: Catalog, dataDir: strin
       }),
     );
   const [positives, negatives] = await Promise.all([resolve(positive, posters[0]), resolve(negative, posters[1])]);
+  // checkExamples compared ids; an upload is its catalog poster (by its pixels) once resolved.
+  const positiveKeys = new Set(positives.flatMap((e) => (e.poster ? [e.poster.key] : [])));
+  const both = negatives.find((e) => e.poster && positiveKeys.has(e.poster.key));
+  if (both) throw new ApiError(400, 'invalid_request', `poster ${both.poster!.id} is both a positive and a negative example (an upload counts as the catalog poster with its pixels)`);
   const exclude = new Set([...positives, ...negatives].flatMap((e) => (e.poster ? [e.poster.key] : [])));
   const settings = { k, filter, exclude, minSimilarity, diversity };
   const vectors = (examples: ResolvedExample[]) => examples.map((e) => e.vector);
