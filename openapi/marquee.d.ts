@@ -2653,7 +2653,7 @@ export interface operations {
                         groups: {
                             /** @description By id */
                             posters: components["schemas"]["Poster"][];
-                            /** @description The near-duplicate pairs that join the group (a chain of them may join posters that are not a pair themselves), closest first */
+                            /** @description The near-duplicate pairs that join the group (a chain of them may join posters that are not a pair themselves), closest first; at most 100 (n copies of one picture make n(n-1)/2 pairs) */
                             pairs: {
                                 /** @description Poster id */
                                 a: string;
@@ -2661,6 +2661,8 @@ export interface operations {
                                 b: string;
                                 distance: number;
                             }[];
+                            /** @description Pairs in the group; `pairs` holds the closest of them */
+                            total_pairs: number;
                         }[];
                     };
                 };

@@ -101,6 +101,24 @@ describe('near-duplicates', () => {
     assert.equal((await admin('GET', '/admin/duplicates?limit=1')).body.groups.length, 1);
   });
 
+  it('lists at most 100 pairs of a group, the closest, and counts them all', async () => {
+    // 16 copies of one picture (the source, the planted recolouring, 14 re-adds) make 120 pairs.
+    const copies = Array.from({ length: 14 }, (_, i) => `copy-${i}`);
+    for (const id of copies) assert.equal((await addPoster(server, readFileSync(posterPath(source.id)), { id, genres: 'Drama' })).status, 201);
+    try {
+      const listed = await admin('GET', '/admin/duplicates');
+      assert.equal(listed.status, 200, JSON.stringify(listed.body).slice(0, 500));
+      const group = listed.body.groups.find((g: { posters: { id: string }[] }) => g.posters.some((p) => p.id === source.id));
+      assert.equal(group.posters.length, 16);
+      assert.equal(group.total_pairs, 120);
+      assert.equal(group.pairs.length, 100);
+      const distances = group.pairs.map((p: { distance: number }) => p.distance);
+      assert.deepEqual(distances, [...distances].sort((x, y) => x - y), 'closest first');
+    } finally {
+      for (const id of copies) assert.equal((await admin('DELETE', `/admin/posters/${id}`)).status, 204);
+    }
+  });
+
   it('answers the public look-ups by upload and by id', async () => {
     const byUpload = await upload(`${server.url}/posters/near-duplicates`, await jpegQ30(source.id));
     assert.equal(byUpload.status, 200, JSON.stringify(byUpload.body));

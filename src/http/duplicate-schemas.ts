@@ -38,6 +38,9 @@ export const DuplicatesQuery = Type.Object({
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50, description: 'How many groups to list: the closest first' })),
 });
 
+/** Pairs listed per group of GET /admin/duplicates. */
+export const PAIRS_PER_GROUP = 100;
+
 export const DuplicateGroupsResponse = Type.Object({
   max_distance: Type.Integer({ description: 'The largest hash distance of a near-duplicate pair, in bits' }),
   total_groups: Type.Integer({ description: 'Groups in the catalog; `groups` holds the first `limit` of them' }),
@@ -50,8 +53,11 @@ export const DuplicateGroupsResponse = Type.Object({
           b: Type.String({ description: 'Poster id' }),
           distance: Type.Integer({ minimum: 0, maximum: 256 }),
         }),
-        { description: 'The near-duplicate pairs that join the group (a chain of them may join posters that are not a pair themselves), closest first' },
+        {
+          description: `The near-duplicate pairs that join the group (a chain of them may join posters that are not a pair themselves), closest first; at most ${PAIRS_PER_GROUP} (n copies of one picture make n(n-1)/2 pairs)`,
+        },
       ),
+      total_pairs: Type.Integer({ description: 'Pairs in the group; `pairs` holds the closest of them' }),
     }),
     { description: 'Closest pair first' },
   ),

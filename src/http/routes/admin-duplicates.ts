@@ -5,7 +5,7 @@ import { NEAR_DUPLICATE } from '../../search/near-duplicates.js';
 import type { Runtime } from '../../service/runtime.js';
 import type { Services } from '../../service/startup.js';
 import { adminAuth } from '../admin-auth.js';
-import { DuplicateGroupsResponse, DuplicatesQuery, NEAR_DUPLICATE_HELP } from '../duplicate-schemas.js';
+import { DuplicateGroupsResponse, DuplicatesQuery, NEAR_DUPLICATE_HELP, PAIRS_PER_GROUP } from '../duplicate-schemas.js';
 import { ErrorBody } from '../schemas.js';
 import { baseUrl, posterView } from '../views.js';
 
@@ -40,7 +40,8 @@ export function adminDuplicateRoutes(app: FastifyInstance, services: Services, r
             total_groups: groups.length,
             groups: groups.slice(0, limit).map((group) => ({
               posters: group.posters.map((p) => posterView(p, base)),
-              pairs: group.pairs.map(({ a, b, distance }) => ({ a: a.id, b: b.id, distance })),
+              pairs: group.pairs.slice(0, PAIRS_PER_GROUP).map(({ a, b, distance }) => ({ a: a.id, b: b.id, distance })),
+              total_pairs: group.pairs.length,
             })),
           };
         });
