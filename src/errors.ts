@@ -26,6 +26,12 @@ export function isStorageFull(error: unknown): boolean {
   return STORAGE_FULL.has(String((error as { code?: unknown } | null)?.code ?? ''));
 }
 
+/** An error that already says what to answer: an ApiError, or a full disk beneath (507); null for anything else. */
+export function answerOf(error: unknown): ApiError | null {
+  if (error instanceof ApiError) return error;
+  return isStorageFull(error) ? insufficientStorage(error) : null;
+}
+
 export function insufficientStorage(error: unknown): ApiError {
   return new ApiError(507, 'insufficient_storage', `the data directory's disk is full; free space and try again (${(error as Error).message})`);
 }

@@ -166,10 +166,11 @@ describe('marquee eval', () => {
     // The retrain gate's figure: val queries against train, from the embeddings eval just stored.
     const again = openDb(join(dataDir, 'marquee.db'));
     const catalog = new Catalog(again);
-    const summary = validationSummary({ catalog, embeddings: new EmbeddingStore(again) }, candidate);
+    const embeddings = new EmbeddingStore(again);
+    const summary = validationSummary({ catalog, embeddings }, candidate);
     // Recomputed here from the stored vectors: each val poster's 8 nearest train posters by dot product (unit
     // vectors), a hit when one shares its single genre.
-    const stored = new EmbeddingStore(again).load(candidate, candidate.dims);
+    const stored = embeddings.load(candidate, candidate.dims);
     const vectorOf = new Map([...stored.keys].map((key, i) => [Number(key), stored.vectors.subarray(i * stored.dims, (i + 1) * stored.dims)]));
     const dot = (a: Float32Array, b: Float32Array) => a.reduce((sum, x, i) => sum + x * b[i]!, 0);
     const posters = catalog.all();
@@ -177,8 +178,9 @@ describe('marquee eval', () => {
     const hits = posters
       .filter((p) => p.split === 'val')
       .map((query) => {
-        const nearest = [...train].sort((a, b) => dot(vectorOf.get(b.key)!, vectorOf.get(query.key)!) - dot(vectorOf.get(a.key)!, vectorOf.get(query.key)!)).slice(0, 8);
-        return nearest.some((p) => p.singleGenre === query.singleGenre) ? 1 : 0;
+        const scored = train.map((p) => ({ p, similarity: dot(vectorOf.get(p.key)!, vectorOf.get(query.key)!) }));
+        const nearest = scored.sort((a, b) => b.similarity - a.similarity).slice(0, 8);
+        return nearest.some(({ p }) => p.singleGenre === query.singleGenre) ? 1 : 0;
       });
     again.close();
     assert.equal(summary.queries, 10);

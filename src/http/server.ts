@@ -5,7 +5,7 @@ import multipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { ApiError, insufficientStorage, isStorageFull } from '../errors.js';
+import { answerOf, ApiError } from '../errors.js';
 import type { Runtime } from '../service/runtime.js';
 import type { Services } from '../service/startup.js';
 import type { RetrainRunner } from '../jobs/retrain.js';
@@ -43,8 +43,8 @@ function errorBody(code: string, message: string) {
  * them: a 4xx keeps its status under a code of ours, so no client-caused error can be a 500.
  */
 export function toApiError(error: FastifyError): ApiError | null {
-  if (error instanceof ApiError) return error;
-  if (isStorageFull(error)) return insufficientStorage(error);
+  const known = answerOf(error);
+  if (known) return known;
   if (error.validation) return new ApiError(400, 'invalid_request', error.message);
   switch (error.code) {
     case 'FST_ERR_MAX_PARAM_LENGTH':

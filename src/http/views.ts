@@ -3,6 +3,7 @@ import type { Hit } from '../search/searcher.js';
 import type { NearDuplicate } from '../service/near-duplicates.js';
 import type { RecommendAnswer, ResolvedExample } from '../service/recommend.js';
 import type { Poster } from '../state/catalog.js';
+import { NEAR_DUPLICATES_MAX } from './duplicate-schemas.js';
 
 /** How posters look in responses: one place for every route that returns them. */
 
@@ -43,6 +44,11 @@ export function recommendView(modelVersion: string, k: number, strategy: string,
   };
 }
 
-export function nearDuplicateView(match: NearDuplicate, base: string) {
+function nearDuplicateView(match: NearDuplicate, base: string) {
   return { ...posterView(match.poster, base), distance: match.distance };
+}
+
+/** Near-duplicates as every answer lists them: the nearest NEAR_DUPLICATES_MAX. */
+export function nearDuplicatesView(found: NearDuplicate[], base: string) {
+  return found.slice(0, NEAR_DUPLICATES_MAX).map((match) => nearDuplicateView(match, base));
 }

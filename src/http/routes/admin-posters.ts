@@ -3,13 +3,13 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type, type Static } from '@sinclair/typebox';
 import { MAX_GENRE_LENGTH, MAX_GENRES, posterFields, PosterFieldError, type PosterFields } from '../../catalog/importer.js';
-import { ApiError, insufficientStorage, isStorageFull } from '../../errors.js';
+import { answerOf, ApiError } from '../../errors.js';
 import type { CatalogWriter, OnDuplicate } from '../../service/catalog-writes.js';
 import { adminAuth } from '../admin-auth.js';
 import { NEAR_DUPLICATE_HELP, NEAR_DUPLICATES_MAX, NearDuplicateBody, OnDuplicateField } from '../duplicate-schemas.js';
 import { ErrorBody, PosterBody, PosterParams } from '../schemas.js';
 import { readImageUpload, readMultipart } from '../upload.js';
-import { baseUrl, nearDuplicateView, posterView } from '../views.js';
+import { baseUrl, nearDuplicatesView, posterView } from '../views.js';
 import type { Services } from '../../service/startup.js';
 
 const GENRES_HELP = 'one field per genre, or one field with genres separated by "|"';
@@ -155,7 +155,7 @@ export function adminPosterRoutes(app: FastifyInstance, services: Services, writ
           onDuplicate: onDuplicate(single(fields, 'on_duplicate')),
         });
         const base = baseUrl(request);
-        const view = { ...posterView(poster, base), ...(nearDuplicates ? { near_duplicates: nearDuplicates.slice(0, NEAR_DUPLICATES_MAX).map((d) => nearDuplicateView(d, base)) } : {}) };
+        const view = { ...posterView(poster, base), ...(nearDuplicates ? { near_duplicates: nearDuplicatesView(nearDuplicates, base) } : {}) };
         return reply
           .code(created ? 201 : 200)
           .header('location', `/posters/${encodeURIComponent(poster.id)}`)
@@ -197,12 +197,12 @@ export function adminPosterRoutes(app: FastifyInstance, services: Services, writ
                 index,
                 status: created ? 201 : 200,
                 poster: posterView(poster, base),
-                ...(nearDuplicates ? { near_duplicates: nearDuplicates.slice(0, NEAR_DUPLICATES_MAX).map((d) => nearDuplicateView(d, base)) } : {}),
+                ...(nearDuplicates ? { near_duplicates: nearDuplicatesView(nearDuplicates, base) } : {}),
               };
             } catch (error) {
               // Each item answers for itself, a refusal of the server's (503 overloaded, 507 a full disk) too: the
               // others may be stored already. Only a fault of ours fails the whole batch.
-              const refused = error instanceof ApiError ? error : isStorageFull(error) ? insufficientStorage(error) : null;
+              const refused = answerOf(error);
               if (!refused) throw error;
               return { index, status: refused.statusCode, error: { code: refused.code, message: refused.message } };
             }

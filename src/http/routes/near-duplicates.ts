@@ -5,10 +5,10 @@ import { notFound } from '../../errors.js';
 import type { NearDuplicate } from '../../service/near-duplicates.js';
 import type { Runtime } from '../../service/runtime.js';
 import type { Services } from '../../service/startup.js';
-import { NEAR_DUPLICATE_HELP, NEAR_DUPLICATES_MAX, NearDuplicatesResponse } from '../duplicate-schemas.js';
+import { NEAR_DUPLICATE_HELP, NearDuplicatesResponse } from '../duplicate-schemas.js';
 import { ErrorBody, errorResponses, PosterParams } from '../schemas.js';
 import { readImageUpload } from '../upload.js';
-import { baseUrl, nearDuplicateView } from '../views.js';
+import { baseUrl, nearDuplicatesView } from '../views.js';
 
 /**
  * The catalog's near-duplicates of an upload or of a catalog poster: what the demo page's badge
@@ -17,7 +17,7 @@ import { baseUrl, nearDuplicateView } from '../views.js';
 export function nearDuplicateRoutes(app: FastifyInstance, services: Services, runtime: Runtime): void {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   const { config, catalog, duplicates } = services;
-  const view = (found: NearDuplicate[], base: string) => ({ near_duplicates: found.slice(0, NEAR_DUPLICATES_MAX).map((d) => nearDuplicateView(d, base)) });
+  const view = (found: NearDuplicate[], base: string) => ({ near_duplicates: nearDuplicatesView(found, base) });
 
   api.post(
     '/posters/near-duplicates',
