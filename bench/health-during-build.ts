@@ -23,7 +23,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { seededRandom } from '../src/figures/random.js';
 import { Catalog } from '../src/state/catalog.js';
-import { openDb } from '../src/state/db.js';
+import { openDb } from '../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
 import { ModelRegistry } from '../src/state/models.js';
 import { makeCatalogDir, sharedRows } from '../test/support/catalog.js';

@@ -13,7 +13,7 @@ import { Searcher } from '../src/search/searcher.js';
 import { VectorIndex, type IndexScalar } from '../src/search/vector-index.js';
 import { indexPath } from '../src/service/engine.js';
 import { Catalog } from '../src/state/catalog.js';
-import { openDb } from '../src/state/db.js';
+import { openDb } from '../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
 import { ModelRegistry } from '../src/state/models.js';
 import { machineInfo } from './lib/machine.js';

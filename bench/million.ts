@@ -27,7 +27,7 @@ import { Searcher, type SearchFilter } from '../src/search/searcher.js';
 import { indexPath } from '../src/service/engine.js';
 import { VectorIndex, type IndexScalar } from '../src/search/vector-index.js';
 import { Catalog } from '../src/state/catalog.js';
-import { openDb } from '../src/state/db.js';
+import { openDb } from '../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
 import { ModelRegistry } from '../src/state/models.js';
 import { ROOT } from './lib/context.js';

@@ -28,8 +28,8 @@ import { seededRandom } from '../src/figures/random.js';
 import { titlePhrases } from '../src/search/title-query.js';
 import { listPosters } from '../src/service/poster-listing.js';
 import { Catalog } from '../src/state/catalog.js';
-import { openDb } from '../src/state/db.js';
-import { PosterTitles, RANKED_WINDOW } from '../src/state/titles.js';
+import { openDb } from '../src/state/sqlite/db.js';
+import { SqlitePosterTitles, RANKED_WINDOW } from '../src/state/sqlite/titles.js';
 import { ROOT } from './lib/context.js';
 import { machineInfo } from './lib/machine.js';
 import { startServer } from './lib/server.js';
@@ -211,7 +211,7 @@ if (PARTS.includes('titles')) {
   try {
     const db = openDb(join(dir, 'marquee.db'));
     const catalog = new Catalog(db);
-    const titles = new PosterTitles(db);
+    const titles = new SqlitePosterTitles(db);
     const rand = seededRandom(1018);
     const real = rows.map((r) => r.title).filter(Boolean);
     const words = real.flatMap((t) => t.split(/\s+/));
@@ -248,13 +248,13 @@ if (PARTS.includes('titles')) {
       const title = real[Math.floor(rand() * real.length)]!;
       return title.slice(0, 1 + Math.floor(rand() * title.length));
     });
-    const run = (queries: string[], genre?: string) => {
+    const run = async (queries: string[], genre?: string) => {
       const times: number[] = [];
       let matched = 0;
       for (const q of queries) {
         started = nowMs();
         try {
-          matched += listPosters(catalog, titles, { q, genre, limit: PAGE }).posters.length > 0 ? 1 : 0;
+          matched += (await listPosters(catalog, titles, { q, genre, limit: PAGE })).posters.length > 0 ? 1 : 0;
         } catch {
           /* a q with no word (400 empty_query): timed all the same */
         }
@@ -262,7 +262,7 @@ if (PARTS.includes('titles')) {
       }
       return { summary: summarise(times), matched };
     };
-    run(typedQueries.slice(0, 200)); // warm-up: the page cache and the prepared statements
+    await run(typedQueries.slice(0, 200)); // warm-up: the page cache and the prepared statements
     const common = ['t', 'th', 'the', 'a', 's', 'of', 'the ', 'love', 'the man', 'x'];
     const count = (q: string) => (db.prepare('SELECT count(*) AS n FROM poster_titles WHERE poster_titles MATCH ?').get(titlePhrases(q)!.join(' ')) as { n: number }).n;
     out.push(
@@ -273,21 +273,21 @@ if (PARTS.includes('titles')) {
       '| queries | count | p50 / **p99** ms | max ms | found something |',
       '| --- | ---: | ---: | ---: | ---: |',
     );
-    const typed = run(typedQueries);
+    const typed = await run(typedQueries);
     out.push(`| a real title typed up to a random character | ${typedQueries.length} | ${ms(typed.summary)} | ${typed.summary.max.toFixed(2)} | ${typed.matched} |`);
     const genre = genres[0]!;
-    const filtered = run(typedQueries.slice(0, 500), genre);
+    const filtered = await run(typedQueries.slice(0, 500), genre);
     out.push(`| the same, with genre=${genre} | 500 | ${ms(filtered.summary)} | ${filtered.summary.max.toFixed(2)} | ${filtered.matched} |`);
     for (const q of common) {
-      const one = run(Array.from({ length: 50 }, () => q));
+      const one = await run(Array.from({ length: 50 }, () => q));
       out.push(`| "${q}" (${count(q).toLocaleString('en')} matches), 50 times | 50 | ${ms(one.summary)} | ${one.summary.max.toFixed(2)} | ${one.matched / 50} |`);
     }
-    const deepPages = (() => {
+    const deepPages = await (async () => {
       const times: number[] = [];
       let cursor: string | undefined;
       for (let i = 0; i < 30; i++) {
         started = nowMs();
-        const page = listPosters(catalog, titles, { q: 'the', limit: PAGE, cursor });
+        const page = await listPosters(catalog, titles, { q: 'the', limit: PAGE, cursor });
         times.push(nowMs() - started);
         cursor = page.nextCursor ?? undefined;
       }

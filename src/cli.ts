@@ -220,20 +220,20 @@ async function modelsCommand(config: Config, log: Logger, args: string[]): Promi
 async function trainCommand(config: Config, log: Logger, args: string[]): Promise<void> {
   const params = parseRetrainFlags(args);
   const svc = services(config, log);
-  svc.jobs.failInterrupted();
+  await svc.jobs.failInterrupted();
   await ensureBaseModel(config, svc.catalog, svc.models, log, (status) => log.info(status));
   const runner = new RetrainRunner(svc, svc.jobs, null);
-  const job = runner.start(params);
+  const job = await runner.start(params);
   const progress = startProgress(log, `training (${job.id})`, 1000);
-  const timer = setInterval(() => {
-    const fraction = Number(svc.jobs.get(job.id)?.progress?.fraction ?? 0);
+  const timer = setInterval(async () => {
+    const fraction = Number((await svc.jobs.get(job.id))?.progress?.fraction ?? 0);
     progress.tick(Math.round(Math.min(Math.max(fraction, 0), 1) * 1000));
   }, 1000);
-  process.once('SIGINT', () => runner.cancel(job.id));
+  process.once('SIGINT', () => void runner.cancel(job.id).catch(() => undefined));
   await runner.settled();
   clearInterval(timer);
   progress.finish();
-  const final = svc.jobs.get(job.id)!;
+  const final = (await svc.jobs.get(job.id))!;
   process.stdout.write(`${JSON.stringify({ job: final.id, state: final.state, model_version: final.modelVersion, error: final.error, metrics: final.metrics })}\n`);
   svc.state.close();
   if (final.state !== 'succeeded') process.exitCode = final.state === 'rejected' ? 3 : 1;

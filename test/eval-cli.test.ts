@@ -7,7 +7,7 @@ import { validationSummary } from '../src/eval/evaluate.js';
 import { stableStringify } from '../src/eval/report.js';
 import { registerModelDir } from '../src/model/registration.js';
 import { Catalog } from '../src/state/catalog.js';
-import { openDb } from '../src/state/db.js';
+import { openDb } from '../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
 import { ModelRegistry } from '../src/state/models.js';
 import { makeCatalogDir, sharedRows, subsetRows, toCsv } from './support/catalog.js';

@@ -9,7 +9,7 @@ import { seededRandom } from '../src/figures/random.js';
 import { buildOnThread } from '../src/search/index-build.js';
 import { VectorIndex } from '../src/search/vector-index.js';
 import { Catalog } from '../src/state/catalog.js';
-import { openDb } from '../src/state/db.js';
+import { openDb } from '../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
 import { registerVariantRows } from './support/model-rows.js';
 

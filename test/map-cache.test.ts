@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { CatalogMaps, mapPath, type MapOptions } from '../src/figures/map-cache.js';
 import { seededRandom } from '../src/figures/random.js';
 import { Catalog, type NewPoster } from '../src/state/catalog.js';
-import { openDb, type Db } from '../src/state/db.js';
+import { openDb, type Db } from '../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
 import type { ModelVersion } from '../src/state/models.js';
 import { registerVariantRows } from './support/model-rows.js';

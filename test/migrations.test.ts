@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { openDb } from '../src/state/db.js';
+import { openDb } from '../src/state/sqlite/db.js';
 import { ROOT } from './support/paths.js';
 
 const MIGRATIONS = join(ROOT, 'migrations');

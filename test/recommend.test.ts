@@ -7,7 +7,7 @@ import { VectorIndex } from '../src/search/vector-index.js';
 import { indexPath } from '../src/service/engine.js';
 import { bestScoreCandidates } from '../src/service/recommend.js';
 import { Catalog } from '../src/state/catalog.js';
-import { openDb } from '../src/state/db.js';
+import { openDb } from '../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
 import { ModelRegistry } from '../src/state/models.js';
 import { seededRandom } from '../src/figures/random.js';

@@ -6,9 +6,9 @@ import { join, relative } from 'node:path';
 import { describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { Catalog } from '../src/state/catalog.js';
-import { openDb, type Db } from '../src/state/db.js';
+import { openDb, type Db } from '../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
-import { PosterHashStore } from '../src/state/poster-hashes.js';
+import { SqlitePosterHashStore } from '../src/state/sqlite/poster-hashes.js';
 import { State } from '../src/state/state.js';
 import { registerVariantRows } from './support/model-rows.js';
 
@@ -57,13 +57,13 @@ describe('state', () => {
     const fill = (db: Db) => {
       const catalog = new Catalog(db);
       const embeddings = new EmbeddingStore(db);
-      const hashes = new PosterHashStore(db);
+      const hashes = new SqlitePosterHashStore(db);
       const [space, other, gone] = [registerVariantRows(db, 'm1', 2), registerVariantRows(db, 'm2', 2), registerVariantRows(db, 'gone', 2)];
       const keys = Array.from({ length: 40 }, (_, i) => catalog.upsert(poster(`p${i}`), 'now').key);
       for (let i = 0; i < 40; i += 7) catalog.delete(`p${i}`, 'now'); // gaps in the keys
       keys.forEach((key, i) => {
         if (i % 3 === 0 && i % 7 !== 0) embeddings.putMany(space, [{ key, vector: new Float32Array([1, 0]) }]);
-        if (i % 4 === 0 && i % 7 !== 0) hashes.put(key, i % 8 === 0 ? `pixels-p${i}` : 'a picture it no longer has', hash);
+        if (i % 4 === 0 && i % 7 !== 0) hashes.write(key, i % 8 === 0 ? `pixels-p${i}` : 'a picture it no longer has', hash);
       });
       // More change-log rows than one piece of a prune, under each of three variants.
       for (let round = 0; round < 900; round++) {
@@ -77,7 +77,9 @@ describe('state', () => {
 
     const expectedToEmbed = one.catalog.all().filter((p) => one.embeddings.get(one.space, p.key) === null).map((p) => p.key);
     assert.deepEqual(one.embeddings.missing(one.space).map((p) => p.key), expectedToEmbed);
-    const expectedToHash = one.catalog.all().map((p) => p.key).filter((key) => ![...one.hashes.current()].some((h) => h.key === key));
+    const hashed = new Set<number>();
+    for await (const { key } of one.hashes.current()) hashed.add(key);
+    const expectedToHash = one.catalog.all().map((p) => p.key).filter((key) => !hashed.has(key));
     assert.ok(expectedToEmbed.length > 10 && expectedToHash.length > 10 && expectedToHash.length < one.catalog.count());
     for (const pageSize of [1, 3, 10, 1000]) {
       assert.deepEqual(await one.embeddings.missingInPages(one.space, pageSize), one.embeddings.missing(one.space), `embeddings, pages of ${pageSize}`);

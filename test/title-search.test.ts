@@ -6,8 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { titlePhrases } from '../src/search/title-query.js';
 import { Catalog } from '../src/state/catalog.js';
-import { openDb } from '../src/state/db.js';
-import { PosterTitles } from '../src/state/titles.js';
+import { openDb } from '../src/state/sqlite/db.js';
+import { SqlitePosterTitles } from '../src/state/sqlite/titles.js';
 import { makeCatalogDir, posterPath, sharedRows, subsetRows, type Row } from './support/catalog.js';
 import { testModelDir } from './support/model.js';
 import { ROOT } from './support/paths.js';
@@ -229,7 +229,7 @@ describe('the title index in SQLite', () => {
     height: 1,
   });
 
-  it('lists a query with more matches than the window by word count, then key, and ranks one with fewer by bm25', () => {
+  it('lists a query with more matches than the window by word count, then key, and ranks one with fewer by bm25', async () => {
     const db = openDb(join(mkdtempSync(join(tmpdir(), 'marquee-titles-')), 'marquee.db'));
     const catalog = new Catalog(db);
     const common = queriesFrom(titled(rows)).common;
@@ -244,12 +244,12 @@ describe('the title index in SQLite', () => {
     assert.equal(matches.sort((a, b) => b.score - a.score)[0]!.id, 'repeated');
     // One match too many for the window: ranking any part of the list by bm25 would move "repeated" up.
     const window = matches.length - 1;
-    const titles = new PosterTitles(db, window);
+    const titles = new SqlitePosterTitles(db, window);
     const idOf = new Map(catalog.all().map((p) => [p.key, p.id]));
     const pages: string[][] = [];
     let after = null;
     do {
-      const page = titles.search(titlePhrases(q)!, {}, 3, after);
+      const page = await titles.search(titlePhrases(q)!, {}, 3, after);
       pages.push(page.keys.map((key) => idOf.get(key)!));
       after = page.next;
     } while (after);
@@ -262,8 +262,8 @@ describe('the title index in SQLite', () => {
     const both = `${q} quill `;
     const bm25Order = bm25Ranking(docs, both).sort((a, b) => b.score - a.score).map((m) => m.id);
     assert.deepEqual(bm25Order, ['repeated', 'quill0', 'quill1'], 'bm25 ranks them otherwise');
-    assert.deepEqual(titles.search(titlePhrases(both)!, {}, 10, null).keys.map((key) => idOf.get(key)!), ['quill0', 'quill1', 'repeated']);
-    assertRanked(new PosterTitles(db, matches.length).search(titlePhrases(both)!, {}, 10, null).keys.map((key) => idOf.get(key)!), docs, both);
+    assert.deepEqual((await titles.search(titlePhrases(both)!, {}, 10, null)).keys.map((key) => idOf.get(key)!), ['quill0', 'quill1', 'repeated']);
+    assertRanked((await new SqlitePosterTitles(db, matches.length).search(titlePhrases(both)!, {}, 10, null)).keys.map((key) => idOf.get(key)!), docs, both);
     // A filter leaves the posters of that list that pass it, in its order, a page at a time too.
     const genreCounts = new Map<string, number>();
     for (const id of listed) for (const g of docs.find((d) => d.id === id)!.row.genres.split('|')) genreCounts.set(g, (genreCounts.get(g) ?? 0) + 1);
@@ -271,7 +271,7 @@ describe('the title index in SQLite', () => {
     const filtered: string[] = [];
     after = null;
     do {
-      const page = titles.search(titlePhrases(q)!, { genre }, 2, after);
+      const page = await titles.search(titlePhrases(q)!, { genre }, 2, after);
       filtered.push(...page.keys.map((key) => idOf.get(key)!));
       after = page.next;
     } while (after);
@@ -279,11 +279,11 @@ describe('the title index in SQLite', () => {
     assert.ok(expected.length > 2 && expected.length < listed.length);
     assert.deepEqual(filtered, expected);
     // A window as large as the matches is bm25's order over all of them.
-    assertRanked(new PosterTitles(db, matches.length).search(titlePhrases(q)!, {}, 500, null).keys.map((key) => idOf.get(key)!), docs, q);
+    assertRanked((await new SqlitePosterTitles(db, matches.length).search(titlePhrases(q)!, {}, 500, null)).keys.map((key) => idOf.get(key)!), docs, q);
     db.prepare("INSERT INTO poster_titles (poster_titles) VALUES ('integrity-check')").run();
   });
 
-  it('is filled from the posters a database already has when migration 010 runs, and stays whole through changes', () => {
+  it('is filled from the posters a database already has when migration 010 runs, and stays whole through changes', async () => {
     const file = join(mkdtempSync(join(tmpdir(), 'marquee-titles-')), 'marquee.db');
     const old = new Database(file);
     for (const name of readdirSync(join(ROOT, 'migrations')).sort()) {
@@ -295,11 +295,11 @@ describe('the title index in SQLite', () => {
     const db = openDb(file);
     const catalog = new Catalog(db);
     const word = tokens(rows[0]!.title)[0]!;
-    assert.ok(new PosterTitles(db).search(titlePhrases(`${word} `)!, {}, 50, null).keys.includes(catalog.get(rows[0]!.id)!.key));
+    assert.ok((await new SqlitePosterTitles(db).search(titlePhrases(`${word} `)!, {}, 50, null)).keys.includes(catalog.get(rows[0]!.id)!.key));
     for (const row of rows.slice(1, 20)) catalog.upsert(fields(row), 'now');
     for (const row of rows.slice(1, 20)) catalog.upsert({ ...fields(row), title: row.title ? `${row.title} Redux` : 'Redux' }, 'now');
     for (const row of rows.slice(1, 10)) catalog.delete(row.id, 'now');
-    const redux = new PosterTitles(db).search(titlePhrases('redux')!, {}, 50, null).keys;
+    const redux = (await new SqlitePosterTitles(db).search(titlePhrases('redux')!, {}, 50, null)).keys;
     assert.equal(redux.length, 10);
     db.prepare("INSERT INTO poster_titles (poster_titles) VALUES ('integrity-check')").run();
   });

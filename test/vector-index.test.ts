@@ -8,7 +8,7 @@ import { matches } from '../src/search/poster-filters.js';
 import { MappedGraph, newUsearchIndex } from '../src/search/graph.js';
 import { VectorIndex, type IndexScalar } from '../src/search/vector-index.js';
 import { Catalog, type Poster } from '../src/state/catalog.js';
-import { openDb, type Db } from '../src/state/db.js';
+import { openDb, type Db } from '../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
 import { seededRandom } from '../src/figures/random.js';
 import { sharedRows } from './support/catalog.js';

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig, type Config } from '../../src/config.js';
 import { createLogger, type Logger } from '../../src/log.js';
 import { Catalog, type Poster } from '../../src/state/catalog.js';
-import { openDb, type Db } from '../../src/state/db.js';
+import { openDb, type Db } from '../../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../../src/state/embeddings.js';
 import { variantPolicy } from '../../src/model/precision.js';
 import { ModelRegistry, type ModelVersion } from '../../src/state/models.js';

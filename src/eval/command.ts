@@ -68,7 +68,7 @@ export async function evalCommand(config: Config, log: Logger, args: string[]): 
     const createdAt = new Date();
     const markdown = toMarkdown(evaluation, createdAt);
     const document = stableStringify(toJsonDocument(evaluation, createdAt));
-    svc.evaluations.put(evaluation.modelVersion, createdAt.toISOString(), document, markdown, catalogState);
+    await svc.evaluations.put(evaluation.modelVersion, createdAt.toISOString(), document, markdown, catalogState);
     if (values.json) write(values.json, document);
     if (values.out) write(values.out, markdown);
     else process.stdout.write(markdown);

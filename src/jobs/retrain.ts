@@ -12,7 +12,7 @@ import { embedCatalog } from '../service/catalog-embedding.js';
 import { loadEmbedder } from '../service/engine.js';
 import type { Runtime } from '../service/runtime.js';
 import type { Services } from '../service/startup.js';
-import { JobConflictError, type Job, type JobState, type JobStore } from '../state/jobs.js';
+import { JobConflictError, type Job, type JobChanges, type JobState, type JobStore } from '../state/jobs.js';
 import type { ModelVersion } from '../state/models.js';
 import { compareOnValidation } from './gate.js';
 import { RetrainBody } from '../http/admin-schemas.js';
@@ -35,8 +35,11 @@ const SHUTDOWN = new JobCancelled('server shutting down');
 export class RetrainRunner {
   private running: { id: string; controller: AbortController; done: Promise<void> } | null = null;
   /** The end of a job that could not be written (a full disk): written before the next job starts. */
-  private unrecorded: { id: string; state: JobState; changes: Parameters<JobStore['update']>[1] } | null = null;
+  private unrecorded: { id: string; state: JobState; changes: JobChanges } | null = null;
   private logTail = '';
+  private progressWrites: Promise<unknown> = Promise.resolve();
+  /** The epochs the job in progress trains for, once training has said. */
+  private epochs = 0;
 
   constructor(
     private readonly services: Services,
@@ -45,28 +48,29 @@ export class RetrainRunner {
     private readonly runtime: Runtime | null,
   ) {}
 
-  start(params: RetrainParams): Job {
+  async start(params: RetrainParams): Promise<Job> {
     if (params.arch && params.init !== 'random') {
       throw new ApiError(400, 'invalid_request', 'arch chooses the network of a random start: give it with init "random"');
     }
     if (this.unrecorded) {
       // Throws (a full disk: 507) while it still cannot be written.
       const { id, state, changes } = this.unrecorded;
-      this.set(id, state, changes);
+      await this.set(id, state, changes);
       this.unrecorded = null;
     }
     let job: Job;
     try {
-      job = this.jobs.create('retrain', { ...params });
+      job = await this.jobs.create('retrain', { ...params });
     } catch (error) {
       if (error instanceof JobConflictError) {
-        const other = this.jobs.unfinished();
+        const other = await this.jobs.unfinished();
         throw new ApiError(409, 'job_running', `job ${other?.id ?? ''} is still running; cancel it or wait`.replace('  ', ' '));
       }
       throw error;
     }
     const controller = new AbortController();
     this.logTail = '';
+    this.epochs = 0;
     const done = this.run(job.id, params, controller.signal).finally(() => {
       if (this.running?.id === job.id) this.running = null;
     });
@@ -84,8 +88,8 @@ export class RetrainRunner {
     this.running?.controller.abort(SHUTDOWN);
   }
 
-  cancel(id: string): Job {
-    const job = this.jobs.get(id);
+  async cancel(id: string): Promise<Job> {
+    const job = await this.jobs.get(id);
     if (!job) throw new ApiError(404, 'not_found', `job ${id} not found`);
     if (this.running?.id !== id) throw new ApiError(409, 'job_finished', `job ${id} already ended: ${job.state}`);
     this.running.controller.abort(new JobCancelled('cancelled'));
@@ -96,8 +100,9 @@ export class RetrainRunner {
     return join(this.services.config.dataDir, 'jobs', id);
   }
 
-  private set(id: string, state: JobState, changes: Parameters<JobStore['update']>[1] = {}): void {
-    this.jobs.update(id, { ...changes, state });
+  private async set(id: string, state: JobState, changes: JobChanges = {}): Promise<void> {
+    await this.progressWrites;
+    await this.jobs.update(id, { ...changes, state });
     this.services.log.info({ job: id, state }, 'retrain job');
   }
 
@@ -109,7 +114,7 @@ export class RetrainRunner {
     try {
       const active = models.active();
       if (!active) throw new Error('no active model to compare with');
-      this.set(id, 'preparing');
+      await this.set(id, 'preparing');
       mkdirSync(work, { recursive: true });
       const spec =
         params.width || params.height
@@ -136,14 +141,14 @@ export class RetrainRunner {
       });
       signal.throwIfAborted();
 
-      this.set(id, 'training');
+      await this.set(id, 'training');
       const out = join(work, 'model');
       await runTraining(python, this.trainingArgs(params, manifest, out, active, spec), (event) => this.onEvent(id, event), signal, (text) => {
         this.logTail = (this.logTail + text).slice(-4000);
       });
       signal.throwIfAborted();
 
-      this.set(id, 'evaluating');
+      await this.set(id, 'evaluating');
       // The gate judges the variant that will serve: int8, quantised now, where it is preferred.
       candidate = registerModelDir(out, 'ft', config.dataDir, models);
       candidate = await servedVariant(candidate, this.services, (stage) => this.progress(id, { stage }), signal);
@@ -165,7 +170,7 @@ export class RetrainRunner {
       if (!models.get(active.version)?.metrics) models.setMetrics(active.version, { validation: verdict.active });
       const metrics = { ...verdict, forced: Boolean(params.force) };
       if (!verdict.better && !params.force) {
-        this.set(id, 'rejected', {
+        await this.set(id, 'rejected', {
           metrics,
           modelVersion: candidate.version,
           error: `not activated: ${verdict.metric} on val ${verdict.candidateScore.toFixed(4)} does not beat the active model's ${verdict.activeScore.toFixed(4)}`,
@@ -173,27 +178,27 @@ export class RetrainRunner {
         return;
       }
       signal.throwIfAborted();
-      this.set(id, 'indexing', { metrics, modelVersion: candidate.version });
+      await this.set(id, 'indexing', { metrics, modelVersion: candidate.version });
       const owned = embedder;
       embedder = null; // the engine (or, failing, bringIntoService) releases it
       await bringIntoService(candidate, this.services, this.runtime, { embedder: owned, signal, beforeSwap: () => this.set(id, 'swapping') });
-      this.set(id, 'succeeded');
+      await this.set(id, 'succeeded');
     } catch (error) {
       // The job's files go first: on a full disk they are the space the failure record needs.
       rmSync(work, { recursive: true, force: true });
       const modelVersion = candidate?.version ?? null;
       if (signal.aborted && signal.reason === SHUTDOWN) {
-        this.finish(id, 'failed', { error: 'interrupted: the server shut down during the job', modelVersion });
+        await this.finish(id, 'failed', { error: 'interrupted: the server shut down during the job', modelVersion });
       } else if (signal.aborted) {
-        this.finish(id, 'cancelled', { error: 'cancelled by request', modelVersion });
+        await this.finish(id, 'cancelled', { error: 'cancelled by request', modelVersion });
       } else {
         log.error({ job: id, err: error }, 'retrain job failed');
         const message = isStorageFull(error) ? insufficientStorage(error).message : (error as Error).message;
-        this.finish(id, 'failed', { error: message, modelVersion });
+        await this.finish(id, 'failed', { error: message, modelVersion });
       }
     } finally {
       await embedder?.release();
-      this.finish(id, null, { logTail: this.logTail || null });
+      await this.finish(id, null, { logTail: this.logTail || null });
       rmSync(work, { recursive: true, force: true });
     }
   }
@@ -202,10 +207,10 @@ export class RetrainRunner {
    * Records how the job ended. It never throws: a job that cannot record its end (a full disk) is
    * logged, and the next start marks it interrupted; an exception here would take the server down.
    */
-  private finish(id: string, state: JobState | null, changes: Parameters<JobStore['update']>[1]): void {
+  private async finish(id: string, state: JobState | null, changes: JobChanges): Promise<void> {
     try {
-      if (state) this.set(id, state, changes);
-      else this.jobs.update(id, changes);
+      if (state) await this.set(id, state, changes);
+      else await this.progressWrites.then(() => this.jobs.update(id, changes));
     } catch (error) {
       this.services.log.error({ job: id, state, err: error }, 'could not record the end of the retrain job');
       if (state) this.unrecorded = { id, state, changes };
@@ -245,7 +250,8 @@ export class RetrainRunner {
   private onEvent(id: string, event: TrainingEvent): void {
     if (['progress', 'epoch_start', 'features', 'calibrate', 'decode'].includes(event.event)) {
       const { event: stage, ...rest } = event;
-      const epochs = Number(rest.epochs ?? this.jobs.get(id)?.progress?.epochs ?? 0);
+      if (rest.epochs !== undefined) this.epochs = Number(rest.epochs);
+      const epochs = this.epochs;
       const fraction =
         stage === 'progress' && epochs > 0
           ? (Number(rest.epoch) - 1 + Number(rest.step) / Math.max(Number(rest.steps), 1)) / epochs
@@ -256,13 +262,14 @@ export class RetrainRunner {
     }
   }
 
-  /** Progress is informative: a write that fails (a full disk) is logged, and the job goes on. */
+  /**
+   * Progress is informative: a write that fails (a full disk) is logged, and the job goes on. The
+   * writes are not awaited (progress comes from callbacks) but made one after another, in order.
+   */
   private progress(id: string, changes: Record<string, unknown>): void {
-    try {
-      const current = this.jobs.get(id)?.progress ?? {};
-      this.jobs.update(id, { progress: { ...current, ...changes }, logTail: this.logTail || null });
-    } catch (error) {
-      this.services.log.warn({ job: id, err: error }, 'could not record the job\'s progress');
-    }
+    const logTail = this.logTail || null;
+    this.progressWrites = this.progressWrites
+      .then(() => this.jobs.mergeProgress(id, changes, logTail))
+      .catch((error: unknown) => this.services.log.warn({ job: id, err: error }, 'could not record the job\'s progress'));
   }
 }

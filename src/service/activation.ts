@@ -17,7 +17,7 @@ export async function bringIntoService(
   model: ModelVersion,
   services: Services,
   runtime: Runtime | null,
-  options: { embedder?: Embedder; signal?: AbortSignal; onProgress?: (done: number, total: number) => void; beforeSwap?: () => void } = {},
+  options: { embedder?: Embedder; signal?: AbortSignal; onProgress?: (done: number, total: number) => void; beforeSwap?: () => Promise<void> } = {},
 ): Promise<Engine> {
   const { config, embeddings, log } = services;
   const embedder = options.embedder ?? (await loadEmbedder(model, services));
@@ -30,7 +30,7 @@ export async function bringIntoService(
       await engine.dispose();
       options.signal.throwIfAborted();
     }
-    options.beforeSwap?.();
+    await options.beforeSwap?.();
     services.models.activate(model.version, new Date().toISOString());
     services.metrics.setActiveModel(model.version);
     if (runtime) runtime.swap(engine);

@@ -90,7 +90,7 @@ export class CatalogWriter {
       const checking = performance.now();
       let nearDuplicates: NearDuplicate[] | null = null;
       if ((options.onDuplicate ?? 'allow') !== 'allow') {
-        nearDuplicates = duplicates.find(hash, existing?.key);
+        nearDuplicates = await duplicates.find(hash, existing?.key);
         if (options.onDuplicate === 'reject' && nearDuplicates.length > 0) throw nearDuplicateError(nearDuplicates[0]!);
       }
       const checked = performance.now();

@@ -47,6 +47,9 @@ export class NearDuplicates {
   private readonly writtenWhilePairing = new Set<number>();
   /** While the posters without a hash are hashed (the start-up's, after ready): checks and listings answer 503 until it ends. */
   private filling: { done: number; total: number } | null = null;
+  /** The hashes being read from the store (the first use), and the writes made meanwhile (null: a poster removed). */
+  private loading: Promise<PerceptualHashIndex> | null = null;
+  private readonly writtenWhileLoading = new Map<number, PerceptualHash | null>();
 
   constructor(private readonly deps: NearDuplicatesDeps) {}
 
@@ -86,7 +89,7 @@ export class NearDuplicates {
           const poster = missing[next++]!;
           try {
             const hash = await this.hash(await readFile(join(this.deps.dataDir, poster.imagePath)), 'background');
-            this.deps.hashes.putIfCurrent(poster.key, poster.pixelSha256, hash);
+            await this.deps.hashes.putIfCurrent(poster.key, poster.pixelSha256, hash);
           } catch (error) {
             if (this.deps.catalog.getMany([poster.key]).has(poster.key)) {
               this.deps.log.warn({ key: poster.key, image: poster.imagePath, err: error }, 'a poster could not be hashed for near-duplicate checks');
@@ -99,33 +102,41 @@ export class NearDuplicates {
     } finally {
       this.filling = null;
     }
-    this.loaded();
+    await this.loaded();
     return hashed;
   }
 
-  private loaded(): PerceptualHashIndex {
-    if (this.filling) {
-      const { done, total } = this.filling;
-      throw new ApiError(503, 'not_ready', `the posters are being hashed for near-duplicate checks (${done} of ${total}); try again shortly`, { 'retry-after': '5' });
-    }
-    if (!this.index) {
+  private async loaded(): Promise<PerceptualHashIndex> {
+    const refuse = (filling: { done: number; total: number }) =>
+      new ApiError(503, 'not_ready', `the posters are being hashed for near-duplicate checks (${filling.done} of ${filling.total}); try again shortly`, { 'retry-after': '5' });
+    if (this.filling) throw refuse(this.filling);
+    this.loading ??= (async () => {
       const index = new PerceptualHashIndex();
-      for (const { key, hash } of this.deps.hashes.current()) index.put(key, hash);
-      this.index = index;
-    }
+      for await (const { key, hash } of this.deps.hashes.current()) index.put(key, hash);
+      // What was written while the hashes were read, applied over what was read.
+      for (const [key, hash] of this.writtenWhileLoading) {
+        if (hash) index.put(key, hash);
+        else index.remove(key);
+      }
+      this.writtenWhileLoading.clear();
+      return index;
+    })().finally(() => (this.loading = null));
+    const index = await this.loading;
+    if (this.filling) throw refuse(this.filling); // a fill began meanwhile
+    this.index ??= index;
     return this.index;
   }
 
   /** The catalog posters that are near-duplicates of a picture with this hash, nearest first (then by key). */
-  find(hash: PerceptualHash, exclude?: number): NearDuplicate[] {
-    const matches = this.loaded().within(hash, NEAR_DUPLICATE.maxDistance, exclude);
+  async find(hash: PerceptualHash, exclude?: number): Promise<NearDuplicate[]> {
+    const matches = (await this.loaded()).within(hash, NEAR_DUPLICATE.maxDistance, exclude);
     const posters = this.deps.catalog.getMany(matches.map((m) => m.key));
     return matches.filter((m) => posters.has(m.key)).map((m) => ({ poster: posters.get(m.key)!, distance: m.distance }));
   }
 
   /** The stored hash of a poster's picture, when it has one. */
-  hashOf(key: number): PerceptualHash | null {
-    return this.loaded().get(key);
+  async hashOf(key: number): Promise<PerceptualHash | null> {
+    return (await this.loaded()).get(key);
   }
 
   /** The hash of a poster's stored image, made now (a poster imported beside the server since it started). */
@@ -135,13 +146,15 @@ export class NearDuplicates {
 
   /** A poster's picture was stored (added or replaced) with this hash. */
   record(key: number, hash: PerceptualHash): void {
-    if (!this.index) return; // loaded later, from SQLite, where the writer has stored it
+    if (this.loading) this.writtenWhileLoading.set(key, hash);
+    if (!this.index) return; // loaded later, from the store, where the writer has stored it
     this.index.put(key, hash);
     this.relink(key);
   }
 
   /** A poster was removed. */
   forget(key: number): void {
+    if (this.loading) this.writtenWhileLoading.set(key, null);
     this.index?.remove(key);
     this.relink(key);
   }
@@ -195,10 +208,12 @@ export class NearDuplicates {
   }
 
   /** The pairs: compared once (pausing for requests), then kept up to date by record and forget. */
-  private pairsWithin(): Promise<Map<number, Map<number, number>>> {
-    if (this.partners) return Promise.resolve(this.partners);
+  private async pairsWithin(): Promise<Map<number, Map<number, number>>> {
+    if (this.partners) return this.partners;
     if (this.pairing) return this.pairing;
-    const index = this.loaded(); // 503 while the catalog is hashed: refused, and nothing remembered of it
+    const index = await this.loaded(); // 503 while the catalog is hashed: refused, and nothing remembered of it
+    if (this.partners) return this.partners;
+    if (this.pairing) return this.pairing;
     this.pairing = (async () => {
       const partners = new Map<number, Map<number, number>>();
       try {

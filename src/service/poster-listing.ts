@@ -5,7 +5,7 @@ import type { PosterTitles, TitlePosition } from '../state/titles.js';
 
 /**
  * GET /posters: the catalog a page at a time, by id (browse) or, with `q`, by how well the title
- * matches (title search, src/state/titles.ts); both take the genre and year filters and a cursor.
+ * matches (title search, src/state/sqlite/titles.ts); both take the genre and year filters and a cursor.
  */
 
 export interface ListingQuery {
@@ -23,7 +23,7 @@ export interface Listing {
   nextCursor: string | null;
 }
 
-export function listPosters(catalog: Catalog, titles: PosterTitles, query: ListingQuery): Listing {
+export async function listPosters(catalog: Catalog, titles: PosterTitles, query: ListingQuery): Promise<Listing> {
   const { q, genre, yearFrom, yearTo, limit, cursor } = query;
   if (yearFrom !== undefined && yearTo !== undefined && yearFrom > yearTo) {
     throw new ApiError(400, 'invalid_request', `year_from (${yearFrom}) is after year_to (${yearTo})`);
@@ -31,7 +31,7 @@ export function listPosters(catalog: Catalog, titles: PosterTitles, query: Listi
   if (q === undefined) return catalog.browse({ genre, yearFrom, yearTo, limit, cursor });
   const phrases = titlePhrases(q);
   if (phrases === null) throw new ApiError(400, 'empty_query', 'q has no word to search for: send letters or digits');
-  const page = titles.search(phrases, { genre, yearFrom, yearTo }, limit, cursor === undefined ? null : decodeSearchCursor(cursor));
+  const page = await titles.search(phrases, { genre, yearFrom, yearTo }, limit, cursor === undefined ? null : decodeSearchCursor(cursor));
   const found = catalog.getMany(page.keys);
   return {
     // A poster deleted between the two reads is left out.

@@ -121,7 +121,7 @@ function sweepUnregisteredModels(dataDir: string, models: ModelRegistry): string
 export async function startUp(services: Services, runtime: Runtime): Promise<void> {
   const { config, catalog, models, embeddings, jobs, log, metrics } = services;
   services.decodes.start();
-  for (const job of jobs.failInterrupted()) log.warn({ job: job.id }, job.error ?? 'job interrupted');
+  for (const job of await jobs.failInterrupted()) log.warn({ job: job.id }, job.error ?? 'job interrupted');
   // Whatever an interrupted job or write left is not in use: only registered models and indexes are.
   rmSync(join(config.dataDir, 'jobs'), { recursive: true, force: true });
   const leftovers = [...sweepTemporaryFiles(config.dataDir), ...sweepUnregisteredModels(config.dataDir, models)];

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
-import { type Db, inWriteTransaction } from './db.js';
+import { type Db, inWriteTransaction } from './sqlite/db.js';
 
 export type Split = 'train' | 'val' | 'test';
 

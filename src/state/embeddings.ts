@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { EmbeddingSource } from '../search/vector-index.js';
-import { type Db, inWriteTransaction } from './db.js';
+import { type Db, inWriteTransaction } from './sqlite/db.js';
 import type { Precision } from './models.js';
 
 /** Embeddings of one model variant, in key order, as one contiguous matrix. */

@@ -1,5 +1,5 @@
 import type { PreprocessingSpec } from '../model/preprocess.js';
-import { type Db, inWriteTransaction } from './db.js';
+import { type Db, inWriteTransaction } from './sqlite/db.js';
 
 /** A variant of a model version: its float32 file, or an int8 copy quantised by the training package. */
 export type Precision = 'fp32' | 'int8';

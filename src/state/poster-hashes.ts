@@ -1,6 +1,4 @@
-import type Database from 'better-sqlite3';
 import type { PerceptualHash } from '../search/perceptual-hash.js';
-import type { Db } from './db.js';
 
 /** A poster whose picture has no current perceptual hash: what the start-up hashes. */
 export interface UnhashedPoster {
@@ -9,67 +7,16 @@ export interface UnhashedPoster {
   pixelSha256: string;
 }
 
-/** Posters' perceptual hashes in SQLite (migrations/011_poster_hashes.sql). */
-export class PosterHashStore {
-  private readonly upsert: Database.Statement<[number, string, string, string, string, string]>;
-  private readonly upsertIfCurrent: Database.Statement<[number, string, string, string, string, string, number, string]>;
-
-  constructor(private readonly db: Db) {
-    this.upsert = db.prepare(
-      `INSERT INTO poster_hashes (poster_key, pixel_sha256, whole, trimmed, crop_95, crop_85) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (poster_key) DO UPDATE SET pixel_sha256 = excluded.pixel_sha256, whole = excluded.whole, trimmed = excluded.trimmed,
-         crop_95 = excluded.crop_95, crop_85 = excluded.crop_85`,
-    );
-    this.upsertIfCurrent = db.prepare(
-      `INSERT INTO poster_hashes (poster_key, pixel_sha256, whole, trimmed, crop_95, crop_85)
-       SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM posters WHERE key = ? AND pixel_sha256 = ?)
-       ON CONFLICT (poster_key) DO UPDATE SET pixel_sha256 = excluded.pixel_sha256, whole = excluded.whole, trimmed = excluded.trimmed,
-         crop_95 = excluded.crop_95, crop_85 = excluded.crop_85`,
-    );
-  }
-
-  /** The hash of a poster's picture (the one whose decoded pixels hash to `pixelSha256`). */
-  put(key: number, pixelSha256: string, hash: PerceptualHash): void {
-    this.upsert.run(key, pixelSha256, hash.whole, hash.trimmed, hash.crop95, hash.crop85);
-  }
-
+/** Posters' perceptual hashes, each of the picture whose decoded pixels hash to its `pixelSha256`. */
+export interface PosterHashStore {
+  put(key: number, pixelSha256: string, hash: PerceptualHash): Promise<void>;
   /**
    * The same, unless the poster has meanwhile been removed or given another picture (whose hash
    * its writer stores): for hashes made while the catalog changes.
    */
-  putIfCurrent(key: number, pixelSha256: string, hash: PerceptualHash): void {
-    this.upsertIfCurrent.run(key, pixelSha256, hash.whole, hash.trimmed, hash.crop95, hash.crop85, key, pixelSha256);
-  }
-
+  putIfCurrent(key: number, pixelSha256: string, hash: PerceptualHash): Promise<void>;
   /** Every poster's hash of its current picture. */
-  *current(): Generator<{ key: number; hash: PerceptualHash }> {
-    const rows = this.db
-      .prepare(
-        `SELECT h.poster_key AS key, h.whole, h.trimmed, h.crop_95 AS crop95, h.crop_85 AS crop85
-         FROM poster_hashes h JOIN posters p ON p.key = h.poster_key AND p.pixel_sha256 = h.pixel_sha256`,
-      )
-      .iterate() as IterableIterator<{ key: number } & PerceptualHash>;
-    for (const { key, ...hash } of rows) yield { key, hash };
-  }
-
-  /**
-   * Posters with no hash, or the hash of a picture they no longer have; the catalog read a page of
-   * posters at a time with the thread free between pages (a server's start: a million posters read
-   * whole would hold it for seconds).
-   */
-  async missing(pageSize = 10_000): Promise<UnhashedPoster[]> {
-    const pageEnd = this.db.prepare(`SELECT key FROM posters WHERE key > ? ORDER BY key LIMIT 1 OFFSET ${pageSize - 1}`).pluck();
-    const page = this.db.prepare(
-      `SELECT p.key AS key, p.image_path AS imagePath, p.pixel_sha256 AS pixelSha256 FROM posters p
-       LEFT JOIN poster_hashes h ON h.poster_key = p.key AND h.pixel_sha256 = p.pixel_sha256
-       WHERE p.key > ? AND p.key <= ? AND h.poster_key IS NULL ORDER BY p.key`,
-    );
-    const out: UnhashedPoster[] = [];
-    for (let after = -1; ; await new Promise((resolve) => setImmediate(resolve))) {
-      const end = (pageEnd.get(after) as number | undefined) ?? Number.MAX_SAFE_INTEGER;
-      out.push(...(page.all(after, end) as UnhashedPoster[]));
-      if (end === Number.MAX_SAFE_INTEGER) return out;
-      after = end;
-    }
-  }
+  current(): AsyncIterable<{ key: number; hash: PerceptualHash }>;
+  /** Posters with no hash, or the hash of a picture they no longer have. */
+  missing(pageSize?: number): Promise<UnhashedPoster[]>;
 }

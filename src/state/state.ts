@@ -1,13 +1,17 @@
 import { join } from 'node:path';
 import type { PerceptualHash } from '../search/perceptual-hash.js';
 import { Catalog, type NewPoster, type Poster } from './catalog.js';
-import { type Db, inWriteTransaction, openDb, openReadOnlyDb } from './db.js';
 import { EmbeddingStore, type EmbeddingSpace } from './embeddings.js';
-import { EvaluationStore } from './evaluations.js';
-import { JobStore } from './jobs.js';
+import type { EvaluationStore } from './evaluations.js';
+import type { JobStore } from './jobs.js';
 import { ModelRegistry, type VariantPolicy } from './models.js';
-import { PosterHashStore } from './poster-hashes.js';
-import { PosterTitles } from './titles.js';
+import type { PosterHashStore } from './poster-hashes.js';
+import { type Db, inWriteTransaction, openDb, openReadOnlyDb } from './sqlite/db.js';
+import { SqliteEvaluationStore } from './sqlite/evaluations.js';
+import { SqliteJobStore } from './sqlite/jobs.js';
+import { SqlitePosterHashStore } from './sqlite/poster-hashes.js';
+import { SqlitePosterTitles } from './sqlite/titles.js';
+import type { PosterTitles } from './titles.js';
 
 /**
  * Where state lives: one SQLite database in WAL mode (a data dir's `marquee.db`) and the stores over
@@ -22,6 +26,7 @@ export class State {
   /** The full-text index of titles (GET /posters?q=). */
   readonly titles: PosterTitles;
   readonly hashes: PosterHashStore;
+  private readonly hashStore: SqlitePosterHashStore;
   readonly evaluations: EvaluationStore;
 
   private constructor(
@@ -31,10 +36,10 @@ export class State {
     this.catalog = new Catalog(db);
     this.models = new ModelRegistry(db, variants);
     this.embeddings = new EmbeddingStore(db);
-    this.jobs = new JobStore(db);
-    this.titles = new PosterTitles(db);
-    this.hashes = new PosterHashStore(db);
-    this.evaluations = new EvaluationStore(db);
+    this.jobs = new SqliteJobStore(db);
+    this.titles = new SqlitePosterTitles(db);
+    this.hashes = this.hashStore = new SqlitePosterHashStore(db);
+    this.evaluations = new SqliteEvaluationStore(db);
   }
 
   /** A data dir's database, created and migrated as needed. */
@@ -64,7 +69,7 @@ export class State {
       this.catalog.undelete(poster.id);
       const { key } = this.catalog.upsert(poster, now);
       this.embeddings.putMany(embedding.space, [{ key, vector: embedding.vector }]);
-      this.hashes.put(key, poster.pixelSha256, hash);
+      this.hashStore.write(key, poster.pixelSha256, hash);
       return this.catalog.get(poster.id)!;
     });
   }

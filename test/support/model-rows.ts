@@ -1,4 +1,4 @@
-import type { Db } from '../../src/state/db.js';
+import type { Db } from '../../src/state/sqlite/db.js';
 
 /**
  * A model version and its fp32 variant, as rows only (no model file): for tests of what is derived

@@ -69,7 +69,7 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
       },
       async (request, reply) => {
         if (!runtime.peek()) throw new ApiError(503, 'not_ready', 'the service is still starting', { 'retry-after': '5' });
-        const job = runner.start((request.body ?? {}) as RetrainBody);
+        const job = await runner.start((request.body ?? {}) as RetrainBody);
         return reply.code(202).header('location', `/admin/jobs/${job.id}`).send(jobView(job));
       },
     );
@@ -86,7 +86,7 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
           response: { 200: Type.Object({ jobs: Type.Array(Type.Ref(JobBody)) }), ...errors },
         },
       },
-      async (request) => ({ jobs: jobs.list(request.query.limit ?? 50).map(jobView) }),
+      async (request) => ({ jobs: (await jobs.list(request.query.limit ?? 50)).map(jobView) }),
     );
 
     api.get(
@@ -102,7 +102,7 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
         },
       },
       async (request) => {
-        const job = jobs.get(request.params.id);
+        const job = await jobs.get(request.params.id);
         if (!job) throw notFound(`job ${request.params.id}`);
         return jobView(job);
       },
@@ -120,7 +120,7 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
           response: { 202: Type.Ref(JobBody), 404: Type.Ref(ErrorBody), 409: Type.Ref(ErrorBody), ...errors },
         },
       },
-      async (request, reply) => reply.code(202).send(jobView(runner.cancel(request.params.id))),
+      async (request, reply) => reply.code(202).send(jobView(await runner.cancel(request.params.id))),
     );
 
     api.get(
@@ -170,7 +170,7 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
       async (request, reply) => {
         const { version } = request.params;
         if (!services.models.get(version)) throw notFound(`model version ${version}`);
-        const stored = evaluations.latest(version);
+        const stored = await evaluations.latest(version);
         if (!stored) throw notFound(`an evaluation of ${version} (run marquee eval --version ${version})`);
         // Whether the catalog has changed since (posters added, removed, re-pictured or re-labelled).
         reply.header('x-catalog-fingerprint', stored.catalogFingerprint ?? 'unknown');
@@ -196,7 +196,7 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
       async (request) => {
         const model = services.models.get(request.params.version);
         if (!model) throw notFound(`model version ${request.params.version}`);
-        const running = jobs.unfinished();
+        const running = await jobs.unfinished();
         if (running) throw new ApiError(409, 'job_running', `job ${running.id} is running; wait for it or cancel it first`);
         if (runtime.peek()?.model.version !== model.version) await bringIntoService(model, services, runtime);
         return modelView(services.models.get(model.version)!, model.version);

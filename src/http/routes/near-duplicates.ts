@@ -35,7 +35,7 @@ export function nearDuplicateRoutes(app: FastifyInstance, services: Services, ru
     },
     async (request) => {
       const bytes = await readImageUpload(request, config.maxUploadBytes);
-      return runtime.use(async () => view(duplicates.find(await duplicates.hash(bytes)), baseUrl(request)));
+      return runtime.use(async () => view(await duplicates.find(await duplicates.hash(bytes)), baseUrl(request)));
     },
   );
 
@@ -56,8 +56,8 @@ export function nearDuplicateRoutes(app: FastifyInstance, services: Services, ru
       const poster = catalog.get(request.params.id);
       if (!poster) throw notFound(`poster ${request.params.id}`);
       return runtime.use(async () => {
-        const hash = duplicates.hashOf(poster.key) ?? (await duplicates.hashOfImage(poster));
-        return view(duplicates.find(hash, poster.key), baseUrl(request));
+        const hash = (await duplicates.hashOf(poster.key)) ?? (await duplicates.hashOfImage(poster));
+        return view(await duplicates.find(hash, poster.key), baseUrl(request));
       });
     },
   );

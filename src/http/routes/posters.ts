@@ -217,7 +217,7 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       const { q, genre, year_from: yearFrom, year_to: yearTo, limit = DEFAULT_BROWSE_LIMIT, cursor } = request.query;
       let page: Listing;
       try {
-        page = listPosters(catalog, services.titles, { q, genre, yearFrom, yearTo, limit, cursor });
+        page = await listPosters(catalog, services.titles, { q, genre, yearFrom, yearTo, limit, cursor });
       } catch (error) {
         if (error instanceof CursorError) throw new ApiError(400, 'invalid_cursor', error.message);
         throw error;
