@@ -25,7 +25,7 @@ import { seededRandom } from '../src/figures/random.js';
 import { Catalog } from '../src/state/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
-import { ModelRegistry } from '../src/state/models.js';
+import { SqliteModelRegistry } from '../src/state/sqlite/models.js';
 import { makeCatalogDir, sharedRows } from '../test/support/catalog.js';
 import { ROOT } from './lib/context.js';
 import { machineInfo } from './lib/machine.js';
@@ -100,12 +100,12 @@ function gaussian(rand: () => number): number {
 }
 
 /** N posters and, for each version, the same embedding of each (clusters: the graph has structure to build). */
-function writeCatalog(dataDir: string, versions: string[]): void {
+async function writeCatalog(dataDir: string, versions: string[]): Promise<void> {
   const db = openDb(join(dataDir, 'marquee.db'));
   const catalog = new Catalog(db);
   const embeddings = new EmbeddingStore(db);
-  const registry = new ModelRegistry(db);
-  const spaces = versions.map((version) => registry.get(version)!);
+  const registry = new SqliteModelRegistry(db);
+  const spaces = await Promise.all(versions.map(async (version) => (await registry.get(version))!));
   const rand = seededRandom(15);
   const centres = Array.from({ length: 1000 }, () => Float32Array.from({ length: DIMS }, () => gaussian(rand)));
   const now = new Date().toISOString();
@@ -150,10 +150,10 @@ const dataDir = join(DIR, 'data');
 // The activation's answer comes when the swap is done (minutes): the connection must outlast it.
 const env = { MARQUEE_DATA_DIR: dataDir, MARQUEE_CATALOG: '', MARQUEE_BASE_WEIGHTS: 'none', MARQUEE_ADMIN_TOKEN: TOKEN, MARQUEE_CONNECTION_TIMEOUT_MS: '3600000', LOG_LEVEL: 'info' };
 /** The two versions: the one served, and the other (a second registration of the same network). */
-function versions(): [string, string] {
+async function versions(): Promise<[string, string]> {
   const db = openDb(join(dataDir, 'marquee.db'));
-  const registry = new ModelRegistry(db);
-  const active = registry.active()!.version;
+  const registry = new SqliteModelRegistry(db);
+  const active = (await registry.active())!.version;
   const other = (db.prepare('SELECT version FROM model_versions WHERE version != ? ORDER BY created_at').pluck().all(active) as string[])[0]!;
   db.close();
   return [active, other];
@@ -169,11 +169,11 @@ if (process.env.HEALTH_REUSE !== '1') {
     env: { ...process.env, ...env, LOG_LEVEL: 'warn' },
     encoding: 'utf8',
   });
-  const [active, other] = versions();
+  const [active, other] = await versions();
   log(`versions ${active} (active) and ${other}; writing ${N} posters`);
-  writeCatalog(dataDir, [active, other]);
+  await writeCatalog(dataDir, [active, other]);
 }
-const [first, second] = versions();
+const [first, second] = await versions();
 
 interface Swap {
   code: string;

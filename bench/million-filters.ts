@@ -15,7 +15,7 @@ import { indexPath } from '../src/service/engine.js';
 import { Catalog } from '../src/state/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
-import { ModelRegistry } from '../src/state/models.js';
+import { SqliteModelRegistry } from '../src/state/sqlite/models.js';
 import { machineInfo } from './lib/machine.js';
 import { nowMs, summarise } from './lib/stats.js';
 
@@ -27,7 +27,7 @@ const dbFile = join(dataDir, 'marquee.db');
 const db = openDb(dbFile);
 const store = new EmbeddingStore(db);
 const catalog = new Catalog(db);
-const model = new ModelRegistry(db).active()!;
+const model = (await new SqliteModelRegistry(db).active())!;
 const index = VectorIndex.open(indexPath(dataDir, model), store.source(model, model.dims), { scalar });
 if (index.rebuilt) throw new Error(`no checkpoint to search: ${index.rebuilt}`);
 const fields = [...catalog.filterFields()];

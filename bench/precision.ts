@@ -54,8 +54,8 @@ if (!added.variants.includes('int8')) throw new Error(`no int8 variant: ${JSON.s
 
 const config = loadConfig({ ...process.env, MARQUEE_DATA_DIR: dataDir, MARQUEE_CATALOG: '' });
 const svc = createServices(config, createLogger('warn'), new Metrics());
-const fp32 = svc.models.get(added.model_version, 'fp32')!;
-const int8 = svc.models.get(added.model_version, 'int8')!;
+const fp32 = (await svc.models.get(added.model_version, 'fp32'))!;
+const int8 = (await svc.models.get(added.model_version, 'int8'))!;
 const variants: ModelVersion[] = [fp32, int8];
 
 // Throughput: bare sessions with the server's options, batches of real preprocessed posters.
@@ -139,7 +139,7 @@ out.push('');
 out.push(
   `${machine.date}, ${machine.cpuModel} (${machine.cores} cores), Node ${machine.node}, onnxruntime-node ${machine.onnxruntimeNode}; ` +
     `\`node --import tsx bench/precision.ts ${process.argv[2]}\`. Model ${added.model_version} (${fp32.inputWidth}×${fp32.inputHeight}), ` +
-    `int8 made by \`marquee models add\` with MARQUEE_PRECISION=int8 (${JSON.stringify(svc.models.variantDetails(added.model_version, 'int8')?.quantization ?? {})
+    `int8 made by \`marquee models add\` with MARQUEE_PRECISION=int8 (${JSON.stringify((await svc.models.variantDetails(added.model_version, 'int8'))?.quantization ?? {})
       .slice(0, 200)}…). Load average at the start: ${machine.loadAverageAtStart.toFixed(2)}.`,
 );
 out.push('');

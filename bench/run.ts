@@ -51,7 +51,7 @@ async function main(): Promise<void> {
   if (machine.loadAverageAtStart > 0.5 * machine.cores) log(`WARNING: load average ${machine.loadAverageAtStart.toFixed(2)}: the machine is busy`);
 
   const sections = new Set((process.env.BENCH_SECTIONS ?? 'embedding,search,http').split(',').map((s) => s.trim()));
-  const ctx = createContext();
+  const ctx = await createContext();
   const results: BenchResults = {
     format: 'marquee-bench/1',
     machine,

@@ -210,7 +210,7 @@ async function modelsCommand(config: Config, log: Logger, args: string[]): Promi
   const svc = services(config, log);
   const sidecar = JSON.parse(readFileSync(join(resolve(dir), 'model.json'), 'utf8')) as { init?: string; mode?: string };
   const kind = sidecar.mode ? 'ft' : 'base';
-  const model = await servedVariant(registerModelDir(resolve(dir), kind, config.dataDir, svc.models), svc, (status) => log.info(status));
+  const model = await servedVariant(await registerModelDir(resolve(dir), kind, config.dataDir, svc.models), svc, (status) => log.info(status));
   process.stdout.write(
     `${JSON.stringify({ model_version: model.version, variants: model.variants, dims: model.dims, input: { width: model.inputWidth, height: model.inputHeight } })}\n`,
   );

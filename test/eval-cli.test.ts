@@ -9,7 +9,7 @@ import { registerModelDir } from '../src/model/registration.js';
 import { Catalog } from '../src/state/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
-import { ModelRegistry } from '../src/state/models.js';
+import { SqliteModelRegistry } from '../src/state/sqlite/models.js';
 import { makeCatalogDir, sharedRows, subsetRows, toCsv } from './support/catalog.js';
 import { testModelDir } from './support/model.js';
 import { marquee } from './support/cli.js';
@@ -146,10 +146,10 @@ describe('marquee eval', () => {
     assert.match(readFileSync(join(out, 'queries.md'), 'utf8'), /Zombie-Opera \(1\)/);
   });
 
-  it('--version evaluates another version, embedding it first, with the untrained base model as a baseline', () => {
+  it('--version evaluates another version, embedding it first, with the untrained base model as a baseline', async () => {
     // The same network registered under another kind: a non-base version whose figures must equal the base's.
     const db = openDb(join(dataDir, 'marquee.db'));
-    const candidate = registerModelDir(testModelDir(), 'candidate', dataDir, new ModelRegistry(db));
+    const candidate = await registerModelDir(testModelDir(), 'candidate', dataDir, new SqliteModelRegistry(db));
     assert.equal(new EmbeddingStore(db).count(candidate), 0);
     db.close();
     const json = join(out, 'candidate.json');

@@ -9,7 +9,7 @@ import { bestScoreCandidates } from '../src/service/recommend.js';
 import { Catalog } from '../src/state/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
-import { ModelRegistry } from '../src/state/models.js';
+import { SqliteModelRegistry } from '../src/state/sqlite/models.js';
 import { seededRandom } from '../src/figures/random.js';
 import { makeCatalogDir, posterPath, subsetRows } from './support/catalog.js';
 import { testModelDir } from './support/model.js';
@@ -305,7 +305,7 @@ describe('recommend and diversity', () => {
     const db = openDb(join(server.dataDir, 'marquee.db'));
     const store = new EmbeddingStore(db);
     const catalog = new Catalog(db);
-    const model = new ModelRegistry(db).active()!;
+    const model = (await new SqliteModelRegistry(db).active())!;
     const index = VectorIndex.open(indexPath(server.dataDir, model), store.source(model, model.dims), { expansion: 2 * rows.length });
     const searcher = new Searcher(index, (key) => store.get(model, key), catalog.filterFields(), (keys) => catalog.getMany(keys));
     const keys = catalog.all().map((p) => p.key);

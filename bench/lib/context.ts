@@ -8,7 +8,8 @@ import { Catalog, type Poster } from '../../src/state/catalog.js';
 import { openDb, type Db } from '../../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../../src/state/embeddings.js';
 import { variantPolicy } from '../../src/model/precision.js';
-import { ModelRegistry, type ModelVersion } from '../../src/state/models.js';
+import type { ModelVersion } from '../../src/state/models.js';
+import { SqliteModelRegistry } from '../../src/state/sqlite/models.js';
 import { CpuMonitor } from './interference.js';
 import type { RepeatOptions } from './stats.js';
 
@@ -39,7 +40,7 @@ export interface BenchContext {
   monitor: CpuMonitor;
 }
 
-export function createContext(env: NodeJS.ProcessEnv = process.env): BenchContext {
+export async function createContext(env: NodeJS.ProcessEnv = process.env): Promise<BenchContext> {
   const dataDir = resolve(env.MARQUEE_DATA_DIR || join(ROOT, 'var'));
   const catalogDir = resolve(env.MARQUEE_CATALOG || join(ROOT, '..', 'shared', 'posters'));
   const cores = availableParallelism();
@@ -49,8 +50,8 @@ export function createContext(env: NodeJS.ProcessEnv = process.env): BenchContex
   const config = loadConfig({ ...env, MARQUEE_DATA_DIR: dataDir, MARQUEE_CATALOG: catalogDir, MARQUEE_THREADS: env.MARQUEE_THREADS || String(cores) });
   const db = openDb(dbFile);
   // The variant the server serves (MARQUEE_PRECISION), so that each section measures the same file.
-  const models = new ModelRegistry(db, variantPolicy(config.precision, config.device));
-  const model = models.active();
+  const models = new SqliteModelRegistry(db, variantPolicy(config.precision, config.device));
+  const model = await models.active();
   if (!model) throw new Error(`no active model in ${dbFile}: start the server once (npm start) and wait until /ready says ready`);
   const catalog = new Catalog(db);
   const embeddings = new EmbeddingStore(db);

@@ -123,7 +123,7 @@ export async function evaluate(svc: Services, options: EvaluateOptions = {}): Pr
     return result;
   };
 
-  const model = options.version ? models.get(options.version) : models.active();
+  const model = options.version ? (await models.get(options.version)) : (await models.active());
   if (!model) {
     throw new ConfigError(
       options.version ? `no model version "${options.version}"` : 'no active model: run `marquee serve` or `marquee index` first',
@@ -222,7 +222,7 @@ export async function evaluate(svc: Services, options: EvaluateOptions = {}): Pr
       addGenres('hsv_vote', `HSV histogram: vote of ${VOTE_K} nearest`, genres.fromVote(labeller.outcomes(neighbours)));
     });
 
-    base = findBaseModel(models.list());
+    base = findBaseModel(await models.list());
     if (!base) notes.push('No untrained base model (export-base, random initialisation) is registered: its baseline is left out.');
     else if (base.version === model.version) {
       notes.push(`The evaluated version ${model.version} is itself the untrained base model: its row is the base-model baseline.`);

@@ -71,7 +71,7 @@ export async function figuresCommand(config: Config, log: Logger, args: string[]
 
   const svc = createServices(config, log, new Metrics());
   try {
-    const model = values.version ? svc.models.get(values.version) : svc.models.active();
+    const model = values.version ? (await svc.models.get(values.version)) : (await svc.models.active());
     if (!model) {
       throw new ConfigError(values.version ? `no model version "${values.version}"` : 'no active model: run `marquee serve` or `marquee index` first');
     }

@@ -112,7 +112,7 @@ export class RetrainRunner {
     let candidate: ModelVersion | null = null;
     let embedder: Embedder | null = null;
     try {
-      const active = models.active();
+      const active = await models.active();
       if (!active) throw new Error('no active model to compare with');
       await this.set(id, 'preparing');
       mkdirSync(work, { recursive: true });
@@ -150,7 +150,7 @@ export class RetrainRunner {
 
       await this.set(id, 'evaluating');
       // The gate judges the variant that will serve: int8, quantised now, where it is preferred.
-      candidate = registerModelDir(out, 'ft', config.dataDir, models);
+      candidate = await registerModelDir(out, 'ft', config.dataDir, models);
       candidate = await servedVariant(candidate, this.services, (stage) => this.progress(id, { stage }), signal);
       embedder = await loadEmbedder(candidate, this.services);
       await embedCatalog(
@@ -166,8 +166,8 @@ export class RetrainRunner {
       );
       await this.embedMissing(active, signal);
       const verdict = compareOnValidation(this.services, candidate, active);
-      models.setMetrics(candidate.version, { validation: verdict.candidate });
-      if (!models.get(active.version)?.metrics) models.setMetrics(active.version, { validation: verdict.active });
+      await models.setMetrics(candidate.version, { validation: verdict.candidate });
+      if (!(await models.get(active.version))?.metrics) await models.setMetrics(active.version, { validation: verdict.active });
       const metrics = { ...verdict, forced: Boolean(params.force) };
       if (!verdict.better && !params.force) {
         await this.set(id, 'rejected', {

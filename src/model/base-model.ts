@@ -28,28 +28,28 @@ export async function ensureBaseModel(
   log: Logger,
   onStatus: (status: string) => void,
 ): Promise<ModelVersion> {
-  const active = registry.active();
+  const active = await registry.active();
   if (active) {
     const shipped = active.version.startsWith('default-') ? config.defaultModelDir : active.version.startsWith('base-') ? config.baseModelDir : null;
-    return (shipped && existsSync(join(shipped, 'model.onnx')) && refreshGenreHead(shipped, active, registry)) || active;
+    return (shipped && existsSync(join(shipped, 'model.onnx')) && (await refreshGenreHead(shipped, active, registry))) || active;
   }
   let model: ModelVersion;
   if (config.baseModelDir) {
-    model = registerModelDir(config.baseModelDir, 'base', config.dataDir, registry);
+    model = await registerModelDir(config.baseModelDir, 'base', config.dataDir, registry);
   } else {
     const weights = await imagenetWeights(config, log, onStatus);
     if ('path' in weights) {
       const dir = await exportBase(config, catalog, log, onStatus, weights);
-      model = registerModelDir(dir, 'base', config.dataDir, registry, { init_status: 'imagenet' });
+      model = await registerModelDir(dir, 'base', config.dataDir, registry, { init_status: 'imagenet' });
     } else if (config.defaultModelDir && existsSync(join(config.defaultModelDir, 'model.onnx'))) {
       log.info({ dir: config.defaultModelDir }, 'serving the default model shipped with Marquee (trained on the demo catalog)');
-      model = registerModelDir(config.defaultModelDir, 'default', config.dataDir, registry, { init_status: `random (${weights.reason})` });
+      model = await registerModelDir(config.defaultModelDir, 'default', config.dataDir, registry, { init_status: `random (${weights.reason})` });
     } else {
       const dir = await exportBase(config, catalog, log, onStatus, null);
-      model = registerModelDir(dir, 'base', config.dataDir, registry, { init_status: `random (${weights.reason})` });
+      model = await registerModelDir(dir, 'base', config.dataDir, registry, { init_status: `random (${weights.reason})` });
     }
   }
-  registry.activate(model.version, new Date().toISOString());
+  await registry.activate(model.version, new Date().toISOString());
   log.info({ version: model.version }, 'model registered and activated');
   return model;
 }

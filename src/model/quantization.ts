@@ -37,9 +37,9 @@ function spread(posters: Poster[], count: number): Poster[] {
  */
 export async function addInt8Variant(model: ModelVersion, deps: QuantizeDeps, onStatus: (status: string) => void = () => {}, signal?: AbortSignal): Promise<ModelVersion> {
   const { config, catalog, models, log } = deps;
-  const existing = models.get(model.version, 'int8');
+  const existing = await models.get(model.version, 'int8');
   if (existing) return existing;
-  const fp32 = models.get(model.version, 'fp32');
+  const fp32 = await models.get(model.version, 'fp32');
   if (!fp32) throw new Error(`model ${model.version} has no float32 file to quantise`);
   const work = join(config.dataDir, 'jobs', `quantize-${model.version}`);
   rmSync(work, { recursive: true, force: true });
@@ -69,9 +69,9 @@ export async function addInt8Variant(model: ModelVersion, deps: QuantizeDeps, on
       },
       signal,
     );
-    registerInt8Dir(out, model.version, config.dataDir, models);
-    log.info({ version: model.version, ...models.variantDetails(model.version, 'int8') }, 'int8 variant ready');
-    return models.get(model.version, 'int8')!;
+    await registerInt8Dir(out, model.version, config.dataDir, models);
+    log.info({ version: model.version, ...(await models.variantDetails(model.version, 'int8')) }, 'int8 variant ready');
+    return (await models.get(model.version, 'int8'))!;
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
@@ -84,7 +84,7 @@ export async function addInt8Variant(model: ModelVersion, deps: QuantizeDeps, on
  */
 export async function servedVariant(model: ModelVersion, deps: QuantizeDeps, onStatus?: (status: string) => void, signal?: AbortSignal): Promise<ModelVersion> {
   const { models, log } = deps;
-  if (models.preferred !== 'int8' || model.variants.includes('int8')) return models.get(model.version) ?? model;
+  if (models.preferred !== 'int8' || model.variants.includes('int8')) return (await models.get(model.version)) ?? model;
   try {
     await addInt8Variant(model, deps, onStatus, signal);
   } catch (error) {
@@ -92,9 +92,9 @@ export async function servedVariant(model: ModelVersion, deps: QuantizeDeps, onS
     log.warn({ version: model.version, err: error }, 'no int8 variant could be made: serving float32');
     return model;
   }
-  const served = models.get(model.version)!;
+  const served = (await models.get(model.version))!;
   if (served.precision !== 'int8') {
-    const why = unfaithful(models.variantDetails(model.version, 'int8'));
+    const why = unfaithful(await models.variantDetails(model.version, 'int8'));
     log.warn({ version: model.version }, `serving float32: the int8 variant is not faithful enough to serve automatically (${why}); MARQUEE_PRECISION=int8 serves it anyway`);
   }
   return served;

@@ -20,19 +20,19 @@ interface ModelSidecar {
  * Registers a directory made by the training package (model.onnx + model.json): the ONNX file is
  * copied under the data dir as models/<version>.onnx, its version named after its checksum.
  */
-export function registerModelDir(
+export async function registerModelDir(
   dir: string,
   kind: string,
   dataDir: string,
   registry: ModelRegistry,
   /** Facts about how it came to be served, stored in the version's `source` beside model.json. */
   notes: Record<string, unknown> = {},
-): ModelVersion {
+): Promise<ModelVersion> {
   const sidecar = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as ModelSidecar;
   if (sidecar.format !== 'marquee-model/1') throw new Error(`${dir}/model.json has format "${sidecar.format}", expected marquee-model/1`);
   const sha = fileSha256(join(dir, 'model.onnx'));
   const version = `${kind}-${sha.slice(0, 12)}`;
-  const existing = registry.get(version);
+  const existing = await registry.get(version);
   if (existing) return withCurrentGenreHead(existing, sidecar, registry);
   const modelsDir = join(dataDir, 'models');
   mkdirSync(modelsDir, { recursive: true });
@@ -62,16 +62,16 @@ export function registerModelDir(
  * fitted (`python -m training fit-head`) after the version was registered, e.g. the shipped default
  * model's, reaches a data dir that already serves it. Null when the directory holds another network.
  */
-export function refreshGenreHead(dir: string, model: ModelVersion, registry: ModelRegistry): ModelVersion | null {
-  const float32 = registry.get(model.version, 'fp32');
+export async function refreshGenreHead(dir: string, model: ModelVersion, registry: ModelRegistry): Promise<ModelVersion | null> {
+  const float32 = await registry.get(model.version, 'fp32');
   if (!float32 || !existsSync(join(dir, 'model.json')) || fileSha256(join(dir, 'model.onnx')) !== float32.fileSha256) return null;
   return withCurrentGenreHead(model, JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as ModelSidecar, registry);
 }
 
-function withCurrentGenreHead(model: ModelVersion, sidecar: ModelSidecar, registry: ModelRegistry): ModelVersion {
+async function withCurrentGenreHead(model: ModelVersion, sidecar: ModelSidecar, registry: ModelRegistry): Promise<ModelVersion> {
   if (!sidecar.genre_head || JSON.stringify(model.source.genre_head) === JSON.stringify(sidecar.genre_head)) return model;
-  registry.setGenreHead(model.version, sidecar.genre_head);
-  return registry.get(model.version, model.precision)!;
+  await registry.setGenreHead(model.version, sidecar.genre_head);
+  return (await registry.get(model.version, model.precision))!;
 }
 
 /**
@@ -79,12 +79,12 @@ function withCurrentGenreHead(model: ModelVersion, sidecar: ModelSidecar, regist
  * as the version's int8 variant: the file copied under the data dir as models/<version>.int8.onnx,
  * its checksum, and the quantisation settings and parity figures from model.json.
  */
-export function registerInt8Dir(dir: string, version: string, dataDir: string, registry: ModelRegistry): void {
+export async function registerInt8Dir(dir: string, version: string, dataDir: string, registry: ModelRegistry): Promise<void> {
   const meta = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as { quantization?: Record<string, unknown> };
   const filePath = `models/${version}.int8.onnx`;
   const sha = fileSha256(join(dir, 'model.onnx'));
   copyAtomically(join(dir, 'model.onnx'), join(dataDir, filePath));
-  registry.addVariant(version, 'int8', filePath, sha, { quantization: meta.quantization ?? null }, new Date().toISOString());
+  await registry.addVariant(version, 'int8', filePath, sha, { quantization: meta.quantization ?? null }, new Date().toISOString());
 }
 
 function fileSha256(file: string): string {

@@ -31,7 +31,7 @@ export async function bringIntoService(
       options.signal.throwIfAborted();
     }
     await options.beforeSwap?.();
-    services.models.activate(model.version, new Date().toISOString());
+    await services.models.activate(model.version, new Date().toISOString());
     services.metrics.setActiveModel(model.version);
     if (runtime) runtime.swap(engine);
     else await engine.dispose();

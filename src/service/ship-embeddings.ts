@@ -52,7 +52,7 @@ export async function shipEmbeddingsCommand(config: Config, log: Logger, args: s
     });
     (progress as ReturnType<typeof startProgress> | null)?.finish();
     if (report.skipped.length > 0) log.warn({ skipped: report.skipped.length, first: report.skipped[0] }, 'catalog rows skipped');
-    const model = registerModelDir(modelDir, 'ship', scratch, svc.models);
+    const model = await registerModelDir(modelDir, 'ship', scratch, svc.models);
     const embedder = await loadEmbedder(model, svc);
     try {
       await embedCatalog(model, embedder, svc.embeddings, scratch, config.maxPixels, log);

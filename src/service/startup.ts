@@ -101,10 +101,10 @@ async function hashCatalog({ duplicates, log }: Services): Promise<void> {
  * Model files that no version names: a registration killed between copying the file and recording
  * it. Only exclusive commands (serve, train, index, models) register models, so none is in flight.
  */
-function sweepUnregisteredModels(dataDir: string, models: ModelRegistry): string[] {
+async function sweepUnregisteredModels(dataDir: string, models: ModelRegistry): Promise<string[]> {
   const dir = join(dataDir, 'models');
   if (!existsSync(dir)) return [];
-  const named = new Set(models.files());
+  const named = new Set(await models.files());
   const removed: string[] = [];
   for (const name of readdirSync(dir)) {
     if (named.has(`models/${name}`)) continue;
@@ -124,7 +124,7 @@ export async function startUp(services: Services, runtime: Runtime): Promise<voi
   for (const job of await jobs.failInterrupted()) log.warn({ job: job.id }, job.error ?? 'job interrupted');
   // Whatever an interrupted job or write left is not in use: only registered models and indexes are.
   rmSync(join(config.dataDir, 'jobs'), { recursive: true, force: true });
-  const leftovers = [...sweepTemporaryFiles(config.dataDir), ...sweepUnregisteredModels(config.dataDir, models)];
+  const leftovers = [...sweepTemporaryFiles(config.dataDir), ...(await sweepUnregisteredModels(config.dataDir, models))];
   if (leftovers.length > 0) log.warn({ files: leftovers.slice(0, 20), count: leftovers.length }, 'removed files left by an interrupted write');
   if (config.catalogDir) {
     runtime.setStatus(`importing the catalog from ${config.catalogDir}`);

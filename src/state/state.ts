@@ -4,7 +4,8 @@ import { Catalog, type NewPoster, type Poster } from './catalog.js';
 import { EmbeddingStore, type EmbeddingSpace } from './embeddings.js';
 import type { EvaluationStore } from './evaluations.js';
 import type { JobStore } from './jobs.js';
-import { ModelRegistry, type VariantPolicy } from './models.js';
+import type { ModelRegistry, VariantPolicy } from './models.js';
+import { SqliteModelRegistry } from './sqlite/models.js';
 import type { PosterHashStore } from './poster-hashes.js';
 import { type Db, inWriteTransaction, openDb, openReadOnlyDb } from './sqlite/db.js';
 import { SqliteEvaluationStore } from './sqlite/evaluations.js';
@@ -34,7 +35,7 @@ export class State {
     variants?: VariantPolicy,
   ) {
     this.catalog = new Catalog(db);
-    this.models = new ModelRegistry(db, variants);
+    this.models = new SqliteModelRegistry(db, variants);
     this.embeddings = new EmbeddingStore(db);
     this.jobs = new SqliteJobStore(db);
     this.titles = new SqlitePosterTitles(db);

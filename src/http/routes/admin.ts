@@ -135,8 +135,8 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
         },
       },
       async () => {
-        const active = services.models.active()?.version ?? null;
-        return { active, models: services.models.list().map((m) => modelView(m, active)) };
+        const active = (await services.models.active())?.version ?? null;
+        return { active, models: (await services.models.list()).map((m) => modelView(m, active)) };
       },
     );
 
@@ -194,12 +194,12 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
         },
       },
       async (request) => {
-        const model = services.models.get(request.params.version);
+        const model = await services.models.get(request.params.version);
         if (!model) throw notFound(`model version ${request.params.version}`);
         const running = await jobs.unfinished();
         if (running) throw new ApiError(409, 'job_running', `job ${running.id} is running; wait for it or cancel it first`);
         if (runtime.peek()?.model.version !== model.version) await bringIntoService(model, services, runtime);
-        return modelView(services.models.get(model.version)!, model.version);
+        return modelView((await services.models.get(model.version))!, model.version);
       },
     );
   });
