@@ -22,7 +22,7 @@ import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { seededRandom } from '../src/figures/random.js';
-import { Catalog } from '../src/state/catalog.js';
+import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
 import { SqliteModelRegistry } from '../src/state/sqlite/models.js';
@@ -102,7 +102,7 @@ function gaussian(rand: () => number): number {
 /** N posters and, for each version, the same embedding of each (clusters: the graph has structure to build). */
 async function writeCatalog(dataDir: string, versions: string[]): Promise<void> {
   const db = openDb(join(dataDir, 'marquee.db'));
-  const catalog = new Catalog(db);
+  const catalog = new SqliteCatalog(db);
   const embeddings = new EmbeddingStore(db);
   const registry = new SqliteModelRegistry(db);
   const spaces = await Promise.all(versions.map(async (version) => (await registry.get(version))!));
@@ -114,7 +114,7 @@ async function writeCatalog(dataDir: string, versions: string[]): Promise<void> 
     db.transaction(() => {
       for (let i = start; i < Math.min(N, start + 10_000); i++) {
         const id = `h${String(i).padStart(7, '0')}`;
-        const { key } = catalog.upsert(
+        const { key } = catalog.upsertSync(
           { id, title: null, year: 1950 + (i % 70), releaseDate: null, genres: ['Drama'], singleGenre: 'Drama', split: 'train', imagePath: `images/${id}.jpg`, imageSha256: id.padEnd(64, '0'), pixelSha256: id.padEnd(64, '1'), width: 342, height: 513 },
           now,
         );

@@ -9,10 +9,10 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { matches, type SearchFilter } from '../src/search/poster-filters.js';
-import { Searcher } from '../src/search/searcher.js';
+import { Searcher, type Hit } from '../src/search/searcher.js';
 import { VectorIndex, type IndexScalar } from '../src/search/vector-index.js';
 import { indexPath } from '../src/service/engine.js';
-import { Catalog } from '../src/state/catalog.js';
+import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
 import { SqliteModelRegistry } from '../src/state/sqlite/models.js';
@@ -26,7 +26,7 @@ const K = 8;
 const dbFile = join(dataDir, 'marquee.db');
 const db = openDb(dbFile);
 const store = new EmbeddingStore(db);
-const catalog = new Catalog(db);
+const catalog = new SqliteCatalog(db);
 const model = (await new SqliteModelRegistry(db).active())!;
 const index = VectorIndex.open(indexPath(dataDir, model), store.source(model, model.dims), { scalar });
 if (index.rebuilt) throw new Error(`no checkpoint to search: ${index.rebuilt}`);
@@ -52,15 +52,18 @@ out.push(
 for (const filter of [{ genre: 'Western' }, { yearFrom: 1900, yearTo: 1903 }] as SearchFilter[]) {
   const matching = fields.filter((f) => matches(f, filter)).map((f) => f.key);
   const queryVectors = queries.map((key) => store.get(model, key)!);
-  const timed = () =>
-    queries.map((key, i) => {
+  const timed = async () => {
+    const out: { hits: Hit[]; ms: number }[] = [];
+    for (const [i, key] of queries.entries()) {
       const started = nowMs();
-      const hits = searcher.search(queryVectors[i]!, K, filter, new Set([key]));
-      return { hits, ms: nowMs() - started };
-    });
+      const hits = await searcher.search(queryVectors[i]!, K, filter, new Set([key]));
+      out.push({ hits, ms: nowMs() - started });
+    }
+    return out;
+  };
   evictSqlite();
-  const cold = timed();
-  const warm = timed();
+  const cold = await timed();
+  const warm = await timed();
   const vectors = store.getMany(model, matching);
   let exactK = 0;
   let recall = 0;

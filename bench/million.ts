@@ -26,7 +26,7 @@ import { seededRandom } from '../src/figures/random.js';
 import { Searcher, type SearchFilter } from '../src/search/searcher.js';
 import { indexPath } from '../src/service/engine.js';
 import { VectorIndex, type IndexScalar } from '../src/search/vector-index.js';
-import { Catalog } from '../src/state/catalog.js';
+import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
 import { SqliteModelRegistry } from '../src/state/sqlite/models.js';
@@ -167,7 +167,7 @@ let t0 = nowMs();
 const data = synthesise(N);
 log(`synthesised in ${((nowMs() - t0) / 1000).toFixed(1)} s`);
 const db = openDb(join(dataDir, 'marquee.db'));
-const catalog = new Catalog(db);
+const catalog = new SqliteCatalog(db);
 const embeddings = new EmbeddingStore(db);
 const model = (await new SqliteModelRegistry(db).active())!;
 if (model.dims !== DIMS) throw new Error(`the default model has ${model.dims} dims`);
@@ -180,7 +180,7 @@ for (let start = 0; start < N; start += BATCH) {
     for (let i = start; i < Math.min(N, start + BATCH); i++) {
       const id = `m${String(i).padStart(7, '0')}`;
       const genres = data.genres[i]!;
-      keys[i] = catalog.upsert(
+      keys[i] = catalog.upsertSync(
         {
           id, title: `Synthetic film ${i}`, year: data.years[i]!, releaseDate: `${data.years[i]}-06-01`, genres, singleGenre: [...genres].sort()[0]!,
           split: i % 10 === 0 ? 'test' : i % 10 === 1 ? 'val' : 'train', imagePath: `images/${id}.jpg`,
@@ -274,7 +274,7 @@ for (const scalar of SCALARS) {
   const store = new EmbeddingStore(inProcessDb);
   const index = VectorIndex.open(indexPath(dataDir, model), store.source(model, DIMS), { scalar });
   if (index.rebuilt) throw new Error(`the checkpoint was rebuilt: ${index.rebuilt}`);
-  const inProcessCatalog = new Catalog(inProcessDb);
+  const inProcessCatalog = new SqliteCatalog(inProcessDb);
   const searcher = new Searcher(index, (key) => store.get(model, key), inProcessCatalog.filterFields(), (keys) => inProcessCatalog.getMany(keys));
 
   // Exact answers once; then, at each search expansion, recall and speed.
@@ -283,12 +283,12 @@ for (const scalar of SCALARS) {
   const byExpansion: KindResult['byExpansion'] = [];
   for (const expansion of EXPANSIONS) {
     index.expansion = expansion;
-    for (const q of queries.slice(0, 100)) searcher.search(q, K);
+    for (const q of queries.slice(0, 100)) await searcher.search(q, K);
     const samples: number[] = [];
     const began = nowMs();
     for (const q of queries.slice(0, QUERIES)) {
       const started = nowMs();
-      searcher.search(q, K);
+      await searcher.search(q, K);
       samples.push(nowMs() - started);
     }
     const queriesPerSecond = QUERIES / ((nowMs() - began) / 1000);
@@ -299,28 +299,29 @@ for (const scalar of SCALARS) {
     for (let q = 0; q < RECALL_QUERIES; q++) {
       const truth = new Set<number>();
       for (let i = 0; i < RECALL_K; i++) truth.add(keys[Number(exact.keys[q * RECALL_K + i])]!);
-      recallSum += searcher.search(queries[q]!, RECALL_K).filter((h) => truth.has(h.poster.key)).length / RECALL_K;
+      recallSum += (await searcher.search(queries[q]!, RECALL_K)).filter((h) => truth.has(h.poster.key)).length / RECALL_K;
     }
     byExpansion.push({ expansion, latency: summarise(samples), queriesPerSecond, queriesPerSecond2, recall: recallSum / RECALL_QUERIES });
     log(`${scalar} expansion ${expansion}: ${fmt(summarise(samples))}, ${queriesPerSecond.toFixed(0)} q/s (1 thread), ${queriesPerSecond2.toFixed(0)} q/s (2 threads), recall@10 ${(recallSum / RECALL_QUERIES).toFixed(4)}`);
   }
   index.expansion = EXPANSIONS[0]!;
 
-  const filtered = filters.map((f, which) => {
+  const filtered = [];
+  for (const [which, f] of filters.entries()) filtered.push(await (async () => {
     const rows = filterRows[which]!;
     const times: number[] = [];
     let exactK = 0;
     let recall = 0;
     for (const q of queries.slice(0, FILTERED_QUERIES)) {
       const started = nowMs();
-      const hits = searcher.search(q, K, f.filter);
+      const hits = await searcher.search(q, K, f.filter);
       times.push(nowMs() - started);
       if (hits.length === K && hits.every((h) => f.accept(rowOfKey.get(h.poster.key)!))) exactK++;
       const truth = new Set(exactAmong(dataset, rows, q, K).map((row) => keys[row]!));
       recall += hits.filter((h) => truth.has(h.poster.key)).length / K;
     }
     return { name: f.name, share: rows.length / N, latency: summarise(times), exactK, recall: recall / FILTERED_QUERIES, queries: FILTERED_QUERIES };
-  });
+  })());
   inProcessDb.close();
 
   const result: KindResult = {

@@ -59,7 +59,7 @@ const int8 = (await svc.models.get(added.model_version, 'int8'))!;
 const variants: ModelVersion[] = [fp32, int8];
 
 // Throughput: bare sessions with the server's options, batches of real preprocessed posters.
-const posters = svc.catalog.all();
+const posters = await svc.catalog.all();
 const tensors = await Promise.all(
   posters.slice(0, 16).map(async (p) => (await preprocess(readFileSync(join(dataDir, p.imagePath)), fp32.preprocessing, config.maxPixels)).tensor),
 );
@@ -129,7 +129,7 @@ const overlap = test.reduce((sum, q) => {
   const b = top8(1, q.key);
   return sum + [...a].filter((k) => b.has(k)).length / 8;
 }, 0) / test.length;
-const summaries = variants.map((v) => splitSummary(svc, v, 'test'));
+const summaries = await Promise.all(variants.map((v) => splitSummary(svc, v, 'test')));
 const r1 = summaries.map((s) => ({ micro: s.micro['recall@1']!, macro: s.macro['recall@1']! }));
 
 const pct = (q: number) => cosines[Math.min(cosines.length - 1, Math.floor(q * cosines.length))]!;

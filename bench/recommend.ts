@@ -27,7 +27,7 @@ import { parse } from 'csv-parse/sync';
 import { seededRandom } from '../src/figures/random.js';
 import { titlePhrases } from '../src/search/title-query.js';
 import { listPosters } from '../src/service/poster-listing.js';
-import { Catalog } from '../src/state/catalog.js';
+import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
 import { SqlitePosterTitles, RANKED_WINDOW } from '../src/state/sqlite/titles.js';
 import { ROOT } from './lib/context.js';
@@ -181,7 +181,7 @@ if (PARTS.includes('recommend')) {
 if (PARTS.includes('million')) {
   const dataDir = process.env.RECOMMEND_MILLION_DIR || '/tmp/marquee-million/data';
   const db = openDb(join(dataDir, 'marquee.db'));
-  const count = new Catalog(db).count();
+  const count = await new SqliteCatalog(db).count();
   db.close();
   log(`server on ${dataDir} (${count} posters; f16 graph, as bench/results/million.md serves a million)`);
   const server = await startServer(ROOT, { MARQUEE_DATA_DIR: dataDir, MARQUEE_CATALOG: '', MARQUEE_BASE_WEIGHTS: 'none', MARQUEE_INDEX_SCALAR: 'f16', LOG_LEVEL: 'warn' }, 1_800_000);
@@ -210,7 +210,7 @@ if (PARTS.includes('titles')) {
   const dir = mkdtempSync(join(tmpdir(), 'marquee-titles-'));
   try {
     const db = openDb(join(dir, 'marquee.db'));
-    const catalog = new Catalog(db);
+    const catalog = new SqliteCatalog(db);
     const titles = new SqlitePosterTitles(db);
     const rand = seededRandom(1018);
     const real = rows.map((r) => r.title).filter(Boolean);
@@ -229,7 +229,7 @@ if (PARTS.includes('titles')) {
           const own = [genres[Math.floor(rand() * genres.length)]!];
           if (rand() < 0.5) own.push(genres[Math.floor(rand() * genres.length)]!);
           const id = `t${String(i).padStart(7, '0')}`;
-          catalog.upsert(
+          catalog.upsertSync(
             {
               id, title, year: 1900 + Math.floor(125 * Math.sqrt(rand())), releaseDate: null, genres: [...new Set(own)], singleGenre: own[0]!,
               split: null, imagePath: `images/${id}.jpg`, imageSha256: id, pixelSha256: id, width: 1, height: 1,

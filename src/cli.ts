@@ -193,7 +193,7 @@ async function manifestCommand(config: Config, log: Logger, args: string[]): Pro
   const match = /^(\d+)x(\d+)$/.exec(size);
   if (!file || !match) throw new ConfigError('usage: marquee manifest <file> [WIDTHxHEIGHT]');
   const svc = services(config, log);
-  const posters = svc.catalog.all();
+  const posters = await svc.catalog.all();
   if (posters.length === 0) throw new ConfigError('the catalog is empty: run `marquee import <dir>` first');
   const spec = defaultSpec(Number(match[1]), Number(match[2]));
   const progress = startProgress(log, `rendering model inputs at ${size}`, posters.length);

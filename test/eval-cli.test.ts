@@ -6,7 +6,7 @@ import { before, describe, it } from 'node:test';
 import { validationSummary } from '../src/eval/evaluate.js';
 import { stableStringify } from '../src/eval/report.js';
 import { registerModelDir } from '../src/model/registration.js';
-import { Catalog } from '../src/state/catalog.js';
+import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
 import { SqliteModelRegistry } from '../src/state/sqlite/models.js';
@@ -165,15 +165,15 @@ describe('marquee eval', () => {
 
     // The retrain gate's figure: val queries against train, from the embeddings eval just stored.
     const again = openDb(join(dataDir, 'marquee.db'));
-    const catalog = new Catalog(again);
+    const catalog = new SqliteCatalog(again);
     const embeddings = new EmbeddingStore(again);
-    const summary = validationSummary({ catalog, embeddings }, candidate);
+    const summary = await validationSummary({ catalog, embeddings }, candidate);
     // Recomputed here from the stored vectors: each val poster's 8 nearest train posters by dot product (unit
     // vectors), a hit when one shares its single genre.
     const stored = embeddings.load(candidate, candidate.dims);
     const vectorOf = new Map([...stored.keys].map((key, i) => [Number(key), stored.vectors.subarray(i * stored.dims, (i + 1) * stored.dims)]));
     const dot = (a: Float32Array, b: Float32Array) => a.reduce((sum, x, i) => sum + x * b[i]!, 0);
-    const posters = catalog.all();
+    const posters = catalog.allSync();
     const train = posters.filter((p) => p.split === 'train');
     const hits = posters
       .filter((p) => p.split === 'val')

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { seededRandom } from '../src/figures/random.js';
 import { buildOnThread } from '../src/search/index-build.js';
 import { VectorIndex } from '../src/search/vector-index.js';
-import { Catalog } from '../src/state/catalog.js';
+import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
 import { registerVariantRows } from './support/model-rows.js';
@@ -22,13 +22,13 @@ function world() {
   const dir = mkdtempSync(join(tmpdir(), 'marquee-build-'));
   const db = openDb(join(dir, 'marquee.db'));
   registerVariantRows(db, SPACE.version, DIMS);
-  const catalog = new Catalog(db);
+  const catalog = new SqliteCatalog(db);
   const embeddings = new EmbeddingStore(db);
   const random = seededRandom(7);
   const vectors: { key: number; vector: Float32Array }[] = [];
   db.transaction(() => {
     for (let i = 0; i < POSTERS; i++) {
-      const { key } = catalog.upsert(
+      const { key } = catalog.upsertSync(
         { id: `p${i}`, title: null, year: null, releaseDate: null, genres: ['Drama'], singleGenre: 'Drama', split: null, imagePath: 'x.jpg', imageSha256: 'x', pixelSha256: `p${i}`, width: 1, height: 1 },
         'now',
       );

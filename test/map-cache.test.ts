@@ -9,7 +9,8 @@ import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import { CatalogMaps, mapPath, type MapOptions } from '../src/figures/map-cache.js';
 import { seededRandom } from '../src/figures/random.js';
-import { Catalog, type NewPoster } from '../src/state/catalog.js';
+import { type NewPoster } from '../src/state/catalog.js';
+import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb, type Db } from '../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
 import type { ModelVersion } from '../src/state/models.js';
@@ -32,9 +33,9 @@ function world(posters: number) {
   const dir = mkdtempSync(join(tmpdir(), 'marquee-map-'));
   const db: Db = openDb(join(dir, 'marquee.db'));
   registerVariantRows(db, VERSION, DIMS);
-  const catalog = new Catalog(db);
+  const catalog = new SqliteCatalog(db);
   const embeddings = new EmbeddingStore(db);
-  const add = (i: number) => embeddings.putMany(SPACE, [{ key: catalog.upsert(poster(i), 'now').key, vector: vector() }]);
+  const add = (i: number) => embeddings.putMany(SPACE, [{ key: catalog.upsertSync(poster(i), 'now').key, vector: vector() }]);
   db.transaction(() => {
     for (let i = 0; i < posters; i++) add(i);
   })();
@@ -69,7 +70,7 @@ describe('the embedding map', () => {
 
     // A new label: the points keep their places and take the poster's new genres.
     const relabelled = first.points[0]!.poster;
-    w.catalog.upsert({ ...relabelled, genres: ['Western'], singleGenre: 'Western' }, 'now');
+    w.catalog.upsertSync({ ...relabelled, genres: ['Western'], singleGenre: 'Western' }, 'now');
     const labels = await maps.get(model());
     assert.equal(labels.points.find((p) => p.poster.key === relabelled.key)?.poster.singleGenre, 'Western');
     assert.notEqual(labels.catalogFingerprint, first.catalogFingerprint);
@@ -111,16 +112,16 @@ describe('the embedding map', () => {
     w.db.close();
   });
 
-  it('the catalog fingerprint moves with what evaluations and labels depend on, not with titles', () => {
+  it('the catalog fingerprint moves with what evaluations and labels depend on, not with titles', async () => {
     const w = world(5);
-    const before = w.catalog.fingerprint();
-    const p = w.catalog.get('p1')!;
-    w.catalog.upsert({ ...p, title: 'Renamed' }, 'now');
-    assert.equal(w.catalog.fingerprint(), before);
-    w.catalog.upsert({ ...p, split: 'val' }, 'now');
-    const split = w.catalog.fingerprint();
+    const before = await w.catalog.fingerprint();
+    const p = w.catalog.getSync('p1')!;
+    w.catalog.upsertSync({ ...p, title: 'Renamed' }, 'now');
+    assert.equal(await w.catalog.fingerprint(), before);
+    w.catalog.upsertSync({ ...p, split: 'val' }, 'now');
+    const split = await w.catalog.fingerprint();
     assert.notEqual(split, before);
-    assert.equal(new Catalog(w.db).fingerprint(), split);
+    assert.equal(await new SqliteCatalog(w.db).fingerprint(), split);
     w.db.close();
   });
 });

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { seededRandom } from '../src/figures/random.js';
 import { Searcher } from '../src/search/searcher.js';
 import { VectorIndex } from '../src/search/vector-index.js';
-import { Catalog } from '../src/state/catalog.js';
+import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
 import { registerVariantRows } from './support/model-rows.js';
@@ -28,14 +28,14 @@ function world() {
   const dir = mkdtempSync(join(tmpdir(), 'marquee-bounds-'));
   const db = openDb(join(dir, 'marquee.db'));
   registerVariantRows(db, SPACE.version, DIMS);
-  const catalog = new Catalog(db);
+  const catalog = new SqliteCatalog(db);
   const embeddings = new EmbeddingStore(db);
   const random = seededRandom(3);
   const vectors = new Map<number, Float32Array>();
   db.transaction(() => {
     for (let i = 0; i < POSTERS; i++) {
       const far = i < FAR;
-      const { key } = catalog.upsert(
+      const { key } = catalog.upsertSync(
         { id: `p${i}`, title: null, year: null, releaseDate: null, genres: [far ? 'Far' : 'Near'], singleGenre: far ? 'Far' : 'Near', split: null, imagePath: 'x.jpg', imageSha256: 'x', pixelSha256: `p${i}`, width: 1, height: 1 },
         'now',
       );
@@ -48,7 +48,7 @@ function world() {
 }
 
 describe('a filtered graph search', () => {
-  it('asks the graph for at most its limit, then scans, and still answers exactly', () => {
+  it('asks the graph for at most its limit, then scans, and still answers exactly', async () => {
     const { dir, db, catalog, embeddings, vectors } = world();
     const index = VectorIndex.open(join(dir, 'indexes', 'v.usearch'), embeddings.source(SPACE, DIMS));
     const asked: number[] = [];
@@ -57,13 +57,13 @@ describe('a filtered graph search', () => {
     // Far is 13 % of the catalog: over the scan limit of 50, so the graph is asked, over-fetching by its share.
     const searcher = new Searcher(index, (key) => embeddings.get(SPACE, key), catalog.filterFields(), (keys) => catalog.getMany(keys), 50, 700);
 
-    const query = vectors.get(catalog.get(`p${FAR}`)!.key)!; // a near poster
+    const query = vectors.get(catalog.getSync(`p${FAR}`)!.key)!; // a near poster
     const k = 8;
-    const hits = searcher.search(query, k, { genre: 'Far' });
+    const hits = await searcher.search(query, k, { genre: 'Far' });
     assert.ok(asked.length > 0, 'the graph was asked first');
     assert.ok(Math.max(...asked) <= 700, `the graph was asked for ${asked.join(', ')}`);
     const exact = [...vectors]
-      .filter(([key]) => catalog.getMany([key]).get(key)!.genres[0] === 'Far')
+      .filter(([key]) => catalog.getManySync([key]).get(key)!.genres[0] === 'Far')
       .map(([key, v]) => ({ key, distance: Math.hypot(...v.map((x, d) => x - query[d]!)) }))
       .sort((a, b) => a.distance - b.distance)
       .slice(0, k);
@@ -77,7 +77,7 @@ describe('a filtered graph search', () => {
     const file = join(dir, 'indexes', 'v.usearch');
     const loaded = VectorIndex.open(file, source);
     const mapped = await VectorIndex.openWith(async (f, scalar) => void VectorIndex.writeBuilt(f, source, scalar), file, source);
-    const keyOf = (i: number) => catalog.get(`p${i}`)!.key;
+    const keyOf = (i: number) => catalog.getSync(`p${i}`)!.key;
     const queries = [5, FAR + 1, FAR + 700, 2999].map((i) => vectors.get(keyOf(i))!);
     const exclude = new Set([keyOf(6), keyOf(FAR + 2)]);
     for (const [name, index] of [['loaded', loaded], ['mapped', mapped]] as const) {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import { Catalog } from '../src/state/catalog.js';
+import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb, type Db } from '../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
 import { SqlitePosterHashStore } from '../src/state/sqlite/poster-hashes.js';
@@ -27,40 +27,40 @@ const poster = (id: string) => ({
 const hash = { whole: '1'.repeat(64), trimmed: '2'.repeat(64), crop95: '3'.repeat(64), crop85: '4'.repeat(64) };
 
 describe('state', () => {
-  it('no module outside src/state holds a database handle, opens one or runs a transaction', () => {
+  it('no module outside src/state holds a database handle, opens one, runs a transaction or names a storage backend', () => {
     const leaks: string[] = [];
     for (const file of sources(SRC)) {
       const path = relative(SRC, file);
       if (path.startsWith('state/')) continue;
       const text = readFileSync(file, 'utf8');
-      if (/from '(?:\.\.?\/)+state\/db\.js'|from 'better-sqlite3'|\.transaction\(/.test(text)) leaks.push(path);
+      if (/from '(?:\.\.?\/)+state\/sqlite\/|from 'better-sqlite3'|\.transaction\(/.test(text)) leaks.push(path);
     }
     assert.deepEqual(leaks, []);
     assert.ok(sources(SRC).length > 50, 'the scan saw the source tree');
   });
 
-  it('savePoster writes the poster, its embedding and its hash together, or none of them', () => {
+  it('savePoster writes the poster, its embedding and its hash together, or none of them', async () => {
     const state = State.inMemory();
     const unknownSpace = { version: 'no-such-model', precision: 'fp32' as const };
-    assert.throws(() => state.savePoster(poster('p1'), 'now', { space: unknownSpace, vector: new Float32Array([1, 0]) }, hash));
-    assert.equal(state.catalog.get('p1'), null, 'the poster went with the embedding that could not be stored');
-    assert.equal(state.catalog.count(), 0);
+    await assert.rejects(() => state.savePoster(poster('p1'), 'now', { space: unknownSpace, vector: new Float32Array([1, 0]) }, hash));
+    assert.equal(await state.catalog.get('p1'), null, 'the poster went with the embedding that could not be stored');
+    assert.equal(await state.catalog.count(), 0);
 
-    state.catalog.upsert(poster('p2'), 'now');
-    state.catalog.delete('p2', 'now');
-    assert.ok(state.catalog.isDeleted('p2'));
-    assert.equal(state.catalog.importPoster(poster('p2'), 'now'), 'deleted', 'an import does not bring back a deleted poster');
+    await state.catalog.upsert(poster('p2'), 'now');
+    await state.catalog.delete('p2', 'now');
+    assert.ok(await state.catalog.isDeleted('p2'));
+    assert.equal(await state.catalog.importPoster(poster('p2'), 'now'), 'deleted', 'an import does not bring back a deleted poster');
     state.close();
   });
 
   it('what a server lists or prunes a piece at a time is what one statement lists or prunes, across gaps in the keys', async () => {
     const fill = (db: Db) => {
-      const catalog = new Catalog(db);
+      const catalog = new SqliteCatalog(db);
       const embeddings = new EmbeddingStore(db);
       const hashes = new SqlitePosterHashStore(db);
       const [space, other, gone] = [registerVariantRows(db, 'm1', 2), registerVariantRows(db, 'm2', 2), registerVariantRows(db, 'gone', 2)];
-      const keys = Array.from({ length: 40 }, (_, i) => catalog.upsert(poster(`p${i}`), 'now').key);
-      for (let i = 0; i < 40; i += 7) catalog.delete(`p${i}`, 'now'); // gaps in the keys
+      const keys = Array.from({ length: 40 }, (_, i) => catalog.upsertSync(poster(`p${i}`), 'now').key);
+      for (let i = 0; i < 40; i += 7) catalog.deleteSync(`p${i}`, 'now'); // gaps in the keys
       keys.forEach((key, i) => {
         if (i % 3 === 0 && i % 7 !== 0) embeddings.putMany(space, [{ key, vector: new Float32Array([1, 0]) }]);
         if (i % 4 === 0 && i % 7 !== 0) hashes.write(key, i % 8 === 0 ? `pixels-p${i}` : 'a picture it no longer has', hash);
@@ -75,12 +75,12 @@ describe('state', () => {
     const [a, b] = [openDb(':memory:'), openDb(':memory:')];
     const [one, paged] = [fill(a), fill(b)];
 
-    const expectedToEmbed = one.catalog.all().filter((p) => one.embeddings.get(one.space, p.key) === null).map((p) => p.key);
+    const expectedToEmbed = one.catalog.allSync().filter((p) => one.embeddings.get(one.space, p.key) === null).map((p) => p.key);
     assert.deepEqual(one.embeddings.missing(one.space).map((p) => p.key), expectedToEmbed);
     const hashed = new Set<number>();
     for await (const { key } of one.hashes.current()) hashed.add(key);
-    const expectedToHash = one.catalog.all().map((p) => p.key).filter((key) => !hashed.has(key));
-    assert.ok(expectedToEmbed.length > 10 && expectedToHash.length > 10 && expectedToHash.length < one.catalog.count());
+    const expectedToHash = one.catalog.allSync().map((p) => p.key).filter((key) => !hashed.has(key));
+    assert.ok(expectedToEmbed.length > 10 && expectedToHash.length > 10 && expectedToHash.length < (await one.catalog.count()));
     for (const pageSize of [1, 3, 10, 1000]) {
       assert.deepEqual(await one.embeddings.missingInPages(one.space, pageSize), one.embeddings.missing(one.space), `embeddings, pages of ${pageSize}`);
       assert.deepEqual((await one.hashes.missing(pageSize)).map((p) => p.key), expectedToHash, `hashes, pages of ${pageSize}`);
@@ -107,7 +107,7 @@ describe('state', () => {
     // SQLITE_BUSY at once, without waiting on the busy timeout (CI saw it: an import beside a server).
     const dir = mkdtempSync(join(tmpdir(), 'marquee-writers-'));
     State.open(dir).close();
-    // Both start together (a barrier on shared memory), and every iteration writes: an import that adds
+    // Both start together (a barrier on shared memory), and every iteration writes: an upsert that adds
     // (read, then write) and a delete that removes (read, then write), each checked.
     const gate = new SharedArrayBuffer(4);
     const writer = (name: string) =>
@@ -115,7 +115,7 @@ describe('state', () => {
         const posters = Array.from({ length: 50 }, (_, i) => poster(`${name}-${i}`));
         const worker = new Worker(
           `const { workerData, parentPort } = require('node:worker_threads');
-           import(workerData.module).then(({ State }) => {
+           import(workerData.module).then(async ({ State }) => {
              const state = State.open(workerData.dir);
              const { posters } = workerData;
              const gate = new Int32Array(workerData.gate);
@@ -125,10 +125,9 @@ describe('state', () => {
              try {
                for (let i = 0; i < 1500; i++) {
                  const p = posters[i % 50];
-                 state.catalog.undelete(p.id);
-                 const added = state.catalog.importPoster(p, 'now');
-                 if (added !== 'added') throw new Error('import ' + i + ': ' + added);
-                 if (!state.catalog.delete(p.id, 'now')) throw new Error('delete ' + i + ': not found');
+                 const { change } = await state.catalog.upsert(p, 'now');
+                 if (change !== 'added') throw new Error('upsert ' + i + ': ' + change);
+                 if (!(await state.catalog.delete(p.id, 'now'))) throw new Error('delete ' + i + ': not found');
                }
                parentPort.postMessage('done');
              } catch (error) {

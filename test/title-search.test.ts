@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { titlePhrases } from '../src/search/title-query.js';
-import { Catalog } from '../src/state/catalog.js';
+import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
 import { SqlitePosterTitles } from '../src/state/sqlite/titles.js';
 import { makeCatalogDir, posterPath, sharedRows, subsetRows, type Row } from './support/catalog.js';
@@ -231,13 +231,13 @@ describe('the title index in SQLite', () => {
 
   it('lists a query with more matches than the window by word count, then key, and ranks one with fewer by bm25', async () => {
     const db = openDb(join(mkdtempSync(join(tmpdir(), 'marquee-titles-')), 'marquee.db'));
-    const catalog = new Catalog(db);
+    const catalog = new SqliteCatalog(db);
     const common = queriesFrom(titled(rows)).common;
     // A long title with the word three times: bm25 ranks it first, word count late.
     const repeated = { ...rows[0]!, id: 'repeated', title: `${common} Quill ${common} Quill ${common} Marsh` };
     // Two shorter ones that share a rarer word with it.
     const quills = ['Quill Song Dance', 'Quill Song Dance Night'].map((title, i) => ({ ...rows[0]!, id: `quill${i}`, title: `${common} ${title}` }));
-    for (const row of [...rows, repeated, ...quills]) catalog.upsert(fields(row), 'now');
+    for (const row of [...rows, repeated, ...quills]) catalog.upsertSync(fields(row), 'now');
     const docs = titled([...rows, repeated, ...quills]);
     const q = common;
     const matches = bm25Ranking(docs, q);
@@ -245,7 +245,7 @@ describe('the title index in SQLite', () => {
     // One match too many for the window: ranking any part of the list by bm25 would move "repeated" up.
     const window = matches.length - 1;
     const titles = new SqlitePosterTitles(db, window);
-    const idOf = new Map(catalog.all().map((p) => [p.key, p.id]));
+    const idOf = new Map(catalog.allSync().map((p) => [p.key, p.id]));
     const pages: string[][] = [];
     let after = null;
     do {
@@ -254,7 +254,7 @@ describe('the title index in SQLite', () => {
       after = page.next;
     } while (after);
     const listed = pages.flat();
-    const order = new Map(catalog.all().map((p) => [p.id, p.key]));
+    const order = new Map(catalog.allSync().map((p) => [p.id, p.key]));
     const words = (d: Doc) => d.row.title.trim().split(' ').length;
     const byWords = docs.filter((d) => matches.some((m) => m.id === d.id)).sort((a, b) => words(a) - words(b) || order.get(a.id)! - order.get(b.id)!);
     assert.deepEqual(listed, byWords.map((d) => d.id), 'every match once, by word count, then key');
@@ -290,15 +290,15 @@ describe('the title index in SQLite', () => {
       if (Number.parseInt(name, 10) < 10) old.exec(readFileSync(join(ROOT, 'migrations', name), 'utf8'));
     }
     old.pragma('user_version = 9');
-    new Catalog(old).upsert(fields(rows[0]!), 'now');
+    new SqliteCatalog(old).upsertSync(fields(rows[0]!), 'now');
     old.close();
     const db = openDb(file);
-    const catalog = new Catalog(db);
+    const catalog = new SqliteCatalog(db);
     const word = tokens(rows[0]!.title)[0]!;
-    assert.ok((await new SqlitePosterTitles(db).search(titlePhrases(`${word} `)!, {}, 50, null)).keys.includes(catalog.get(rows[0]!.id)!.key));
-    for (const row of rows.slice(1, 20)) catalog.upsert(fields(row), 'now');
-    for (const row of rows.slice(1, 20)) catalog.upsert({ ...fields(row), title: row.title ? `${row.title} Redux` : 'Redux' }, 'now');
-    for (const row of rows.slice(1, 10)) catalog.delete(row.id, 'now');
+    assert.ok((await new SqlitePosterTitles(db).search(titlePhrases(`${word} `)!, {}, 50, null)).keys.includes(catalog.getSync(rows[0]!.id)!.key));
+    for (const row of rows.slice(1, 20)) catalog.upsertSync(fields(row), 'now');
+    for (const row of rows.slice(1, 20)) catalog.upsertSync({ ...fields(row), title: row.title ? `${row.title} Redux` : 'Redux' }, 'now');
+    for (const row of rows.slice(1, 10)) catalog.deleteSync(row.id, 'now');
     const redux = (await new SqlitePosterTitles(db).search(titlePhrases('redux')!, {}, 50, null)).keys;
     assert.equal(redux.length, 10);
     db.prepare("INSERT INTO poster_titles (poster_titles) VALUES ('integrity-check')").run();

@@ -7,7 +7,8 @@ import { Searcher, type SearchFilter } from '../src/search/searcher.js';
 import { matches } from '../src/search/poster-filters.js';
 import { MappedGraph, newUsearchIndex } from '../src/search/graph.js';
 import { VectorIndex, type IndexScalar } from '../src/search/vector-index.js';
-import { Catalog, type Poster } from '../src/state/catalog.js';
+import { type Poster } from '../src/state/catalog.js';
+import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb, type Db } from '../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../src/state/embeddings.js';
 import { seededRandom } from '../src/figures/random.js';
@@ -31,7 +32,7 @@ function vectorFor(seed: number): Float32Array {
 
 interface World {
   db: Db;
-  catalog: Catalog;
+  catalog: SqliteCatalog;
   embeddings: EmbeddingStore;
   file: string;
 }
@@ -41,14 +42,14 @@ function world(count = 1500, vectorOf: (key: number) => Float32Array = vectorFor
   const dir = mkdtempSync(join(tmpdir(), 'marquee-index-'));
   const db = openDb(join(dir, 'marquee.db'));
   registerVariantRows(db, VERSION, DIMS);
-  const catalog = new Catalog(db);
+  const catalog = new SqliteCatalog(db);
   const embeddings = new EmbeddingStore(db);
   const rows = sharedRows().slice(0, count);
   const vectors: { key: number; vector: Float32Array }[] = [];
   db.transaction(() => {
     for (const row of rows) {
       const genres = row.genres.split('|');
-      const { key } = catalog.upsert(
+      const { key } = catalog.upsertSync(
         {
           id: row.id, title: row.title || null, year: row.year ? Number(row.year) : null, releaseDate: null, genres,
           singleGenre: row.single_genre, split: row.split as Poster['split'], imagePath: row.file, imageSha256: 'x', pixelSha256: row.id, width: 1, height: 1,
@@ -78,7 +79,7 @@ function assertHoldsSqlite(w: World, index: VectorIndex): void {
 
 function exactFiltered(w: World, query: Float32Array, k: number, filter: SearchFilter, exclude = new Set<number>()): { key: number; d: number }[] {
   const scored: { key: number; d: number }[] = [];
-  for (const poster of w.catalog.all()) {
+  for (const poster of w.catalog.allSync()) {
     if (exclude.has(poster.key) || !matches(poster, filter)) continue;
     const v = w.embeddings.get(SPACE, poster.key);
     if (!v) continue;
@@ -99,8 +100,8 @@ describe('the vector index: a checkpoint plus the change log', () => {
     assert.equal(again.rebuilt, null);
     assert.equal(again.replayed, 0);
 
-    const [gone, changed] = w.catalog.all();
-    w.catalog.delete(gone!.id, 'now');
+    const [gone, changed] = w.catalog.allSync();
+    w.catalog.deleteSync(gone!.id, 'now');
     w.embeddings.putMany(SPACE, [{ key: changed!.key, vector: vectorFor(99_999) }]);
     const replayed = open(w);
     assert.equal(replayed.rebuilt, null);
@@ -121,7 +122,7 @@ describe('the vector index: a checkpoint plus the change log', () => {
         return v.map((x) => x / norm);
       });
       const index = open(w);
-      for (const { key } of w.catalog.all()) {
+      for (const { key } of w.catalog.allSync()) {
         const found = index.search(w.embeddings.get(SPACE, key)!, index.size).map((n) => n.key);
         assert.ok(found.includes(key), `build ${build}: poster ${key} is not reached (${found.length} of ${index.size} found)`);
       }
@@ -172,8 +173,8 @@ describe('the vector index: a checkpoint plus the change log', () => {
     assertHoldsSqlite(w, first);
 
     // Changes logged after the checkpoint: a removal, a replaced vector, a new poster.
-    const [gone, changed] = w.catalog.all();
-    w.catalog.delete(gone!.id, 'now');
+    const [gone, changed] = w.catalog.allSync();
+    w.catalog.deleteSync(gone!.id, 'now');
     w.embeddings.putMany(SPACE, [{ key: changed!.key, vector: vectorFor(99_999) }]);
     const mapped = await VectorIndex.openWith(build, w.file, source, { expansion: 2000 });
     assert.equal(builds, 1, 'the checkpoint is used');
@@ -181,7 +182,7 @@ describe('the vector index: a checkpoint plus the change log', () => {
     assertHoldsSqlite(w, mapped);
     assert.ok(!mapped.has(gone!.key));
     // Live changes, as the server makes them after SQLite has committed.
-    const [, , removedLive, replacedLive] = w.catalog.all();
+    const [, , removedLive, replacedLive] = w.catalog.allSync();
     mapped.remove(removedLive!.key);
     mapped.add(replacedLive!.key, vectorFor(77_777));
     mapped.add(replacedLive!.key, vectorFor(88_888));
@@ -206,7 +207,7 @@ describe('the vector index: a checkpoint plus the change log', () => {
     );
 
     // More changes than are kept beside a mapped graph: the checkpoint is rebuilt with them.
-    w.embeddings.putMany(SPACE, w.catalog.all().slice(0, 1100).map(({ key }) => ({ key, vector: vectorFor(key + 50_000) })));
+    w.embeddings.putMany(SPACE, w.catalog.allSync().slice(0, 1100).map(({ key }) => ({ key, vector: vectorFor(key + 50_000) })));
     const rebuilt = await VectorIndex.openWith(build, w.file, source, { expansion: 2000 });
     assert.equal(builds, 2);
     assert.match(rebuilt.rebuilt ?? '', /changes since the checkpoint/);
@@ -222,8 +223,8 @@ describe('the vector index: a checkpoint plus the change log', () => {
     copyFileSync(rowsFile, `${rowsFile}.old`);
     copyFileSync(`${w.file}.json`, `${w.file}.json.old`);
     const prunedBefore = w.db.prepare('SELECT through_seq FROM embedding_changes_pruned').pluck().get();
-    const [gone] = w.catalog.all();
-    w.catalog.delete(gone!.id, 'now');
+    const [gone] = w.catalog.allSync();
+    w.catalog.deleteSync(gone!.id, 'now');
     open(w); // a checkpoint without that poster...
     // ... of which a crash kept only the graph: the rows and meta files as they were, and (the log
     // is pruned, and how far it was pruned recorded, only after the meta is written) the change
@@ -249,8 +250,8 @@ describe('the vector index: a checkpoint plus the change log', () => {
     open(w);
     const saved = [w.file, w.file.replace(/\.usearch$/, '.rows'), `${w.file}.json`];
     for (const file of saved) copyFileSync(file, `${file}.old`);
-    const [gone, changed] = w.catalog.all();
-    w.catalog.delete(gone!.id, 'now');
+    const [gone, changed] = w.catalog.allSync();
+    w.catalog.deleteSync(gone!.id, 'now');
     w.embeddings.putMany(SPACE, [{ key: changed!.key, vector: vectorFor(77_777) }]);
     const newer = open(w); // replays both changes, saves a newer checkpoint and prunes the log
     assert.equal(newer.replayed, 2);
@@ -265,12 +266,12 @@ describe('the vector index: a checkpoint plus the change log', () => {
     assert.equal(reopened.search(vectorFor(77_777), 1)[0]!.key, changed!.key);
   });
 
-  it('filtered searches return exactly the k nearest that match, by a scan or by the graph', () => {
+  it('filtered searches return exactly the k nearest that match, by a scan or by the graph', async () => {
     const w = world();
     const index = open(w);
     // Filters leaving more than 100 posters go to the graph, the others to a scan.
     const searcher = searcherOf(w, index, 100);
-    const posters = w.catalog.all();
+    const posters = w.catalog.allSync();
     const genreCount = (genre: string) => posters.filter((p) => p.genres.includes(genre)).length;
     const broad = 'Drama';
     const rare = [...new Set(posters.flatMap((p) => p.genres))].sort((a, b) => genreCount(a) - genreCount(b)).find((g) => genreCount(g) >= 12)!;
@@ -284,7 +285,7 @@ describe('the vector index: a checkpoint plus the change log', () => {
         const exclude = new Set(posters.slice(0, 20).map((p) => p.key));
         const truth = exactFiltered(w, query, 10, filter, exclude);
         // The graph (filters leaving over 100 posters) and the scan (every filter, by default).
-        for (const hits of [searcher.search(query, 10, filter, exclude), searcherOf(w, index).search(query, 10, filter, exclude)]) {
+        for (const hits of await Promise.all([searcher.search(query, 10, filter, exclude), searcherOf(w, index).search(query, 10, filter, exclude)])) {
           assert.deepEqual(hits.map((h) => h.poster.key), truth.map((t) => t.key), `filter ${JSON.stringify(filter)}`);
           hits.forEach((hit, i) => assert.ok(Math.abs(hit.distance - truth[i]!.d) < 1e-5, 'float32 distances'));
         }
@@ -302,20 +303,20 @@ describe('the vector index: a checkpoint plus the change log', () => {
       }
     }
     const { filter: few, n } = [...perGenreYear.values()].filter((e) => e.n > 1 && e.n < 10).sort((a, b) => b.n - a.n)[0]!;
-    assert.equal(searcher.search(vectorFor(7), 10, few).length, n, 'all of them when fewer than k match');
-    assert.deepEqual(searcher.search(vectorFor(7), 10, { genre: 'No Such Genre' }), []);
+    assert.equal((await searcher.search(vectorFor(7), 10, few)).length, n, 'all of them when fewer than k match');
+    assert.deepEqual(await searcher.search(vectorFor(7), 10, { genre: 'No Such Genre' }), []);
   });
 
-  it('an f16 or i8 graph holds the same posters and finds each changed vector', () => {
+  it('an f16 or i8 graph holds the same posters and finds each changed vector', async () => {
     for (const scalar of ['f16', 'i8'] as const) {
       const w = world();
       const index = open(w, scalar);
       assert.equal(index.scalar, scalar);
       assertHoldsSqlite(w, index);
-      const [changed] = w.catalog.all();
+      const [changed] = w.catalog.allSync();
       const searcher = searcherOf(w, index);
       searcher.put(changed!, vectorFor(77_777));
-      assert.equal(searcher.search(vectorFor(77_777), 1)[0]!.poster.key, changed!.key);
+      assert.equal((await searcher.search(vectorFor(77_777), 1))[0]!.poster.key, changed!.key);
     }
   });
 });

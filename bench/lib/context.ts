@@ -4,7 +4,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, type Config } from '../../src/config.js';
 import { createLogger, type Logger } from '../../src/log.js';
-import { Catalog, type Poster } from '../../src/state/catalog.js';
+import { type Poster } from '../../src/state/catalog.js';
+import { SqliteCatalog } from '../../src/state/sqlite/catalog.js';
 import { openDb, type Db } from '../../src/state/sqlite/db.js';
 import { EmbeddingStore } from '../../src/state/embeddings.js';
 import { variantPolicy } from '../../src/model/precision.js';
@@ -32,7 +33,7 @@ export interface BenchContext {
   db: Db;
   model: ModelVersion;
   modelFile: string;
-  catalog: Catalog;
+  catalog: SqliteCatalog;
   embeddings: EmbeddingStore;
   /** Test-split posters, by key. */
   testPosters: Poster[];
@@ -53,9 +54,9 @@ export async function createContext(env: NodeJS.ProcessEnv = process.env): Promi
   const models = new SqliteModelRegistry(db, variantPolicy(config.precision, config.device));
   const model = await models.active();
   if (!model) throw new Error(`no active model in ${dbFile}: start the server once (npm start) and wait until /ready says ready`);
-  const catalog = new Catalog(db);
+  const catalog = new SqliteCatalog(db);
   const embeddings = new EmbeddingStore(db);
-  const posters = catalog.all();
+  const posters = catalog.allSync();
   if (embeddings.count(model) < posters.length) {
     throw new Error(`only ${embeddings.count(model)} of ${posters.length} posters are embedded with ${model.version}: let the server finish starting once`);
   }

@@ -86,8 +86,8 @@ export async function importCatalog(dir: string, options: ImportOptions): Promis
     while (next < valid.length) {
       const row = valid[next++]!;
       const { id } = row.fields;
-      const deleted = options.catalog.isDeleted(id);
-      if (deleted || (options.onlyNew && options.catalog.get(id))) {
+      const deleted = await options.catalog.isDeleted(id);
+      if (deleted || (options.onlyNew && (await options.catalog.get(id)))) {
         report[deleted ? 'deleted' : 'unchanged'] += 1;
         options.onProgress?.(++done, valid.length);
         continue;
@@ -95,7 +95,7 @@ export async function importCatalog(dir: string, options: ImportOptions): Promis
       try {
         const poster = await withImage(dir, row.fields, imagesDir, options);
         // Checked again where it counts: a delete through the API may have come meanwhile.
-        const change = options.catalog.importPoster(poster, new Date().toISOString());
+        const change = await options.catalog.importPoster(poster, new Date().toISOString());
         report[change] += 1;
       } catch (error) {
         if (!(error instanceof PosterFieldError)) throw error;
@@ -202,7 +202,7 @@ async function withImage(dir: string, fields: RowFields, imagesDir: string, opti
     throw new PosterFieldError(`file "${file}" cannot be read`);
   }
   const imageSha256 = createHash('sha256').update(bytes).digest('hex');
-  const known = options.catalog.get(id);
+  const known = await options.catalog.get(id);
   // Same bytes as already imported: no need to decode again (keeps re-imports and restarts fast).
   const image =
     known && known.imageSha256 === imageSha256 && existsSync(join(options.dataDir, known.imagePath))

@@ -211,7 +211,7 @@ async function importMovie(movie: Movie, genres: Map<number, string>, options: T
   const id = `tmdb-${movie.id}`;
   const idProblem = posterIdProblem(id);
   if (idProblem) return { failed: idProblem };
-  if (catalog.get(id) || catalog.isDeleted(id)) return 'skipped';
+  if ((await catalog.get(id)) || (await catalog.isDeleted(id))) return 'skipped';
   if (!movie.poster_path) return { failed: 'no poster' };
   if (typeof movie.poster_path !== 'string' || !POSTER_PATH.test(movie.poster_path)) {
     return { failed: `poster path ${JSON.stringify(movie.poster_path)} is not a file name` };
@@ -237,7 +237,7 @@ async function importMovie(movie: Movie, genres: Map<number, string>, options: T
   const title = typeof movie.title === 'string' ? movie.title : null;
   const releaseDate = typeof movie.release_date === 'string' && movie.release_date ? movie.release_date : null;
   const year = releaseDate && /^\d{4}/.test(releaseDate) ? Number(releaseDate.slice(0, 4)) : null;
-  catalog.upsert(
+  await catalog.upsert(
     {
       id,
       title,

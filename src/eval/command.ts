@@ -56,7 +56,7 @@ export async function evalCommand(config: Config, log: Logger, args: string[]): 
 
   const svc = createServices(config, log, new Metrics());
   try {
-    const catalogState = svc.catalog.fingerprint(); // the catalog the evaluation reads
+    const catalogState = await svc.catalog.fingerprint(); // the catalog the evaluation reads
     const evaluation = await evaluate(svc, {
       version: values.version,
       gallery: values.gallery as GalleryChoice | undefined,

@@ -129,7 +129,7 @@ export async function evaluate(svc: Services, options: EvaluateOptions = {}): Pr
       options.version ? `no model version "${options.version}"` : 'no active model: run `marquee serve` or `marquee index` first',
     );
   }
-  const posters = catalog.all();
+  const posters = await catalog.all();
   if (posters.length === 0) throw new ConfigError('the catalog is empty: import it first (`marquee import <dir>` or `marquee serve`)');
 
   const galleryChoice = options.gallery ?? (options.queriesCsv ? 'all' : 'train');
@@ -265,13 +265,13 @@ export async function evaluate(svc: Services, options: EvaluateOptions = {}): Pr
  * search, from stored embeddings only (every poster must already be embedded with the version).
  * The retrain gate compares versions with it on `val`, so that `test` stays unseen until reporting.
  */
-export function splitSummary(
+export async function splitSummary(
   svc: Pick<Services, 'catalog' | 'embeddings'>,
   model: ModelVersion,
   split: Split,
   galleryChoice: Exclude<GalleryChoice, 'all'> = 'train',
-): Summary {
-  const posters = svc.catalog.all();
+): Promise<Summary> {
+  const posters = await svc.catalog.all();
   const gallery = posters.filter((p) => p.split && GALLERY_SPLITS[galleryChoice].includes(p.split));
   const queries = posters.filter((p) => p.split === split);
   if (gallery.length === 0 || queries.length === 0) throw new Error(`no ${split} queries or no ${galleryChoice} gallery in the catalog`);
@@ -282,7 +282,7 @@ export function splitSummary(
 }
 
 /** The gate's figure: `val` queries against the `train` gallery. */
-export function validationSummary(svc: Pick<Services, 'catalog' | 'embeddings'>, model: ModelVersion): Summary {
+export function validationSummary(svc: Pick<Services, 'catalog' | 'embeddings'>, model: ModelVersion): Promise<Summary> {
   return splitSummary(svc, model, 'val');
 }
 
@@ -515,19 +515,19 @@ interface ServedNeighbours {
 }
 
 /** Searches the served usearch index (the whole catalog), leaving out posters outside the gallery and the query itself. */
-function indexNeighbours(
+async function indexNeighbours(
   svc: Services,
   model: ModelVersion,
   queries: KeyedVectors,
   gallery: Poster[],
   labeller: Labeller,
-): ServedNeighbours {
+): Promise<ServedNeighbours> {
   const index = VectorIndex.open(indexPath(svc.config.dataDir, model), svc.embeddings.source(model, model.dims), {
     scalar: svc.config.indexScalar,
     expansion: svc.config.indexExpansion,
     onRebuild: (reason) => svc.log.info({ version: model.version, reason }, 'building the vector index'),
   });
-  const posters = svc.catalog.all();
+  const posters = await svc.catalog.all();
   const searcher = new Searcher(index, (key) => svc.embeddings.get(model, key), posters, (keys) => svc.catalog.getMany(keys));
   const inGallery = new Set(gallery.map((p) => p.key));
   const exclude = new Set(posters.filter((p) => !inGallery.has(p.key)).map((p) => p.key));
@@ -538,7 +538,7 @@ function indexNeighbours(
     const added = self >= 0 && !exclude.has(self);
     if (added) exclude.add(self);
     const vector = queries.data.subarray(q * queries.dims, (q + 1) * queries.dims);
-    const hits = searcher.search(vector, labeller.need(labeller.queries[q]!), {}, exclude);
+    const hits = await searcher.search(vector, labeller.need(labeller.queries[q]!), {}, exclude);
     if (added) exclude.delete(self);
     voters.push(hits.map((h) => ({ genres: h.poster.genres, singleGenre: h.poster.singleGenre, similarity: h.similarity })));
     keys.push(hits.map((h) => h.poster.key));

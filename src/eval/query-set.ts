@@ -86,7 +86,7 @@ export async function loadQueryCsv(csvPath: string, imagesDir: string | undefine
     }
     items.push({
       id: id ?? `line ${info.lines}`,
-      key: catalog.byPixelSha256(pixelSha256)?.key ?? -1,
+      key: (await catalog.byPixelSha256(pixelSha256))?.key ?? -1,
       singleGenre: record.single_genre?.trim() || genres[0]!,
       genres,
       path,

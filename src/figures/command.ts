@@ -75,12 +75,12 @@ export async function figuresCommand(config: Config, log: Logger, args: string[]
     if (!model) {
       throw new ConfigError(values.version ? `no model version "${values.version}"` : 'no active model: run `marquee serve` or `marquee index` first');
     }
-    const posters = svc.catalog.all();
+    const posters = await svc.catalog.all();
     if (posters.length === 0) throw new ConfigError('the catalog is empty: import it first (`marquee import <dir>` or `marquee serve`)');
     const gallery = posters.filter((p) => p.split === 'train');
     const tests = posters.filter((p) => p.split === 'test');
     if (gallery.length === 0 || tests.length === 0) throw new ConfigError('the catalog needs train and test posters (the split column of movies.csv)');
-    const queries = values.ids ? chosen(svc, values.ids) : sample(tests, count, seededRandom(seed));
+    const queries = values.ids ? (await chosen(svc, values.ids)) : sample(tests, count, seededRandom(seed));
     if (queries.length === 0) throw new ConfigError(`--ids names no poster\n${FIGURES_USAGE}`);
 
     const timings: Record<string, number> = {};
@@ -105,7 +105,7 @@ export async function figuresCommand(config: Config, log: Logger, args: string[]
       ),
     );
 
-    const summary = splitSummary(svc, model, 'test');
+    const summary = await splitSummary(svc, model, 'test');
     const subtitle = `${summary.queries} test posters queried against ${gallery.length.toLocaleString('en-US')} train posters, exact search, never themselves (marquee eval's per-genre table). Genres with few queries are noisy.`;
     await timed('bar charts', async () => {
       await writeGenreBars(summary, RECALL_SERIES, { title: `Recall@k per single genre, ${model.version}`, subtitle }, join(out, FIGURE_FILES.recall));
@@ -119,16 +119,18 @@ export async function figuresCommand(config: Config, log: Logger, args: string[]
   }
 }
 
-function chosen(svc: Services, ids: string): Poster[] {
-  return ids
+async function chosen(svc: Services, ids: string): Promise<Poster[]> {
+  const wanted = ids
     .split(',')
     .map((id) => id.trim())
-    .filter(Boolean)
-    .map((id) => {
-      const poster = svc.catalog.get(id);
+    .filter(Boolean);
+  return Promise.all(
+    wanted.map(async (id) => {
+      const poster = await svc.catalog.get(id);
       if (!poster) throw new ConfigError(`--ids: no poster "${id}" in the catalog`);
       return poster;
-    });
+    }),
+  );
 }
 
 /** Embeds the posters the version has no embedding for yet (a catalog imported after the last index). */

@@ -115,7 +115,7 @@ export class CatalogMaps {
   }
 
   async get(model: ModelVersion): Promise<CatalogMap> {
-    const counters = this.deps.catalog.changes();
+    const counters = await this.deps.catalog.changes();
     const maps = this.mapsOf(model);
     if (maps.layout?.pictures !== counters.pictures) {
       const computing = this.recompute(model, maps, counters.pictures);
@@ -212,10 +212,10 @@ export class CatalogMaps {
   }
 
   /** The layout's points with their posters as they are now (those deleted since left out), made once per catalog change. */
-  private labelled(maps: VersionMaps, changes: number): CatalogMap {
+  private async labelled(maps: VersionMaps, changes: number): Promise<CatalogMap> {
     const layout = maps.layout!;
     if (maps.labelled?.changes === changes && maps.labelled.layout === layout) return maps.labelled.map;
-    const posters = this.deps.catalog.getMany(layout.points.map((p) => p.key));
+    const posters = await this.deps.catalog.getMany(layout.points.map((p) => p.key));
     const points: MapPoint[] = [];
     for (const { key, x, y } of layout.points) {
       const poster = posters.get(key);
@@ -225,7 +225,7 @@ export class CatalogMaps {
       modelVersion: layout.model_version,
       params: layout.params,
       points,
-      catalogFingerprint: this.deps.catalog.fingerprint(),
+      catalogFingerprint: await this.deps.catalog.fingerprint(),
       catalogPosters: layout.posters,
       cached: maps.cachedFile,
     };

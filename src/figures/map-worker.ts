@@ -12,7 +12,7 @@ const { dbFile, space, dims, params, cap } = workerData as LayoutJob;
 const state = State.reader(dbFile);
 try {
   const embedded = state.embeddings.embeddedKeys(space);
-  const total = state.catalog.count();
+  const total = await state.catalog.count();
   const keys = embedded.length > cap ? sample(embedded, cap, seededRandom(params.seed)).sort((a, b) => a - b) : embedded;
   const data = new Float32Array(keys.length * dims);
   for (let start = 0; start < keys.length; start += 1000) {

@@ -30,11 +30,11 @@ export interface Verdict {
  * ranks val posters better by genre (mean average precision over all their genres, the multi-label
  * label the default training uses), not merely by single-genre Recall@1 (still reported beside it).
  */
-export function compareOnValidation(services: Services, candidate: ModelVersion, active: ModelVersion): Verdict {
-  const candidateSummary = validationSummary(services, candidate);
-  const activeSummary = validationSummary(services, active);
-  const [candidateScore, candidateMethod] = gateScore(services, candidate, candidateSummary);
-  const [activeScore, activeMethod] = gateScore(services, active, activeSummary);
+export async function compareOnValidation(services: Services, candidate: ModelVersion, active: ModelVersion): Promise<Verdict> {
+  const candidateSummary = await validationSummary(services, candidate);
+  const activeSummary = await validationSummary(services, active);
+  const [candidateScore, candidateMethod] = await gateScore(services, candidate, candidateSummary);
+  const [activeScore, activeMethod] = await gateScore(services, active, activeSummary);
   return {
     better: candidateScore > activeScore,
     metric: GATE_METRIC,
@@ -47,10 +47,10 @@ export function compareOnValidation(services: Services, candidate: ModelVersion,
   };
 }
 
-function gateScore(services: Pick<Services, 'catalog' | 'embeddings'>, model: ModelVersion, summary: Summary): [number, 'classifier' | 'vote'] {
+async function gateScore(services: Pick<Services, 'catalog' | 'embeddings'>, model: ModelVersion, summary: Summary): Promise<[number, 'classifier' | 'vote']> {
   const head = parseGenreHead(model.source.genre_head, model.dims);
   if (!head) return [summary.ranking.find((r) => r.k === VOTE_K)?.map ?? 0, 'vote'];
-  const val = services.catalog.all().filter((p) => p.split === 'val');
+  const val = (await services.catalog.all()).filter((p) => p.split === 'val');
   const vectors = storedVectors(services.embeddings.load(model, model.dims)).select(val, model.version);
   const classes = head.classes;
   const probabilities = val.map((_, i) => {

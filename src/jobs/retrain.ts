@@ -120,7 +120,7 @@ export class RetrainRunner {
         params.width || params.height
           ? defaultSpec(params.width ?? active.inputWidth, params.height ?? active.inputHeight)
           : active.preprocessing;
-      const posters = catalog.all();
+      const posters = await catalog.all();
       const paths = await renderInputs(
         posters,
         spec,
@@ -165,7 +165,7 @@ export class RetrainRunner {
         this.services.decodes,
       );
       await this.embedMissing(active, signal);
-      const verdict = compareOnValidation(this.services, candidate, active);
+      const verdict = await compareOnValidation(this.services, candidate, active);
       await models.setMetrics(candidate.version, { validation: verdict.candidate });
       if (!(await models.get(active.version))?.metrics) await models.setMetrics(active.version, { validation: verdict.active });
       const metrics = { ...verdict, forced: Boolean(params.force) };

@@ -97,7 +97,7 @@ async function exportBase(
   const python = await ensurePython(config.python, log, { onProgress: (p) => onStatus(`preparing the Python environment: ${p.step}${p.total ? ` (${p.done}/${p.total})` : ''}`) });
   const manifest = join(config.dataDir, 'manifests', 'base.jsonl');
   const spec = defaultSpec(width, height);
-  const posters = catalog.all();
+  const posters = await catalog.all();
   onStatus('rendering model inputs for calibration');
   const paths = await renderInputs(posters, spec, config.dataDir, config.maxPixels);
   writeManifest(manifest, posters, config.dataDir, { spec, paths });

@@ -48,7 +48,7 @@ export async function addInt8Variant(model: ModelVersion, deps: QuantizeDeps, on
     mkdirSync(source, { recursive: true });
     symlinkSync(join(config.dataDir, fp32.filePath), join(source, 'model.onnx'));
     writeFileSync(join(source, 'model.json'), JSON.stringify(fp32.source));
-    const posters = catalog.all();
+    const posters = await catalog.all();
     const sample = [
       ...spread(posters.filter((p) => p.split !== 'val' && p.split !== 'test'), CALIBRATE),
       ...spread(posters.filter((p) => p.split === 'val'), CHECK),

@@ -50,9 +50,9 @@ export class PosterFilters {
    * Every poster `page` gives, a page at a time (page(after): the next posters after key `after`,
    * by key; none at the end), the thread free between pages: a server's, while it serves.
    */
-  static async inPages(page: (after: number) => FilterFields[]): Promise<PosterFilters> {
+  static async inPages(page: (after: number) => Promise<FilterFields[]>): Promise<PosterFilters> {
     const filters = new PosterFilters([]);
-    for (let rows = page(0); rows.length > 0; rows = page(rows[rows.length - 1]!.key)) {
+    for (let rows = await page(0); rows.length > 0; rows = await page(rows[rows.length - 1]!.key)) {
       for (const poster of rows) filters.put(poster);
       await setImmediate();
     }

@@ -27,7 +27,7 @@ export const GRAPH_FETCH_LIMIT = 20_000;
 /**
  * Nearest-neighbour search over one model version's index, with metadata filters and exclusions.
  * The live catalog changes it through put/update/remove, after SQLite has committed the change.
- * In memory it keeps only what filters look at; the hits' posters are read from SQLite (`posters`),
+ * In memory it keeps only what filters look at; the hits' posters are read from the catalog (`posters`),
  * as is a poster's stored vector when asked for (`vector`). The graph's answers carry the distances of its
  * own storage (exact in f32; within about 1e-3 in f16), a scan's those of its rows (within about 1e-5).
  */
@@ -39,7 +39,7 @@ export class Searcher {
     private readonly vector: (key: number) => Float32Array | null,
     /** What filters look at of each poster it covers (or those already gathered: PosterFilters.inPages). */
     covered: Iterable<FilterFields> | PosterFilters,
-    private readonly posters: (keys: number[]) => Map<number, Poster>,
+    private readonly posters: (keys: number[]) => Promise<Map<number, Poster>>,
     private readonly exactScanLimit = EXACT_SCAN_LIMIT,
     private readonly graphFetchLimit = GRAPH_FETCH_LIMIT,
   ) {
@@ -82,7 +82,7 @@ export class Searcher {
    * enough to leave k after the filter at its selectivity, and asked again for four times as many
    * until k survive, up to GRAPH_FETCH_LIMIT; then an exact scan over every poster that passes.
    */
-  search(query: Float32Array, k: number, filter: SearchFilter = {}, exclude: Set<number> = new Set()): Hit[] {
+  search(query: Float32Array, k: number, filter: SearchFilter = {}, exclude: Set<number> = new Set()): Promise<Hit[]> {
     return this.hitsOf(this.nearest(query, k, filter, exclude));
   }
 
@@ -173,8 +173,8 @@ export class Searcher {
   }
 
   /** Neighbours (from nearest, or scored elsewhere) as hits, in their order, with their posters. */
-  hitsOf(neighbors: Neighbor[]): Hit[] {
-    const posters = this.posters(neighbors.map((n) => n.key));
+  async hitsOf(neighbors: Neighbor[]): Promise<Hit[]> {
+    const posters = await this.posters(neighbors.map((n) => n.key));
     const hits: Hit[] = [];
     for (const { key, distance } of neighbors) {
       const poster = posters.get(key);

@@ -75,7 +75,7 @@ export class CatalogWriter {
   ): Promise<{ poster: Poster; created: boolean; timing: AddTiming; nearDuplicates: NearDuplicate[] | null }> {
     const { catalog, duplicates } = this.services;
     const conflict = () => new ApiError(409, 'poster_exists', `poster ${fields.id} exists: PATCH /admin/posters/${fields.id} changes it, or add with upsert`);
-    if (!options.upsert && catalog.get(fields.id)) throw conflict();
+    if (!options.upsert && (await catalog.get(fields.id))) throw conflict();
     const started = performance.now();
     const hashing = this.hash(bytes, options.waitForDecode);
     const first = await this.embed(bytes, options.waitForDecode);
@@ -84,7 +84,7 @@ export class CatalogWriter {
     const hashed = performance.now();
     return this.runtime.exclusive(async () => {
       const locked = performance.now();
-      const existing = catalog.get(fields.id);
+      const existing = await catalog.get(fields.id);
       if (existing && !options.upsert) throw conflict();
       const { engine, vector, image } = await this.embedOn(first, bytes, options.waitForDecode);
       const checking = performance.now();
@@ -94,7 +94,7 @@ export class CatalogWriter {
         if (options.onDuplicate === 'reject' && nearDuplicates.length > 0) throw nearDuplicateError(nearDuplicates[0]!);
       }
       const checked = performance.now();
-      const poster = this.store(fields, bytes, image, engine, vector, hash);
+      const poster = await this.store(fields, bytes, image, engine, vector, hash);
       this.removeReplacedImage(existing, poster);
       const timing = {
         embedMs: embedded - started,
@@ -113,10 +113,10 @@ export class CatalogWriter {
     const first = await this.embed(bytes);
     const hash = await hashing;
     return this.runtime.exclusive(async () => {
-      const existing = this.services.catalog.get(id);
+      const existing = await this.services.catalog.get(id);
       if (!existing) throw notFound(`poster ${id}`);
       const { engine, vector, image } = await this.embedOn(first, bytes);
-      const poster = this.store(existing, bytes, image, engine, vector, hash);
+      const poster = await this.store(existing, bytes, image, engine, vector, hash);
       this.removeReplacedImage(existing, poster);
       return poster;
     });
@@ -126,13 +126,13 @@ export class CatalogWriter {
   async update(id: string, changes: PosterChanges): Promise<Poster> {
     const { catalog } = this.services;
     return this.runtime.exclusive(async () => {
-      const existing = catalog.get(id);
+      const existing = await catalog.get(id);
       if (!existing) throw notFound(`poster ${id}`);
       const genres = changes.genres ?? existing.genres;
       const singleGenre = changes.singleGenre ?? (changes.genres ? genres[0]! : existing.singleGenre);
       if (!genres.includes(singleGenre)) throw new ApiError(400, 'invalid_request', `single_genre "${singleGenre}" is not one of the genres`);
-      catalog.upsert({ ...existing, ...changes, genres, singleGenre }, new Date().toISOString());
-      const poster = catalog.get(id)!;
+      await catalog.upsert({ ...existing, ...changes, genres, singleGenre }, new Date().toISOString());
+      const poster = (await catalog.get(id))!;
       this.runtime.peek()?.updatePoster(poster);
       return poster;
     });
@@ -142,7 +142,7 @@ export class CatalogWriter {
   async remove(id: string): Promise<Poster> {
     const { catalog, config } = this.services;
     return this.runtime.exclusive(async () => {
-      const poster = catalog.delete(id, new Date().toISOString());
+      const poster = await catalog.delete(id, new Date().toISOString());
       if (!poster) throw notFound(`poster ${id}`);
       this.runtime.peek()?.removePoster(poster.key);
       this.services.duplicates.forget(poster.key);
@@ -168,7 +168,7 @@ export class CatalogWriter {
     return this.runtime.peek() === first.engine ? first : this.embed(bytes, waitForDecode);
   }
 
-  private store(fields: PosterFields, bytes: Buffer, image: Picture, engine: Engine, vector: Float32Array, hash: PerceptualHash): Poster {
+  private async store(fields: PosterFields, bytes: Buffer, image: Picture, engine: Engine, vector: Float32Array, hash: PerceptualHash): Promise<Poster> {
     const { state, config, duplicates } = this.services;
     // A name of its own per picture: the poster's current file stays whole until the commit names the new one.
     const digest = sha256(bytes);
@@ -188,7 +188,7 @@ export class CatalogWriter {
     }; // prettier-ignore
     let poster: Poster;
     try {
-      poster = state.savePoster(stored, new Date().toISOString(), { space: engine.model, vector }, hash);
+      poster = await state.savePoster(stored, new Date().toISOString(), { space: engine.model, vector }, hash);
     } catch (error) {
       // Not committed (e.g. a full disk): the picture written for it goes too.
       if (!existed) rmSync(file, { force: true });

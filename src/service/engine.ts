@@ -139,7 +139,7 @@ export class Engine {
    */
   async embedUpload(
     bytes: Buffer,
-    options: { whileEmbedding?: (image: Picture) => undefined; waitForDecode?: boolean } = {},
+    options: { whileEmbedding?: (image: Picture) => Promise<void>; waitForDecode?: boolean } = {},
   ): Promise<{ vector: Float32Array; image: Picture; timing: { preprocessMs: number; embedMs: number } }> {
     const { whileEmbedding, waitForDecode = false } = options;
     const started = performance.now();
@@ -148,7 +148,7 @@ export class Engine {
     const preprocessed = performance.now();
     const embedding = this.batcher.submit(tensor);
     try {
-      whileEmbedding?.(image);
+      await whileEmbedding?.(image);
     } catch (error) {
       embedding.catch(() => {}); // no one waits for it now
       throw error;

@@ -91,7 +91,7 @@ export class NearDuplicates {
             const hash = await this.hash(await readFile(join(this.deps.dataDir, poster.imagePath)), 'background');
             await this.deps.hashes.putIfCurrent(poster.key, poster.pixelSha256, hash);
           } catch (error) {
-            if (this.deps.catalog.getMany([poster.key]).has(poster.key)) {
+            if ((await this.deps.catalog.getMany([poster.key])).has(poster.key)) {
               this.deps.log.warn({ key: poster.key, image: poster.imagePath, err: error }, 'a poster could not be hashed for near-duplicate checks');
             }
           }
@@ -130,7 +130,7 @@ export class NearDuplicates {
   /** The catalog posters that are near-duplicates of a picture with this hash, nearest first (then by key). */
   async find(hash: PerceptualHash, exclude?: number): Promise<NearDuplicate[]> {
     const matches = (await this.loaded()).within(hash, NEAR_DUPLICATE.maxDistance, exclude);
-    const posters = this.deps.catalog.getMany(matches.map((m) => m.key));
+    const posters = await this.deps.catalog.getMany(matches.map((m) => m.key));
     return matches.filter((m) => posters.has(m.key)).map((m) => ({ poster: posters.get(m.key)!, distance: m.distance }));
   }
 
@@ -189,7 +189,7 @@ export class NearDuplicates {
       const [ra, rb] = [root(a), root(b)];
       if (ra !== rb) parent.set(Math.max(ra, rb), Math.min(ra, rb));
     }
-    const posters = this.deps.catalog.getMany([...parent.keys()]);
+    const posters = await this.deps.catalog.getMany([...parent.keys()]);
     const groups = new Map<number, DuplicateGroup>();
     for (const pair of pairs) {
       const a = posters.get(pair.a);

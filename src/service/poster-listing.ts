@@ -32,7 +32,7 @@ export async function listPosters(catalog: Catalog, titles: PosterTitles, query:
   const phrases = titlePhrases(q);
   if (phrases === null) throw new ApiError(400, 'empty_query', 'q has no word to search for: send letters or digits');
   const page = await titles.search(phrases, { genre, yearFrom, yearTo }, limit, cursor === undefined ? null : decodeSearchCursor(cursor));
-  const found = catalog.getMany(page.keys);
+  const found = await catalog.getMany(page.keys);
   return {
     // A poster deleted between the two reads is left out.
     posters: page.keys.flatMap((key) => found.get(key) ?? []),

@@ -34,13 +34,13 @@ export interface SimilarAnswer {
 /** How many candidates a diverse answer picks its k from: four times k, which k's own bound (100) caps at 400. */
 export const diversityPool = (k: number): number => 4 * k;
 
-export function similarTo(engine: Engine, vector: Float32Array, query: SimilarQuery): SimilarAnswer {
+export async function similarTo(engine: Engine, vector: Float32Array, query: SimilarQuery): Promise<SimilarAnswer> {
   const { searcher } = engine;
   if (query.diversity) {
     const pool = searcher.nearest(vector, diversityPool(query.k), query.filter ?? {}, query.exclude ?? new Set());
     return answerFrom(searcher, pool.map((neighbor) => ({ neighbor, relevance: similarityOf(neighbor) })), query);
   }
-  const nearest = searcher.search(vector, query.k, query.filter ?? {}, query.exclude ?? new Set());
+  const nearest = await searcher.search(vector, query.k, query.filter ?? {}, query.exclude ?? new Set());
   if (query.minSimilarity === undefined) return { hits: nearest, truncated: false };
   const floor = query.minSimilarity;
   const hits = nearest.filter((hit) => hit.similarity >= floor);
@@ -60,18 +60,18 @@ const similarityOf = (neighbor: Neighbor): number => 1 - (neighbor.distance * ne
  * less those under the relevance floor; with diversity, the k of them that maximal marginal
  * relevance picks, compared by their vectors in the int8 rows.
  */
-export function answerFrom(searcher: Searcher, ranked: Ranked[], query: Pick<SimilarQuery, 'k' | 'minSimilarity' | 'diversity'>): SimilarAnswer {
+export async function answerFrom(searcher: Searcher, ranked: Ranked[], query: Pick<SimilarQuery, 'k' | 'minSimilarity' | 'diversity'>): Promise<SimilarAnswer> {
   const top = ranked.slice(0, query.diversity ? diversityPool(query.k) : query.k);
   const floor = query.minSimilarity;
   const kept = floor === undefined ? top : top.filter((r) => similarityOf(r.neighbor) >= floor);
   const truncated = kept.length < Math.min(query.k, top.length);
-  if (!query.diversity || kept.length <= 1) return { hits: searcher.hitsOf(kept.slice(0, query.k).map((r) => r.neighbor)), truncated };
+  if (!query.diversity || kept.length <= 1) return { hits: await searcher.hitsOf(kept.slice(0, query.k).map((r) => r.neighbor)), truncated };
   const candidates = kept.flatMap((r) => {
     const vector = searcher.rowVector(r.neighbor.key);
     return vector ? [{ ...r, vector }] : [];
   });
   const picked = maximalMarginalRelevance(candidates, query.k, query.diversity);
-  return { hits: searcher.hitsOf(picked.map((i) => candidates[i]!.neighbor)), truncated };
+  return { hits: await searcher.hitsOf(picked.map((i) => candidates[i]!.neighbor)), truncated };
 }
 
 export type GenreMethod = 'classifier' | 'vote';
@@ -89,12 +89,12 @@ export interface GenreAnswer {
  * A poster's genres: by the version's genre head (the default where it has one) or by the vote of
  * its k nearest; the vote is always computed, as the explanation. Never counts `exclude` (the query's own catalog poster).
  */
-export function genresOf(engine: Engine, vector: Float32Array, k: number, exclude: Set<number>, asked?: GenreMethod): GenreAnswer {
+export async function genresOf(engine: Engine, vector: Float32Array, k: number, exclude: Set<number>, asked?: GenreMethod): Promise<GenreAnswer> {
   if (asked === 'classifier' && !engine.genreHead) {
     throw new ApiError(400, 'no_genre_head', `model version ${engine.model.version} has no genre classifier: ask for method=vote`);
   }
   const method = asked ?? (engine.genreHead ? 'classifier' : 'vote');
-  const hits = engine.searcher.search(vector, k, {}, exclude);
+  const hits = await engine.searcher.search(vector, k, {}, exclude);
   const vote = voteGenres(
     hits.map((hit) => ({ genres: hit.poster.genres, singleGenre: hit.poster.singleGenre, similarity: hit.similarity })),
     engine.genres,

@@ -77,13 +77,16 @@ export async function recommend(engine: Engine, catalog: Catalog, dataDir: strin
   const { positive, negative, strategy, k, filter, minSimilarity, diversity } = query;
   checkExamples(positive, negative);
   // Every id is looked up before any upload is embedded: an unknown one costs nothing.
-  const posterOf = (example: Example, role: string, index: number): Poster | null => {
+  const posterOf = async (example: Example, role: string, index: number): Promise<Poster | null> => {
     if (!('id' in example)) return null;
-    const poster = catalog.get(example.id);
+    const poster = await catalog.get(example.id);
     if (!poster) throw notFound(`poster ${example.id} (${role} example ${index + 1})`);
     return poster;
   };
-  const posters = [positive.map((e, i) => posterOf(e, 'positive', i)), negative.map((e, i) => posterOf(e, 'negative', i))] as const;
+  const posters = [
+    await Promise.all(positive.map((e, i) => posterOf(e, 'positive', i))),
+    await Promise.all(negative.map((e, i) => posterOf(e, 'negative', i))),
+  ] as const;
   // One positive alone is the similar search of its stored vector; several are combined, and read
   // from the int8 rows in memory (to about 1e-5) rather than from SQLite one by one.
   const alone = positive.length === 1 && negative.length === 0;
@@ -93,7 +96,7 @@ export async function recommend(engine: Engine, catalog: Catalog, dataDir: strin
       examples.map(async (example, i): Promise<ResolvedExample> => {
         if ('id' in example) return { source: 'poster', poster: found[i]!, vector: await vectorOf(found[i]!) };
         const { vector, image } = await engine.embedUpload(example.upload);
-        return { source: 'upload', poster: catalog.byPixelSha256(image.pixelSha256), vector };
+        return { source: 'upload', poster: await catalog.byPixelSha256(image.pixelSha256), vector };
       }),
     );
   const [positives, negatives] = await Promise.all([resolve(positive, posters[0]), resolve(negative, posters[1])]);
@@ -107,14 +110,14 @@ export async function recommend(engine: Engine, catalog: Catalog, dataDir: strin
 
   let answer: SimilarAnswer;
   if (alone) {
-    answer = similarTo(engine, positives[0]!.vector, settings);
+    answer = await similarTo(engine, positives[0]!.vector, settings);
   } else if (strategy === 'average_vector') {
     const vector = averageVector(vectors(positives), vectors(negatives));
     if (!vector) throw new ApiError(400, 'invalid_request', 'the examples cancel out: the positives minus the negatives leave no direction to search');
-    answer = similarTo(engine, vector, settings);
+    answer = await similarTo(engine, vector, settings);
   } else {
     const ranked = bestScoreCandidates(engine.searcher, vectors(positives), vectors(negatives), filter, exclude, diversity ? diversityPool(k) : k);
-    answer = answerFrom(engine.searcher, ranked, settings);
+    answer = await answerFrom(engine.searcher, ranked, settings);
   }
   return { ...answer, positive: positives, negative: negatives };
 }

@@ -146,7 +146,7 @@ export async function startUp(services: Services, runtime: Runtime): Promise<voi
     log.info({ catalog: config.catalogDir, ...counts, skipped: skipped.length }, 'catalog imported');
     for (const row of skipped.slice(0, 20)) log.warn(row, 'catalog row skipped');
   }
-  metrics.catalogSize.set(catalog.count());
+  metrics.catalogSize.set(await catalog.count());
   const onStatus = (status: string) => runtime.setStatus(status);
   const model = await servedVariant(await ensureBaseModel(config, catalog, models, log, onStatus), services, onStatus);
   const embedder = await loadEmbedder(model, services);

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { PerceptualHash } from '../search/perceptual-hash.js';
-import { Catalog, type NewPoster, type Poster } from './catalog.js';
+import type { Catalog, NewPoster, Poster } from './catalog.js';
 import { EmbeddingStore, type EmbeddingSpace } from './embeddings.js';
 import type { EvaluationStore } from './evaluations.js';
 import type { JobStore } from './jobs.js';
@@ -8,6 +8,7 @@ import type { ModelRegistry, VariantPolicy } from './models.js';
 import { SqliteModelRegistry } from './sqlite/models.js';
 import type { PosterHashStore } from './poster-hashes.js';
 import { type Db, inWriteTransaction, openDb, openReadOnlyDb } from './sqlite/db.js';
+import { SqliteCatalog } from './sqlite/catalog.js';
 import { SqliteEvaluationStore } from './sqlite/evaluations.js';
 import { SqliteJobStore } from './sqlite/jobs.js';
 import { SqlitePosterHashStore } from './sqlite/poster-hashes.js';
@@ -28,13 +29,14 @@ export class State {
   readonly titles: PosterTitles;
   readonly hashes: PosterHashStore;
   private readonly hashStore: SqlitePosterHashStore;
+  private readonly catalogStore: SqliteCatalog;
   readonly evaluations: EvaluationStore;
 
   private constructor(
     private readonly db: Db,
     variants?: VariantPolicy,
   ) {
-    this.catalog = new Catalog(db);
+    this.catalog = this.catalogStore = new SqliteCatalog(db);
     this.models = new SqliteModelRegistry(db, variants);
     this.embeddings = new EmbeddingStore(db);
     this.jobs = new SqliteJobStore(db);
@@ -65,13 +67,13 @@ export class State {
    * A poster written with its picture's embedding and perceptual hash, all or none of them (an add
    * through the API, or a new picture for a poster); its id is no longer deleted.
    */
-  savePoster(poster: NewPoster, now: string, embedding: { space: EmbeddingSpace; vector: Float32Array }, hash: PerceptualHash): Poster {
+  async savePoster(poster: NewPoster, now: string, embedding: { space: EmbeddingSpace; vector: Float32Array }, hash: PerceptualHash): Promise<Poster> {
     return inWriteTransaction(this.db, () => {
-      this.catalog.undelete(poster.id);
-      const { key } = this.catalog.upsert(poster, now);
+      this.catalogStore.undeleteSync(poster.id);
+      const { key } = this.catalogStore.upsertSync(poster, now);
       this.embeddings.putMany(embedding.space, [{ key, vector: embedding.vector }]);
       this.hashStore.write(key, poster.pixelSha256, hash);
-      return this.catalog.get(poster.id)!;
+      return this.catalogStore.getSync(poster.id)!;
     });
   }
 

@@ -174,7 +174,7 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
         if (!stored) throw notFound(`an evaluation of ${version} (run marquee eval --version ${version})`);
         // Whether the catalog has changed since (posters added, removed, re-pictured or re-labelled).
         reply.header('x-catalog-fingerprint', stored.catalogFingerprint ?? 'unknown');
-        reply.header('x-catalog-stale', String(stored.catalogFingerprint !== services.catalog.fingerprint()));
+        reply.header('x-catalog-stale', String(stored.catalogFingerprint !== await services.catalog.fingerprint()));
         // Sent as stored: serialising it again could reorder keys or change its rounding.
         if (request.query.format === 'md') return reply.type('text/markdown; charset=utf-8').send(stored.markdown);
         return reply.type('application/json; charset=utf-8').send(stored.document);

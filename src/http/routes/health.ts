@@ -69,7 +69,7 @@ export function healthRoutes(app: FastifyInstance, services: Services, runtime: 
       },
     },
     async (_request, reply) => {
-      metrics.catalogSize.set(catalog.count());
+      metrics.catalogSize.set(await catalog.count());
       metrics.queueDepth.set(runtime.peek()?.queueDepth ?? 0);
       return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
     },

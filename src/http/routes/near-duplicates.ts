@@ -53,7 +53,7 @@ export function nearDuplicateRoutes(app: FastifyInstance, services: Services, ru
       },
     },
     async (request) => {
-      const poster = catalog.get(request.params.id);
+      const poster = await catalog.get(request.params.id);
       if (!poster) throw notFound(`poster ${request.params.id}`);
       return runtime.use(async () => {
         const hash = (await duplicates.hashOf(poster.key)) ?? (await duplicates.hashOfImage(poster));

@@ -95,8 +95,8 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
   const embedQuery = async (engine: Engine, bytes: Buffer) => {
     let match: Poster | null = null;
     const { vector, timing } = await engine.embedUpload(bytes, {
-      whileEmbedding: (image) => {
-        match = catalog.byPixelSha256(image.pixelSha256);
+      whileEmbedding: async (image) => {
+        match = await catalog.byPixelSha256(image.pixelSha256);
       },
     });
     return { vector, match: match as Poster | null, timing };
@@ -141,7 +141,7 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       const query = similarQuery(request.query);
       return timed(request, reply, async (bytes, engine) => {
         const { vector, match, timing } = await embedQuery(engine, bytes);
-        return { body: similarView(engine, similarTo(engine, vector, query), query.k, match, baseUrl(request)), embed: timing };
+        return { body: similarView(engine, await similarTo(engine, vector, query), query.k, match, baseUrl(request)), embed: timing };
       });
     },
   );
@@ -166,7 +166,7 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       const { k = DEFAULT_K.genre, method } = request.query;
       return timed(request, reply, async (bytes, engine) => {
         const { vector, match, timing } = await embedQuery(engine, bytes);
-        return { body: genreView(engine, genresOf(engine, vector, k, new Set(match ? [match.key] : []), method), k, match, baseUrl(request)), embed: timing };
+        return { body: genreView(engine, await genresOf(engine, vector, k, new Set(match ? [match.key] : []), method), k, match, baseUrl(request)), embed: timing };
       });
     },
   );
@@ -273,11 +273,11 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
     },
     async (request) => {
       const query = similarQuery(request.query);
-      const poster = catalog.get(request.params.id);
+      const poster = await catalog.get(request.params.id);
       if (!poster) throw notFound(`poster ${request.params.id}`);
       return runtime.use(async (engine) => {
         const vector = await vectorOfPoster(engine, poster, config.dataDir);
-        const answer = similarTo(engine, vector, { ...query, exclude: new Set([poster.key]) });
+        const answer = await similarTo(engine, vector, { ...query, exclude: new Set([poster.key]) });
         return similarView(engine, answer, query.k, poster, baseUrl(request));
       });
     },
@@ -299,11 +299,11 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
     },
     async (request) => {
       const { k = DEFAULT_K.genre, method } = request.query;
-      const poster = catalog.get(request.params.id);
+      const poster = await catalog.get(request.params.id);
       if (!poster) throw notFound(`poster ${request.params.id}`);
       return runtime.use(async (engine) => {
         const vector = await vectorOfPoster(engine, poster, config.dataDir);
-        return genreView(engine, genresOf(engine, vector, k, new Set([poster.key]), method), k, poster, baseUrl(request));
+        return genreView(engine, await genresOf(engine, vector, k, new Set([poster.key]), method), k, poster, baseUrl(request));
       });
     },
   );
@@ -321,7 +321,7 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       },
     },
     async (request) => {
-      const poster = catalog.get(request.params.id);
+      const poster = await catalog.get(request.params.id);
       if (!poster) throw notFound(`poster ${request.params.id}`);
       return posterView(poster, baseUrl(request));
     },
@@ -345,7 +345,7 @@ export function posterRoutes(app: FastifyInstance, services: Services, runtime: 
       },
     },
     async (request, reply) => {
-      const poster = catalog.get(request.params.id);
+      const poster = await catalog.get(request.params.id);
       const file = poster ? join(config.dataDir, poster.imagePath) : null;
       if (!poster || !file || !existsSync(file)) throw notFound(`image of poster ${request.params.id}`);
       const etag = `"${poster.imageSha256}"`;
