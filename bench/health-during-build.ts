@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import { seededRandom } from '../src/figures/random.js';
 import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
-import { EmbeddingStore } from '../src/state/embeddings.js';
+import { SqliteEmbeddingStore } from '../src/state/sqlite/embeddings.js';
 import { SqliteModelRegistry } from '../src/state/sqlite/models.js';
 import { makeCatalogDir, sharedRows } from '../test/support/catalog.js';
 import { ROOT } from './lib/context.js';
@@ -103,7 +103,7 @@ function gaussian(rand: () => number): number {
 async function writeCatalog(dataDir: string, versions: string[]): Promise<void> {
   const db = openDb(join(dataDir, 'marquee.db'));
   const catalog = new SqliteCatalog(db);
-  const embeddings = new EmbeddingStore(db);
+  const embeddings = new SqliteEmbeddingStore(db);
   const registry = new SqliteModelRegistry(db);
   const spaces = await Promise.all(versions.map(async (version) => (await registry.get(version))!));
   const rand = seededRandom(15);
@@ -124,7 +124,7 @@ async function writeCatalog(dataDir: string, versions: string[]): Promise<void> 
         rows.push({ key, vector: vector.map((x) => x / norm) });
       }
     })();
-    for (const space of spaces) embeddings.putMany(space, rows);
+    for (const space of spaces) embeddings.putManySync(space, rows);
     if (start % 50_000 === 0) log(`posters ${start}/${N}`);
   }
   db.pragma('wal_checkpoint(TRUNCATE)');

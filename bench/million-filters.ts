@@ -14,7 +14,7 @@ import { VectorIndex, type IndexScalar } from '../src/search/vector-index.js';
 import { indexPath } from '../src/service/engine.js';
 import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
-import { EmbeddingStore } from '../src/state/embeddings.js';
+import { SqliteEmbeddingStore } from '../src/state/sqlite/embeddings.js';
 import { SqliteModelRegistry } from '../src/state/sqlite/models.js';
 import { machineInfo } from './lib/machine.js';
 import { nowMs, summarise } from './lib/stats.js';
@@ -25,7 +25,7 @@ const QUERIES = 300;
 const K = 8;
 const dbFile = join(dataDir, 'marquee.db');
 const db = openDb(dbFile);
-const store = new EmbeddingStore(db);
+const store = new SqliteEmbeddingStore(db);
 const catalog = new SqliteCatalog(db);
 const model = (await new SqliteModelRegistry(db).active())!;
 const index = VectorIndex.open(indexPath(dataDir, model), store.source(model, model.dims), { scalar });
@@ -51,7 +51,7 @@ out.push(
 );
 for (const filter of [{ genre: 'Western' }, { yearFrom: 1900, yearTo: 1903 }] as SearchFilter[]) {
   const matching = fields.filter((f) => matches(f, filter)).map((f) => f.key);
-  const queryVectors = queries.map((key) => store.get(model, key)!);
+  const queryVectors = queries.map((key) => store.getSync(model, key)!);
   const timed = async () => {
     const out: { hits: Hit[]; ms: number }[] = [];
     for (const [i, key] of queries.entries()) {
@@ -64,7 +64,7 @@ for (const filter of [{ genre: 'Western' }, { yearFrom: 1900, yearTo: 1903 }] as
   evictSqlite();
   const cold = await timed();
   const warm = await timed();
-  const vectors = store.getMany(model, matching);
+  const vectors = store.getManySync(model, matching);
   let exactK = 0;
   let recall = 0;
   for (const [i, key] of queries.entries()) {

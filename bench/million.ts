@@ -28,7 +28,7 @@ import { indexPath } from '../src/service/engine.js';
 import { VectorIndex, type IndexScalar } from '../src/search/vector-index.js';
 import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
-import { EmbeddingStore } from '../src/state/embeddings.js';
+import { SqliteEmbeddingStore } from '../src/state/sqlite/embeddings.js';
 import { SqliteModelRegistry } from '../src/state/sqlite/models.js';
 import { ROOT } from './lib/context.js';
 import { machineInfo } from './lib/machine.js';
@@ -168,7 +168,7 @@ const data = synthesise(N);
 log(`synthesised in ${((nowMs() - t0) / 1000).toFixed(1)} s`);
 const db = openDb(join(dataDir, 'marquee.db'));
 const catalog = new SqliteCatalog(db);
-const embeddings = new EmbeddingStore(db);
+const embeddings = new SqliteEmbeddingStore(db);
 const model = (await new SqliteModelRegistry(db).active())!;
 if (model.dims !== DIMS) throw new Error(`the default model has ${model.dims} dims`);
 const keys = new Int32Array(N);
@@ -197,7 +197,7 @@ t0 = nowMs();
 for (let start = 0; start < N; start += BATCH) {
   const rows = [];
   for (let i = start; i < Math.min(N, start + BATCH); i++) rows.push({ key: keys[i]!, vector: data.vectors.subarray(i * DIMS, (i + 1) * DIMS) });
-  embeddings.putMany(model, rows);
+  embeddings.putManySync(model, rows);
 }
 const embeddingsSeconds = (nowMs() - t0) / 1000;
 db.pragma('wal_checkpoint(TRUNCATE)');
@@ -271,7 +271,7 @@ for (const scalar of SCALARS) {
 
   log(`${scalar}: in-process search`);
   const inProcessDb = openDb(join(dataDir, 'marquee.db'));
-  const store = new EmbeddingStore(inProcessDb);
+  const store = new SqliteEmbeddingStore(inProcessDb);
   const index = VectorIndex.open(indexPath(dataDir, model), store.source(model, DIMS), { scalar });
   if (index.rebuilt) throw new Error(`the checkpoint was rebuilt: ${index.rebuilt}`);
   const inProcessCatalog = new SqliteCatalog(inProcessDb);

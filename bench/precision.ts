@@ -104,7 +104,7 @@ for (const variant of variants) {
   await embedCatalog(variant, embedder, svc.embeddings, dataDir, config.maxPixels, svc.log);
   await embedder.release();
 }
-const sets = variants.map((v) => svc.embeddings.load(v, v.dims));
+const sets = await Promise.all(variants.map((v) => svc.embeddings.load(v, v.dims)));
 const rowOf = (set: (typeof sets)[0]) => new Map([...set.keys].map((key, i) => [Number(key), i]));
 const rows = sets.map(rowOf);
 const vectorOf = (v: number, key: number) => sets[v]!.vectors.subarray(rows[v]!.get(key)! * fp32.dims, (rows[v]!.get(key)! + 1) * fp32.dims);

@@ -178,7 +178,7 @@ async function indexCommand(config: Config, log: Logger): Promise<void> {
   const svc = services(config, log);
   const onStatus = (status: string) => log.info(status);
   const model = await servedVariant(await ensureBaseModel(config, svc.catalog, svc.models, log, onStatus), svc, onStatus);
-  svc.embeddings.deleteSpace(model);
+  await svc.embeddings.deleteSpace(model);
   rmSync(indexPath(config.dataDir, model), { force: true });
   const embedder = await loadEmbedder(model, svc);
   const embedded = await embedCatalog(model, embedder, svc.embeddings, config.dataDir, config.maxPixels, log);

@@ -8,7 +8,7 @@ import { stableStringify } from '../src/eval/report.js';
 import { registerModelDir } from '../src/model/registration.js';
 import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
-import { EmbeddingStore } from '../src/state/embeddings.js';
+import { SqliteEmbeddingStore } from '../src/state/sqlite/embeddings.js';
 import { SqliteModelRegistry } from '../src/state/sqlite/models.js';
 import { makeCatalogDir, sharedRows, subsetRows, toCsv } from './support/catalog.js';
 import { testModelDir } from './support/model.js';
@@ -150,7 +150,7 @@ describe('marquee eval', () => {
     // The same network registered under another kind: a non-base version whose figures must equal the base's.
     const db = openDb(join(dataDir, 'marquee.db'));
     const candidate = await registerModelDir(testModelDir(), 'candidate', dataDir, new SqliteModelRegistry(db));
-    assert.equal(new EmbeddingStore(db).count(candidate), 0);
+    assert.equal(await new SqliteEmbeddingStore(db).count(candidate), 0);
     db.close();
     const json = join(out, 'candidate.json');
     const result = marquee(['eval', '--version', candidate.version, '--json', json, '--out', join(out, 'candidate.md')], env);
@@ -166,11 +166,11 @@ describe('marquee eval', () => {
     // The retrain gate's figure: val queries against train, from the embeddings eval just stored.
     const again = openDb(join(dataDir, 'marquee.db'));
     const catalog = new SqliteCatalog(again);
-    const embeddings = new EmbeddingStore(again);
+    const embeddings = new SqliteEmbeddingStore(again);
     const summary = await validationSummary({ catalog, embeddings }, candidate);
     // Recomputed here from the stored vectors: each val poster's 8 nearest train posters by dot product (unit
     // vectors), a hit when one shares its single genre.
-    const stored = embeddings.load(candidate, candidate.dims);
+    const stored = embeddings.loadSync(candidate, candidate.dims);
     const vectorOf = new Map([...stored.keys].map((key, i) => [Number(key), stored.vectors.subarray(i * stored.dims, (i + 1) * stored.dims)]));
     const dot = (a: Float32Array, b: Float32Array) => a.reduce((sum, x, i) => sum + x * b[i]!, 0);
     const posters = catalog.allSync();

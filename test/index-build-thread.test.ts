@@ -10,7 +10,7 @@ import { buildOnThread } from '../src/search/index-build.js';
 import { VectorIndex } from '../src/search/vector-index.js';
 import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
-import { EmbeddingStore } from '../src/state/embeddings.js';
+import { SqliteEmbeddingStore } from '../src/state/sqlite/embeddings.js';
 import { registerVariantRows } from './support/model-rows.js';
 
 const DIMS = 128;
@@ -23,7 +23,7 @@ function world() {
   const db = openDb(join(dir, 'marquee.db'));
   registerVariantRows(db, SPACE.version, DIMS);
   const catalog = new SqliteCatalog(db);
-  const embeddings = new EmbeddingStore(db);
+  const embeddings = new SqliteEmbeddingStore(db);
   const random = seededRandom(7);
   const vectors: { key: number; vector: Float32Array }[] = [];
   db.transaction(() => {
@@ -37,7 +37,7 @@ function world() {
       vectors.push({ key, vector: vector.map((x) => x / norm) });
     }
   })();
-  embeddings.putMany(SPACE, vectors);
+  embeddings.putManySync(SPACE, vectors);
   return { db, embeddings, vectors, file: join(dir, 'indexes', `${SPACE.version}.usearch`) };
 }
 

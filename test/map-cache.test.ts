@@ -12,7 +12,7 @@ import { seededRandom } from '../src/figures/random.js';
 import { type NewPoster } from '../src/state/catalog.js';
 import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb, type Db } from '../src/state/sqlite/db.js';
-import { EmbeddingStore } from '../src/state/embeddings.js';
+import { SqliteEmbeddingStore } from '../src/state/sqlite/embeddings.js';
 import type { ModelVersion } from '../src/state/models.js';
 import { registerVariantRows } from './support/model-rows.js';
 
@@ -34,8 +34,8 @@ function world(posters: number) {
   const db: Db = openDb(join(dir, 'marquee.db'));
   registerVariantRows(db, VERSION, DIMS);
   const catalog = new SqliteCatalog(db);
-  const embeddings = new EmbeddingStore(db);
-  const add = (i: number) => embeddings.putMany(SPACE, [{ key: catalog.upsertSync(poster(i), 'now').key, vector: vector() }]);
+  const embeddings = new SqliteEmbeddingStore(db);
+  const add = (i: number) => embeddings.putManySync(SPACE, [{ key: catalog.upsertSync(poster(i), 'now').key, vector: vector() }]);
   db.transaction(() => {
     for (let i = 0; i < posters; i++) add(i);
   })();

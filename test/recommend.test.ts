@@ -8,7 +8,7 @@ import { indexPath } from '../src/service/engine.js';
 import { bestScoreCandidates } from '../src/service/recommend.js';
 import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
-import { EmbeddingStore } from '../src/state/embeddings.js';
+import { SqliteEmbeddingStore } from '../src/state/sqlite/embeddings.js';
 import { SqliteModelRegistry } from '../src/state/sqlite/models.js';
 import { seededRandom } from '../src/figures/random.js';
 import { makeCatalogDir, posterPath, subsetRows } from './support/catalog.js';
@@ -303,7 +303,7 @@ describe('recommend and diversity', () => {
   it("best_score's search from the positives' neighbours finds what scoring every poster finds (the server stopped, its index opened here)", async () => {
     await server.stop();
     const db = openDb(join(server.dataDir, 'marquee.db'));
-    const store = new EmbeddingStore(db);
+    const store = new SqliteEmbeddingStore(db);
     const catalog = new SqliteCatalog(db);
     const model = (await new SqliteModelRegistry(db).active())!;
     const index = VectorIndex.open(indexPath(server.dataDir, model), store.source(model, model.dims), { expansion: 2 * rows.length });
@@ -315,7 +315,7 @@ describe('recommend and diversity', () => {
     for (let t = 0; t < 12; t++) {
       const examples = new Set<number>();
       while (examples.size < 5) examples.add(keys[Math.floor(rand() * keys.length)]!);
-      const [p1, p2, p3, n1, n2] = [...examples].map((key) => store.get(model, key)!);
+      const [p1, p2, p3, n1, n2] = [...examples].map((key) => store.getSync(model, key)!);
       for (const [wanted, filter] of [[8, {}], [32, {}], [6, { genre }]] as const) {
         const run = (limit: number) => bestScoreCandidates(searcher, [p1!, p2!, p3!], [n1!, n2!], filter, examples, wanted, limit).slice(0, wanted);
         const [byNeighbours, whole] = [run(0), run(Number.POSITIVE_INFINITY)];

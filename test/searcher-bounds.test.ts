@@ -10,7 +10,7 @@ import { Searcher } from '../src/search/searcher.js';
 import { VectorIndex } from '../src/search/vector-index.js';
 import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
-import { EmbeddingStore } from '../src/state/embeddings.js';
+import { SqliteEmbeddingStore } from '../src/state/sqlite/embeddings.js';
 import { registerVariantRows } from './support/model-rows.js';
 
 const DIMS = 32;
@@ -29,7 +29,7 @@ function world() {
   const db = openDb(join(dir, 'marquee.db'));
   registerVariantRows(db, SPACE.version, DIMS);
   const catalog = new SqliteCatalog(db);
-  const embeddings = new EmbeddingStore(db);
+  const embeddings = new SqliteEmbeddingStore(db);
   const random = seededRandom(3);
   const vectors = new Map<number, Float32Array>();
   db.transaction(() => {
@@ -43,7 +43,7 @@ function world() {
       vectors.set(key, unit(Float32Array.from({ length: DIMS }, (_, d) => (d === 0 ? (far ? -4 : 4) : 0) + random() - 0.5)));
     }
   })();
-  embeddings.putMany(SPACE, [...vectors].map(([key, vector]) => ({ key, vector })));
+  embeddings.putManySync(SPACE, [...vectors].map(([key, vector]) => ({ key, vector })));
   return { dir, db, catalog, embeddings, vectors };
 }
 

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb, type Db } from '../src/state/sqlite/db.js';
-import { EmbeddingStore } from '../src/state/embeddings.js';
+import { SqliteEmbeddingStore } from '../src/state/sqlite/embeddings.js';
 import { SqlitePosterHashStore } from '../src/state/sqlite/poster-hashes.js';
 import { State } from '../src/state/state.js';
 import { registerVariantRows } from './support/model-rows.js';
@@ -56,18 +56,18 @@ describe('state', () => {
   it('what a server lists or prunes a piece at a time is what one statement lists or prunes, across gaps in the keys', async () => {
     const fill = (db: Db) => {
       const catalog = new SqliteCatalog(db);
-      const embeddings = new EmbeddingStore(db);
+      const embeddings = new SqliteEmbeddingStore(db);
       const hashes = new SqlitePosterHashStore(db);
       const [space, other, gone] = [registerVariantRows(db, 'm1', 2), registerVariantRows(db, 'm2', 2), registerVariantRows(db, 'gone', 2)];
       const keys = Array.from({ length: 40 }, (_, i) => catalog.upsertSync(poster(`p${i}`), 'now').key);
       for (let i = 0; i < 40; i += 7) catalog.deleteSync(`p${i}`, 'now'); // gaps in the keys
       keys.forEach((key, i) => {
-        if (i % 3 === 0 && i % 7 !== 0) embeddings.putMany(space, [{ key, vector: new Float32Array([1, 0]) }]);
+        if (i % 3 === 0 && i % 7 !== 0) embeddings.putManySync(space, [{ key, vector: new Float32Array([1, 0]) }]);
         if (i % 4 === 0 && i % 7 !== 0) hashes.write(key, i % 8 === 0 ? `pixels-p${i}` : 'a picture it no longer has', hash);
       });
       // More change-log rows than one piece of a prune, under each of three variants.
       for (let round = 0; round < 900; round++) {
-        for (const s of [space, other, gone]) embeddings.putMany(s, [{ key: keys[1]!, vector: new Float32Array([0, round]) }, { key: keys[2]!, vector: new Float32Array([round, 0]) }, { key: keys[3]!, vector: new Float32Array([1, 1]) }]);
+        for (const s of [space, other, gone]) embeddings.putManySync(s, [{ key: keys[1]!, vector: new Float32Array([0, round]) }, { key: keys[2]!, vector: new Float32Array([round, 0]) }, { key: keys[3]!, vector: new Float32Array([1, 1]) }]);
       }
       db.prepare("DELETE FROM model_versions WHERE version = 'gone'").run();
       return { catalog, embeddings, hashes, space, other };
@@ -75,14 +75,14 @@ describe('state', () => {
     const [a, b] = [openDb(':memory:'), openDb(':memory:')];
     const [one, paged] = [fill(a), fill(b)];
 
-    const expectedToEmbed = one.catalog.allSync().filter((p) => one.embeddings.get(one.space, p.key) === null).map((p) => p.key);
-    assert.deepEqual(one.embeddings.missing(one.space).map((p) => p.key), expectedToEmbed);
+    const expectedToEmbed = one.catalog.allSync().filter((p) => one.embeddings.getSync(one.space, p.key) === null).map((p) => p.key);
+    assert.deepEqual(one.embeddings.missingSync(one.space).map((p) => p.key), expectedToEmbed);
     const hashed = new Set<number>();
     for await (const { key } of one.hashes.current()) hashed.add(key);
     const expectedToHash = one.catalog.allSync().map((p) => p.key).filter((key) => !hashed.has(key));
     assert.ok(expectedToEmbed.length > 10 && expectedToHash.length > 10 && expectedToHash.length < (await one.catalog.count()));
     for (const pageSize of [1, 3, 10, 1000]) {
-      assert.deepEqual(await one.embeddings.missingInPages(one.space, pageSize), one.embeddings.missing(one.space), `embeddings, pages of ${pageSize}`);
+      assert.deepEqual(await one.embeddings.missingInPages(one.space, pageSize), one.embeddings.missingSync(one.space), `embeddings, pages of ${pageSize}`);
       assert.deepEqual((await one.hashes.missing(pageSize)).map((p) => p.key), expectedToHash, `hashes, pages of ${pageSize}`);
     }
 

@@ -10,7 +10,7 @@ import { VectorIndex, type IndexScalar } from '../src/search/vector-index.js';
 import { type Poster } from '../src/state/catalog.js';
 import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb, type Db } from '../src/state/sqlite/db.js';
-import { EmbeddingStore } from '../src/state/embeddings.js';
+import { SqliteEmbeddingStore } from '../src/state/sqlite/embeddings.js';
 import { seededRandom } from '../src/figures/random.js';
 import { sharedRows } from './support/catalog.js';
 import { registerVariantRows } from './support/model-rows.js';
@@ -33,7 +33,7 @@ function vectorFor(seed: number): Float32Array {
 interface World {
   db: Db;
   catalog: SqliteCatalog;
-  embeddings: EmbeddingStore;
+  embeddings: SqliteEmbeddingStore;
   file: string;
 }
 
@@ -43,7 +43,7 @@ function world(count = 1500, vectorOf: (key: number) => Float32Array = vectorFor
   const db = openDb(join(dir, 'marquee.db'));
   registerVariantRows(db, VERSION, DIMS);
   const catalog = new SqliteCatalog(db);
-  const embeddings = new EmbeddingStore(db);
+  const embeddings = new SqliteEmbeddingStore(db);
   const rows = sharedRows().slice(0, count);
   const vectors: { key: number; vector: Float32Array }[] = [];
   db.transaction(() => {
@@ -59,7 +59,7 @@ function world(count = 1500, vectorOf: (key: number) => Float32Array = vectorFor
       vectors.push({ key, vector: vectorOf(key) });
     }
   })();
-  embeddings.putMany(SPACE, vectors);
+  embeddings.putManySync(SPACE, vectors);
   return { db, catalog, embeddings, file: join(dir, 'indexes', `${VERSION}.usearch`) };
 }
 
@@ -81,7 +81,7 @@ function exactFiltered(w: World, query: Float32Array, k: number, filter: SearchF
   const scored: { key: number; d: number }[] = [];
   for (const poster of w.catalog.allSync()) {
     if (exclude.has(poster.key) || !matches(poster, filter)) continue;
-    const v = w.embeddings.get(SPACE, poster.key);
+    const v = w.embeddings.getSync(SPACE, poster.key);
     if (!v) continue;
     scored.push({ key: poster.key, d: Math.sqrt(v.reduce((sum, x, i) => sum + (x - query[i]!) ** 2, 0)) });
   }
@@ -102,7 +102,7 @@ describe('the vector index: a checkpoint plus the change log', () => {
 
     const [gone, changed] = w.catalog.allSync();
     w.catalog.deleteSync(gone!.id, 'now');
-    w.embeddings.putMany(SPACE, [{ key: changed!.key, vector: vectorFor(99_999) }]);
+    w.embeddings.putManySync(SPACE, [{ key: changed!.key, vector: vectorFor(99_999) }]);
     const replayed = open(w);
     assert.equal(replayed.rebuilt, null);
     assert.equal(replayed.replayed, 2);
@@ -123,7 +123,7 @@ describe('the vector index: a checkpoint plus the change log', () => {
       });
       const index = open(w);
       for (const { key } of w.catalog.allSync()) {
-        const found = index.search(w.embeddings.get(SPACE, key)!, index.size).map((n) => n.key);
+        const found = index.search(w.embeddings.getSync(SPACE, key)!, index.size).map((n) => n.key);
         assert.ok(found.includes(key), `build ${build}: poster ${key} is not reached (${found.length} of ${index.size} found)`);
       }
       w.db.close();
@@ -175,7 +175,7 @@ describe('the vector index: a checkpoint plus the change log', () => {
     // Changes logged after the checkpoint: a removal, a replaced vector, a new poster.
     const [gone, changed] = w.catalog.allSync();
     w.catalog.deleteSync(gone!.id, 'now');
-    w.embeddings.putMany(SPACE, [{ key: changed!.key, vector: vectorFor(99_999) }]);
+    w.embeddings.putManySync(SPACE, [{ key: changed!.key, vector: vectorFor(99_999) }]);
     const mapped = await VectorIndex.openWith(build, w.file, source, { expansion: 2000 });
     assert.equal(builds, 1, 'the checkpoint is used');
     assert.equal(mapped.replayed, 2);
@@ -207,7 +207,7 @@ describe('the vector index: a checkpoint plus the change log', () => {
     );
 
     // More changes than are kept beside a mapped graph: the checkpoint is rebuilt with them.
-    w.embeddings.putMany(SPACE, w.catalog.allSync().slice(0, 1100).map(({ key }) => ({ key, vector: vectorFor(key + 50_000) })));
+    w.embeddings.putManySync(SPACE, w.catalog.allSync().slice(0, 1100).map(({ key }) => ({ key, vector: vectorFor(key + 50_000) })));
     const rebuilt = await VectorIndex.openWith(build, w.file, source, { expansion: 2000 });
     assert.equal(builds, 2);
     assert.match(rebuilt.rebuilt ?? '', /changes since the checkpoint/);
@@ -252,7 +252,7 @@ describe('the vector index: a checkpoint plus the change log', () => {
     for (const file of saved) copyFileSync(file, `${file}.old`);
     const [gone, changed] = w.catalog.allSync();
     w.catalog.deleteSync(gone!.id, 'now');
-    w.embeddings.putMany(SPACE, [{ key: changed!.key, vector: vectorFor(77_777) }]);
+    w.embeddings.putManySync(SPACE, [{ key: changed!.key, vector: vectorFor(77_777) }]);
     const newer = open(w); // replays both changes, saves a newer checkpoint and prunes the log
     assert.equal(newer.replayed, 2);
     assert.equal((w.db.prepare('SELECT count(*) AS n FROM embedding_changes').get() as { n: number }).n, 0);

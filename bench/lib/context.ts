@@ -7,7 +7,7 @@ import { createLogger, type Logger } from '../../src/log.js';
 import { type Poster } from '../../src/state/catalog.js';
 import { SqliteCatalog } from '../../src/state/sqlite/catalog.js';
 import { openDb, type Db } from '../../src/state/sqlite/db.js';
-import { EmbeddingStore } from '../../src/state/embeddings.js';
+import { SqliteEmbeddingStore } from '../../src/state/sqlite/embeddings.js';
 import { variantPolicy } from '../../src/model/precision.js';
 import type { ModelVersion } from '../../src/state/models.js';
 import { SqliteModelRegistry } from '../../src/state/sqlite/models.js';
@@ -34,7 +34,7 @@ export interface BenchContext {
   model: ModelVersion;
   modelFile: string;
   catalog: SqliteCatalog;
-  embeddings: EmbeddingStore;
+  embeddings: SqliteEmbeddingStore;
   /** Test-split posters, by key. */
   testPosters: Poster[];
   /** Watches other processes' CPU use; measurements disturbed by them are retried (see CpuMonitor.clean). */
@@ -55,10 +55,11 @@ export async function createContext(env: NodeJS.ProcessEnv = process.env): Promi
   const model = await models.active();
   if (!model) throw new Error(`no active model in ${dbFile}: start the server once (npm start) and wait until /ready says ready`);
   const catalog = new SqliteCatalog(db);
-  const embeddings = new EmbeddingStore(db);
+  const embeddings = new SqliteEmbeddingStore(db);
   const posters = catalog.allSync();
-  if (embeddings.count(model) < posters.length) {
-    throw new Error(`only ${embeddings.count(model)} of ${posters.length} posters are embedded with ${model.version}: let the server finish starting once`);
+  const embedded = await embeddings.count(model);
+  if (embedded < posters.length) {
+    throw new Error(`only ${embedded} of ${posters.length} posters are embedded with ${model.version}: let the server finish starting once`);
   }
   const testPosters = posters.filter((p) => p.split === 'test');
   if (testPosters.length === 0) throw new Error('the catalog has no test-split posters');

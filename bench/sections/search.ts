@@ -64,7 +64,7 @@ export function exactSearch(set: EmbeddingSet, query: Float32Array, k: number): 
 /** Section (c): k=8 search on the real active-version index vs an exact scan, with recall. */
 export async function benchSearch(ctx: BenchContext, progress: (line: string) => void): Promise<SearchResult> {
   const { model } = ctx;
-  const set = ctx.embeddings.load(model, model.dims);
+  const set = await ctx.embeddings.load(model, model.dims);
   const file = indexPath(ctx.dataDir, model);
   const index = VectorIndex.open(file, ctx.embeddings.source(model, model.dims), {
     onRebuild: (reason) => progress(`index ${file} is ${reason}: rebuilding it (not timed)`),

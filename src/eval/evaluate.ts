@@ -275,7 +275,7 @@ export async function splitSummary(
   const gallery = posters.filter((p) => p.split && GALLERY_SPLITS[galleryChoice].includes(p.split));
   const queries = posters.filter((p) => p.split === split);
   if (gallery.length === 0 || queries.length === 0) throw new Error(`no ${split} queries or no ${galleryChoice} gallery in the catalog`);
-  const stored = storedVectors(svc.embeddings.load(model, model.dims));
+  const stored = storedVectors(await svc.embeddings.load(model, model.dims));
   const labeller = new Labeller(gallery, queries.map((p) => posterItem(p, '')));
   const neighbours = exactKnn(stored.select(queries, model.version), stored.select(gallery, model.version), labeller.depth);
   return evaluateQueries(labeller.outcomes(neighbours));
@@ -479,10 +479,10 @@ class ModelVectors {
     const cached = this.sets.get(model.version);
     if (cached) return cached;
     const { embeddings, config, log } = this.svc;
-    if (embeddings.missing(model).length > 0) {
+    if ((await embeddings.missing(model)).length > 0) {
       await embedCatalog(model, await this.embedder(model), embeddings, config.dataDir, config.maxPixels, log);
     }
-    const set = embeddings.load(model, model.dims);
+    const set = await embeddings.load(model, model.dims);
     const loaded = { set, stored: storedVectors(set) };
     this.sets.set(model.version, loaded);
     return loaded;

@@ -94,7 +94,7 @@ export async function figuresCommand(config: Config, log: Logger, args: string[]
     const map = await timed('map', () => new CatalogMaps({ ...svc, dataDir: config.dataDir }).get(model));
     await timed('map figure', () => writeMapFigure(map, join(out, FIGURE_FILES.map)));
 
-    const set = svc.embeddings.load(model, model.dims);
+    const set = await svc.embeddings.load(model, model.dims);
     const source = values.ids ? 'Chosen posters' : `${queries.length} test posters drawn at random (seed ${seed})`;
     await timed('retrieval grid', () =>
       writeRetrievalGrid(
@@ -135,7 +135,7 @@ async function chosen(svc: Services, ids: string): Promise<Poster[]> {
 
 /** Embeds the posters the version has no embedding for yet (a catalog imported after the last index). */
 async function embedMissing(svc: Services, model: ModelVersion): Promise<void> {
-  if (svc.embeddings.missing(model).length === 0) return;
+  if ((await svc.embeddings.missing(model)).length === 0) return;
   const embedder = await loadEmbedder(model, svc);
   try {
     await embedCatalog(model, embedder, svc.embeddings, svc.config.dataDir, svc.config.maxPixels, svc.log);

@@ -11,13 +11,13 @@ import { sample, seededRandom } from './random.js';
 const { dbFile, space, dims, params, cap } = workerData as LayoutJob;
 const state = State.reader(dbFile);
 try {
-  const embedded = state.embeddings.embeddedKeys(space);
+  const embedded = await state.embeddings.embeddedKeys(space);
   const total = await state.catalog.count();
   const keys = embedded.length > cap ? sample(embedded, cap, seededRandom(params.seed)).sort((a, b) => a - b) : embedded;
   const data = new Float32Array(keys.length * dims);
   for (let start = 0; start < keys.length; start += 1000) {
     const chunk = keys.slice(start, start + 1000);
-    const vectors = state.embeddings.getMany(space, chunk);
+    const vectors = await state.embeddings.getMany(space, chunk);
     chunk.forEach((key, i) => data.set(vectors.get(key)!, (start + i) * dims));
   }
   const coords = layoutMap(data, dims, params);

@@ -51,7 +51,7 @@ async function gateScore(services: Pick<Services, 'catalog' | 'embeddings'>, mod
   const head = parseGenreHead(model.source.genre_head, model.dims);
   if (!head) return [summary.ranking.find((r) => r.k === VOTE_K)?.map ?? 0, 'vote'];
   const val = (await services.catalog.all()).filter((p) => p.split === 'val');
-  const vectors = storedVectors(services.embeddings.load(model, model.dims)).select(val, model.version);
+  const vectors = storedVectors(await services.embeddings.load(model, model.dims)).select(val, model.version);
   const classes = head.classes;
   const probabilities = val.map((_, i) => {
     const answer = classifyGenres(head, vectors.data.subarray(i * model.dims, (i + 1) * model.dims));

@@ -223,7 +223,7 @@ export class RetrainRunner {
    */
   private async embedMissing(model: ModelVersion, signal: AbortSignal): Promise<void> {
     const { config, embeddings, log } = this.services;
-    if (embeddings.missing(model).length === 0) return;
+    if ((await embeddings.missing(model)).length === 0) return;
     const embedder = await loadEmbedder(model, this.services);
     try {
       await embedCatalog(model, embedder, embeddings, config.dataDir, config.maxPixels, log, undefined, signal, this.services.decodes);

@@ -36,7 +36,7 @@ export class Searcher {
 
   constructor(
     private readonly index: VectorIndex,
-    private readonly vector: (key: number) => Float32Array | null,
+    private readonly vector: (key: number) => Promise<Float32Array | null>,
     /** What filters look at of each poster it covers (or those already gathered: PosterFilters.inPages). */
     covered: Iterable<FilterFields> | PosterFilters,
     private readonly posters: (keys: number[]) => Promise<Map<number, Poster>>,
@@ -56,7 +56,7 @@ export class Searcher {
   }
 
   /** The stored embedding of a poster this searcher covers; null for one it does not (yet). */
-  vectorOf(key: number): Float32Array | null {
+  async vectorOf(key: number): Promise<Float32Array | null> {
     return this.index.has(key) ? this.vector(key) : null;
   }
 

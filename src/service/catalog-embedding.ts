@@ -41,7 +41,7 @@ export async function embedCatalog(
       }),
     );
     const vectors = await embedder.embed(tensors);
-    store.putMany(model, batch.map(({ key }, i) => ({ key, vector: vectors[i]! })));
+    await store.putMany(model, batch.map(({ key }, i) => ({ key, vector: vectors[i]! })));
     done += batch.length;
     progress.tick(done);
     onProgress?.(done, missing.length);

@@ -108,5 +108,5 @@ export async function genresOf(engine: Engine, vector: Float32Array, k: number, 
  * beside the server since the engine loaded) its stored image embedded now.
  */
 export async function vectorOfPoster(engine: Engine, poster: Poster, dataDir: string): Promise<Float32Array> {
-  return engine.searcher.vectorOf(poster.key) ?? (await engine.embedUpload(await readFile(join(dataDir, poster.imagePath)))).vector;
+  return (await engine.searcher.vectorOf(poster.key)) ?? (await engine.embedUpload(await readFile(join(dataDir, poster.imagePath)))).vector;
 }

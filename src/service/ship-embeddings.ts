@@ -60,7 +60,7 @@ export async function shipEmbeddingsCommand(config: Config, log: Logger, args: s
       await embedder.release();
     }
     const vectors = new Map<string, Float32Array>();
-    const stored = svc.embeddings.load(model, model.dims);
+    const stored = await svc.embeddings.load(model, model.dims);
     const pixelHashes = new Map((await svc.catalog.all()).map((poster) => [poster.key, poster.pixelSha256]));
     stored.keys.forEach((key, i) => vectors.set(pixelHashes.get(Number(key))!, stored.vectors.subarray(i * model.dims, (i + 1) * model.dims)));
     const header: CatalogEmbeddingsHeader = writeCatalogEmbeddings(out, {

@@ -80,7 +80,7 @@ export async function adoptShippedEmbeddings(
   /** The server's decodes (admitted by its decode budget), as the catalog's embedding uses; none in the CLI. */
   decodes?: Decodes,
 ): Promise<ShippedAdoption> {
-  const missing = store.missing(model);
+  const missing = await store.missing(model);
   const outcome = (taken: number, verified: number, distrusted: string | null): ShippedAdoption => ({ file, missing: missing.length, taken, verified, distrusted });
   const distrust = (why: string, verified = 0): ShippedAdoption => {
     log.warn({ file, why, verified }, `the shipped catalog embeddings are not used (${why}): embedding every poster`);
@@ -114,7 +114,7 @@ export async function adoptShippedEmbeddings(
     return distrust(`poster ${worst.key}'s shipped vector has cosine ${worst.cosine.toFixed(6)} with the model's, under ${SHIPPED_MIN_COSINE}`, sample.length);
   }
   const embeddedHere = new Map(sample.map((poster, i) => [poster.key, fresh[i]!]));
-  store.putMany(
+  await store.putMany(
     model,
     found.map(({ key, vector }) => ({ key, vector: embeddedHere.get(key) ?? vector })),
   );

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { PerceptualHash } from '../search/perceptual-hash.js';
 import type { Catalog, NewPoster, Poster } from './catalog.js';
-import { EmbeddingStore, type EmbeddingSpace } from './embeddings.js';
+import type { EmbeddingSpace, EmbeddingStore } from './embeddings.js';
 import type { EvaluationStore } from './evaluations.js';
 import type { JobStore } from './jobs.js';
 import type { ModelRegistry, VariantPolicy } from './models.js';
@@ -9,6 +9,7 @@ import { SqliteModelRegistry } from './sqlite/models.js';
 import type { PosterHashStore } from './poster-hashes.js';
 import { type Db, inWriteTransaction, openDb, openReadOnlyDb } from './sqlite/db.js';
 import { SqliteCatalog } from './sqlite/catalog.js';
+import { SqliteEmbeddingStore } from './sqlite/embeddings.js';
 import { SqliteEvaluationStore } from './sqlite/evaluations.js';
 import { SqliteJobStore } from './sqlite/jobs.js';
 import { SqlitePosterHashStore } from './sqlite/poster-hashes.js';
@@ -30,6 +31,7 @@ export class State {
   readonly hashes: PosterHashStore;
   private readonly hashStore: SqlitePosterHashStore;
   private readonly catalogStore: SqliteCatalog;
+  private readonly embeddingStore: SqliteEmbeddingStore;
   readonly evaluations: EvaluationStore;
 
   private constructor(
@@ -38,7 +40,7 @@ export class State {
   ) {
     this.catalog = this.catalogStore = new SqliteCatalog(db);
     this.models = new SqliteModelRegistry(db, variants);
-    this.embeddings = new EmbeddingStore(db);
+    this.embeddings = this.embeddingStore = new SqliteEmbeddingStore(db);
     this.jobs = new SqliteJobStore(db);
     this.titles = new SqlitePosterTitles(db);
     this.hashes = this.hashStore = new SqlitePosterHashStore(db);
@@ -71,7 +73,7 @@ export class State {
     return inWriteTransaction(this.db, () => {
       this.catalogStore.undeleteSync(poster.id);
       const { key } = this.catalogStore.upsertSync(poster, now);
-      this.embeddings.putMany(embedding.space, [{ key, vector: embedding.vector }]);
+      this.embeddingStore.putManySync(embedding.space, [{ key, vector: embedding.vector }]);
       this.hashStore.write(key, poster.pixelSha256, hash);
       return this.catalogStore.getSync(poster.id)!;
     });
