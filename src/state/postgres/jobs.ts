@@ -1,0 +1,117 @@
+import { randomBytes } from 'node:crypto';
+import { ACTIVE_STATES, isFinal, JobConflictError, type Job, type JobChanges, type JobState, type JobStore } from '../jobs.js';
+import { type Client, type Pool, transaction } from './db.js';
+
+interface JobRow {
+  id: string;
+  kind: string;
+  state: JobState;
+  params: Record<string, unknown>;
+  progress: Record<string, unknown> | null;
+  metrics: Record<string, unknown> | null;
+  model_version: string | null;
+  error: string | null;
+  log_tail: string | null;
+  created_at: string;
+  updated_at: string;
+  finished_at: string | null;
+}
+
+function fromRow(row: JobRow): Job {
+  return {
+    id: row.id,
+    kind: row.kind,
+    state: row.state,
+    params: row.params,
+    progress: row.progress,
+    metrics: row.metrics,
+    modelVersion: row.model_version,
+    error: row.error,
+    logTail: row.log_tail,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    finishedAt: row.finished_at,
+  };
+}
+
+/** JobStore on PostgreSQL; the database refuses a second unfinished job, whichever server asks. */
+export class PostgresJobStore implements JobStore {
+  constructor(private readonly pool: Pool) {}
+
+  async create(kind: string, params: Record<string, unknown>): Promise<Job> {
+    const now = new Date().toISOString();
+    const id = `job-${now.replace(/[-:.TZ]/g, '').slice(0, 14)}-${randomBytes(3).toString('hex')}`;
+    try {
+      const { rows } = await this.pool.query<JobRow>(
+        `INSERT INTO jobs (id, kind, state, params, created_at, updated_at) VALUES ($1, $2, 'queued', $3, $4, $4) RETURNING *`,
+        [id, kind, JSON.stringify(params), now],
+      );
+      return fromRow(rows[0]!);
+    } catch (error) {
+      if ((error as { constraint?: string }).constraint === 'jobs_one_unfinished') throw new JobConflictError('another job is running');
+      throw error;
+    }
+  }
+
+  async get(id: string): Promise<Job | null> {
+    const { rows } = await this.pool.query<JobRow>('SELECT * FROM jobs WHERE id = $1', [id]);
+    return rows[0] ? fromRow(rows[0]) : null;
+  }
+
+  async list(limit = 50): Promise<Job[]> {
+    return (await this.pool.query<JobRow>('SELECT * FROM jobs ORDER BY created_at DESC, id DESC LIMIT $1', [limit])).rows.map(fromRow);
+  }
+
+  async unfinished(): Promise<Job | null> {
+    const { rows } = await this.pool.query<JobRow>('SELECT * FROM jobs WHERE state = ANY($1) LIMIT 1', [ACTIVE_STATES]);
+    return rows[0] ? fromRow(rows[0]) : null;
+  }
+
+  async update(id: string, changes: JobChanges): Promise<Job> {
+    return transaction(this.pool, (client) => write(client, id, changes));
+  }
+
+  async mergeProgress(id: string, changes: Record<string, unknown>, logTail: string | null): Promise<void> {
+    const { rowCount } = await this.pool.query(
+      `UPDATE jobs SET progress = coalesce(progress, '{}'::jsonb) || $2::jsonb, log_tail = $3, updated_at = $4 WHERE id = $1`,
+      [id, JSON.stringify(changes), logTail, new Date().toISOString()],
+    );
+    if (rowCount === 0) throw new Error(`no job ${id}`);
+  }
+
+  async failInterrupted(): Promise<Job[]> {
+    return transaction(this.pool, async (client) => {
+      const { rows } = await client.query<JobRow>('SELECT * FROM jobs WHERE state = ANY($1) FOR UPDATE', [ACTIVE_STATES]);
+      const interrupted: Job[] = [];
+      for (const job of rows.map(fromRow)) {
+        interrupted.push(await write(client, job.id, { state: 'failed', error: `interrupted: the server stopped while the job was ${job.state}` }));
+      }
+      return interrupted;
+    });
+  }
+}
+
+/** A job's row changed, read and written in the caller's transaction (the row locked). */
+async function write(client: Client, id: string, changes: JobChanges): Promise<Job> {
+  const now = new Date().toISOString();
+  const found = (await client.query<JobRow>('SELECT * FROM jobs WHERE id = $1 FOR UPDATE', [id])).rows[0];
+  if (!found) throw new Error(`no job ${id}`);
+  const current = fromRow(found);
+  const next = { ...current, ...changes };
+  const { rows } = await client.query<JobRow>(
+    `UPDATE jobs SET state = $2, progress = $3, metrics = $4, model_version = $5, error = $6, log_tail = $7, updated_at = $8,
+       finished_at = $9 WHERE id = $1 RETURNING *`,
+    [
+      id,
+      next.state,
+      next.progress ? JSON.stringify(next.progress) : null,
+      next.metrics ? JSON.stringify(next.metrics) : null,
+      next.modelVersion,
+      next.error,
+      next.logTail,
+      now,
+      isFinal(next.state) ? (current.finishedAt ?? now) : null,
+    ],
+  );
+  return fromRow(rows[0]!);
+}

@@ -1,0 +1,73 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+
+/**
+ * A throwaway PostgreSQL cluster on loopback, for the tests that run a store on PostgreSQL: Debian's
+ * postgresql-15 binaries (.ci/run installs them), a data directory of its own under /tmp, a free
+ * port, stopped and removed by stop(). No PostgreSQL is a failure, not a skip. As root (CI), the
+ * server runs as the `postgres` user, which the package creates: PostgreSQL refuses to run as root.
+ */
+export interface TestCluster {
+  /** A new, empty database on the cluster; its URL. */
+  database(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export async function startCluster(): Promise<TestCluster> {
+  const bin = postgresBin();
+  const dir = mkdtempSync('/tmp/marquee-pg-');
+  const asRoot = process.getuid?.() === 0;
+  const owner = asRoot ? Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim()) : null;
+  if (owner !== null) chownSync(dir, owner, Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim()));
+  const run = (tool: string, args: string[]) => {
+    const [command, all] = asRoot ? ['runuser', ['-u', 'postgres', '--', join(bin, tool), ...args]] : [join(bin, tool), args];
+    const result = spawnSync(command, all, { encoding: 'utf8' });
+    if (result.status !== 0) throw new Error(`${tool} failed (${result.status}): ${result.stderr || result.stdout}`);
+  };
+  const data = join(dir, 'data');
+  run('initdb', ['-D', data, '-A', 'trust', '-U', 'marquee', '--no-sync', '-E', 'UTF8']);
+  const port = await freePort();
+  run('pg_ctl', ['-D', data, '-l', join(dir, 'server.log'), '-w', '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`, 'start']);
+  const base = `postgres://marquee@127.0.0.1:${port}`;
+  const admin = new pg.Client({ connectionString: `${base}/postgres` });
+  await admin.connect();
+  return {
+    async database() {
+      const name = `t_${randomBytes(6).toString('hex')}`;
+      await admin.query(`CREATE DATABASE ${name}`);
+      return `${base}/${name}`;
+    },
+    async stop() {
+      await admin.end().catch(() => {});
+      try {
+        run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+/** The newest installed server's binaries (MARQUEE_TEST_PG_BIN overrides). */
+function postgresBin(): string {
+  if (process.env.MARQUEE_TEST_PG_BIN) return process.env.MARQUEE_TEST_PG_BIN;
+  const root = '/usr/lib/postgresql';
+  const versions = existsSync(root) ? readdirSync(root).filter((v) => existsSync(join(root, v, 'bin', 'initdb'))) : [];
+  if (versions.length === 0) throw new Error('no PostgreSQL server here: install postgresql-15 (.ci/run does), or set MARQUEE_TEST_PG_BIN');
+  return join(root, versions.sort((a, b) => Number(b) - Number(a))[0]!, 'bin');
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
