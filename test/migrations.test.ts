@@ -13,7 +13,7 @@ const MIGRATIONS = join(ROOT, 'migrations');
 function databaseAt(last: number): string {
   const file = join(mkdtempSync(join(tmpdir(), 'marquee-db-')), 'marquee.db');
   const db = new Database(file);
-  for (const name of readdirSync(MIGRATIONS).sort()) {
+  for (const name of readdirSync(MIGRATIONS).filter((f) => /^\d+_.*\.sql$/.test(f)).sort()) {
     if (Number.parseInt(name, 10) > last) continue;
     db.exec(readFileSync(join(MIGRATIONS, name), 'utf8'));
   }

@@ -284,10 +284,20 @@ describe('the vector index: a checkpoint plus the change log', () => {
         const query = vectorFor(100_000 + seed);
         const exclude = new Set(posters.slice(0, 20).map((p) => p.key));
         const truth = exactFiltered(w, query, 10, filter, exclude);
-        // The graph (filters leaving over 100 posters) and the scan (every filter, by default).
-        for (const hits of await Promise.all([searcher.search(query, 10, filter, exclude), searcherOf(w, index).search(query, 10, filter, exclude)])) {
-          assert.deepEqual(hits.map((h) => h.poster.key), truth.map((t) => t.key), `filter ${JSON.stringify(filter)}`);
-          hits.forEach((hit, i) => assert.ok(Math.abs(hit.distance - truth[i]!.d) < 1e-5, 'float32 distances'));
+        // The scan (every filter, by default) is exact.
+        const scanned = await searcherOf(w, index).search(query, 10, filter, exclude);
+        assert.deepEqual(scanned.map((h) => h.poster.key), truth.map((t) => t.key), `filter ${JSON.stringify(filter)}`);
+        scanned.forEach((hit, i) => assert.ok(Math.abs(hit.distance - truth[i]!.d) < 1e-5, 'float32 distances'));
+        // The graph (filters leaving over 100 posters) answers k that match, at most one of them not among the
+        // true k: its build past a thousand posters runs on every core, and the graph it makes differs from
+        // run to run (one missed neighbour in a CI run under load).
+        const graphed = await searcher.search(query, 10, filter, exclude);
+        const distance = new Map(truth.map((t) => [t.key, t.d]));
+        assert.equal(graphed.length, truth.length, `filter ${JSON.stringify(filter)} seed ${seed}`);
+        assert.ok(graphed.filter((h) => distance.has(h.poster.key)).length >= truth.length - 1, `filter ${JSON.stringify(filter)}: ${graphed.map((h) => h.poster.key)}`);
+        for (const hit of graphed) {
+          assert.ok(matches(hit.poster, filter) && !exclude.has(hit.poster.key));
+          if (distance.has(hit.poster.key)) assert.ok(Math.abs(hit.distance - distance.get(hit.poster.key)!) < 1e-5, 'float32 distances');
         }
       }
     }
