@@ -26,6 +26,11 @@ async function database(): Promise<{ url: string; pool: Pool }> {
      VALUES ('m1', 'models/m1.onnx', 'x', 2, 1, 1, 'image', 'embedding', '{}', '{}', 'now')`,
   );
   await pool.query("INSERT INTO model_variants (version, precision, file_path, file_sha256, details, created_at) VALUES ('m1', 'fp32', 'models/m1.onnx', 'x', '{}', 'now')");
+  // Posters with keys 1..20, for the embeddings to belong to.
+  await pool.query(
+    `INSERT INTO posters (id, genres, single_genre, image_path, image_sha256, pixel_sha256, width, height, imported_at)
+     SELECT 'p' || i, '["Drama"]', 'Drama', 'x', 'x', 'x', 1, 1, 'now' FROM generate_series(1, 20) AS i`,
+  );
   return { url, pool };
 }
 

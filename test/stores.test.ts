@@ -2,14 +2,27 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { CursorError, type Catalog, type NewPoster } from '../src/state/catalog.js';
 import { JobConflictError, type JobStore } from '../src/state/jobs.js';
+import type { PosterHashStore } from '../src/state/poster-hashes.js';
+import type { PosterTitles, TitleFilter } from '../src/state/titles.js';
+import { titlePhrases } from '../src/search/title-query.js';
+import type { EmbeddingRows } from '../src/state/embeddings.js';
 import type { EvaluationStore } from '../src/state/evaluations.js';
 import type { ModelRegistry, ModelVersion, VariantPolicy } from '../src/state/models.js';
+import { PostgresCatalog } from '../src/state/postgres/catalog.js';
 import { openPool } from '../src/state/postgres/db.js';
+import { PostgresEmbeddingStore } from '../src/state/postgres/embeddings.js';
+import { PostgresPosterHashStore } from '../src/state/postgres/poster-hashes.js';
+import { PostgresPosterTitles } from '../src/state/postgres/titles.js';
 import { PostgresEvaluationStore } from '../src/state/postgres/evaluations.js';
 import { PostgresJobStore } from '../src/state/postgres/jobs.js';
 import { PostgresModelRegistry } from '../src/state/postgres/models.js';
+import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
+import { SqliteEmbeddingStore } from '../src/state/sqlite/embeddings.js';
+import { SqlitePosterHashStore } from '../src/state/sqlite/poster-hashes.js';
+import { SqlitePosterTitles } from '../src/state/sqlite/titles.js';
 import { SqliteEvaluationStore } from '../src/state/sqlite/evaluations.js';
 import { SqliteJobStore } from '../src/state/sqlite/jobs.js';
 import { SqliteModelRegistry } from '../src/state/sqlite/models.js';
@@ -22,6 +35,10 @@ import { startCluster, type TestCluster } from './support/postgres.js';
  * database per test).
  */
 interface Stores {
+  catalog: Catalog;
+  hashes: PosterHashStore;
+  embeddings: EmbeddingRows;
+  titles: PosterTitles;
   jobs: JobStore;
   models: ModelRegistry;
   evaluations: EvaluationStore;
@@ -42,14 +59,32 @@ const backends: { name: string; open(policy?: VariantPolicy): Promise<Stores> }[
     async open(policy) {
       const db = openDb(':memory:');
       const close = async () => void db.close();
-      return { jobs: new SqliteJobStore(db), models: new SqliteModelRegistry(db, policy), evaluations: new SqliteEvaluationStore(db), close };
+      return {
+        catalog: new SqliteCatalog(db),
+        hashes: new SqlitePosterHashStore(db),
+        embeddings: new SqliteEmbeddingStore(db),
+        titles: new SqlitePosterTitles(db),
+        jobs: new SqliteJobStore(db),
+        models: new SqliteModelRegistry(db, policy),
+        evaluations: new SqliteEvaluationStore(db),
+        close,
+      };
     },
   },
   {
     name: 'PostgreSQL',
     async open(policy) {
       const pool = await openPool(await cluster.database());
-      return { jobs: new PostgresJobStore(pool), models: new PostgresModelRegistry(pool, policy), evaluations: new PostgresEvaluationStore(pool), close: () => pool.end() };
+      return {
+        catalog: new PostgresCatalog(pool),
+        hashes: new PostgresPosterHashStore(pool),
+        embeddings: new PostgresEmbeddingStore(pool),
+        titles: new PostgresPosterTitles(pool),
+        jobs: new PostgresJobStore(pool),
+        models: new PostgresModelRegistry(pool, policy),
+        evaluations: new PostgresEvaluationStore(pool),
+        close: () => pool.end(),
+      };
     },
   },
 ];
@@ -60,8 +95,169 @@ const model = (version: string, createdAt: string): Omit<ModelVersion, 'variants
   source: { format: 'marquee-model/1', note: 'ü' }, metrics: null, checkpointPath: `models/${version}.pt`, createdAt,
 }); // prettier-ignore
 
+const poster = (id: string, fields: Partial<NewPoster> = {}): NewPoster => ({
+  id, title: `Title ${id}`, year: null, releaseDate: null, genres: ['Drama'], singleGenre: fields.genres?.[0] ?? 'Drama', split: null,
+  imagePath: `images/${id}.jpg`, imageSha256: 'a'.repeat(64), pixelSha256: `pixels-${id}`, width: 2, height: 3, source: null, ...fields,
+}); // prettier-ignore
+const hashOf = (digit: string) => ({ whole: digit.repeat(64), trimmed: digit.repeat(64), crop95: digit.repeat(64), crop85: digit.repeat(63) + 'd' });
+
 for (const backend of backends) {
   describe(`stores on ${backend.name}`, () => {
+    it('catalog: keys that never change nor come back, counters of what derived figures depend on, pages by id, deletes remembered', async () => {
+      const { catalog, close } = await backend.open();
+      try {
+        const added = await catalog.upsert(poster('b', { genres: ['Drama', 'War'], year: 1999 }), 'now');
+        assert.equal(added.change, 'added');
+        const start = await catalog.changes();
+        assert.deepEqual(await catalog.upsert(poster('b', { genres: ['Drama', 'War'], year: 1999, source: { y: 1, x: [2, { b: 1, a: 0 }] } }), 'now'), { key: added.key, change: 'updated' });
+        assert.deepEqual(await catalog.upsert(poster('b', { genres: ['Drama', 'War'], year: 1999, source: { x: [2, { a: 0, b: 1 }], y: 1 } }), 'later'), { key: added.key, change: 'unchanged' }, 'the same source, its keys in another order');
+        assert.deepEqual(await catalog.changes(), start, 'a source or a title moves no counter');
+        const before = await catalog.fingerprint();
+        await catalog.upsert(poster('b', { genres: ['War'], year: 1999 }), 'now');
+        assert.deepEqual(await catalog.changes(), { changes: start.changes + 1, pictures: start.pictures });
+        assert.notEqual(await catalog.fingerprint(), before);
+        await catalog.upsert(poster('b', { genres: ['War'], year: 1999, pixelSha256: 'other pixels' }), 'now');
+        assert.deepEqual(await catalog.changes(), { changes: start.changes + 2, pictures: start.pictures + 1 });
+
+        for (const [id, year, genres] of [['a', 2001, ['Comedy']], ['c', 1999, ['War', 'Comedy']], ['d', null, ['War']], ['é', 1990, ['War']]] as const) {
+          await catalog.upsert(poster(id, { year, genres: [...genres] }), 'now');
+        }
+        assert.equal(await catalog.count(), 5);
+        const b = (await catalog.get('b'))!;
+        assert.deepEqual([b.key, b.genres, b.singleGenre, b.pixelSha256, b.source], [added.key, ['War'], 'War', 'other pixels', null]);
+        assert.equal((await catalog.byPixelSha256('other pixels'))?.id, 'b');
+        assert.equal(await catalog.byPixelSha256('none'), null);
+        const all = await catalog.all();
+        assert.deepEqual(all.map((p) => p.id), ['b', 'a', 'c', 'd', 'é'], 'by key: the order of adding');
+        assert.deepEqual([...(await catalog.getMany([all[1]!.key, all[4]!.key, 999_999])).values()].map((p) => p.id).sort(), ['a', 'é']);
+        assert.deepEqual((await catalog.filterFieldsAfter(all[1]!.key, 2)).map((f) => [f.key, f.year, f.genres]), [[all[2]!.key, 1999, ['War', 'Comedy']], [all[3]!.key, null, ['War']]]);
+
+        const pages: string[][] = [];
+        let cursor: string | undefined;
+        do {
+          const page = await catalog.browse({ genre: 'War', yearFrom: 1990, limit: 2, cursor });
+          pages.push(page.posters.map((p) => p.id));
+          cursor = page.nextCursor ?? undefined;
+        } while (cursor);
+        assert.deepEqual(pages, [['b', 'c'], ['é']], 'by id, byte by byte (é after the ASCII letters)');
+        assert.deepEqual((await catalog.browse({ yearTo: 1995, limit: 10 })).posters.map((p) => p.id), ['é']);
+        await assert.rejects(catalog.browse({ limit: 1, cursor: 'made-up' }), CursorError);
+
+        const gone = (await catalog.delete('c', 'now'))!;
+        assert.equal(gone.id, 'c');
+        assert.equal(await catalog.delete('c', 'now'), null);
+        assert.equal(await catalog.get('c'), null);
+        assert.ok(await catalog.isDeleted('c'));
+        assert.ok(!(await catalog.isDeleted('a')));
+        assert.equal(await catalog.importPoster(poster('c'), 'now'), 'deleted', 'an import does not bring back a deleted poster');
+        assert.equal(await catalog.importPoster(poster('f'), 'now'), 'added');
+        assert.equal(await catalog.importPoster(poster('f'), 'now'), 'unchanged');
+        const again = await catalog.upsert(poster('c'), 'now');
+        assert.ok(again.key > Math.max(...all.map((p) => p.key)), 'a deleted key is never handed out again');
+        assert.deepEqual((await catalog.browse({ genre: 'War', limit: 10 })).posters.map((p) => p.id), ['b', 'd', 'é'], 'the deleted poster left its genres');
+      } finally {
+        await close();
+      }
+    });
+
+    it('hashes: of the current picture only, stale ones listed for hashing again', async () => {
+      const { catalog, hashes, close } = await backend.open();
+      try {
+        const keys: number[] = [];
+        for (const id of ['a', 'b', 'c', 'd', 'e']) keys.push((await catalog.upsert(poster(id), 'now')).key);
+        await hashes.put(keys[0]!, 'pixels-a', hashOf('1'));
+        await hashes.put(keys[1]!, 'pixels-b', hashOf('2'));
+        await hashes.put(keys[2]!, 'a picture it no longer has', hashOf('3'));
+        await hashes.putIfCurrent(keys[3]!, 'a picture it no longer has', hashOf('4'));
+        await hashes.putIfCurrent(keys[4]!, 'pixels-e', hashOf('5'));
+        const current: [number, string][] = [];
+        for await (const { key, hash } of hashes.current()) current.push([key, hash.crop85]);
+        assert.deepEqual(current.sort((x, y) => x[0] - y[0]), [[keys[0]!, '1'.repeat(63) + 'd'], [keys[1]!, '2'.repeat(63) + 'd'], [keys[4]!, '5'.repeat(63) + 'd']]);
+        for (const pageSize of [1, 2, 10]) assert.deepEqual((await hashes.missing(pageSize)).map((p) => [p.key, p.pixelSha256]), [[keys[2]!, 'pixels-c'], [keys[3]!, 'pixels-d']]);
+        await catalog.delete('b', 'now');
+        await hashes.put(keys[0]!, 'pixels-a', hashOf('6'));
+        const after: number[] = [];
+        for await (const { key, hash } of hashes.current()) if (key === keys[0]) after.push(Number(hash.whole[0]));
+        assert.deepEqual(after, [6]);
+        await assert.rejects(hashes.put(keys[1]!, 'pixels-b', hashOf('7')), 'no hash for a poster that is gone');
+      } finally {
+        await close();
+      }
+    });
+
+    it('embeddings: one per poster and variant, gone with its poster or its picture', async () => {
+      const { catalog, models, embeddings, close } = await backend.open();
+      try {
+        const space = await models.register({ ...model('m1', 'now'), dims: 2 });
+        const other = { version: 'm1', precision: 'int8' as const };
+        await models.addVariant('m1', 'int8', 'models/m1.int8.onnx', 'c'.repeat(64), {}, 'now');
+        const [a, b, c, d] = await Promise.all(['a', 'b', 'c', 'd'].map(async (id) => (await catalog.upsert(poster(id), 'now')).key));
+        await embeddings.putMany(space, [{ key: a!, vector: new Float32Array([1, 0]) }, { key: c!, vector: new Float32Array([0, 1]) }]);
+        await embeddings.putMany(other, [{ key: b!, vector: new Float32Array([0.5, 0.5]) }]);
+        await embeddings.putMany(space, [{ key: a!, vector: new Float32Array([0.6, 0.8]) }]);
+        assert.equal(await embeddings.count(space), 2);
+        assert.deepEqual(await embeddings.embeddedKeys(space), [a, c].sort((x, y) => x! - y!));
+        const missing = [b, d].sort((x, y) => x! - y!);
+        assert.deepEqual((await embeddings.missing(space)).map((m) => m.key), missing);
+        for (const pageSize of [1, 3]) assert.deepEqual(await embeddings.missingInPages(space, pageSize), await embeddings.missing(space));
+        assert.deepEqual([...(await embeddings.get(space, a!))!], [0.6000000238418579, 0.800000011920929], 'replaced, float32');
+        assert.equal(await embeddings.get(space, b!), null);
+        assert.deepEqual([...(await embeddings.getMany(space, [a!, b!, c!])).keys()].sort(), [a, c].sort());
+        const loaded = await embeddings.load(space, 2);
+        assert.deepEqual([...loaded.keys].map(Number), [a, c].sort((x, y) => x! - y!));
+        assert.equal(loaded.vectors.length, 4);
+        await assert.rejects(embeddings.load(space, 3), /expected 3/);
+
+        await catalog.upsert(poster('a', { pixelSha256: 'a new picture' }), 'now');
+        assert.equal(await embeddings.get(space, a!), null, "a new picture's embedding is not the old one's");
+        await catalog.delete('c', 'now');
+        assert.equal(await embeddings.count(space), 0);
+        assert.equal(await embeddings.count(other), 1);
+        await embeddings.deleteSpace(other);
+        assert.equal(await embeddings.count(other), 0);
+      } finally {
+        await close();
+      }
+    });
+
+    it('titles: every word required, the last a prefix while typed, diacritics folded, filtered, paged, kept up to date', async () => {
+      const { catalog, titles, close } = await backend.open();
+      try {
+        const rows: [string, string | null, number, string[]][] = [
+          ['a', 'Amélie', 2001, ['Comedy']], ['b', 'The Star Wars', 1977, ['Action']], ['c', 'Star Trek', 1979, ['Action']],
+          ['d', 'Stardust', 2007, ['Fantasy']], ['e', 'War of the Worlds', 2005, ['Action']], ['f', null, 2000, ['Drama']],
+        ]; // prettier-ignore
+        for (const [id, title, year, genres] of rows) await catalog.upsert(poster(id, { title, year, genres }), 'now');
+        const idOf = new Map((await catalog.all()).map((p) => [p.key, p.id]));
+        const find = async (q: string, filter: TitleFilter = {}, limit = 50) => {
+          const found: string[] = [];
+          let after = null;
+          do {
+            const page: Awaited<ReturnType<PosterTitles['search']>> = await titles.search(titlePhrases(q)!, filter, limit, after);
+            found.push(...page.keys.map((key) => idOf.get(key)!));
+            after = page.next;
+          } while (after);
+          return found;
+        };
+        assert.deepEqual(await find('amelie'), ['a']);
+        assert.deepEqual(await find('AMÉL'), ['a']);
+        assert.deepEqual(await find('star wa'), ['b']);
+        assert.deepEqual((await find('star')).sort(), ['b', 'c', 'd']);
+        assert.deepEqual((await find('star ')).sort(), ['b', 'c'], 'a word typed whole is no prefix');
+        assert.deepEqual((await find('star', {}, 1)).sort(), ['b', 'c', 'd'], 'pages of one: each once');
+        assert.deepEqual((await find('star', { genre: 'Action' })).sort(), ['b', 'c']);
+        assert.deepEqual(await find('star', { yearFrom: 1978, yearTo: 2006 }), ['c']);
+        assert.deepEqual(await find('the wor'), ['e']);
+        assert.deepEqual(await find('nothing'), []);
+        await catalog.delete('c', 'now');
+        await catalog.upsert(poster('d', { title: 'Moon', year: 2007, genres: ['Fantasy'] }), 'now');
+        assert.deepEqual(await find('star'), ['b']);
+        assert.deepEqual(await find('moo'), ['d']);
+      } finally {
+        await close();
+      }
+    });
+
     it('jobs: one unfinished at a time, progress merged, the end recorded once, the interrupted failed', async () => {
       const { jobs, close } = await backend.open();
       try {

@@ -67,6 +67,29 @@ export interface Catalog {
   upsert(poster: NewPoster, now: string): Promise<{ key: number; change: 'added' | 'updated' | 'unchanged' }>;
 }
 
+/** Whether a write of `b` would change nothing of the stored poster `a` (its source compared whatever the order of its keys). */
+export function sameContent(a: Poster, b: NewPoster): boolean {
+  return (
+    a.title === b.title &&
+    a.year === b.year &&
+    a.releaseDate === b.releaseDate &&
+    JSON.stringify(a.genres) === JSON.stringify(b.genres) &&
+    a.singleGenre === b.singleGenre &&
+    a.split === b.split &&
+    a.imagePath === b.imagePath &&
+    a.imageSha256 === b.imageSha256 &&
+    a.pixelSha256 === b.pixelSha256 &&
+    canonical(a.source) === canonical(b.source ?? null)
+  );
+}
+
+/** JSON with every object's keys in order: equal for equal values however they were stored (PostgreSQL's jsonb reorders keys). */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))) : v,
+  );
+}
+
 /** Thrown for a browse cursor this server did not make. */
 export class CursorError extends Error {}
 

@@ -21,17 +21,8 @@ export interface EmbeddingSpace {
   precision: Precision;
 }
 
-/**
- * Each model variant's embedding of each poster. Its change log is read, synchronously, through
- * `source` by the variant's vector index, and the file `dbFile` by the threads that build indexes
- * and maps: both SQLite's, which a PostgreSQL store replaces by following its own log
- * (docs/cluster-plan.md).
- */
-export interface EmbeddingStore {
-  /** The database file, for a thread that reads it through a connection of its own (search/index-build.ts). */
-  readonly dbFile: string;
-  /** One variant's embeddings as what its vector index is derived from. */
-  source(space: EmbeddingSpace, dims: number): EmbeddingSource;
+/** Each model variant's embedding of each poster. */
+export interface EmbeddingRows {
   count(space: EmbeddingSpace): Promise<number>;
   /** The keys of the posters that have an embedding in this space, in key order. */
   embeddedKeys(space: EmbeddingSpace): Promise<number[]>;
@@ -40,7 +31,7 @@ export interface EmbeddingStore {
   /** As missing, the catalog read a page of posters at a time with the thread free between pages. */
   missingInPages(space: EmbeddingSpace, pageSize?: number): Promise<MissingEmbedding[]>;
   putMany(space: EmbeddingSpace, rows: { key: number; vector: Float32Array }[]): Promise<void>;
-  /** Drops a variant's embeddings (and its change log, so a checkpoint of its index from before is rebuilt), to embed the catalog again. */
+  /** Drops a variant's embeddings (and, where it keeps one per variant, its change log), to embed the catalog again. */
   deleteSpace(space: EmbeddingSpace): Promise<void>;
   /** One poster's embedding under a variant; null if it has none. */
   get(space: EmbeddingSpace, key: number): Promise<Float32Array | null>;
@@ -48,4 +39,17 @@ export interface EmbeddingStore {
   getMany(space: EmbeddingSpace, keys: number[]): Promise<Map<number, Float32Array>>;
   /** Every embedding of a variant at once, in key order. */
   load(space: EmbeddingSpace, dims: number): Promise<EmbeddingSet>;
+}
+
+/**
+ * The embeddings as the server uses them: the rows, and what a vector index and the threads that
+ * build indexes and maps read synchronously, SQLite's change log (`source`) and file (`dbFile`).
+ * On PostgreSQL the rows exist (postgres/embeddings.ts) and ChangeFollower replaces those two
+ * (docs/cluster-plan.md).
+ */
+export interface EmbeddingStore extends EmbeddingRows {
+  /** The database file, for a thread that reads it through a connection of its own (search/index-build.ts). */
+  readonly dbFile: string;
+  /** One variant's embeddings as what its vector index is derived from. */
+  source(space: EmbeddingSpace, dims: number): EmbeddingSource;
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { BrowseOptions, Catalog, FilterFields, NewPoster, Poster, Split } from '../catalog.js';
-import { decodeCursor, encodeCursor } from '../catalog.js';
+import { decodeCursor, encodeCursor, sameContent } from '../catalog.js';
 import { type Db, inWriteTransaction } from './db.js';
 
 interface PosterRow {
@@ -243,19 +243,4 @@ export class SqliteCatalog implements Catalog {
     for (const genre of poster.genres) addGenre.run(key, genre);
     return { key, change: existing ? 'updated' : 'added' };
   }
-}
-
-function sameContent(a: Poster, b: NewPoster): boolean {
-  return (
-    a.title === b.title &&
-    a.year === b.year &&
-    a.releaseDate === b.releaseDate &&
-    JSON.stringify(a.genres) === JSON.stringify(b.genres) &&
-    a.singleGenre === b.singleGenre &&
-    a.split === b.split &&
-    a.imagePath === b.imagePath &&
-    a.imageSha256 === b.imageSha256 &&
-    a.pixelSha256 === b.pixelSha256 &&
-    JSON.stringify(a.source) === JSON.stringify(b.source ?? null)
-  );
 }

@@ -1,0 +1,104 @@
+import type { EmbeddingRows, EmbeddingSet, EmbeddingSpace, MissingEmbedding } from '../embeddings.js';
+import { type Pool, transaction } from './db.js';
+
+/** Rows a page of `missingInPages` and of a load read at a time. */
+const PAGE = 10_000;
+
+/** Embeddings on PostgreSQL (float32 little-endian in BYTEA); every write logged with its transaction id (migrations/postgres/002). */
+export class PostgresEmbeddingStore implements EmbeddingRows {
+  constructor(private readonly pool: Pool) {}
+
+  async count(space: EmbeddingSpace): Promise<number> {
+    const { rows } = await this.pool.query<{ n: string }>('SELECT count(*) AS n FROM embeddings WHERE model_version = $1 AND precision = $2', [space.version, space.precision]);
+    return Number(rows[0]!.n);
+  }
+
+  async embeddedKeys(space: EmbeddingSpace): Promise<number[]> {
+    const { rows } = await this.pool.query<{ key: string }>(
+      'SELECT p.key FROM posters p JOIN embeddings e ON e.poster_key = p.key AND e.model_version = $1 AND e.precision = $2 ORDER BY p.key',
+      [space.version, space.precision],
+    );
+    return rows.map((r) => Number(r.key));
+  }
+
+  async missing(space: EmbeddingSpace): Promise<MissingEmbedding[]> {
+    return this.missingBetween(space, 0, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+  }
+
+  async missingInPages(space: EmbeddingSpace, pageSize = PAGE): Promise<MissingEmbedding[]> {
+    const out: MissingEmbedding[] = [];
+    for (let after = 0; ; ) {
+      const { rows } = await this.pool.query<{ last: string | null }>('SELECT max(key)::text AS last FROM (SELECT key FROM posters WHERE key > $1 ORDER BY key LIMIT $2) page', [after, pageSize]);
+      if (rows[0]!.last === null) return out;
+      const last = Number(rows[0]!.last);
+      out.push(...(await this.missingBetween(space, after, last, pageSize)));
+      after = last;
+    }
+  }
+
+  /** The posters with keys in (after, through] that have no embedding under a variant. */
+  private async missingBetween(space: EmbeddingSpace, after: number, through: number, limit: number): Promise<MissingEmbedding[]> {
+    const { rows } = await this.pool.query<{ key: string; imagePath: string; pixelSha256: string }>(
+      `SELECT p.key, p.image_path AS "imagePath", p.pixel_sha256 AS "pixelSha256" FROM posters p
+       LEFT JOIN embeddings e ON e.poster_key = p.key AND e.model_version = $1 AND e.precision = $2
+       WHERE p.key > $3 AND p.key <= $4 AND e.poster_key IS NULL ORDER BY p.key LIMIT $5`,
+      [space.version, space.precision, after, through, limit],
+    );
+    return rows.map((r) => ({ key: Number(r.key), imagePath: r.imagePath, pixelSha256: r.pixelSha256 }));
+  }
+
+  async putMany(space: EmbeddingSpace, rows: { key: number; vector: Float32Array }[]): Promise<void> {
+    if (rows.length === 0) return;
+    await transaction(this.pool, (client) =>
+      client.query(
+        `INSERT INTO embeddings (model_version, precision, poster_key, vector) SELECT $1, $2, unnest($3::bigint[]), unnest($4::bytea[])
+         ON CONFLICT (model_version, precision, poster_key) DO UPDATE SET vector = excluded.vector`,
+        [space.version, space.precision, rows.map((r) => r.key), rows.map((r) => Buffer.from(r.vector.buffer, r.vector.byteOffset, r.vector.byteLength))],
+      ),
+    );
+  }
+
+  async deleteSpace(space: EmbeddingSpace): Promise<void> {
+    await this.pool.query('DELETE FROM embeddings WHERE model_version = $1 AND precision = $2', [space.version, space.precision]);
+  }
+
+  async get(space: EmbeddingSpace, key: number): Promise<Float32Array | null> {
+    return (await this.getMany(space, [key])).get(key) ?? null;
+  }
+
+  async getMany(space: EmbeddingSpace, keys: number[]): Promise<Map<number, Float32Array>> {
+    const out = new Map<number, Float32Array>();
+    if (keys.length === 0) return out;
+    const { rows } = await this.pool.query<{ key: string; vector: Buffer }>(
+      'SELECT poster_key AS key, vector FROM embeddings WHERE model_version = $1 AND precision = $2 AND poster_key = ANY($3::bigint[])',
+      [space.version, space.precision, keys],
+    );
+    for (const row of rows) out.set(Number(row.key), asFloat32(row.vector));
+    return out;
+  }
+
+  async load(space: EmbeddingSpace, dims: number): Promise<EmbeddingSet> {
+    const keys: number[] = [];
+    const parts: Float32Array[] = [];
+    for (let after = -1; ; ) {
+      const { rows } = await this.pool.query<{ key: string; vector: Buffer }>(
+        'SELECT poster_key AS key, vector FROM embeddings WHERE model_version = $1 AND precision = $2 AND poster_key > $3 ORDER BY poster_key LIMIT $4',
+        [space.version, space.precision, after, PAGE],
+      );
+      for (const row of rows) {
+        if (row.vector.byteLength !== dims * 4) throw new Error(`embedding of poster ${row.key} has ${row.vector.byteLength / 4} dims, expected ${dims}`);
+        keys.push(Number(row.key));
+        parts.push(asFloat32(row.vector));
+      }
+      if (rows.length < PAGE) break;
+      after = keys[keys.length - 1]!;
+    }
+    const vectors = new Float32Array(keys.length * dims);
+    parts.forEach((vector, i) => vectors.set(vector, i * dims));
+    return { keys: BigUint64Array.from(keys, (key) => BigInt(key)), vectors, dims };
+  }
+}
+
+function asFloat32(bytes: Buffer): Float32Array {
+  return new Float32Array(Uint8Array.prototype.slice.call(bytes).buffer);
+}
