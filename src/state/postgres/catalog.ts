@@ -1,42 +1,7 @@
 import { createHash } from 'node:crypto';
-import { decodeCursor, encodeCursor, sameContent, type BrowseOptions, type Catalog, type FilterFields, type NewPoster, type Poster, type Split } from '../catalog.js';
+import { decodeCursor, encodeCursor, sameContent, type BrowseOptions, type Catalog, type FilterFields, type NewPoster, type Poster } from '../catalog.js';
+import { posterFromRow as fromRow, type PosterRow } from '../rows.js';
 import { type Client, type Pool, transaction } from './db.js';
-
-interface PosterRow {
-  key: string;
-  id: string;
-  title: string | null;
-  year: number | null;
-  release_date: string | null;
-  genres: string[];
-  single_genre: string;
-  split: Split | null;
-  image_path: string;
-  image_sha256: string;
-  pixel_sha256: string;
-  width: number;
-  height: number;
-  source: Record<string, unknown> | null;
-}
-
-function fromRow(row: PosterRow): Poster {
-  return {
-    key: Number(row.key),
-    id: row.id,
-    title: row.title,
-    year: row.year,
-    releaseDate: row.release_date,
-    genres: row.genres,
-    singleGenre: row.single_genre,
-    split: row.split,
-    imagePath: row.image_path,
-    imageSha256: row.image_sha256,
-    pixelSha256: row.pixel_sha256,
-    width: row.width,
-    height: row.height,
-    source: row.source,
-  };
-}
 
 type Change = 'added' | 'updated' | 'unchanged';
 

@@ -1,38 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { ACTIVE_STATES, isFinal, JobConflictError, type Job, type JobChanges, type JobState, type JobStore } from '../jobs.js';
+import { ACTIVE_STATES, JobConflictError, type Job, type JobChanges, type JobStore } from '../jobs.js';
+import { jobFromRow as fromRow, jobUpdate, type JobRow } from '../rows.js';
 import { type Client, type Pool, transaction } from './db.js';
-
-interface JobRow {
-  id: string;
-  kind: string;
-  state: JobState;
-  params: Record<string, unknown>;
-  progress: Record<string, unknown> | null;
-  metrics: Record<string, unknown> | null;
-  model_version: string | null;
-  error: string | null;
-  log_tail: string | null;
-  created_at: string;
-  updated_at: string;
-  finished_at: string | null;
-}
-
-function fromRow(row: JobRow): Job {
-  return {
-    id: row.id,
-    kind: row.kind,
-    state: row.state,
-    params: row.params,
-    progress: row.progress,
-    metrics: row.metrics,
-    modelVersion: row.model_version,
-    error: row.error,
-    logTail: row.log_tail,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    finishedAt: row.finished_at,
-  };
-}
 
 /** JobStore on PostgreSQL; the database refuses a second unfinished job, whichever server asks. */
 export class PostgresJobStore implements JobStore {
@@ -97,21 +66,10 @@ async function write(client: Client, id: string, changes: JobChanges): Promise<J
   const found = (await client.query<JobRow>('SELECT * FROM jobs WHERE id = $1 FOR UPDATE', [id])).rows[0];
   if (!found) throw new Error(`no job ${id}`);
   const current = fromRow(found);
-  const next = { ...current, ...changes };
   const { rows } = await client.query<JobRow>(
-    `UPDATE jobs SET state = $2, progress = $3, metrics = $4, model_version = $5, error = $6, log_tail = $7, updated_at = $8,
-       finished_at = $9 WHERE id = $1 RETURNING *`,
-    [
-      id,
-      next.state,
-      next.progress ? JSON.stringify(next.progress) : null,
-      next.metrics ? JSON.stringify(next.metrics) : null,
-      next.modelVersion,
-      next.error,
-      next.logTail,
-      now,
-      isFinal(next.state) ? (current.finishedAt ?? now) : null,
-    ],
+    `UPDATE jobs SET state = $1, progress = $2, metrics = $3, model_version = $4, error = $5, log_tail = $6, updated_at = $7, finished_at = $8
+     WHERE id = $9 RETURNING *`,
+    [...jobUpdate(current, changes, now), id],
   );
   return fromRow(rows[0]!);
 }

@@ -1,49 +1,6 @@
-import type { PreprocessingSpec } from '../../model/preprocess.js';
 import { unfaithful, type ModelRegistry, type ModelVersion, type Precision, type VariantPolicy } from '../models.js';
+import { json, modelFromRow as fromRow, type ModelRow, type VariantRow } from '../rows.js';
 import { type Pool, transaction } from './db.js';
-
-interface ModelRow {
-  version: string;
-  file_path: string;
-  file_sha256: string;
-  dims: number;
-  input_width: number;
-  input_height: number;
-  input_name: string;
-  output_name: string;
-  preprocessing: PreprocessingSpec;
-  source: Record<string, unknown>;
-  metrics: Record<string, unknown> | null;
-  checkpoint_path: string | null;
-  created_at: string;
-}
-
-interface VariantRow {
-  precision: Precision;
-  file_path: string;
-  file_sha256: string;
-  details: Record<string, unknown>;
-}
-
-function fromRow(row: ModelRow, variant: VariantRow, variants: Precision[]): ModelVersion {
-  return {
-    version: row.version,
-    precision: variant.precision,
-    variants,
-    filePath: variant.file_path,
-    fileSha256: variant.file_sha256,
-    dims: row.dims,
-    inputWidth: row.input_width,
-    inputHeight: row.input_height,
-    inputName: row.input_name,
-    outputName: row.output_name,
-    preprocessing: row.preprocessing,
-    source: row.source,
-    metrics: row.metrics,
-    checkpointPath: row.checkpoint_path,
-    createdAt: row.created_at,
-  };
-}
 
 /** ModelRegistry on PostgreSQL: the same hand-out rule as SQLite's (the policy's variant, a faithful int8 only when asked). */
 export class PostgresModelRegistry implements ModelRegistry {
@@ -65,7 +22,7 @@ export class PostgresModelRegistry implements ModelRegistry {
         [version],
       )
     ).rows;
-    const servable = (v: VariantRow) => variants.length === 1 || !this.policy.faithfulOnly || v.precision !== 'int8' || unfaithful(v.details) === null;
+    const servable = (v: VariantRow) => variants.length === 1 || !this.policy.faithfulOnly || v.precision !== 'int8' || unfaithful(json<Record<string, unknown>>(v.details)) === null;
     const chosen = precision
       ? variants.find((v) => v.precision === precision)
       : (variants.find((v) => v.precision === this.preferred && servable(v)) ?? variants[0]);
@@ -108,11 +65,11 @@ export class PostgresModelRegistry implements ModelRegistry {
   }
 
   async variantDetails(version: string, precision: Precision): Promise<Record<string, unknown> | null> {
-    const { rows } = await this.pool.query<{ details: Record<string, unknown> }>('SELECT details FROM model_variants WHERE version = $1 AND precision = $2', [
+    const { rows } = await this.pool.query<{ details: unknown }>('SELECT details FROM model_variants WHERE version = $1 AND precision = $2', [
       version,
       precision,
     ]);
-    return rows[0]?.details ?? null;
+    return rows[0] ? json<Record<string, unknown>>(rows[0].details) : null;
   }
 
   async files(): Promise<string[]> {

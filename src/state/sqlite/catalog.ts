@@ -1,44 +1,9 @@
 import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
-import type { BrowseOptions, Catalog, FilterFields, NewPoster, Poster, Split } from '../catalog.js';
+import type { BrowseOptions, Catalog, FilterFields, NewPoster, Poster } from '../catalog.js';
 import { decodeCursor, encodeCursor, sameContent } from '../catalog.js';
+import { posterFromRow as fromRow, type PosterRow } from '../rows.js';
 import { type Db, inWriteTransaction } from './db.js';
-
-interface PosterRow {
-  key: number;
-  id: string;
-  title: string | null;
-  year: number | null;
-  release_date: string | null;
-  genres: string;
-  single_genre: string;
-  split: Split | null;
-  image_path: string;
-  image_sha256: string;
-  pixel_sha256: string;
-  width: number;
-  height: number;
-  source: string | null;
-}
-
-function fromRow(row: PosterRow): Poster {
-  return {
-    key: row.key,
-    id: row.id,
-    title: row.title,
-    year: row.year,
-    releaseDate: row.release_date,
-    genres: JSON.parse(row.genres) as string[],
-    singleGenre: row.single_genre,
-    split: row.split,
-    imagePath: row.image_path,
-    imageSha256: row.image_sha256,
-    pixelSha256: row.pixel_sha256,
-    width: row.width,
-    height: row.height,
-    source: row.source ? (JSON.parse(row.source) as Record<string, unknown>) : null,
-  };
-}
 
 /** The poster catalog in SQLite. The *Sync methods are for State's transactions that span stores. */
 export class SqliteCatalog implements Catalog {
@@ -94,7 +59,7 @@ export class SqliteCatalog implements Catalog {
   getManySync(keys: number[]): Map<number, Poster> {
     const out = new Map<number, Poster>();
     if (keys.length === 0) return out;
-    for (const row of this.byKeys.all(JSON.stringify(keys))) out.set(row.key, fromRow(row));
+    for (const row of this.byKeys.all(JSON.stringify(keys))) out.set(Number(row.key), fromRow(row));
     return out;
   }
 

@@ -1,40 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { ACTIVE_STATES, isFinal, JobConflictError, type Job, type JobChanges, type JobState, type JobStore } from '../jobs.js';
+import { ACTIVE_STATES, JobConflictError, type Job, type JobChanges, type JobStore } from '../jobs.js';
+import { jobFromRow as fromRow, jobUpdate, type JobRow } from '../rows.js';
 import { type Db, inWriteTransaction } from './db.js';
-
-interface JobRow {
-  id: string;
-  kind: string;
-  state: JobState;
-  params: string;
-  progress: string | null;
-  metrics: string | null;
-  model_version: string | null;
-  error: string | null;
-  log_tail: string | null;
-  created_at: string;
-  updated_at: string;
-  finished_at: string | null;
-}
-
-const json = (text: string | null) => (text ? (JSON.parse(text) as Record<string, unknown>) : null);
-
-function fromRow(row: JobRow): Job {
-  return {
-    id: row.id,
-    kind: row.kind,
-    state: row.state,
-    params: JSON.parse(row.params) as Record<string, unknown>,
-    progress: json(row.progress),
-    metrics: json(row.metrics),
-    modelVersion: row.model_version,
-    error: row.error,
-    logTail: row.log_tail,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    finishedAt: row.finished_at,
-  };
-}
 
 /** Jobs in SQLite; the database refuses a second unfinished job. */
 export class SqliteJobStore implements JobStore {
@@ -94,23 +61,9 @@ export class SqliteJobStore implements JobStore {
     const now = new Date().toISOString();
     const current = this.read(id);
     if (!current) throw new Error(`no job ${id}`);
-    const next = { ...current, ...changes };
     this.db
-      .prepare(
-        `UPDATE jobs SET state = ?, progress = ?, metrics = ?, model_version = ?, error = ?, log_tail = ?, updated_at = ?,
-           finished_at = ? WHERE id = ?`,
-      )
-      .run(
-        next.state,
-        next.progress ? JSON.stringify(next.progress) : null,
-        next.metrics ? JSON.stringify(next.metrics) : null,
-        next.modelVersion,
-        next.error,
-        next.logTail,
-        now,
-        isFinal(next.state) ? (current.finishedAt ?? now) : null,
-        id,
-      );
+      .prepare('UPDATE jobs SET state = ?, progress = ?, metrics = ?, model_version = ?, error = ?, log_tail = ?, updated_at = ?, finished_at = ? WHERE id = ?')
+      .run(...jobUpdate(current, changes, now), id);
     return this.read(id)!;
   }
 

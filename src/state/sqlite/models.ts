@@ -1,48 +1,6 @@
 import { type Db, inWriteTransaction } from './db.js';
 import { unfaithful, type ModelRegistry, type ModelVersion, type Precision, type VariantPolicy } from '../models.js';
-import type { PreprocessingSpec } from '../../model/preprocess.js';
-
-interface ModelRow {
-  version: string;
-  file_path: string;
-  file_sha256: string;
-  dims: number;
-  input_width: number;
-  input_height: number;
-  input_name: string;
-  output_name: string;
-  preprocessing: string;
-  source: string;
-  metrics: string | null;
-  checkpoint_path: string | null;
-  created_at: string;
-}
-
-interface VariantRow {
-  precision: Precision;
-  file_path: string;
-  file_sha256: string;
-}
-
-function fromRow(row: ModelRow, variant: VariantRow, variants: Precision[]): ModelVersion {
-  return {
-    version: row.version,
-    precision: variant.precision,
-    variants,
-    filePath: variant.file_path,
-    fileSha256: variant.file_sha256,
-    dims: row.dims,
-    inputWidth: row.input_width,
-    inputHeight: row.input_height,
-    inputName: row.input_name,
-    outputName: row.output_name,
-    preprocessing: JSON.parse(row.preprocessing) as PreprocessingSpec,
-    source: JSON.parse(row.source) as Record<string, unknown>,
-    metrics: row.metrics ? (JSON.parse(row.metrics) as Record<string, unknown>) : null,
-    checkpointPath: row.checkpoint_path,
-    createdAt: row.created_at,
-  };
-}
+import { json, modelFromRow as fromRow, type ModelRow, type VariantRow } from '../rows.js';
 
 /**
  * ModelRegistry on SQLite. Model versions, their variants, and which version is active. A version is handed out as the
@@ -68,9 +26,9 @@ export class SqliteModelRegistry implements ModelRegistry {
     if (!row) return null;
     const variants = this.db
       .prepare("SELECT precision, file_path, file_sha256, details FROM model_variants WHERE version = ? ORDER BY precision = 'fp32' DESC")
-      .all(version) as (VariantRow & { details: string })[];
-    const servable = (v: VariantRow & { details: string }) =>
-      variants.length === 1 || !this.policy.faithfulOnly || v.precision !== 'int8' || unfaithful(JSON.parse(v.details) as Record<string, unknown>) === null;
+      .all(version) as VariantRow[];
+    const servable = (v: VariantRow) =>
+      variants.length === 1 || !this.policy.faithfulOnly || v.precision !== 'int8' || unfaithful(json<Record<string, unknown>>(v.details)) === null;
     const chosen = precision
       ? variants.find((v) => v.precision === precision)
       : (variants.find((v) => v.precision === this.preferred && servable(v)) ?? variants[0]);
