@@ -11,9 +11,10 @@ trap 'rm -rf "$work"' EXIT
 export TMPDIR="$work/tmp"
 mkdir -p "$TMPDIR"
 
-echo "== type check (src, test, bench)"
+echo "== type check (src, test, bench), and no Promise left unawaited (scripts/check-unawaited.mjs)"
 npx tsc -p tsconfig.json
 npx tsc -p tsconfig.check.json
+node scripts/check-unawaited.mjs
 
 # The stages below that wait on one core (the image replay compiles with one, pip mostly waits on
 # disk, the Node tests spend much of their time waiting on servers) run side by side: on two cores,

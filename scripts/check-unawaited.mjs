@@ -1,0 +1,51 @@
+// Finds Promises dropped on the floor, which the type checker lets through: a statement whose value
+// is a Promise neither awaited, returned, voided nor given a .catch (its failure would become an
+// unhandled rejection, and the work would race what follows), and a Promise passed to an assertion
+// or compared with === (always true or always false). The stores return Promises (src/state), so a
+// call that forgets its await still compiles; this is what catches it.
+//   node scripts/check-unawaited.mjs [tsconfig.json]   (default: tsconfig.check.json); exit 1 on a finding
+import ts from 'typescript';
+import { dirname, relative, resolve } from 'node:path';
+
+const configPath = resolve(process.argv[2] ?? 'tsconfig.check.json');
+const parsed = ts.getParsedCommandLineOfConfigFile(configPath, {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: (d) => { throw new Error(ts.flattenDiagnosticMessageText(d.messageText, ' ')); } });
+const program = ts.createProgram(parsed.fileNames, parsed.options);
+const checker = program.getTypeChecker();
+const root = dirname(configPath);
+
+const isPromise = (type) => (type.isUnion() ? type.types.some(isPromise) : type.getSymbol()?.name === 'Promise');
+/** node:test's describe/it/before/after return Promises that the runner awaits. */
+const TEST_CALLS = /^(describe|it|test|before|after|beforeEach|afterEach)$/;
+/** Assertions that take a Promise on purpose. */
+const TAKES_PROMISE = /^assert\.(rejects|doesNotReject)$/;
+
+const findings = [];
+const report = (sf, node, what) => {
+  const { line } = sf.getLineAndCharacterOfPosition(node.getStart());
+  findings.push(`${relative(root, sf.fileName)}:${line + 1}: ${what}: ${node.getText().split('\n')[0].slice(0, 100)}`);
+};
+const dropped = (e) => !ts.isAwaitExpression(e) && !ts.isVoidExpression(e) && isPromise(checker.getTypeAtLocation(e));
+
+for (const sf of program.getSourceFiles()) {
+  if (sf.isDeclarationFile || sf.fileName.includes('/node_modules/')) continue;
+  const visit = (node) => {
+    if (ts.isExpressionStatement(node)) {
+      const e = node.expression;
+      const assigns = ts.isBinaryExpression(e) && [ts.SyntaxKind.EqualsToken, ts.SyntaxKind.QuestionQuestionEqualsToken].includes(e.operatorToken.kind);
+      const callee = ts.isCallExpression(e) ? e.expression.getText() : '';
+      if (!assigns && !TEST_CALLS.test(callee) && !e.getText().includes('.catch(') && dropped(e)) report(sf, node, 'a Promise nobody awaits');
+    }
+    if (ts.isCallExpression(node)) {
+      const callee = node.expression.getText();
+      if (/^assert(\.|$)/.test(callee) && !TAKES_PROMISE.test(callee)) for (const arg of node.arguments) if (dropped(arg)) report(sf, arg, `a Promise given to ${callee}`);
+    }
+    if (ts.isBinaryExpression(node) && [ts.SyntaxKind.EqualsEqualsEqualsToken, ts.SyntaxKind.ExclamationEqualsEqualsToken].includes(node.operatorToken.kind)) {
+      for (const side of [node.left, node.right]) if (dropped(side)) report(sf, side, 'a Promise compared');
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(sf);
+}
+for (const finding of findings) console.error(finding);
+console.error(`unawaited Promises: ${findings.length} in ${program.getSourceFiles().filter((f) => !f.isDeclarationFile && !f.fileName.includes('/node_modules/')).length} files`);
+process.exit(findings.length ? 1 : 0);
