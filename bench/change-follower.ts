@@ -13,7 +13,7 @@
  */
 import { openPool, type Pool } from '../src/state/postgres/db.js';
 import { ChangeFollower } from '../src/state/postgres/change-follower.js';
-import { startCluster } from '../test/support/postgres.js';
+import { seedEmbeddingSpace, startCluster } from '../test/support/postgres.js';
 import { machineInfo } from './lib/machine.js';
 import { nowMs, summarise } from './lib/stats.js';
 
@@ -24,15 +24,7 @@ const log = (line: string) => process.stderr.write(`[change-follower] ${line}\n`
 const cluster = await startCluster();
 const url = await cluster.database();
 const writer = await openPool(url);
-await writer.query(
-  `INSERT INTO model_versions (version, file_path, file_sha256, dims, input_width, input_height, input_name, output_name, preprocessing, source, created_at)
-   VALUES ('m1', 'm.onnx', 'x', 2, 1, 1, 'image', 'embedding', '{}', '{}', 'now')`,
-);
-await writer.query("INSERT INTO model_variants (version, precision, file_path, file_sha256, details, created_at) VALUES ('m1', 'fp32', 'm.onnx', 'x', '{}', 'now')");
-await writer.query(
-  `INSERT INTO posters (id, genres, single_genre, image_path, image_sha256, pixel_sha256, width, height, imported_at)
-   SELECT 'p' || i, '["Drama"]', 'Drama', 'x', 'x', 'x', 1, 1, 'now' FROM generate_series(1, ${WRITES}) AS i`,
-);
+await seedEmbeddingSpace(writer, WRITES);
 
 /** When each replica first held each key's change. */
 const seen = Array.from({ length: REPLICAS }, () => new Map<number, number>());

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { ChangeFollower, type EmbeddingChange } from '../src/state/postgres/change-follower.js';
 import { openPool, type Pool } from '../src/state/postgres/db.js';
-import { startCluster, type TestCluster } from './support/postgres.js';
+import { seedEmbeddingSpace, startCluster, type TestCluster } from './support/postgres.js';
 
 /**
  * A replica's view of the embeddings' change log on a real PostgreSQL (issue 17, step 3): every
@@ -21,16 +21,7 @@ after(async () => {
 async function database(): Promise<{ url: string; pool: Pool }> {
   const url = await cluster.database();
   const pool = await openPool(url);
-  await pool.query(
-    `INSERT INTO model_versions (version, file_path, file_sha256, dims, input_width, input_height, input_name, output_name, preprocessing, source, created_at)
-     VALUES ('m1', 'models/m1.onnx', 'x', 2, 1, 1, 'image', 'embedding', '{}', '{}', 'now')`,
-  );
-  await pool.query("INSERT INTO model_variants (version, precision, file_path, file_sha256, details, created_at) VALUES ('m1', 'fp32', 'models/m1.onnx', 'x', '{}', 'now')");
-  // Posters with keys 1..20, for the embeddings to belong to.
-  await pool.query(
-    `INSERT INTO posters (id, genres, single_genre, image_path, image_sha256, pixel_sha256, width, height, imported_at)
-     SELECT 'p' || i, '["Drama"]', 'Drama', 'x', 'x', 'x', 1, 1, 'now' FROM generate_series(1, 20) AS i`,
-  );
+  await seedEmbeddingSpace(pool, 20);
   return { url, pool };
 }
 

@@ -210,7 +210,10 @@ export class RetrainRunner {
   private async finish(id: string, state: JobState | null, changes: JobChanges): Promise<void> {
     try {
       if (state) await this.set(id, state, changes);
-      else await this.progressWrites.then(() => this.jobs.update(id, changes));
+      else {
+        await this.progressWrites;
+        await this.jobs.update(id, changes);
+      }
     } catch (error) {
       this.services.log.error({ job: id, state, err: error }, 'could not record the end of the retrain job');
       if (state) this.unrecorded = { id, state, changes };

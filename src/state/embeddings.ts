@@ -28,7 +28,7 @@ export interface EmbeddingRows {
   embeddedKeys(space: EmbeddingSpace): Promise<number[]>;
   /** Posters with no embedding yet under this variant. */
   missing(space: EmbeddingSpace): Promise<MissingEmbedding[]>;
-  /** As missing, the catalog read a page of posters at a time with the thread free between pages. */
+  /** As missing, with the thread free while it reads (SQLite reads a page of posters at a time, the thread free between pages). */
   missingInPages(space: EmbeddingSpace, pageSize?: number): Promise<MissingEmbedding[]>;
   putMany(space: EmbeddingSpace, rows: { key: number; vector: Float32Array }[]): Promise<void>;
   /** Drops a variant's embeddings (and, where it keeps one per variant, its change log), to embed the catalog again. */

@@ -17,6 +17,6 @@ export interface PosterHashStore {
   putIfCurrent(key: number, pixelSha256: string, hash: PerceptualHash): Promise<void>;
   /** Every poster's hash of its current picture. */
   current(): AsyncIterable<{ key: number; hash: PerceptualHash }>;
-  /** Posters with no hash, or the hash of a picture they no longer have. */
+  /** Posters with no hash, or the hash of a picture they no longer have; the thread free while it reads (SQLite: a page at a time). */
   missing(pageSize?: number): Promise<UnhashedPoster[]>;
 }

@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import type { Pool } from '../../src/state/postgres/db.js';
 
 /**
  * A throwaway PostgreSQL cluster on loopback, for the tests that run a store on PostgreSQL: Debian's
@@ -50,6 +51,23 @@ export async function startCluster(): Promise<TestCluster> {
       }
     },
   };
+}
+
+/**
+ * What embeddings need to belong to, as rows only: the fp32 variant of a 2-dimensional model `m1`,
+ * and posters p1..pN with keys 1..N (the change log's tests and benchmark write embeddings of them).
+ */
+export async function seedEmbeddingSpace(pool: Pool, posters: number): Promise<void> {
+  await pool.query(
+    `INSERT INTO model_versions (version, file_path, file_sha256, dims, input_width, input_height, input_name, output_name, preprocessing, source, created_at)
+     VALUES ('m1', 'models/m1.onnx', 'x', 2, 1, 1, 'image', 'embedding', '{}', '{}', 'now')`,
+  );
+  await pool.query("INSERT INTO model_variants (version, precision, file_path, file_sha256, details, created_at) VALUES ('m1', 'fp32', 'models/m1.onnx', 'x', '{}', 'now')");
+  await pool.query(
+    `INSERT INTO posters (id, genres, single_genre, image_path, image_sha256, pixel_sha256, width, height, imported_at)
+     SELECT 'p' || i, '["Drama"]', 'Drama', 'x', 'x', 'x', 1, 1, 'now' FROM generate_series(1, $1::int) AS i`,
+    [posters],
+  );
 }
 
 /** The newest installed server's binaries (MARQUEE_TEST_PG_BIN overrides). */

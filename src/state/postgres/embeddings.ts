@@ -1,7 +1,7 @@
 import type { EmbeddingRows, EmbeddingSet, EmbeddingSpace, MissingEmbedding } from '../embeddings.js';
 import { type Pool, transaction } from './db.js';
 
-/** Rows a page of `missingInPages` and of a load read at a time. */
+/** Rows a load reads at a time. */
 const PAGE = 10_000;
 
 /** Embeddings on PostgreSQL (float32 little-endian in BYTEA); every write logged with its transaction id (migrations/postgres/002). */
@@ -22,29 +22,18 @@ export class PostgresEmbeddingStore implements EmbeddingRows {
   }
 
   async missing(space: EmbeddingSpace): Promise<MissingEmbedding[]> {
-    return this.missingBetween(space, 0, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
-  }
-
-  async missingInPages(space: EmbeddingSpace, pageSize = PAGE): Promise<MissingEmbedding[]> {
-    const out: MissingEmbedding[] = [];
-    for (let after = 0; ; ) {
-      const { rows } = await this.pool.query<{ last: string | null }>('SELECT max(key)::text AS last FROM (SELECT key FROM posters WHERE key > $1 ORDER BY key LIMIT $2) page', [after, pageSize]);
-      if (rows[0]!.last === null) return out;
-      const last = Number(rows[0]!.last);
-      out.push(...(await this.missingBetween(space, after, last, pageSize)));
-      after = last;
-    }
-  }
-
-  /** The posters with keys in (after, through] that have no embedding under a variant. */
-  private async missingBetween(space: EmbeddingSpace, after: number, through: number, limit: number): Promise<MissingEmbedding[]> {
     const { rows } = await this.pool.query<{ key: string; imagePath: string; pixelSha256: string }>(
       `SELECT p.key, p.image_path AS "imagePath", p.pixel_sha256 AS "pixelSha256" FROM posters p
        LEFT JOIN embeddings e ON e.poster_key = p.key AND e.model_version = $1 AND e.precision = $2
-       WHERE p.key > $3 AND p.key <= $4 AND e.poster_key IS NULL ORDER BY p.key LIMIT $5`,
-      [space.version, space.precision, after, through, limit],
+       WHERE e.poster_key IS NULL ORDER BY p.key`,
+      [space.version, space.precision],
     );
     return rows.map((r) => ({ key: Number(r.key), imagePath: r.imagePath, pixelSha256: r.pixelSha256 }));
+  }
+
+  /** missing: the query does not hold this thread, so there is nothing to page for. */
+  async missingInPages(space: EmbeddingSpace): Promise<MissingEmbedding[]> {
+    return this.missing(space);
   }
 
   async putMany(space: EmbeddingSpace, rows: { key: number; vector: Float32Array }[]): Promise<void> {

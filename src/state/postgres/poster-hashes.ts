@@ -37,19 +37,13 @@ export class PostgresPosterHashStore implements PosterHashStore {
     }
   }
 
-  async missing(pageSize = 10_000): Promise<UnhashedPoster[]> {
-    const out: UnhashedPoster[] = [];
-    for (let after = 0; ; ) {
-      const { rows } = await this.pool.query<{ key: string; last: string; imagePath: string | null; pixelSha256: string | null }>(
-        `WITH page AS (SELECT key, image_path, pixel_sha256 FROM posters WHERE key > $1 ORDER BY key LIMIT $2)
-         SELECT (SELECT max(key) FROM page)::text AS last, p.key::text AS key, p.image_path AS "imagePath", p.pixel_sha256 AS "pixelSha256"
-         FROM (SELECT 1) one LEFT JOIN page p ON NOT EXISTS (SELECT 1 FROM poster_hashes h WHERE h.poster_key = p.key AND h.pixel_sha256 = p.pixel_sha256)
-         ORDER BY p.key`,
-        [after, pageSize],
-      );
-      if (rows[0]?.last === null || rows.length === 0) return out;
-      for (const row of rows) if (row.key !== null) out.push({ key: Number(row.key), imagePath: row.imagePath!, pixelSha256: row.pixelSha256! });
-      after = Number(rows[0]!.last);
-    }
+  /** The query does not hold this thread (SQLite's does), so it is one, not a page at a time. */
+  async missing(): Promise<UnhashedPoster[]> {
+    const { rows } = await this.pool.query<{ key: string; imagePath: string; pixelSha256: string }>(
+      `SELECT p.key, p.image_path AS "imagePath", p.pixel_sha256 AS "pixelSha256" FROM posters p
+       LEFT JOIN poster_hashes h ON h.poster_key = p.key AND h.pixel_sha256 = p.pixel_sha256
+       WHERE h.poster_key IS NULL ORDER BY p.key`,
+    );
+    return rows.map((r) => ({ key: Number(r.key), imagePath: r.imagePath, pixelSha256: r.pixelSha256 }));
   }
 }
