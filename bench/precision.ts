@@ -53,7 +53,7 @@ const added = JSON.parse(marquee(['models', 'add', modelDir]).trim().split('\n')
 if (!added.variants.includes('int8')) throw new Error(`no int8 variant: ${JSON.stringify(added)}`);
 
 const config = loadConfig({ ...process.env, MARQUEE_DATA_DIR: dataDir, MARQUEE_CATALOG: '' });
-const svc = createServices(config, createLogger('warn'), new Metrics());
+const svc = await createServices(config, createLogger('warn'), new Metrics());
 const fp32 = (await svc.models.get(added.model_version, 'fp32'))!;
 const int8 = (await svc.models.get(added.model_version, 'int8'))!;
 const variants: ModelVersion[] = [fp32, int8];
@@ -162,4 +162,4 @@ out.push(
 );
 out.push('');
 process.stdout.write(`${out.join('\n')}\n`);
-svc.state.close();
+await svc.state.close();

@@ -52,12 +52,12 @@ Commands:
 
 Configuration is read from environment variables; README.md lists them all.`;
 
-function services(config: Config, log: Logger): Services {
+function services(config: Config, log: Logger): Promise<Services> {
   return createServices(config, log, new Metrics());
 }
 
 async function serve(config: Config, log: Logger): Promise<void> {
-  const svc = services(config, log);
+  const svc = await services(config, log);
   const runtime = new Runtime();
   const runner = new RetrainRunner(svc, svc.jobs, runtime);
   const app = await buildApp(svc, runtime, runner);
@@ -71,7 +71,7 @@ async function serve(config: Config, log: Logger): Promise<void> {
     runner.cancelRunning();
     await runner.settled();
     await runtime.peek()?.dispose();
-    svc.state.close();
+    await svc.state.close();
     process.exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));
@@ -87,7 +87,7 @@ async function serve(config: Config, log: Logger): Promise<void> {
 
 async function importCommand(config: Config, log: Logger, dir: string | undefined): Promise<void> {
   if (!dir) throw new ConfigError('usage: marquee import <dir>');
-  const svc = services(config, log);
+  const svc = await services(config, log);
   let progress: ReturnType<typeof startProgress> | null = null;
   const report = await importCatalog(resolve(dir), {
     catalog: svc.catalog,
@@ -101,7 +101,7 @@ async function importCommand(config: Config, log: Logger, dir: string | undefine
   (progress as ReturnType<typeof startProgress> | null)?.finish();
   for (const row of report.skipped) process.stderr.write(`line ${row.line}${row.id ? ` (${row.id})` : ''}: ${row.reason}\n`);
   process.stdout.write(`${JSON.stringify({ ...report, skipped: report.skipped.length })}\n`);
-  svc.state.close();
+  await svc.state.close();
 }
 
 const TMDB_USAGE = 'usage: marquee import-tmdb [--pages N] [--size w342] [--discover key=value ...] [--restart]';
@@ -137,7 +137,7 @@ async function importTmdbCommand(config: Config, log: Logger, args: string[]): P
     if (!key || rest.length === 0) throw new ConfigError(`--discover takes key=value, not "${filter}"\n${TMDB_USAGE}`);
     discover[key] = rest.join('=');
   }
-  const svc = services(config, log);
+  const svc = await services(config, log);
   let progress: ReturnType<typeof startProgress> | null = null;
   try {
     const report = await importTmdb(
@@ -170,12 +170,12 @@ async function importTmdbCommand(config: Config, log: Logger, args: string[]): P
     if (error instanceof TmdbError) throw new ConfigError(error.message);
     throw error;
   } finally {
-    svc.state.close();
+    await svc.state.close();
   }
 }
 
 async function indexCommand(config: Config, log: Logger): Promise<void> {
-  const svc = services(config, log);
+  const svc = await services(config, log);
   const onStatus = (status: string) => log.info(status);
   const model = await servedVariant(await ensureBaseModel(config, svc.catalog, svc.models, log, onStatus), svc, onStatus);
   await svc.embeddings.deleteSpace(model);
@@ -185,14 +185,14 @@ async function indexCommand(config: Config, log: Logger): Promise<void> {
   const engine = await Engine.load(model, svc, embedder);
   process.stdout.write(`${JSON.stringify({ model_version: model.version, embedded, indexed: engine.searcher.size })}\n`);
   await engine.dispose();
-  svc.state.close();
+  await svc.state.close();
 }
 
 async function manifestCommand(config: Config, log: Logger, args: string[]): Promise<void> {
   const [file, size = '96x144'] = args;
   const match = /^(\d+)x(\d+)$/.exec(size);
   if (!file || !match) throw new ConfigError('usage: marquee manifest <file> [WIDTHxHEIGHT]');
-  const svc = services(config, log);
+  const svc = await services(config, log);
   const posters = await svc.catalog.all();
   if (posters.length === 0) throw new ConfigError('the catalog is empty: run `marquee import <dir>` first');
   const spec = defaultSpec(Number(match[1]), Number(match[2]));
@@ -201,25 +201,25 @@ async function manifestCommand(config: Config, log: Logger, args: string[]): Pro
   progress.finish();
   writeManifest(resolve(file), posters, config.dataDir, { spec, paths });
   process.stdout.write(`${JSON.stringify({ manifest: resolve(file), posters: posters.length, input: { width: spec.width, height: spec.height } })}\n`);
-  svc.state.close();
+  await svc.state.close();
 }
 
 async function modelsCommand(config: Config, log: Logger, args: string[]): Promise<void> {
   const [action, dir] = args;
   if (action !== 'add' || !dir) throw new ConfigError('usage: marquee models add <dir>');
-  const svc = services(config, log);
+  const svc = await services(config, log);
   const sidecar = JSON.parse(readFileSync(join(resolve(dir), 'model.json'), 'utf8')) as { init?: string; mode?: string };
   const kind = sidecar.mode ? 'ft' : 'base';
   const model = await servedVariant(await registerModelDir(resolve(dir), kind, config.dataDir, svc.models), svc, (status) => log.info(status));
   process.stdout.write(
     `${JSON.stringify({ model_version: model.version, variants: model.variants, dims: model.dims, input: { width: model.inputWidth, height: model.inputHeight } })}\n`,
   );
-  svc.state.close();
+  await svc.state.close();
 }
 
 async function trainCommand(config: Config, log: Logger, args: string[]): Promise<void> {
   const params = parseRetrainFlags(args);
-  const svc = services(config, log);
+  const svc = await services(config, log);
   await svc.jobs.failInterrupted();
   await ensureBaseModel(config, svc.catalog, svc.models, log, (status) => log.info(status));
   const runner = new RetrainRunner(svc, svc.jobs, null);
@@ -235,12 +235,12 @@ async function trainCommand(config: Config, log: Logger, args: string[]): Promis
   progress.finish();
   const final = (await svc.jobs.get(job.id))!;
   process.stdout.write(`${JSON.stringify({ job: final.id, state: final.state, model_version: final.modelVersion, error: final.error, metrics: final.metrics })}\n`);
-  svc.state.close();
+  await svc.state.close();
   if (final.state !== 'succeeded') process.exitCode = final.state === 'rejected' ? 3 : 1;
 }
 
 async function openapiCommand(config: Config, log: Logger, file = 'openapi/openapi.json'): Promise<void> {
-  const svc = createServices(config, log, new Metrics(), { inMemory: true });
+  const svc = await createServices(config, log, new Metrics(), { inMemory: true });
   const runtime = new Runtime();
   const app = await buildApp(svc, runtime, new RetrainRunner(svc, svc.jobs, runtime));
   await app.ready();

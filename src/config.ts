@@ -15,6 +15,8 @@ export interface Config {
   port: number;
   host: string;
   dataDir: string;
+  /** A PostgreSQL database several servers share (MARQUEE_DATABASE_URL, postgres://…); null: the data dir's SQLite file. */
+  databaseUrl: string | null;
   /** Seed catalog imported on start; null when MARQUEE_CATALOG is set to an empty string. */
   catalogDir: string | null;
   device: Device;
@@ -131,6 +133,7 @@ export function loadConfig(env: Env = process.env): Config {
     port: int(env, 'PORT', 8080, 0, 65535),
     host,
     dataDir: resolve(env.MARQUEE_DATA_DIR || './var'),
+    databaseUrl: databaseUrl(env.MARQUEE_DATABASE_URL),
     catalogDir: catalog === '' ? null : resolve(catalog),
     device,
     threads: int(env, 'MARQUEE_THREADS', availableParallelism(), 1, 1024),
@@ -179,4 +182,10 @@ function sha256(env: Env, name: string): string | null {
 
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+function databaseUrl(value: string | undefined): string | null {
+  if (!value) return null;
+  if (!/^postgres(ql)?:\/\//.test(value)) throw new ConfigError(`MARQUEE_DATABASE_URL must be a postgres:// URL, got ${JSON.stringify(value.split('@').pop())}`);
+  return value;
 }

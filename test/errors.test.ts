@@ -23,7 +23,7 @@ describe('every framework and plugin error code answers in the one error shape',
 
   before(async () => {
     const config = loadConfig({ MARQUEE_DATA_DIR: '/nonexistent', MARQUEE_CATALOG: '' });
-    const services = createServices(config, createLogger('silent'), new Metrics(), { inMemory: true });
+    const services = await createServices(config, createLogger('silent'), new Metrics(), { inMemory: true });
     const runtime = new Runtime();
     app = await buildApp(services, runtime, new RetrainRunner(services, services.jobs, runtime));
     app.get('/throw', { schema: { hide: true } }, async () => {

@@ -49,7 +49,7 @@ describe('an index rebuilt on a worker thread', () => {
     delay.enable();
     await new Promise((resolve) => setTimeout(resolve, 50)); // the monitor times from its first tick: a stall before it goes unseen
     const started = performance.now();
-    const index = await VectorIndex.openWith(buildOnThread(w.embeddings.dbFile, SPACE, DIMS), w.file, source);
+    const index = await VectorIndex.openWith(buildOnThread({ dbFile: w.embeddings.dbFile }, SPACE, DIMS), w.file, source);
     const ms = performance.now() - started;
     await new Promise((resolve) => setTimeout(resolve, 50)); // and records a stall at its next tick
     delay.disable();

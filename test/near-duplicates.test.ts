@@ -192,7 +192,7 @@ describe('near-duplicate listings while the catalog is being hashed', () => {
       assert.equal(await filling, 32, 'every imported poster hashed');
       assert.ok(Array.isArray(await duplicates.groups()));
     } finally {
-      state.close();
+      await state.close();
       rmSync(dataDir, { recursive: true, force: true });
     }
   });

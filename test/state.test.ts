@@ -50,7 +50,7 @@ describe('state', () => {
     await state.catalog.delete('p2', 'now');
     assert.ok(await state.catalog.isDeleted('p2'));
     assert.equal(await state.catalog.importPoster(poster('p2'), 'now'), 'deleted', 'an import does not bring back a deleted poster');
-    state.close();
+    await state.close();
   });
 
   it('what a server lists or prunes a piece at a time is what one statement lists or prunes, across gaps in the keys', async () => {
@@ -106,7 +106,7 @@ describe('state', () => {
     // whose snapshot another connection has since written past cannot upgrade, and SQLite answers
     // SQLITE_BUSY at once, without waiting on the busy timeout (CI saw it: an import beside a server).
     const dir = mkdtempSync(join(tmpdir(), 'marquee-writers-'));
-    State.open(dir).close();
+    await State.open(dir).close();
     // Both start together (a barrier on shared memory), and every iteration writes: an upsert that adds
     // (read, then write) and a delete that removes (read, then write), each checked.
     const gate = new SharedArrayBuffer(4);
@@ -133,7 +133,7 @@ describe('state', () => {
              } catch (error) {
                parentPort.postMessage(String(error));
              } finally {
-               state.close();
+               await state.close();
              }
            });`,
           { eval: true, workerData: { module: new URL('../dist/state/state.js', import.meta.url).href, dir, posters, gate } },

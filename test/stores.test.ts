@@ -2,49 +2,23 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { CursorError, type Catalog, type NewPoster } from '../src/state/catalog.js';
-import { JobConflictError, type JobStore } from '../src/state/jobs.js';
-import type { PosterHashStore } from '../src/state/poster-hashes.js';
+import { CursorError, type NewPoster } from '../src/state/catalog.js';
+import { JobConflictError } from '../src/state/jobs.js';
 import type { PosterTitles, TitleFilter } from '../src/state/titles.js';
 import { titlePhrases } from '../src/search/title-query.js';
-import type { EmbeddingRows } from '../src/state/embeddings.js';
-import type { EvaluationStore } from '../src/state/evaluations.js';
-import type { ModelRegistry, ModelVersion, VariantPolicy } from '../src/state/models.js';
-import { PostgresCatalog } from '../src/state/postgres/catalog.js';
+import type { EmbeddingSource } from '../src/search/vector-index.js';
+import type { EmbeddingSpace } from '../src/state/embeddings.js';
+import type { ModelVersion, VariantPolicy } from '../src/state/models.js';
 import { openPool } from '../src/state/postgres/db.js';
-import { PostgresEmbeddingStore } from '../src/state/postgres/embeddings.js';
-import { PostgresPosterHashStore } from '../src/state/postgres/poster-hashes.js';
-import { PostgresPosterTitles } from '../src/state/postgres/titles.js';
-import { PostgresEvaluationStore } from '../src/state/postgres/evaluations.js';
 import { PostgresJobStore } from '../src/state/postgres/jobs.js';
-import { PostgresModelRegistry } from '../src/state/postgres/models.js';
-import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
-import { openDb } from '../src/state/sqlite/db.js';
-import { SqliteEmbeddingStore } from '../src/state/sqlite/embeddings.js';
-import { SqlitePosterHashStore } from '../src/state/sqlite/poster-hashes.js';
-import { SqlitePosterTitles } from '../src/state/sqlite/titles.js';
-import { SqliteEvaluationStore } from '../src/state/sqlite/evaluations.js';
-import { SqliteJobStore } from '../src/state/sqlite/jobs.js';
-import { SqliteModelRegistry } from '../src/state/sqlite/models.js';
+import { State } from '../src/state/state.js';
 import { ROOT } from './support/paths.js';
 import { startCluster, type TestCluster } from './support/postgres.js';
 
 /**
- * The stores that exist on both backends, held to one contract: the same calls give the same
- * answers on SQLite (a database in memory) and on PostgreSQL (a throwaway cluster on loopback, a
- * database per test).
+ * The stores, held to one contract: the same calls give the same answers on SQLite (a database in
+ * memory) and on PostgreSQL (a throwaway cluster on loopback, a database per test).
  */
-interface Stores {
-  catalog: Catalog;
-  hashes: PosterHashStore;
-  embeddings: EmbeddingRows;
-  titles: PosterTitles;
-  jobs: JobStore;
-  models: ModelRegistry;
-  evaluations: EvaluationStore;
-  close(): Promise<void>;
-}
-
 let cluster: TestCluster;
 before(async () => {
   cluster = await startCluster();
@@ -53,40 +27,9 @@ after(async () => {
   await cluster?.stop();
 });
 
-const backends: { name: string; open(policy?: VariantPolicy): Promise<Stores> }[] = [
-  {
-    name: 'SQLite',
-    async open(policy) {
-      const db = openDb(':memory:');
-      const close = async () => void db.close();
-      return {
-        catalog: new SqliteCatalog(db),
-        hashes: new SqlitePosterHashStore(db),
-        embeddings: new SqliteEmbeddingStore(db),
-        titles: new SqlitePosterTitles(db),
-        jobs: new SqliteJobStore(db),
-        models: new SqliteModelRegistry(db, policy),
-        evaluations: new SqliteEvaluationStore(db),
-        close,
-      };
-    },
-  },
-  {
-    name: 'PostgreSQL',
-    async open(policy) {
-      const pool = await openPool(await cluster.database());
-      return {
-        catalog: new PostgresCatalog(pool),
-        hashes: new PostgresPosterHashStore(pool),
-        embeddings: new PostgresEmbeddingStore(pool),
-        titles: new PostgresPosterTitles(pool),
-        jobs: new PostgresJobStore(pool),
-        models: new PostgresModelRegistry(pool, policy),
-        evaluations: new PostgresEvaluationStore(pool),
-        close: () => pool.end(),
-      };
-    },
-  },
+const backends: { name: string; open(policy?: VariantPolicy): Promise<State> }[] = [
+  { name: 'SQLite', open: async (policy) => State.inMemory(policy) },
+  { name: 'PostgreSQL', open: async (policy) => State.connect({ dataDir: '', databaseUrl: await cluster.database() }, policy) },
 ];
 
 const model = (version: string, createdAt: string): Omit<ModelVersion, 'variants'> => ({
@@ -104,7 +47,8 @@ const hashOf = (digit: string) => ({ whole: digit.repeat(64), trimmed: digit.rep
 for (const backend of backends) {
   describe(`stores on ${backend.name}`, () => {
     it('catalog: keys that never change nor come back, counters of what derived figures depend on, pages by id, deletes remembered', async () => {
-      const { catalog, close } = await backend.open();
+      const state = await backend.open();
+      const { catalog } = state;
       try {
         const added = await catalog.upsert(poster('b', { genres: ['Drama', 'War'], year: 1999 }), 'now');
         assert.equal(added.change, 'added');
@@ -156,12 +100,13 @@ for (const backend of backends) {
         assert.ok(again.key > Math.max(...all.map((p) => p.key)), 'a deleted key is never handed out again');
         assert.deepEqual((await catalog.browse({ genre: 'War', limit: 10 })).posters.map((p) => p.id), ['b', 'd', 'é'], 'the deleted poster left its genres');
       } finally {
-        await close();
+        await state.close();
       }
     });
 
     it('hashes: of the current picture only, stale ones listed for hashing again', async () => {
-      const { catalog, hashes, close } = await backend.open();
+      const state = await backend.open();
+      const { catalog, hashes } = state;
       try {
         const keys: number[] = [];
         for (const id of ['a', 'b', 'c', 'd', 'e']) keys.push((await catalog.upsert(poster(id), 'now')).key);
@@ -181,12 +126,13 @@ for (const backend of backends) {
         assert.deepEqual(after, [6]);
         await assert.rejects(hashes.put(keys[1]!, 'pixels-b', hashOf('7')), 'no hash for a poster that is gone');
       } finally {
-        await close();
+        await state.close();
       }
     });
 
     it('embeddings: one per poster and variant, gone with its poster or its picture', async () => {
-      const { catalog, models, embeddings, close } = await backend.open();
+      const state = await backend.open();
+      const { catalog, models, embeddings } = state;
       try {
         const space = await models.register({ ...model('m1', 'now'), dims: 2 });
         const other = { version: 'm1', precision: 'int8' as const };
@@ -216,12 +162,62 @@ for (const backend of backends) {
         await embeddings.deleteSpace(other);
         assert.equal(await embeddings.count(other), 0);
       } finally {
-        await close();
+        await state.close();
+      }
+    });
+
+    it('embeddings as an index reads them: a snapshot whole, then what changed after its position, each poster once with its vector now', async () => {
+      const state = await backend.open();
+      const { catalog, models, embeddings } = state;
+      try {
+        const space = await models.register({ ...model('m1', 'now'), dims: 2 });
+        const [a, b, c] = await Promise.all(['a', 'b', 'c'].map(async (id) => (await catalog.upsert(poster(id), 'now')).key));
+        await embeddings.putMany(space, [a, b, c].map((key, i) => ({ key: key!, vector: new Float32Array([i, 1]) })));
+        const first = await embeddings.snapshot(space, 2);
+        assert.deepEqual(rowsOf(first.source), new Map([[a, [0, 1]], [b, [1, 1]], [c, [2, 1]]]));
+        const position = first.source.lastChange();
+        assert.deepEqual([...first.source.changedSince(position)], [], 'nothing after its own position');
+
+        await embeddings.putMany(space, [{ key: b!, vector: new Float32Array([5, 5]) }]);
+        await catalog.delete('c', 'now');
+        const second = await embeddings.snapshot(space, 2);
+        assert.ok(second.source.lastChange() > position);
+        const changed = new Map([...second.source.changedSince(position)].map(({ key, vector }) => [key, vector && [...vector]]));
+        assert.deepEqual(changed, new Map([[b, [5, 5]], [c, null]]), 'the replaced vector as it is now, the deleted poster as none');
+        assert.equal(second.source.changesSince(position) >= 2, true);
+        assert.deepEqual([...second.source.changedSince(second.source.lastChange())], []);
+        assert.equal(second.source.prunedThrough() <= position, true, 'a checkpoint at the first position can still be replayed');
+      } finally {
+        await state.close();
+      }
+    });
+
+    it('savePoster: the poster, its embedding and its hash together, its id no longer deleted; none of them when one fails', async () => {
+      const state = await backend.open();
+      const { catalog, models, embeddings, hashes } = state;
+      try {
+        const space: EmbeddingSpace = await models.register({ ...model('m1', 'now'), dims: 2 });
+        const hash = hashOf('7');
+        await catalog.upsert(poster('p'), 'now');
+        await catalog.delete('p', 'now');
+        const saved = await state.savePoster(poster('p'), 'later', { space, vector: new Float32Array([0.6, 0.8]) }, hash);
+        assert.equal(saved.id, 'p');
+        assert.equal(await catalog.isDeleted('p'), false);
+        assert.deepEqual([...(await embeddings.get(space, saved.key))!], [0.6000000238418579, 0.800000011920929]);
+        assert.deepEqual(await toArray(hashes.current()), [{ key: saved.key, hash }]);
+
+        const unknown = { version: 'no-such-model', precision: 'fp32' as const };
+        await assert.rejects(state.savePoster(poster('q'), 'later', { space: unknown, vector: new Float32Array([1, 0]) }, hash));
+        assert.equal(await catalog.get('q'), null, 'the poster is not written without its embedding');
+        assert.equal(await catalog.count(), 1);
+      } finally {
+        await state.close();
       }
     });
 
     it('titles: every word required, the last a prefix while typed, diacritics folded, filtered, paged, kept up to date', async () => {
-      const { catalog, titles, close } = await backend.open();
+      const state = await backend.open();
+      const { catalog, titles } = state;
       try {
         const rows: [string, string | null, number, string[]][] = [
           ['a', 'Amélie', 2001, ['Comedy']], ['b', 'The Star Wars', 1977, ['Action']], ['c', 'Star Trek', 1979, ['Action']],
@@ -254,12 +250,13 @@ for (const backend of backends) {
         assert.deepEqual(await find('star'), ['b']);
         assert.deepEqual(await find('moo'), ['d']);
       } finally {
-        await close();
+        await state.close();
       }
     });
 
     it('jobs: one unfinished at a time, progress merged, the end recorded once, the interrupted failed', async () => {
-      const { jobs, close } = await backend.open();
+      const state = await backend.open();
+      const { jobs } = state;
       try {
         const first = await jobs.create('retrain', { epochs: 2 });
         assert.equal(first.state, 'queued');
@@ -291,7 +288,7 @@ for (const backend of backends) {
         assert.equal(await jobs.get('job-none'), null);
         await assert.rejects(jobs.update('job-none', { state: 'failed' }), /no job job-none/);
       } finally {
-        await close();
+        await state.close();
       }
     });
 
@@ -299,7 +296,8 @@ for (const backend of backends) {
       const faithful = { quantization: { parity: { top8_overlap: 0.95 } } };
       const unfaithful = { quantization: { parity: { top8_overlap: 0.5 } } };
       for (const [details, served] of [[faithful, 'int8'], [unfaithful, 'fp32']] as const) {
-        const { models, close } = await backend.open({ preferred: 'int8', faithfulOnly: true });
+        const state = await backend.open({ preferred: 'int8', faithfulOnly: true });
+        const { models } = state;
         try {
           const registered = await models.register(model('m1', '2026-01-01T00:00:00.000Z'));
           assert.deepEqual([registered.precision, registered.variants], ['fp32', ['fp32']]);
@@ -311,10 +309,11 @@ for (const backend of backends) {
           assert.deepEqual(await models.variantDetails('m1', 'int8'), details);
           assert.equal(await models.variantDetails('m1', 'nope' as 'int8'), null);
         } finally {
-          await close();
+          await state.close();
         }
       }
-      const { models, close } = await backend.open();
+      const state = await backend.open();
+      const { models } = state;
       try {
         await models.register(model('m2', '2026-01-02T00:00:00.000Z'));
         await models.register({ ...model('m1', '2026-01-01T00:00:00.000Z'), checkpointPath: null });
@@ -331,12 +330,13 @@ for (const backend of backends) {
         assert.equal((await models.active())?.version, 'm1');
         assert.equal(await models.get('none'), null);
       } finally {
-        await close();
+        await state.close();
       }
     });
 
     it('evaluations: the latest of each version, its document kept byte for byte', async () => {
-      const { models, evaluations, close } = await backend.open();
+      const state = await backend.open();
+      const { models, evaluations } = state;
       try {
         await models.register(model('m1', 'now'));
         assert.equal(await evaluations.latest('m1'), null);
@@ -346,11 +346,65 @@ for (const backend of backends) {
         assert.deepEqual(await evaluations.latest('m1'), { modelVersion: 'm1', createdAt: 'second', document, markdown: '# two', catalogFingerprint: 'fp-2' });
         await assert.rejects(evaluations.put('unknown', 'now', '{}', '', 'fp'), 'an evaluation of a version that does not exist is refused');
       } finally {
-        await close();
+        await state.close();
       }
     });
   });
 }
+
+/** A source's every row, by key. */
+function rowsOf(source: EmbeddingSource): Map<number, number[]> {
+  const out = new Map<number, number[]>();
+  for (const batch of source.batches(2)) batch.keys.forEach((key, i) => out.set(Number(key), [...batch.vectors.subarray(i * batch.dims, (i + 1) * batch.dims)]));
+  return out;
+}
+
+async function toArray<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of items) out.push(item);
+  return out;
+}
+
+describe("following another server's writes", () => {
+  it('SQLite has no other writer; on PostgreSQL each committed change reaches the follower, metadata changes too, with its poster key', async () => {
+    const sqlite = State.inMemory();
+    assert.equal(await sqlite.embeddings.follow({ version: 'm1', precision: 'fp32' }, 0, async () => {}), null);
+    await sqlite.close();
+
+    const url = await cluster.database();
+    const [writer, reader] = [await State.connect({ dataDir: '', databaseUrl: url }), await State.connect({ dataDir: '', databaseUrl: url })];
+    try {
+      const space = await writer.models.register({ ...model('m1', 'now'), dims: 2 });
+      const { key } = await writer.catalog.upsert(poster('a'), 'now');
+      const from = (await reader.embeddings.snapshot(space, 2)).source.lastChange();
+      const seen: number[][] = [];
+      let arrived = () => {};
+      const follower = (await reader.embeddings.follow(space, from, async (keys) => {
+        seen.push(keys);
+        arrived();
+      }))!;
+      try {
+        const next = () => new Promise<void>((resolve) => (arrived = resolve));
+        let wait = next();
+        await writer.embeddings.putMany(space, [{ key, vector: new Float32Array([1, 0]) }]);
+        await wait;
+        assert.deepEqual(seen, [[key]]);
+        wait = next();
+        await writer.catalog.upsert(poster('a', { title: 'A new title' }), 'now');
+        await wait;
+        assert.deepEqual(seen, [[key], [key]], 'a metadata change is a change of each of its embeddings');
+        wait = next();
+        await writer.embeddings.putMany({ version: 'm1', precision: 'fp32' }, [{ key, vector: new Float32Array([0, 1]) }]);
+        await wait;
+        assert.equal(seen.length, 3);
+      } finally {
+        await follower.stop();
+      }
+    } finally {
+      await Promise.all([writer.close(), reader.close()]);
+    }
+  });
+});
 
 describe('PostgreSQL migrations', () => {
   it('run once when several servers open the same database at once', async () => {

@@ -54,7 +54,7 @@ export async function evalCommand(config: Config, log: Logger, args: string[]): 
   if (values.protocol !== undefined && values.protocol !== 'paper') throw new ConfigError(`--protocol can only be "paper"\n${EVAL_USAGE}`);
   if (values.images !== undefined && values.queries === undefined) throw new ConfigError(`--images needs --queries\n${EVAL_USAGE}`);
 
-  const svc = createServices(config, log, new Metrics());
+  const svc = await createServices(config, log, new Metrics());
   try {
     const catalogState = await svc.catalog.fingerprint(); // the catalog the evaluation reads
     const evaluation = await evaluate(svc, {
@@ -73,7 +73,7 @@ export async function evalCommand(config: Config, log: Logger, args: string[]): 
     if (values.out) write(values.out, markdown);
     else process.stdout.write(markdown);
   } finally {
-    svc.state.close();
+    await svc.state.close();
   }
 }
 

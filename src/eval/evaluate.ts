@@ -522,7 +522,7 @@ async function indexNeighbours(
   gallery: Poster[],
   labeller: Labeller,
 ): Promise<ServedNeighbours> {
-  const index = VectorIndex.open(indexPath(svc.config.dataDir, model), svc.embeddings.source(model, model.dims), {
+  const index = VectorIndex.open(indexPath(svc.config.dataDir, model), (await svc.embeddings.snapshot(model, model.dims)).source, {
     scalar: svc.config.indexScalar,
     expansion: svc.config.indexExpansion,
     onRebuild: (reason) => svc.log.info({ version: model.version, reason }, 'building the vector index'),

@@ -69,7 +69,7 @@ export async function figuresCommand(config: Config, log: Logger, args: string[]
   const seed = positiveInt(values.seed, 'seed', DEFAULT_SEED, 0);
   const out = resolve(values.out ?? join('docs', 'evaluation', 'figures'));
 
-  const svc = createServices(config, log, new Metrics());
+  const svc = await createServices(config, log, new Metrics());
   try {
     const model = values.version ? (await svc.models.get(values.version)) : (await svc.models.active());
     if (!model) {
@@ -115,7 +115,7 @@ export async function figuresCommand(config: Config, log: Logger, args: string[]
     const files = Object.fromEntries(Object.entries(FIGURE_FILES).map(([name, file]) => [name, join(out, file)]));
     process.stdout.write(`${JSON.stringify({ model_version: model.version, files, map: { posters: map.points.length, cached: map.cached }, queries: queries.map((q) => q.id), timings_ms: timings })}\n`);
   } finally {
-    svc.state.close();
+    await svc.state.close();
   }
 }
 

@@ -9,6 +9,7 @@ import { writeAtomically } from '../state/files.js';
 import type { ModelVersion } from '../state/models.js';
 import { startWorker } from '../worker-thread.js';
 import { MAP_PARAMS, type MapParams } from './map-layout.js';
+import { sample, seededRandom } from './random.js';
 
 export const MAP_FORMAT = 'marquee-map/2';
 
@@ -52,20 +53,18 @@ interface Layout {
   points: { key: number; x: number; y: number }[];
 }
 
-/** What a map thread is given (map-worker.ts), and what it answers. */
+/** What a map thread is given (map-worker.ts): the sampled posters' embeddings, a row each; it answers their coordinates. */
 export interface LayoutJob {
-  dbFile: string;
-  space: EmbeddingSpace;
+  data: Float32Array;
   dims: number;
   params: MapParams;
-  cap: number;
 }
 export interface LayoutResult {
-  keys: number[];
   coords: Float32Array;
-  posters: number;
-  unembedded: number;
 }
+
+/** Embeddings read per query while gathering a map's points. */
+const READ_PIECE = 1000;
 
 export interface MapOptions {
   cap?: number;
@@ -177,8 +176,9 @@ export class CatalogMaps {
   private async compute(model: ModelVersion, pictures: number): Promise<Layout> {
     const started = performance.now();
     this.deps.log.info({ version: model.version, cap: this.cap }, 'computing the embedding map (UMAP)');
-    const job: LayoutJob = { dbFile: this.deps.embeddings.dbFile, space: { version: model.version, precision: model.precision }, dims: model.dims, params: this.params, cap: this.cap };
-    const worker = startWorker(import.meta.url, 'map-worker', { workerData: job });
+    const { keys, data, posters, unembedded } = await this.points(model);
+    const job: LayoutJob = { data, dims: model.dims, params: this.params };
+    const worker = startWorker(import.meta.url, 'map-worker', { workerData: job, transferList: [data.buffer as ArrayBuffer] });
     let result: LayoutResult;
     try {
       [result] = (await Promise.race([
@@ -189,7 +189,7 @@ export class CatalogMaps {
     } finally {
       await worker.terminate();
     }
-    const { keys, coords, posters, unembedded } = result;
+    const { coords } = result;
     this.deps.log.info({ version: model.version, points: keys.length, posters, unembedded, ms: Math.round(performance.now() - started) }, 'embedding map computed');
     const layout: Layout = {
       format: MAP_FORMAT,
@@ -209,6 +209,22 @@ export class CatalogMaps {
       this.deps.log.warn({ version: model.version, err: error }, 'could not store the embedding map');
     }
     return layout;
+  }
+
+  /** The posters a map shows (a seeded sample past the cap) and their embeddings, read a piece at a time. */
+  private async points(model: ModelVersion): Promise<{ keys: number[]; data: Float32Array; posters: number; unembedded: number }> {
+    const { embeddings, catalog } = this.deps;
+    const space: EmbeddingSpace = { version: model.version, precision: model.precision };
+    const embedded = await embeddings.embeddedKeys(space);
+    const posters = await catalog.count();
+    const keys = embedded.length > this.cap ? sample(embedded, this.cap, seededRandom(this.params.seed)).sort((a, b) => a - b) : embedded;
+    const data = new Float32Array(keys.length * model.dims);
+    for (let start = 0; start < keys.length; start += READ_PIECE) {
+      const piece = keys.slice(start, start + READ_PIECE);
+      const vectors = await embeddings.getMany(space, piece);
+      piece.forEach((key, i) => data.set(vectors.get(key)!, (start + i) * model.dims));
+    }
+    return { keys, data, posters, unembedded: posters - embedded.length };
   }
 
   /** The layout's points with their posters as they are now (those deleted since left out), made once per catalog change. */

@@ -1,11 +1,11 @@
 import { once } from 'node:events';
-import type { EmbeddingSpace } from '../state/embeddings.js';
+import type { EmbeddingReader, EmbeddingSpace } from '../state/embeddings.js';
 import { startWorker } from '../worker-thread.js';
 import type { BuildCheckpoint, IndexScalar } from './vector-index.js';
 
-/** What a build thread needs to read one variant's embeddings from SQLite itself. */
+/** What a build thread needs to read one variant's embeddings itself. */
 export interface IndexBuildJob {
-  dbFile: string;
+  reader: EmbeddingReader;
   space: EmbeddingSpace;
   dims: number;
   scalar: IndexScalar;
@@ -13,13 +13,14 @@ export interface IndexBuildJob {
 }
 
 /**
- * Builds a variant's index checkpoint on a worker thread that reads SQLite through a read-only
- * connection of its own (WAL lets it read beside the server's writes): usearch's build holds the
- * thread it runs on for minutes at a million posters, and the event loop must keep serving.
+ * Builds a variant's index checkpoint on a worker thread, which reads SQLite through a read-only
+ * connection of its own (WAL lets it read beside the server's writes) or the rows a snapshot read,
+ * shared, not copied: usearch's build holds the thread it runs on for minutes at a million posters,
+ * and the event loop must keep serving.
  */
-export function buildOnThread(dbFile: string, space: EmbeddingSpace, dims: number): BuildCheckpoint {
+export function buildOnThread(reader: EmbeddingReader, space: EmbeddingSpace, dims: number): BuildCheckpoint {
   return async (file, scalar) => {
-    const worker = startWorker(import.meta.url, 'index-build-worker', { workerData: { dbFile, space, dims, scalar, file } satisfies IndexBuildJob });
+    const worker = startWorker(import.meta.url, 'index-build-worker', { workerData: { reader, space, dims, scalar, file } satisfies IndexBuildJob });
     try {
       await Promise.race([
         once(worker, 'message'),

@@ -12,7 +12,7 @@ import { PosterFilters } from '../search/poster-filters.js';
 import { Searcher } from '../search/searcher.js';
 import { VectorIndex } from '../search/vector-index.js';
 import type { Catalog, Poster } from '../state/catalog.js';
-import type { EmbeddingSpace, EmbeddingStore } from '../state/embeddings.js';
+import type { EmbeddingFollower, EmbeddingSpace, EmbeddingStore } from '../state/embeddings.js';
 import type { ModelVersion } from '../state/models.js';
 
 /** Posters read from SQLite at a time for a new engine's filters, the event loop free between pages (about 35 ms each). */
@@ -56,6 +56,8 @@ export function loadEmbedder(model: ModelVersion, deps: Pick<EngineDeps, 'config
  */
 export class Engine {
   private users = 0;
+  /** Other servers' writes to this version's embeddings and their posters, applied as they commit (PostgreSQL). */
+  private follower: EmbeddingFollower | null = null;
   private retired = false;
   private disposed: Promise<void> | null = null;
 
@@ -103,11 +105,13 @@ export class Engine {
     const { config, catalog, embeddings, log, metrics, decodes } = deps;
     const session = embedder ?? (await loadEmbedder(model, deps));
     const started = Date.now();
-    const index = await VectorIndex.openWith(buildOnThread(embeddings.dbFile, model, model.dims), indexPath(config.dataDir, model), embeddings.source(model, model.dims), {
+    const snapshot = await embeddings.snapshot(model, model.dims);
+    const index = await VectorIndex.openWith(buildOnThread(snapshot.reader, model, model.dims), indexPath(config.dataDir, model), snapshot.source, {
       scalar: config.indexScalar,
       expansion: config.indexExpansion,
       onRebuild: (reason) => log.info({ version: model.version, reason }, 'building the vector index'),
     });
+    snapshot.release?.();
     log.info(
       { version: model.version, vectors: index.size, rebuilt: index.rebuilt !== null, replayed: index.replayed, ms: Date.now() - started },
       'vector index ready',
@@ -123,7 +127,22 @@ export class Engine {
       },
     );
     const filters = await PosterFilters.inPages((after) => catalog.filterFieldsAfter(after, FILTER_PAGE));
-    return new Engine(model, session, new Searcher(index, (key) => embeddings.get(model, key), filters, (keys) => catalog.getMany(keys)), batcher, decodes);
+    const engine = new Engine(model, session, new Searcher(index, (key) => embeddings.get(model, key), filters, (keys) => catalog.getMany(keys)), batcher, decodes);
+    // From the snapshot's position: what committed while the filters were read is applied again, to the same effect.
+    engine.follower = await embeddings.follow(model, snapshot.source.lastChange(), (keys) => engine.apply(keys, deps));
+    return engine;
+  }
+
+  /** Posters another server changed: each as it is now, or gone (no poster, or no embedding under this version). */
+  private async apply(keys: number[], { catalog, embeddings }: Pick<EngineDeps, 'catalog' | 'embeddings'>): Promise<void> {
+    const [vectors, posters] = await Promise.all([embeddings.getMany(this.model, keys), catalog.getMany(keys)]);
+    for (const key of keys) {
+      const vector = vectors.get(key);
+      const poster = posters.get(key);
+      if (!vector || !poster) this.removePoster(key);
+      else if (sameVector(this.searcher.rowVector(key), vector)) this.updatePoster(poster);
+      else this.putPoster(poster, vector);
+    }
   }
 
   get queueDepth(): number {
@@ -175,7 +194,14 @@ export class Engine {
   }
 
   dispose(): Promise<void> {
-    this.disposed ??= this.embedder.release();
+    this.disposed ??= Promise.all([this.embedder.release(), this.follower?.stop()]).then(() => {});
     return this.disposed;
   }
+}
+
+/** Whether a poster's stored vector is the one the index holds (its int8 rows keep it to about 1e-5): only its metadata changed. */
+function sameVector(held: Float32Array | null, stored: Float32Array): boolean {
+  if (!held) return false;
+  for (let i = 0; i < stored.length; i++) if (Math.abs(held[i]! - stored[i]!) > 1e-4) return false;
+  return true;
 }

@@ -38,7 +38,7 @@ export async function shipEmbeddingsCommand(config: Config, log: Logger, args: s
   if (!catalogDir || !existsSync(join(catalogDir, 'movies.csv'))) throw new ConfigError(`no movies.csv in ${catalogDir ?? '(no catalog)'}\n${USAGE}`);
   const out = flags.out ? resolve(flags.out) : join(modelDir, CATALOG_EMBEDDINGS_FILE);
   const scratch = mkdtempSync(join(tmpdir(), 'marquee-ship-'));
-  const svc = createServices({ ...config, dataDir: scratch, device: 'cpu' }, log, new Metrics());
+  const svc = await createServices({ ...config, dataDir: scratch, device: 'cpu' }, log, new Metrics());
   try {
     let progress: ReturnType<typeof startProgress> | null = null;
     const report = await importCatalog(catalogDir, {
@@ -72,7 +72,7 @@ export async function shipEmbeddingsCommand(config: Config, log: Logger, args: s
     const { payload_sha256: _payload, ...summary } = header;
     process.stdout.write(`${JSON.stringify({ file: out, ...summary, bytes: readFileSync(out).length })}\n`);
   } finally {
-    svc.state.close();
+    await svc.state.close();
     rmSync(scratch, { recursive: true, force: true });
   }
 }

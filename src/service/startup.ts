@@ -46,10 +46,10 @@ export interface Services {
 }
 
 /**
- * The services of one process over the data dir's database (opened here, and only here), or over a
- * database in memory (`inMemory`: the OpenAPI document, tests of the HTTP layer).
+ * The services of one process over its database (opened here, and only here: the data dir's SQLite
+ * file, or MARQUEE_DATABASE_URL's PostgreSQL), or over a database in memory (`inMemory`: the OpenAPI document, tests of the HTTP layer).
  */
-export function createServices(config: Config, log: Logger, metrics: Metrics, options: { inMemory?: boolean } = {}): Services {
+export async function createServices(config: Config, log: Logger, metrics: Metrics, options: { inMemory?: boolean } = {}): Promise<Services> {
   metrics.decodeBudget.set(config.decodeBudgetBytes);
   let peak = 0;
   const budget = new DecodeBudget({
@@ -65,7 +65,7 @@ export function createServices(config: Config, log: Logger, metrics: Metrics, op
   });
   const decodes = new Decodes(config.maxPixels, budget, new DecodePool(config.decodeConcurrency));
   const variants = variantPolicy(config.precision, config.device);
-  const state = options.inMemory ? State.inMemory(variants) : State.open(config.dataDir, variants);
+  const state = options.inMemory ? State.inMemory(variants) : await State.connect(config, variants);
   const { catalog, models, embeddings, jobs, evaluations, titles, hashes } = state;
   return {
     config,

@@ -42,14 +42,35 @@ export interface EmbeddingRows {
 }
 
 /**
- * The embeddings as the server uses them: the rows, and what a vector index and the threads that
- * build indexes and maps read synchronously, SQLite's change log (`source`) and file (`dbFile`).
- * On PostgreSQL the rows exist (postgres/embeddings.ts) and ChangeFollower replaces those two
- * (docs/cluster-plan.md).
+ * What a thread of its own (an index build) reads one variant's embeddings from: SQLite's file,
+ * through a connection of its own, or the rows already read, in memory the thread shares.
+ */
+export type EmbeddingReader = { dbFile: string } | { rows: EmbeddingSet; lastChange: number };
+
+/** One variant's embeddings as a vector index is derived from them (`source`), and as a build thread reads them (`reader`). */
+export interface EmbeddingSnapshot {
+  source: EmbeddingSource;
+  reader: EmbeddingReader;
+  /** The rows read are no longer needed (the index is open): a snapshot's memory is freed. */
+  release?(): void;
+}
+
+/** The writes of other processes to one variant's embeddings, followed (PostgreSQL: ChangeFollower). */
+export interface EmbeddingFollower {
+  stop(): Promise<void>;
+}
+
+/**
+ * The embeddings as the server uses them: the rows, what a vector index is derived from, and the
+ * other servers' writes followed. SQLite's source is its change log, read synchronously, and its
+ * writer the one process that holds the data dir (so it has nothing to follow); PostgreSQL's is a
+ * snapshot of the rows and the log's positions, its writers any server, followed from the snapshot on.
  */
 export interface EmbeddingStore extends EmbeddingRows {
-  /** The database file, for a thread that reads it through a connection of its own (search/index-build.ts). */
-  readonly dbFile: string;
-  /** One variant's embeddings as what its vector index is derived from. */
-  source(space: EmbeddingSpace, dims: number): EmbeddingSource;
+  snapshot(space: EmbeddingSpace, dims: number): Promise<EmbeddingSnapshot>;
+  /**
+   * Calls `apply` with the posters whose embedding in this space another process changed after
+   * position `from` (a snapshot's lastChange), each once a change commits; null where no other process writes.
+   */
+  follow(space: EmbeddingSpace, from: number, apply: (keys: number[]) => Promise<void>): Promise<EmbeddingFollower | null>;
 }

@@ -1,27 +1,20 @@
-import { join } from 'node:path';
 import type { PerceptualHash } from '../search/perceptual-hash.js';
 import type { Catalog, NewPoster, Poster } from './catalog.js';
 import type { EmbeddingSpace, EmbeddingStore } from './embeddings.js';
 import type { EvaluationStore } from './evaluations.js';
 import type { JobStore } from './jobs.js';
 import type { ModelRegistry, VariantPolicy } from './models.js';
-import { SqliteModelRegistry } from './sqlite/models.js';
 import type { PosterHashStore } from './poster-hashes.js';
-import { type Db, inWriteTransaction, openDb, openReadOnlyDb } from './sqlite/db.js';
-import { SqliteCatalog } from './sqlite/catalog.js';
-import { SqliteEmbeddingStore } from './sqlite/embeddings.js';
-import { SqliteEvaluationStore } from './sqlite/evaluations.js';
-import { SqliteJobStore } from './sqlite/jobs.js';
-import { SqlitePosterHashStore } from './sqlite/poster-hashes.js';
-import { SqlitePosterTitles } from './sqlite/titles.js';
+import { PostgresState } from './postgres/state.js';
+import { SqliteState } from './sqlite/state.js';
 import type { PosterTitles } from './titles.js';
 
 /**
- * Where state lives: one SQLite database in WAL mode (a data dir's `marquee.db`) and the stores over
- * it. The handle never leaves src/state: a write that spans tables is one method, of a store or of
- * this object, in one transaction of its own.
+ * Where state lives, and the one place a database is opened: the data dir's SQLite file (the
+ * embedded default), or a PostgreSQL database several servers share (`MARQUEE_DATABASE_URL`). No
+ * handle leaves src/state: a write that spans tables is one method, of a store or of this object.
  */
-export class State {
+export interface State {
   readonly catalog: Catalog;
   readonly models: ModelRegistry;
   readonly embeddings: EmbeddingStore;
@@ -29,57 +22,24 @@ export class State {
   /** The full-text index of titles (GET /posters?q=). */
   readonly titles: PosterTitles;
   readonly hashes: PosterHashStore;
-  private readonly hashStore: SqlitePosterHashStore;
-  private readonly catalogStore: SqliteCatalog;
-  private readonly embeddingStore: SqliteEmbeddingStore;
   readonly evaluations: EvaluationStore;
-
-  private constructor(
-    private readonly db: Db,
-    variants?: VariantPolicy,
-  ) {
-    this.catalog = this.catalogStore = new SqliteCatalog(db);
-    this.models = new SqliteModelRegistry(db, variants);
-    this.embeddings = this.embeddingStore = new SqliteEmbeddingStore(db);
-    this.jobs = new SqliteJobStore(db);
-    this.titles = new SqlitePosterTitles(db);
-    this.hashes = this.hashStore = new SqlitePosterHashStore(db);
-    this.evaluations = new SqliteEvaluationStore(db);
-  }
-
-  /** A data dir's database, created and migrated as needed. */
-  static open(dataDir: string, variants?: VariantPolicy): State {
-    return new State(openDb(join(dataDir, 'marquee.db')), variants);
-  }
-
-  /**
-   * The database file read by a thread of its own (an index build, the embedding map), beside the
-   * server's writes; its stores only read.
-   */
-  static reader(dbFile: string): State {
-    return new State(openReadOnlyDb(dbFile));
-  }
-
-  /** A database that lives and dies with the process (the OpenAPI document, tests of the HTTP layer). */
-  static inMemory(variants?: VariantPolicy): State {
-    return new State(openDb(':memory:'), variants);
-  }
-
   /**
    * A poster written with its picture's embedding and perceptual hash, all or none of them (an add
    * through the API, or a new picture for a poster); its id is no longer deleted.
    */
-  async savePoster(poster: NewPoster, now: string, embedding: { space: EmbeddingSpace; vector: Float32Array }, hash: PerceptualHash): Promise<Poster> {
-    return inWriteTransaction(this.db, () => {
-      this.catalogStore.undeleteSync(poster.id);
-      const { key } = this.catalogStore.upsertSync(poster, now);
-      this.embeddingStore.putManySync(embedding.space, [{ key, vector: embedding.vector }]);
-      this.hashStore.write(key, poster.pixelSha256, hash);
-      return this.catalogStore.getSync(poster.id)!;
-    });
-  }
-
-  close(): void {
-    this.db.close();
-  }
+  savePoster(poster: NewPoster, now: string, embedding: { space: EmbeddingSpace; vector: Float32Array }, hash: PerceptualHash): Promise<Poster>;
+  close(): Promise<void>;
 }
+
+export const State = {
+  /** The database at `databaseUrl` (postgres://…) when given, else the data dir's; created and migrated as needed. */
+  async connect(location: { dataDir: string; databaseUrl?: string | null }, variants?: VariantPolicy): Promise<State> {
+    return location.databaseUrl ? PostgresState.connect(location.databaseUrl, variants) : SqliteState.open(location.dataDir, variants);
+  },
+  /** A data dir's SQLite database, created and migrated as needed. */
+  open: (dataDir: string, variants?: VariantPolicy) => SqliteState.open(dataDir, variants),
+  /** A SQLite file read by a thread of its own (an index build), beside the server's writes; its stores only read. */
+  reader: (dbFile: string) => SqliteState.reader(dbFile),
+  /** A SQLite database that lives and dies with the process (the OpenAPI document, tests of the HTTP layer). */
+  inMemory: (variants?: VariantPolicy) => SqliteState.inMemory(variants),
+};

@@ -103,17 +103,17 @@ export class PostgresCatalog implements Catalog {
   }
 }
 
-async function read(client: Pool | Client, id: string): Promise<Poster | null> {
+export async function read(client: Pool | Client, id: string): Promise<Poster | null> {
   const row = (await client.query<PosterRow>('SELECT * FROM posters WHERE id = $1', [id])).rows[0];
   return row ? fromRow(row) : null;
 }
 
-function lockId(client: Client, id: string): Promise<unknown> {
+export function lockId(client: Client, id: string): Promise<unknown> {
   return client.query("SELECT pg_advisory_xact_lock(hashtext('poster:' || $1))", [id]);
 }
 
 /** Inserts or updates by id in the caller's transaction (the id locked); the key of an existing poster never changes. */
-async function write(client: Client, poster: NewPoster, now: string): Promise<{ key: number; change: Change }> {
+export async function write(client: Client, poster: NewPoster, now: string): Promise<{ key: number; change: Change }> {
   const existing = await read(client, poster.id);
   if (existing && sameContent(existing, poster)) return { key: existing.key, change: 'unchanged' };
   const values = [

@@ -1,12 +1,55 @@
-import type { EmbeddingRows, EmbeddingSet, EmbeddingSpace, MissingEmbedding } from '../embeddings.js';
-import { type Pool, transaction } from './db.js';
+import { RowsSource } from '../embedding-snapshot.js';
+import type { EmbeddingFollower, EmbeddingSet, EmbeddingSnapshot, EmbeddingSpace, EmbeddingStore, MissingEmbedding } from '../embeddings.js';
+import { ChangeFollower } from './change-follower.js';
+import { type Client, type Pool, transaction } from './db.js';
 
 /** Rows a load reads at a time. */
 const PAGE = 10_000;
 
 /** Embeddings on PostgreSQL (float32 little-endian in BYTEA); every write logged with its transaction id (migrations/postgres/002). */
-export class PostgresEmbeddingStore implements EmbeddingRows {
-  constructor(private readonly pool: Pool) {}
+export class PostgresEmbeddingStore implements EmbeddingStore {
+  constructor(
+    private readonly pool: Pool,
+    /** Where the database is, for the follower's connection of its own. */
+    private readonly url: string,
+  ) {}
+
+  /**
+   * The variant's rows and each poster's latest change, read in one snapshot whose horizon is the
+   * source's position: the follower starts there. The rows are in memory a build thread shares.
+   */
+  async snapshot(space: EmbeddingSpace, dims: number): Promise<EmbeddingSnapshot> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      const horizon = Number((await client.query<{ h: string }>('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS h')).rows[0]!.h);
+      const rows = await loadRows(client, space, dims, true);
+      const { rows: log } = await client.query<{ key: string; txid: string }>(
+        `SELECT DISTINCT ON (poster_key) poster_key AS key, txid::text AS txid FROM embedding_changes
+         WHERE model_version = $1 AND precision = $2 ORDER BY poster_key, txid DESC`,
+        [space.version, space.precision],
+      );
+      await client.query('COMMIT');
+      const source = new RowsSource(rows, horizon, new Map(log.map((r) => [Number(r.key), Number(r.txid) + 1])));
+      return { source, reader: { rows, lastChange: horizon }, release: () => source.release() };
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  async follow(space: EmbeddingSpace, from: number, apply: (keys: number[]) => Promise<void>): Promise<EmbeddingFollower> {
+    return ChangeFollower.start(this.pool, {
+      url: this.url,
+      from: BigInt(from),
+      onChanges: async (changes) => {
+        const keys = [...new Set(changes.filter((c) => c.version === space.version && c.precision === space.precision).map((c) => c.key))];
+        if (keys.length > 0) await apply(keys);
+      },
+    });
+  }
 
   async count(space: EmbeddingSpace): Promise<number> {
     const { rows } = await this.pool.query<{ n: string }>('SELECT count(*) AS n FROM embeddings WHERE model_version = $1 AND precision = $2', [space.version, space.precision]);
@@ -38,13 +81,7 @@ export class PostgresEmbeddingStore implements EmbeddingRows {
 
   async putMany(space: EmbeddingSpace, rows: { key: number; vector: Float32Array }[]): Promise<void> {
     if (rows.length === 0) return;
-    await transaction(this.pool, (client) =>
-      client.query(
-        `INSERT INTO embeddings (model_version, precision, poster_key, vector) SELECT $1, $2, unnest($3::bigint[]), unnest($4::bytea[])
-         ON CONFLICT (model_version, precision, poster_key) DO UPDATE SET vector = excluded.vector`,
-        [space.version, space.precision, rows.map((r) => r.key), rows.map((r) => Buffer.from(r.vector.buffer, r.vector.byteOffset, r.vector.byteLength))],
-      ),
-    );
+    await transaction(this.pool, (client) => putEmbeddings(client, space, rows));
   }
 
   async deleteSpace(space: EmbeddingSpace): Promise<void> {
@@ -67,25 +104,41 @@ export class PostgresEmbeddingStore implements EmbeddingRows {
   }
 
   async load(space: EmbeddingSpace, dims: number): Promise<EmbeddingSet> {
-    const keys: number[] = [];
-    const parts: Float32Array[] = [];
-    for (let after = -1; ; ) {
-      const { rows } = await this.pool.query<{ key: string; vector: Buffer }>(
-        'SELECT poster_key AS key, vector FROM embeddings WHERE model_version = $1 AND precision = $2 AND poster_key > $3 ORDER BY poster_key LIMIT $4',
-        [space.version, space.precision, after, PAGE],
-      );
-      for (const row of rows) {
-        if (row.vector.byteLength !== dims * 4) throw new Error(`embedding of poster ${row.key} has ${row.vector.byteLength / 4} dims, expected ${dims}`);
-        keys.push(Number(row.key));
-        parts.push(asFloat32(row.vector));
-      }
-      if (rows.length < PAGE) break;
-      after = keys[keys.length - 1]!;
-    }
-    const vectors = new Float32Array(keys.length * dims);
-    parts.forEach((vector, i) => vectors.set(vector, i * dims));
-    return { keys: BigUint64Array.from(keys, (key) => BigInt(key)), vectors, dims };
+    return loadRows(this.pool, space, dims, false);
   }
+}
+
+/** Some posters' embeddings written, in the caller's transaction (PostgresState.savePoster, putMany). */
+export async function putEmbeddings(client: Client, space: EmbeddingSpace, rows: { key: number; vector: Float32Array }[]): Promise<void> {
+  await client.query(
+    `INSERT INTO embeddings (model_version, precision, poster_key, vector) SELECT $1, $2, unnest($3::bigint[]), unnest($4::bytea[])
+     ON CONFLICT (model_version, precision, poster_key) DO UPDATE SET vector = excluded.vector`,
+    [space.version, space.precision, rows.map((r) => r.key), rows.map((r) => Buffer.from(r.vector.buffer, r.vector.byteOffset, r.vector.byteLength))],
+  );
+}
+
+/** Every embedding of a variant, in key order, a page at a time (`shared`: in memory a worker thread can share). */
+async function loadRows(client: Pool | Client, space: EmbeddingSpace, dims: number, shared: boolean): Promise<EmbeddingSet> {
+  const keys: number[] = [];
+  const parts: Float32Array[] = [];
+  for (let after = -1; ; ) {
+    const { rows } = await client.query<{ key: string; vector: Buffer }>(
+      'SELECT poster_key AS key, vector FROM embeddings WHERE model_version = $1 AND precision = $2 AND poster_key > $3 ORDER BY poster_key LIMIT $4',
+      [space.version, space.precision, after, PAGE],
+    );
+    for (const row of rows) {
+      if (row.vector.byteLength !== dims * 4) throw new Error(`embedding of poster ${row.key} has ${row.vector.byteLength / 4} dims, expected ${dims}`);
+      keys.push(Number(row.key));
+      parts.push(asFloat32(row.vector));
+    }
+    if (rows.length < PAGE) break;
+    after = keys[keys.length - 1]!;
+  }
+  const vectors = new Float32Array(shared ? new SharedArrayBuffer(keys.length * dims * 4) : new ArrayBuffer(keys.length * dims * 4));
+  parts.forEach((vector, i) => vectors.set(vector, i * dims));
+  const keyArray = new BigUint64Array(shared ? new SharedArrayBuffer(keys.length * 8) : new ArrayBuffer(keys.length * 8));
+  keys.forEach((key, i) => (keyArray[i] = BigInt(key)));
+  return { keys: keyArray, vectors, dims };
 }
 
 function asFloat32(bytes: Buffer): Float32Array {

@@ -1,6 +1,6 @@
 import type { PerceptualHash } from '../../search/perceptual-hash.js';
 import type { PosterHashStore, UnhashedPoster } from '../poster-hashes.js';
-import type { Pool } from './db.js';
+import type { Client, Pool } from './db.js';
 
 const UPSERT = `ON CONFLICT (poster_key) DO UPDATE SET pixel_sha256 = excluded.pixel_sha256, whole = excluded.whole,
   trimmed = excluded.trimmed, crop_95 = excluded.crop_95, crop_85 = excluded.crop_85`;
@@ -10,9 +10,7 @@ export class PostgresPosterHashStore implements PosterHashStore {
   constructor(private readonly pool: Pool) {}
 
   async put(key: number, pixelSha256: string, hash: PerceptualHash): Promise<void> {
-    await this.pool.query(`INSERT INTO poster_hashes (poster_key, pixel_sha256, whole, trimmed, crop_95, crop_85) VALUES ($1, $2, $3, $4, $5, $6) ${UPSERT}`, [
-      key, pixelSha256, hash.whole, hash.trimmed, hash.crop95, hash.crop85,
-    ]); // prettier-ignore
+    await putHash(this.pool, key, pixelSha256, hash);
   }
 
   async putIfCurrent(key: number, pixelSha256: string, hash: PerceptualHash): Promise<void> {
@@ -46,4 +44,11 @@ export class PostgresPosterHashStore implements PosterHashStore {
     );
     return rows.map((r) => ({ key: Number(r.key), imagePath: r.imagePath, pixelSha256: r.pixelSha256 }));
   }
+}
+
+/** A poster's hash written, in the caller's transaction when given its client (PostgresState.savePoster). */
+export async function putHash(client: Pool | Client, key: number, pixelSha256: string, hash: PerceptualHash): Promise<void> {
+  await client.query(`INSERT INTO poster_hashes (poster_key, pixel_sha256, whole, trimmed, crop_95, crop_85) VALUES ($1, $2, $3, $4, $5, $6) ${UPSERT}`, [
+    key, pixelSha256, hash.whole, hash.trimmed, hash.crop95, hash.crop85,
+  ]); // prettier-ignore
 }

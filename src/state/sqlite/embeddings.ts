@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { EmbeddingSource } from '../../search/vector-index.js';
-import type { EmbeddingSet, EmbeddingSpace, EmbeddingStore, MissingEmbedding } from '../embeddings.js';
+import type { EmbeddingFollower, EmbeddingSet, EmbeddingSnapshot, EmbeddingSpace, EmbeddingStore, MissingEmbedding } from '../embeddings.js';
 import { type Db, inWriteTransaction } from './db.js';
 
 /** The most change-log rows one statement of a prune deletes. */
@@ -22,6 +22,16 @@ export class SqliteEmbeddingStore implements EmbeddingStore {
   /** The database file, for a thread that reads it through a connection of its own (search/index-build.ts). */
   get dbFile(): string {
     return this.db.name;
+  }
+
+  /** The live change log, read synchronously, and the file for a build thread: SQLite needs no copy. */
+  async snapshot(space: EmbeddingSpace, dims: number): Promise<EmbeddingSnapshot> {
+    return { source: this.source(space, dims), reader: { dbFile: this.dbFile } };
+  }
+
+  /** Only the process that holds the data dir writes its database: nothing to follow. */
+  async follow(_space: EmbeddingSpace, _from: number, _apply: (keys: number[]) => Promise<void>): Promise<EmbeddingFollower | null> {
+    return null;
   }
 
   /** One variant's embeddings as what its vector index is derived from. */
