@@ -15,6 +15,8 @@ export interface Config {
   port: number;
   host: string;
   dataDir: string;
+  /** Where several servers keep the files they all read (MARQUEE_SHARED_DIR): images, models, weights; null: in the data dir. */
+  sharedDir: string | null;
   /** A PostgreSQL database several servers share (MARQUEE_DATABASE_URL, postgres://…); null: the data dir's SQLite file. */
   databaseUrl: string | null;
   /** Seed catalog imported on start; null when MARQUEE_CATALOG is set to an empty string. */
@@ -134,6 +136,7 @@ export function loadConfig(env: Env = process.env): Config {
     host,
     dataDir: resolve(env.MARQUEE_DATA_DIR || './var'),
     databaseUrl: databaseUrl(env.MARQUEE_DATABASE_URL),
+    sharedDir: env.MARQUEE_SHARED_DIR ? resolve(env.MARQUEE_SHARED_DIR) : null,
     catalogDir: catalog === '' ? null : resolve(catalog),
     device,
     threads: int(env, 'MARQUEE_THREADS', availableParallelism(), 1, 1024),

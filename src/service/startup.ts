@@ -15,6 +15,7 @@ import type { Catalog } from '../state/catalog.js';
 import type { EmbeddingStore } from '../state/embeddings.js';
 import type { EvaluationStore } from '../state/evaluations.js';
 import { sweepTemporaryFiles } from '../state/files.js';
+import { linkSharedDir } from '../state/shared-dir.js';
 import type { JobStore } from '../state/jobs.js';
 import type { ModelRegistry } from '../state/models.js';
 import { State } from '../state/state.js';
@@ -65,6 +66,7 @@ export async function createServices(config: Config, log: Logger, metrics: Metri
   });
   const decodes = new Decodes(config.maxPixels, budget, new DecodePool(config.decodeConcurrency));
   const variants = variantPolicy(config.precision, config.device);
+  if (config.sharedDir && !options.inMemory) linkSharedDir(config.dataDir, config.sharedDir);
   const state = options.inMemory ? State.inMemory(variants) : await State.connect(config, variants);
   const { catalog, models, embeddings, jobs, evaluations, titles, hashes } = state;
   return {
@@ -124,7 +126,8 @@ export async function startUp(services: Services, runtime: Runtime): Promise<voi
   for (const job of await jobs.failInterrupted()) log.warn({ job: job.id }, job.error ?? 'job interrupted');
   // Whatever an interrupted job or write left is not in use: only registered models and indexes are.
   rmSync(join(config.dataDir, 'jobs'), { recursive: true, force: true });
-  const leftovers = [...sweepTemporaryFiles(config.dataDir), ...(await sweepUnregisteredModels(config.dataDir, models))];
+  // A shared models dir may hold another server's registration in progress (its file before its row).
+  const leftovers = [...sweepTemporaryFiles(config.dataDir), ...(config.sharedDir ? [] : await sweepUnregisteredModels(config.dataDir, models))];
   if (leftovers.length > 0) log.warn({ files: leftovers.slice(0, 20), count: leftovers.length }, 'removed files left by an interrupted write');
   if (config.catalogDir) {
     runtime.setStatus(`importing the catalog from ${config.catalogDir}`);

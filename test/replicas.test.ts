@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { lstatSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { makeCatalogDir, posterPath, sharedRows, subsetRows } from './support/catalog.js';
+import { testModelDir } from './support/model.js';
+import { startCluster, type TestCluster } from './support/postgres.js';
+import { adminRequest, startServer, upload, type RunningServer } from './support/server.js';
+
+/**
+ * Several servers on one PostgreSQL database and one shared directory (issue 17), each with a data
+ * dir of its own: what one server writes, every other answers from, within a bound, without a restart.
+ */
+const TOKEN = 'replica-token';
+const rows = subsetRows({ train: 40, val: 5, test: 5 });
+const taken = new Set(rows.map((r) => r.id));
+const outsider = sharedRows().find((r) => r.split === 'test' && !taken.has(r.id))!;
+const image = (id: string) => readFileSync(posterPath(id));
+/** How long a write committed on one server may take to reach another's answers. */
+const BOUND_MS = 5_000;
+
+async function addPoster(server: RunningServer, bytes: Buffer, fields: Record<string, string>) {
+  const form = new FormData();
+  for (const [name, value] of Object.entries(fields)) form.append(name, value);
+  form.append('image', new Blob([new Uint8Array(bytes)], { type: 'image/jpeg' }), 'poster.jpg');
+  const response = await fetch(`${server.url}/admin/posters`, { method: 'POST', body: form, headers: { authorization: `Bearer ${TOKEN}` } });
+  return { status: response.status, body: (await response.json()) as any };
+}
+
+async function similarIds(server: RunningServer, bytes: Buffer, query = 'k=5'): Promise<string[]> {
+  const answer = await upload(`${server.url}/posters/similar?${query}`, bytes);
+  assert.equal(answer.status, 200, JSON.stringify(answer.body));
+  return (answer.body as { results: { id: string }[] }).results.map((r) => r.id);
+}
+
+/** Polls until `check` holds, up to the bound; the time it took. */
+async function within(what: string, check: () => Promise<boolean>): Promise<number> {
+  const started = performance.now();
+  for (;;) {
+    if (await check()) return performance.now() - started;
+    if (performance.now() - started > BOUND_MS) assert.fail(`${what}: not within ${BOUND_MS} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe('several servers on one PostgreSQL', () => {
+  let cluster: TestCluster;
+  let env: Record<string, string>;
+  let a: RunningServer;
+  let b: RunningServer;
+  before(async () => {
+    cluster = await startCluster();
+    env = {
+      MARQUEE_DATABASE_URL: await cluster.database(),
+      MARQUEE_SHARED_DIR: mkdtempSync(join(tmpdir(), 'marquee-shared-')),
+      MARQUEE_CATALOG: makeCatalogDir(rows),
+      MARQUEE_BASE_MODEL: testModelDir(),
+      MARQUEE_ADMIN_TOKEN: TOKEN,
+    };
+    a = await startServer(env);
+    b = await startServer(env);
+  });
+  after(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+    await cluster?.stop();
+  });
+
+  it('start from the one truth: the same model, catalog and answers, the files shared, the rest each its own', async () => {
+    const ready = await Promise.all([a, b].map(async (s) => (await (await fetch(`${s.url}/ready`)).json()) as any));
+    assert.equal(ready[0].model_version, ready[1].model_version);
+    assert.notEqual(a.dataDir, b.dataDir);
+    for (const s of [a, b]) for (const name of ['images', 'models']) assert.ok(lstatSync(join(s.dataDir, name)).isSymbolicLink(), `${name} of ${s.dataDir}`);
+    assert.match(b.logs(), new RegExp(`"added":0,"updated":0,"unchanged":${rows.length}`), 'the second server finds the catalog imported');
+    const probe = rows.find((r) => r.split === 'test')!;
+    assert.deepEqual(await similarIds(b, image(probe.id)), await similarIds(a, image(probe.id)));
+    const counts = await Promise.all([a, b].map(async (s) => ((await (await fetch(`${s.url}/posters?limit=100`)).json()) as any).posters.length));
+    assert.deepEqual(counts, [rows.length, rows.length]);
+  });
+
+  it("a poster added, changed and removed on one server is in, changed in and gone from the other's answers within the bound", async (t) => {
+    const bytes = image(outsider.id);
+    assert.ok(!(await similarIds(b, bytes)).includes(outsider.id));
+    const added = await addPoster(a, bytes, { id: outsider.id, title: 'Replicated', genres: 'Horror' });
+    assert.equal(added.status, 201, JSON.stringify(added.body));
+    const seen = await within('the add on A searched on B', async () => (await similarIds(b, bytes))[0] === outsider.id);
+    assert.equal((await fetch(`${b.url}/posters/${outsider.id}/image`)).status, 200, 'its picture is in the shared directory');
+
+    const patched = await adminRequest(a.url, TOKEN, 'PATCH', `/admin/posters/${outsider.id}`, { genres: ['Western'] });
+    assert.equal(patched.status, 200, JSON.stringify(patched.body));
+    const filtered = await within('the new genre a filter on B', async () => (await similarIds(b, bytes, 'k=1&genre=Western'))[0] === outsider.id);
+
+    const removed = await adminRequest(b.url, TOKEN, 'DELETE', `/admin/posters/${outsider.id}`);
+    assert.equal(removed.status, 204, JSON.stringify(removed.body));
+    const gone = await within('the delete on B gone from A', async () => !(await similarIds(a, bytes)).includes(outsider.id));
+    t.diagnostic(`add on A → searched on B ${seen.toFixed(0)} ms; genre changed on A → filter on B ${filtered.toFixed(0)} ms; delete on B → gone on A ${gone.toFixed(0)} ms (polled every 20 ms)`);
+  });
+
+  it('a server restarted catches up from its checkpoint and the log: what was written while it was down is in its answers', async () => {
+    await b.stop();
+    const bytes = image(outsider.id);
+    const added = await addPoster(a, bytes, { id: outsider.id, title: 'While B was down', genres: 'Drama' });
+    assert.equal(added.status, 201, JSON.stringify(added.body));
+    b = await startServer({ ...env, MARQUEE_DATA_DIR: b.dataDir });
+    assert.match(b.logs(), /"rebuilt":false/, 'the checkpoint was used, not rebuilt');
+    assert.equal((await similarIds(b, bytes))[0], outsider.id);
+  });
+});
