@@ -1,7 +1,7 @@
 // Finds Promises dropped on the floor, which the type checker lets through: a statement whose value
 // is a Promise neither awaited, returned, voided nor given a .catch (its failure would become an
 // unhandled rejection, and the work would race what follows), and a Promise passed to an assertion
-// or compared with === (always true or always false). The stores return Promises (src/state), so a
+// or compared with === or tested as a condition (always true or always false). The stores return Promises (src/state), so a
 // call that forgets its await still compiles; this is what catches it.
 //   node scripts/check-unawaited.mjs [tsconfig.json]   (default: tsconfig.check.json); exit 1 on a finding
 import ts from 'typescript';
@@ -24,6 +24,8 @@ const report = (sf, node, what) => {
   const { line } = sf.getLineAndCharacterOfPosition(node.getStart());
   findings.push(`${relative(root, sf.fileName)}:${line + 1}: ${what}: ${node.getText().split('\n')[0].slice(0, 100)}`);
 };
+/** Always a Promise (not `Promise | null`, whose test is a null check). */
+const onlyPromise = (type) => (type.isUnion() ? type.types.every(onlyPromise) : type.getSymbol()?.name === 'Promise');
 const dropped = (e) => !ts.isAwaitExpression(e) && !ts.isVoidExpression(e) && isPromise(checker.getTypeAtLocation(e));
 
 for (const sf of program.getSourceFiles()) {
@@ -42,6 +44,12 @@ for (const sf of program.getSourceFiles()) {
     if (ts.isBinaryExpression(node) && [ts.SyntaxKind.EqualsEqualsEqualsToken, ts.SyntaxKind.ExclamationEqualsEqualsToken].includes(node.operatorToken.kind)) {
       for (const side of [node.left, node.right]) if (dropped(side)) report(sf, side, 'a Promise compared');
     }
+    // A Promise is always truthy: `if (!store.get(id))` never fires.
+    const condition = ts.isIfStatement(node) || ts.isWhileStatement(node) || ts.isConditionalExpression(node) ? node.expression ?? node.condition
+      : ts.isPrefixUnaryExpression(node) && node.operator === ts.SyntaxKind.ExclamationToken ? node.operand
+      : ts.isBinaryExpression(node) && [ts.SyntaxKind.AmpersandAmpersandToken, ts.SyntaxKind.BarBarToken].includes(node.operatorToken.kind) ? node.left
+      : null; // prettier-ignore
+    if (condition && !ts.isAwaitExpression(condition) && onlyPromise(checker.getTypeAtLocation(condition))) report(sf, condition, 'a Promise tested as a condition');
     ts.forEachChild(node, visit);
   };
   visit(sf);

@@ -108,7 +108,7 @@ export class CatalogWriter {
 
   /** A new picture for a poster: stored and embedded again (its embeddings of other versions dropped). */
   async replaceImage(id: string, bytes: Buffer): Promise<Poster> {
-    if (!this.services.catalog.get(id)) throw notFound(`poster ${id}`);
+    if (!(await this.services.catalog.get(id))) throw notFound(`poster ${id}`);
     const hashing = this.hash(bytes);
     const first = await this.embed(bytes);
     const hash = await hashing;

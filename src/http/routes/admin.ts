@@ -169,7 +169,7 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
       },
       async (request, reply) => {
         const { version } = request.params;
-        if (!services.models.get(version)) throw notFound(`model version ${version}`);
+        if (!(await services.models.get(version))) throw notFound(`model version ${version}`);
         const stored = await evaluations.latest(version);
         if (!stored) throw notFound(`an evaluation of ${version} (run marquee eval --version ${version})`);
         // Whether the catalog has changed since (posters added, removed, re-pictured or re-labelled).
