@@ -51,6 +51,8 @@ export interface Config {
   batchMaxSize: number;
   batchMaxWaitMs: number;
   queueMax: number;
+  /** How long a request with Marquee-Min-Change waits for this server to apply that change (MARQUEE_MIN_CHANGE_WAIT_MS). */
+  minChangeWaitMs: number;
   /** A directory made by `python -m training export-base`, registered instead of exporting one. */
   baseModelDir: string | null;
   baseInput: { width: number; height: number };
@@ -157,6 +159,7 @@ export function loadConfig(env: Env = process.env): Config {
     batchMaxSize: int(env, 'MARQUEE_BATCH_MAX_SIZE', 16, 1, 1024),
     batchMaxWaitMs: int(env, 'MARQUEE_BATCH_MAX_WAIT_MS', 0, 0, 10_000),
     queueMax: int(env, 'MARQUEE_QUEUE_MAX', 64, 1),
+    minChangeWaitMs: int(env, 'MARQUEE_MIN_CHANGE_WAIT_MS', 2000, 0, 60_000),
     baseModelDir: optionalPath(env, 'MARQUEE_BASE_MODEL'),
     baseInput: size(env, 'MARQUEE_BASE_INPUT', { width: 160, height: 240 }),
     baseWeights: baseWeights(env),

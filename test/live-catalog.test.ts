@@ -52,6 +52,9 @@ describe('the live catalog', () => {
     assert.equal(added.status, 201, JSON.stringify(added.body));
     assert.equal(added.headers.get('location'), `/posters/${poster.id}`);
     assert.deepEqual([added.body.genres, added.body.single_genre, added.body.year], [['Horror', 'Mystery'], 'Horror', 1999]);
+    assert.equal(added.headers.get('marquee-change'), null, 'one server writes SQLite: no change to wait for');
+    const waited = await upload(`${server.url}/posters/similar?k=1`, image(poster.id), { headers: { 'marquee-min-change': '123456789' } });
+    assert.equal(waited.status, 200, 'a change id is already applied where one server writes');
     const found = await similar(server, image(poster.id));
     assert.equal(found.catalog_match?.id, poster.id);
     assert.equal(found.results[0]!.id, poster.id);

@@ -25,11 +25,11 @@ async function addPoster(server: RunningServer, bytes: Buffer, fields: Record<st
   for (const [name, value] of Object.entries(fields)) form.append(name, value);
   form.append('image', new Blob([new Uint8Array(bytes)], { type: 'image/jpeg' }), 'poster.jpg');
   const response = await fetch(`${server.url}/admin/posters`, { method: 'POST', body: form, headers: { authorization: `Bearer ${TOKEN}` } });
-  return { status: response.status, body: (await response.json()) as any };
+  return { status: response.status, body: (await response.json()) as any, change: response.headers.get('marquee-change') };
 }
 
-async function similarIds(server: RunningServer, bytes: Buffer, query = 'k=5'): Promise<string[]> {
-  const answer = await upload(`${server.url}/posters/similar?${query}`, bytes);
+async function similarIds(server: RunningServer, bytes: Buffer, query = 'k=5', headers: Record<string, string> = {}): Promise<string[]> {
+  const answer = await upload(`${server.url}/posters/similar?${query}`, bytes, { headers });
   assert.equal(answer.status, 200, JSON.stringify(answer.body));
   return (answer.body as { results: { id: string }[] }).results.map((r) => r.id);
 }
@@ -57,6 +57,7 @@ describe('several servers on one PostgreSQL', () => {
       MARQUEE_CATALOG: makeCatalogDir(rows),
       MARQUEE_BASE_MODEL: testModelDir(),
       MARQUEE_ADMIN_TOKEN: TOKEN,
+      MARQUEE_MIN_CHANGE_WAIT_MS: '1000',
     };
     a = await startServer(env);
     b = await startServer(env);
@@ -94,6 +95,30 @@ describe('several servers on one PostgreSQL', () => {
     assert.equal(removed.status, 204, JSON.stringify(removed.body));
     const gone = await within('the delete on B gone from A', async () => !(await similarIds(a, bytes)).includes(outsider.id));
     t.diagnostic(`add on A → searched on B ${seen.toFixed(0)} ms; genre changed on A → filter on B ${filtered.toFixed(0)} ms; delete on B → gone on A ${gone.toFixed(0)} ms (polled every 20 ms)`);
+  });
+
+  it('reads its own writes on any server: a write answers its change, a read that names it waits for it, or 503 for a load balancer to retry', async () => {
+    const other = sharedRows().find((r) => r.split === 'test' && !taken.has(r.id) && r.id !== outsider.id)!;
+    const bytes = image(other.id);
+    for (let round = 0; round < 5; round++) {
+      const added = await addPoster(a, bytes, { id: other.id, title: `Round ${round}`, genres: 'Comedy', upsert: 'true' });
+      assert.ok([200, 201].includes(added.status), JSON.stringify(added.body));
+      assert.match(added.change ?? '', /^\d+$/, 'a write on PostgreSQL answers its change id');
+      // At once, no polling: B waits until it has applied the write.
+      assert.equal((await similarIds(b, bytes, 'k=1', { 'marquee-min-change': added.change! }))[0], other.id);
+      const removed = await adminRequest(a.url, TOKEN, 'DELETE', `/admin/posters/${other.id}`);
+      assert.equal(removed.status, 204);
+      const change = removed.headers.get('marquee-change')!;
+      assert.ok(BigInt(change) > BigInt(added.change!));
+      assert.ok(!(await similarIds(b, bytes, 'k=5', { 'marquee-min-change': change })).includes(other.id));
+    }
+    const ahead = await upload(`${b.url}/posters/similar?k=1`, bytes, { headers: { 'marquee-min-change': '999999999' } });
+    assert.equal(ahead.status, 503);
+    assert.equal((ahead.body as any).error.code, 'not_caught_up');
+    assert.equal(ahead.headers.get('retry-after'), '1');
+    const bad = await upload(`${b.url}/posters/similar?k=1`, bytes, { headers: { 'marquee-min-change': 'soon' } });
+    assert.equal(bad.status, 400);
+    assert.equal((bad.body as any).error.code, 'invalid_request');
   });
 
   it('a server restarted catches up from its checkpoint and the log: what was written while it was down is in its answers', async () => {

@@ -10,3 +10,6 @@ BEGIN
 END $$;
 CREATE TRIGGER poster_changed AFTER UPDATE ON posters
   FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*) EXECUTE FUNCTION log_poster_change();
+
+-- A write answers the id of its poster's latest change (Marquee-Change), found by this index.
+CREATE INDEX embedding_changes_poster ON embedding_changes (poster_key, txid);

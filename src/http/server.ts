@@ -15,6 +15,7 @@ import { adminDuplicateRoutes } from './routes/admin-duplicates.js';
 import { adminPosterRoutes } from './routes/admin-posters.js';
 import { adminRoutes } from './routes/admin.js';
 import { CatalogWriter } from '../service/catalog-writes.js';
+import { minChangeHook } from './min-change.js';
 import { healthRoutes } from './routes/health.js';
 import { serverTimeouts } from './timeouts.js';
 import { nearDuplicateRoutes } from './routes/near-duplicates.js';
@@ -143,6 +144,7 @@ export async function buildApp(services: Services, runtime: Runtime, runner: Ret
     reply.code(404).send(errorBody('not_found', `no route ${request.method} ${request.url.split('?')[0]}`)),
   );
 
+  app.addHook('onRequest', minChangeHook(config, runtime));
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.requests.inc({ route, method: request.method, status: String(reply.statusCode) });

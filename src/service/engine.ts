@@ -176,6 +176,11 @@ export class Engine {
     return { vector, image, timing: { preprocessMs: preprocessed - started, embedMs: performance.now() - preprocessed } };
   }
 
+  /** Whether this engine has applied the change `id` (another server's write), waiting up to `timeoutMs`; at once where no other server writes. */
+  caughtUp(id: bigint, timeoutMs: number): Promise<boolean> {
+    return this.follower ? this.follower.waitFor(id, timeoutMs) : Promise.resolve(true);
+  }
+
   /** A request starts using this engine. */
   enter(): void {
     this.users += 1;

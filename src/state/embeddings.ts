@@ -57,6 +57,8 @@ export interface EmbeddingSnapshot {
 
 /** The writes of other processes to one variant's embeddings, followed (PostgreSQL: ChangeFollower). */
 export interface EmbeddingFollower {
+  /** Whether the follower gets past the change `id` (a write's Marquee-Change) within `timeoutMs`. */
+  waitFor(id: bigint, timeoutMs: number): Promise<boolean>;
   stop(): Promise<void>;
 }
 
@@ -73,4 +75,9 @@ export interface EmbeddingStore extends EmbeddingRows {
    * position `from` (a snapshot's lastChange), each once a change commits; null where no other process writes.
    */
   follow(space: EmbeddingSpace, from: number, apply: (keys: number[]) => Promise<void>): Promise<EmbeddingFollower | null>;
+  /**
+   * The id of the latest change to some posters' embeddings or metadata (its writer's transaction),
+   * which a server has applied once its follower is past it; null where one process writes (nothing to wait for).
+   */
+  latestChange(keys: number[]): Promise<string | null>;
 }

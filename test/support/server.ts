@@ -71,11 +71,11 @@ export async function startServer(env: Record<string, string>, options: { readyT
 export async function upload(
   url: string,
   bytes: Buffer | Uint8Array,
-  options: { field?: string; filename?: string; type?: string } = {},
+  options: { field?: string; filename?: string; type?: string; headers?: Record<string, string> } = {},
 ): Promise<{ status: number; body: any; headers: Headers }> {
   const form = new FormData();
   form.append(options.field ?? 'image', new Blob([new Uint8Array(bytes)], { type: options.type ?? 'image/jpeg' }), options.filename ?? 'poster.jpg');
-  const response = await fetch(url, { method: 'POST', body: form });
+  const response = await fetch(url, { method: 'POST', body: form, headers: options.headers });
   const text = await response.text();
   let body: unknown = text;
   try {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type, type Static } from '@sinclair/typebox';
 import { MAX_GENRE_LENGTH, MAX_GENRES, posterFields, PosterFieldError, type PosterFields } from '../../catalog/importer.js';
@@ -121,6 +121,11 @@ export function adminPosterRoutes(app: FastifyInstance, services: Services, writ
     admin.addHook('onRequest', adminAuth(services.config));
     const api = admin.withTypeProvider<TypeBoxTypeProvider>();
     const { config } = services;
+    /** A write's change id, for a later read on any server (Marquee-Min-Change); none where one server writes. */
+    const markChange = async (reply: FastifyReply, keys: number[]) => {
+      const change = await services.embeddings.latestChange(keys);
+      if (change !== null) reply.header('marquee-change', change);
+    };
 
     api.post(
       '/admin/posters',
@@ -156,6 +161,7 @@ export function adminPosterRoutes(app: FastifyInstance, services: Services, writ
         });
         const base = baseUrl(request);
         const view = { ...posterView(poster, base), ...(nearDuplicates ? { near_duplicates: nearDuplicatesView(nearDuplicates, base) } : {}) };
+        await markChange(reply, [poster.key]);
         return reply
           .code(created ? 201 : 200)
           .header('location', `/posters/${encodeURIComponent(poster.id)}`)
@@ -183,9 +189,10 @@ export function adminPosterRoutes(app: FastifyInstance, services: Services, writ
           response: { 200: Type.Object({ results: Type.Array(BatchResult) }), ...errors, 413: Type.Ref(ErrorBody) },
         },
       },
-      async (request) => {
+      async (request, reply) => {
         const { posters, upsert = false, on_duplicate: duplicate = 'allow' } = request.body as BatchBody;
         const base = baseUrl(request);
+        const stored: number[] = [];
         const results = await Promise.all(
           posters.map(async (item, index) => {
             try {
@@ -193,6 +200,7 @@ export function adminPosterRoutes(app: FastifyInstance, services: Services, writ
               const fields = parseFields({ ...item, year: item.year === undefined ? undefined : String(item.year), genres: item.genres.join('|') });
               // The batch is one admitted request: its items wait for the decode budget in turn rather than fail.
               const { poster, created, nearDuplicates } = await writer.add(fields, image, { upsert, waitForDecode: true, onDuplicate: duplicate });
+              stored.push(poster.key);
               return {
                 index,
                 status: created ? 201 : 200,
@@ -208,6 +216,7 @@ export function adminPosterRoutes(app: FastifyInstance, services: Services, writ
             }
           }),
         );
+        await markChange(reply, stored);
         return { results };
       },
     );
@@ -225,7 +234,7 @@ export function adminPosterRoutes(app: FastifyInstance, services: Services, writ
           response: { 200: Type.Ref(PosterBody), ...errors },
         },
       },
-      async (request) => {
+      async (request, reply) => {
         const body = request.body as PosterChangesBody;
         const poster = await writer.update(request.params.id, {
           ...(body.title !== undefined ? { title: body.title } : {}),
@@ -235,6 +244,7 @@ export function adminPosterRoutes(app: FastifyInstance, services: Services, writ
           ...(body.single_genre !== undefined ? { singleGenre: body.single_genre } : {}),
           ...(body.split !== undefined ? { split: body.split } : {}),
         });
+        await markChange(reply, [poster.key]);
         return posterView(poster, baseUrl(request));
       },
     );
@@ -253,9 +263,11 @@ export function adminPosterRoutes(app: FastifyInstance, services: Services, writ
           response: { 200: Type.Ref(PosterBody), ...errors, ...uploadErrors },
         },
       },
-      async (request) => {
+      async (request, reply) => {
         const image = await readImageUpload(request, config.maxUploadBytes);
-        return posterView(await writer.replaceImage(request.params.id, image), baseUrl(request));
+        const poster = await writer.replaceImage(request.params.id, image);
+        await markChange(reply, [poster.key]);
+        return posterView(poster, baseUrl(request));
       },
     );
 
@@ -273,7 +285,8 @@ export function adminPosterRoutes(app: FastifyInstance, services: Services, writ
         },
       },
       async (request, reply) => {
-        await writer.remove(request.params.id);
+        const poster = await writer.remove(request.params.id);
+        await markChange(reply, [poster.key]);
         return reply.code(204).send(null);
       },
     );

@@ -51,6 +51,12 @@ export class PostgresEmbeddingStore implements EmbeddingStore {
     });
   }
 
+  async latestChange(keys: number[]): Promise<string | null> {
+    if (keys.length === 0) return null;
+    const { rows } = await this.pool.query<{ txid: string }>('SELECT txid::text AS txid FROM embedding_changes WHERE poster_key = ANY($1::bigint[]) ORDER BY txid DESC LIMIT 1', [keys]);
+    return rows[0]?.txid ?? null;
+  }
+
   async count(space: EmbeddingSpace): Promise<number> {
     const { rows } = await this.pool.query<{ n: string }>('SELECT count(*) AS n FROM embeddings WHERE model_version = $1 AND precision = $2', [space.version, space.precision]);
     return Number(rows[0]!.n);

@@ -34,6 +34,10 @@ export class SqliteEmbeddingStore implements EmbeddingStore {
     return null;
   }
 
+  async latestChange(): Promise<string | null> {
+    return null;
+  }
+
   /** One variant's embeddings as what its vector index is derived from. */
   source(space: EmbeddingSpace, dims: number): EmbeddingSource {
     return {
