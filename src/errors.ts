@@ -26,9 +26,27 @@ export function isStorageFull(error: unknown): boolean {
   return STORAGE_FULL.has(String((error as { code?: unknown } | null)?.code ?? ''));
 }
 
-/** An error that already says what to answer: an ApiError, or a full disk beneath (507); null for anything else. */
+/**
+ * The shared database cannot take this request now (PostgreSQL): the connection refused or lost, the
+ * server shutting down or starting, or it is a standby that does not take writes yet (a failover
+ * under way). SQLSTATE class 08, 57P01–57P03, 25006, and the client's own connection errors.
+ */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  const sqlState = String(code ?? '');
+  if (/^08|^57P0[123]$|^25006$/.test(sqlState) || ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(sqlState)) return true;
+  return typeof message === 'string' && /^Connection terminated|^timeout exceeded when trying to connect/.test(message);
+}
+
+/**
+ * An error that already says what to answer: an ApiError, a full disk beneath (507), the shared
+ * database unavailable (503, which a load balancer retries); null for anything else.
+ */
 export function answerOf(error: unknown): ApiError | null {
   if (error instanceof ApiError) return error;
+  if (isDatabaseUnavailable(error)) {
+    return new ApiError(503, 'database_unavailable', `the database cannot take this request now (${(error as Error).message}); try again`, { 'retry-after': '1' });
+  }
   return isStorageFull(error) ? insufficientStorage(error) : null;
 }
 

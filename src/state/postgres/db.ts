@@ -12,7 +12,8 @@ const MIGRATION_LOCK = 7_305_318;
 
 /** A pool on the database at `url` (postgres://…), migrated. */
 export async function openPool(url: string): Promise<Pool> {
-  const pool = new pg.Pool({ connectionString: url, max: 8 });
+  // A connection attempt is bounded: a database that is down answers 503 database_unavailable, not a hang.
+  const pool = new pg.Pool({ connectionString: url, max: 8, connectionTimeoutMillis: 5000 });
   // An idle client's error (the server restarted) must not take the process down; the next query reconnects.
   pool.on('error', () => {});
   try {
