@@ -86,6 +86,8 @@ describe('several servers on one PostgreSQL', () => {
     assert.equal(added.status, 201, JSON.stringify(added.body));
     const seen = await within('the add on A searched on B', async () => (await similarIds(b, bytes))[0] === outsider.id);
     assert.equal((await fetch(`${b.url}/posters/${outsider.id}/image`)).status, 200, 'its picture is in the shared directory');
+    const copies = async () => ((await upload(`${b.url}/posters/near-duplicates`, bytes)).body as { near_duplicates: { id: string }[] }).near_duplicates.map((d) => d.id);
+    await within("the add on A among B's near-duplicates", async () => (await copies()).includes(outsider.id));
 
     const patched = await adminRequest(a.url, TOKEN, 'PATCH', `/admin/posters/${outsider.id}`, { genres: ['Western'] });
     assert.equal(patched.status, 200, JSON.stringify(patched.body));
@@ -94,6 +96,8 @@ describe('several servers on one PostgreSQL', () => {
     const removed = await adminRequest(b.url, TOKEN, 'DELETE', `/admin/posters/${outsider.id}`);
     assert.equal(removed.status, 204, JSON.stringify(removed.body));
     const gone = await within('the delete on B gone from A', async () => !(await similarIds(a, bytes)).includes(outsider.id));
+    const copiesOnA = async () => ((await upload(`${a.url}/posters/near-duplicates`, bytes)).body as { near_duplicates: { id: string }[] }).near_duplicates.map((d) => d.id);
+    await within("the delete on B gone from A's near-duplicates", async () => !(await copiesOnA()).includes(outsider.id));
     t.diagnostic(`add on A → searched on B ${seen.toFixed(0)} ms; genre changed on A → filter on B ${filtered.toFixed(0)} ms; delete on B → gone on A ${gone.toFixed(0)} ms (polled every 20 ms)`);
   });
 

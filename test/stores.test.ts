@@ -104,7 +104,7 @@ for (const backend of backends) {
       }
     });
 
-    it('hashes: of the current picture only, stale ones listed for hashing again', async () => {
+    it('hashes: of the current picture only (all, or some by key), stale ones listed for hashing again', async () => {
       const state = await backend.open();
       const { catalog, hashes } = state;
       try {
@@ -119,6 +119,9 @@ for (const backend of backends) {
         for await (const { key, hash } of hashes.current()) current.push([key, hash.crop85]);
         assert.deepEqual(current.sort((x, y) => x[0] - y[0]), [[keys[0]!, '1'.repeat(63) + 'd'], [keys[1]!, '2'.repeat(63) + 'd'], [keys[4]!, '5'.repeat(63) + 'd']]);
         for (const pageSize of [1, 2, 10]) assert.deepEqual((await hashes.missing(pageSize)).map((p) => [p.key, p.pixelSha256]), [[keys[2]!, 'pixels-c'], [keys[3]!, 'pixels-d']]);
+        const some = await hashes.getMany([keys[0]!, keys[2]!, keys[4]!, 999]);
+        assert.deepEqual([...some.keys()].sort((x, y) => x - y), [keys[0]!, keys[4]!], "a stale hash is not the poster's");
+        assert.deepEqual(some.get(keys[4]!), hashOf('5'));
         await catalog.delete('b', 'now');
         await hashes.put(keys[0]!, 'pixels-a', hashOf('6'));
         const after: number[] = [];

@@ -25,6 +25,8 @@ export interface EngineDeps {
   log: Logger;
   metrics: Metrics;
   decodes: Decodes;
+  /** The near-duplicate index: other servers' writes reach it as they reach the searcher. */
+  duplicates?: { follow(keys: number[]): Promise<void> };
 }
 
 /** Where a variant's vector index lives: `<version>.usearch`, `<version>.int8.usearch`. */
@@ -134,7 +136,7 @@ export class Engine {
   }
 
   /** Posters another server changed: each as it is now, or gone (no poster, or no embedding under this version). */
-  private async apply(keys: number[], { catalog, embeddings }: Pick<EngineDeps, 'catalog' | 'embeddings'>): Promise<void> {
+  private async apply(keys: number[], { catalog, embeddings, duplicates }: Pick<EngineDeps, 'catalog' | 'embeddings' | 'duplicates'>): Promise<void> {
     const [vectors, posters] = await Promise.all([embeddings.getMany(this.model, keys), catalog.getMany(keys)]);
     for (const key of keys) {
       const vector = vectors.get(key);
@@ -143,6 +145,7 @@ export class Engine {
       else if (sameVector(this.searcher.rowVector(key), vector)) this.updatePoster(poster);
       else this.putPoster(poster, vector);
     }
+    await duplicates?.follow(keys);
   }
 
   get queueDepth(): number {

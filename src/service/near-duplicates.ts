@@ -152,6 +152,16 @@ export class NearDuplicates {
     this.relink(key);
   }
 
+  /** Posters another server wrote (added, re-pictured or removed): each with its stored hash now, or gone. */
+  async follow(keys: number[]): Promise<void> {
+    const hashes = await this.deps.hashes.getMany(keys);
+    for (const key of keys) {
+      const hash = hashes.get(key);
+      if (hash) this.record(key, hash);
+      else this.forget(key);
+    }
+  }
+
   /** A poster was removed. */
   forget(key: number): void {
     if (this.loading) this.writtenWhileLoading.set(key, null);

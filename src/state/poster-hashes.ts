@@ -15,6 +15,8 @@ export interface PosterHashStore {
    * its writer stores): for hashes made while the catalog changes.
    */
   putIfCurrent(key: number, pixelSha256: string, hash: PerceptualHash): Promise<void>;
+  /** Some posters' hashes of their current pictures; those without one are left out. */
+  getMany(keys: number[]): Promise<Map<number, PerceptualHash>>;
   /** Every poster's hash of its current picture. */
   current(): AsyncIterable<{ key: number; hash: PerceptualHash }>;
   /** Posters with no hash, or the hash of a picture they no longer have; the thread free while it reads (SQLite: a page at a time). */

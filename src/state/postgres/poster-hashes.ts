@@ -21,6 +21,16 @@ export class PostgresPosterHashStore implements PosterHashStore {
     );
   }
 
+  async getMany(keys: number[]): Promise<Map<number, PerceptualHash>> {
+    const { rows } = await this.pool.query<{ key: string } & PerceptualHash>(
+      `SELECT h.poster_key AS key, h.whole, h.trimmed, h.crop_95 AS crop95, h.crop_85 AS crop85
+       FROM poster_hashes h JOIN posters p ON p.key = h.poster_key AND p.pixel_sha256 = h.pixel_sha256
+       WHERE h.poster_key = ANY($1::bigint[])`,
+      [keys],
+    );
+    return new Map(rows.map(({ key, ...hash }) => [Number(key), hash]));
+  }
+
   async *current(): AsyncGenerator<{ key: number; hash: PerceptualHash }> {
     for (let after = 0; ; ) {
       const { rows } = await this.pool.query<{ key: string } & PerceptualHash>(

@@ -40,6 +40,17 @@ export class SqlitePosterHashStore implements PosterHashStore {
     this.upsertIfCurrent.run(key, pixelSha256, hash.whole, hash.trimmed, hash.crop95, hash.crop85, key, pixelSha256);
   }
 
+  async getMany(keys: number[]): Promise<Map<number, PerceptualHash>> {
+    const rows = this.db
+      .prepare(
+        `SELECT h.poster_key AS key, h.whole, h.trimmed, h.crop_95 AS crop95, h.crop_85 AS crop85
+         FROM poster_hashes h JOIN posters p ON p.key = h.poster_key AND p.pixel_sha256 = h.pixel_sha256
+         WHERE h.poster_key IN (SELECT value FROM json_each(?))`,
+      )
+      .all(JSON.stringify(keys)) as ({ key: number } & PerceptualHash)[];
+    return new Map(rows.map(({ key, ...hash }) => [key, hash]));
+  }
+
   /** Every poster's hash of its current picture. */
   async *current(): AsyncGenerator<{ key: number; hash: PerceptualHash }> {
     const rows = this.db
