@@ -53,6 +53,8 @@ export interface Config {
   queueMax: number;
   /** How long a request with Marquee-Min-Change waits for this server to apply that change (MARQUEE_MIN_CHANGE_WAIT_MS). */
   minChangeWaitMs: number;
+  /** Several servers: how long a retrain's lease lasts unrenewed (MARQUEE_JOB_LEASE_MS); its runner renews it six times as often. */
+  jobLeaseMs: number;
   /** A directory made by `python -m training export-base`, registered instead of exporting one. */
   baseModelDir: string | null;
   baseInput: { width: number; height: number };
@@ -160,6 +162,7 @@ export function loadConfig(env: Env = process.env): Config {
     batchMaxWaitMs: int(env, 'MARQUEE_BATCH_MAX_WAIT_MS', 0, 0, 10_000),
     queueMax: int(env, 'MARQUEE_QUEUE_MAX', 64, 1),
     minChangeWaitMs: int(env, 'MARQUEE_MIN_CHANGE_WAIT_MS', 2000, 0, 60_000),
+    jobLeaseMs: int(env, 'MARQUEE_JOB_LEASE_MS', 30_000, 1000, 3_600_000),
     baseModelDir: optionalPath(env, 'MARQUEE_BASE_MODEL'),
     baseInput: size(env, 'MARQUEE_BASE_INPUT', { width: 160, height: 240 }),
     baseWeights: baseWeights(env),

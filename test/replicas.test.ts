@@ -58,6 +58,7 @@ describe('several servers on one PostgreSQL', () => {
       MARQUEE_BASE_MODEL: testModelDir(),
       MARQUEE_ADMIN_TOKEN: TOKEN,
       MARQUEE_MIN_CHANGE_WAIT_MS: '1000',
+      MARQUEE_JOB_LEASE_MS: '3000',
     };
     a = await startServer(env);
     b = await startServer(env);
@@ -133,5 +134,28 @@ describe('several servers on one PostgreSQL', () => {
     b = await startServer({ ...env, MARQUEE_DATA_DIR: b.dataDir });
     assert.match(b.logs(), /"rebuilt":false/, 'the checkpoint was used, not rebuilt');
     assert.equal((await similarIds(b, bytes))[0], outsider.id);
+  });
+
+  it("runs one retrain cluster-wide: another server neither starts a second nor fails it when it starts, and fails it once its server dies", async (t) => {
+    const admin = (server: RunningServer, method: string, path: string, body?: unknown) => adminRequest(server.url, TOKEN, method, path, body);
+    const job = async (server: RunningServer, id: string) => (await admin(server, 'GET', `/admin/jobs/${id}`)).body as { state: string; error: string | null };
+    const started = await admin(a, 'POST', '/admin/retrain', { mode: 'head', epochs: 1000 });
+    assert.equal(started.status, 202, JSON.stringify(started.body));
+    const id = started.body.id as string;
+    const second = await admin(b, 'POST', '/admin/retrain', { mode: 'head', epochs: 1 });
+    assert.equal(second.status, 409);
+    assert.equal(second.body.error.code, 'job_running');
+
+    await b.stop();
+    b = await startServer({ ...env, MARQUEE_DATA_DIR: b.dataDir });
+    assert.doesNotMatch((await job(b, id)).state, /failed/, "a server's start leaves another server's running job alone");
+    await new Promise((resolve) => setTimeout(resolve, 4000)); // longer than a lease: A renews it
+    assert.doesNotMatch((await job(b, id)).state, /failed/, 'a lease renewed holds');
+
+    a.child.kill('SIGKILL');
+    await a.stop();
+    const lapsed = await within('the job of the dead server failed by the other', async () => (await job(b, id)).state === 'failed');
+    assert.match((await job(b, id)).error ?? '', /interrupted: its server stopped renewing its lease/);
+    t.diagnostic(`failed ${lapsed.toFixed(0)} ms after its server was killed (lease 3 s)`);
   });
 });

@@ -71,7 +71,14 @@ export class RetrainRunner {
     const controller = new AbortController();
     this.logTail = '';
     this.epochs = 0;
+    // The job's lease, renewed while it runs: on a shared database another server fails the job once it lapses.
+    const { jobLeaseMs } = this.services.config;
+    const renew = () => this.jobs.renewLease(job.id, jobLeaseMs).catch((error: unknown) => this.services.log.warn({ job: job.id, err: error }, "could not renew the job's lease"));
+    await renew();
+    const heartbeat = setInterval(() => void renew(), jobLeaseMs / 6);
+    heartbeat.unref();
     const done = this.run(job.id, params, controller.signal).finally(() => {
+      clearInterval(heartbeat);
       if (this.running?.id === job.id) this.running = null;
     });
     this.running = { id: job.id, controller, done };

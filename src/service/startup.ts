@@ -117,6 +117,17 @@ async function sweepUnregisteredModels(dataDir: string, models: ModelRegistry): 
 }
 
 /**
+ * On a shared database, a job whose server died (its lease lapsed) is marked failed by whichever
+ * server looks next: each looks every sixth of a lease.
+ */
+function sweepLapsedJobs({ config, jobs, log }: Services): void {
+  const sweep = async () => {
+    for (const job of await jobs.failInterrupted()) log.warn({ job: job.id }, job.error ?? 'job interrupted');
+  };
+  setInterval(() => sweep().catch((error: unknown) => log.warn({ err: error }, 'could not look for lapsed jobs')), config.jobLeaseMs / 6).unref();
+}
+
+/**
  * Brings the service to ready: seed catalog imported, a model active, every poster embedded with
  * it, its index mapped. Each step skips what is already done, so later starts take seconds.
  */
@@ -124,6 +135,7 @@ export async function startUp(services: Services, runtime: Runtime): Promise<voi
   const { config, catalog, models, embeddings, jobs, log, metrics } = services;
   services.decodes.start();
   for (const job of await jobs.failInterrupted()) log.warn({ job: job.id }, job.error ?? 'job interrupted');
+  if (config.databaseUrl) sweepLapsedJobs(services);
   // Whatever an interrupted job or write left is not in use: only registered models and indexes are.
   rmSync(join(config.dataDir, 'jobs'), { recursive: true, force: true });
   // A shared models dir may hold another server's registration in progress (its file before its row).

@@ -37,6 +37,12 @@ export interface JobStore {
   update(id: string, changes: JobChanges): Promise<Job>;
   /** The job's progress merged with `changes` (keys replaced, others kept) and its log tail set, in one write. */
   mergeProgress(id: string, changes: Record<string, unknown>, logTail: string | null): Promise<void>;
-  /** After a restart nothing is running: unfinished jobs were interrupted, and are marked failed. */
+  /** The job's runner is alive: its lease now runs `ttlMs` from now (SQLite: nothing to renew; one process runs jobs). */
+  renewLease(id: string, ttlMs: number): Promise<void>;
+  /**
+   * Unfinished jobs that no live runner holds, marked failed: on SQLite every one (one process holds
+   * the data dir, and it has just started); on PostgreSQL those whose lease has expired, never
+   * another server's running job.
+   */
   failInterrupted(): Promise<Job[]>;
 }

@@ -48,12 +48,17 @@ export class PostgresJobStore implements JobStore {
     if (rowCount === 0) throw new Error(`no job ${id}`);
   }
 
+  async renewLease(id: string, ttlMs: number): Promise<void> {
+    await this.pool.query("UPDATE jobs SET lease_expires_at = now() + $2 * interval '1 millisecond' WHERE id = $1 AND state = ANY($3)", [id, ttlMs, ACTIVE_STATES]);
+  }
+
   async failInterrupted(): Promise<Job[]> {
     return transaction(this.pool, async (client) => {
-      const { rows } = await client.query<JobRow>('SELECT * FROM jobs WHERE state = ANY($1) FOR UPDATE', [ACTIVE_STATES]);
+      // SKIP LOCKED: a job its runner is writing right now is alive; servers sweeping together each take their own.
+      const { rows } = await client.query<JobRow>('SELECT * FROM jobs WHERE state = ANY($1) AND lease_expires_at < now() FOR UPDATE SKIP LOCKED', [ACTIVE_STATES]);
       const interrupted: Job[] = [];
       for (const job of rows.map(fromRow)) {
-        interrupted.push(await write(client, job.id, { state: 'failed', error: `interrupted: the server stopped while the job was ${job.state}` }));
+        interrupted.push(await write(client, job.id, { state: 'failed', error: `interrupted: its server stopped renewing its lease while the job was ${job.state}` }));
       }
       return interrupted;
     });

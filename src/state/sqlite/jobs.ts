@@ -68,6 +68,8 @@ export class SqliteJobStore implements JobStore {
   }
 
   /** After a restart nothing is running: unfinished jobs were interrupted. */
+  async renewLease(): Promise<void> {}
+
   async failInterrupted(): Promise<Job[]> {
     const interrupted: Job[] = [];
     for (;;) {
