@@ -70,6 +70,7 @@ async function serve(config: Config, log: Logger): Promise<void> {
     await app.close();
     runner.cancelRunning();
     await runner.settled();
+    await svc.fleet?.stop();
     await runtime.peek()?.dispose();
     await svc.state.close();
     process.exit(0);

@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeCatalogDir, posterPath, sharedRows, subsetRows } from './support/catalog.js';
+import { marquee } from './support/cli.js';
 import { testModelDir } from './support/model.js';
+import { ROOT } from './support/paths.js';
 import { startCluster, type TestCluster } from './support/postgres.js';
 import { adminRequest, startServer, upload, type RunningServer } from './support/server.js';
 
@@ -134,6 +136,42 @@ describe('several servers on one PostgreSQL', () => {
     b = await startServer({ ...env, MARQUEE_DATA_DIR: b.dataDir });
     assert.match(b.logs(), /"rebuilt":false/, 'the checkpoint was used, not rebuilt');
     assert.equal((await similarIds(b, bytes))[0], outsider.id);
+  });
+
+  it('swaps a model on every server together: each loads it first, none fails a request, none answers with the old one for long after', async (t) => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'marquee-admin-'));
+    const added = marquee(['models', 'add', join(ROOT, 'models', 'default')], { ...env, MARQUEE_DATA_DIR: dataDir, MARQUEE_CATALOG: '' });
+    assert.equal(added.code, 0, added.stderr);
+    const version = (JSON.parse(added.stdout) as { model_version: string }).model_version;
+    const before = ((await (await fetch(`${b.url}/ready`)).json()) as { model_version: string }).model_version;
+    assert.notEqual(version, before);
+
+    const probe = rows[0]!.id;
+    const answers: { server: string; at: number; status: number; version: string | null }[] = [];
+    let running = true;
+    const load = (server: RunningServer, name: string) =>
+      (async () => {
+        while (running) {
+          const response = await fetch(`${server.url}/posters/${probe}/similar?k=3`);
+          const body = (await response.json()) as { model_version?: string };
+          answers.push({ server: name, at: performance.now(), status: response.status, version: body.model_version ?? null });
+        }
+      })();
+    const loads = [load(a, 'A'), load(b, 'B')];
+    const activated = await adminRequest(a.url, TOKEN, 'POST', `/admin/models/${version}/activate`);
+    const flipped = performance.now();
+    assert.equal(activated.status, 200, JSON.stringify(activated.body));
+    const switched = await within('B answers with the new model', async () => answers.some((x) => x.server === 'B' && x.at > flipped && x.version === version));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    running = false;
+    await Promise.all(loads);
+
+    assert.deepEqual(answers.filter((x) => x.status !== 200), [], 'no request failed during the swap');
+    const lastOldOnB = Math.max(...answers.filter((x) => x.server === 'B' && x.version === before).map((x) => x.at));
+    assert.ok(lastOldOnB - flipped < 1000, `B answered with the old model ${(lastOldOnB - flipped).toFixed(0)} ms after the flip`);
+    assert.ok(answers.filter((x) => x.server === 'A' && x.at > flipped).every((x) => x.version === version), 'A answers with the new model once it says so');
+    assert.ok(b.logs().indexOf('candidate model loaded') < b.logs().indexOf('switched to the model another server made active'), 'B loaded it before the flip');
+    t.diagnostic(`${answers.length} answers during the swap, none failed; B switched ${switched.toFixed(0)} ms after A's activation answered (B's last old answer ${(lastOldOnB - flipped).toFixed(0)} ms after)`);
   });
 
   it("runs one retrain cluster-wide: another server neither starts a second nor fails it when it starts, and fails it once its server dies", async (t) => {

@@ -41,9 +41,13 @@ export async function bringIntoService(
   try {
     await embedMissing();
     options.signal?.throwIfAborted();
+    // Several servers: each loads the candidate before it is made active, and switches at once after.
+    await services.fleet?.gather(model, options.signal);
     return await (runtime ? runtime.exclusive(swap) : swap());
   } catch (error) {
     await embedder.release();
     throw error;
+  } finally {
+    await services.fleet?.withdraw(model);
   }
 }

@@ -6,13 +6,21 @@ export class Runtime {
   private engine: Engine | null = null;
   private reason = 'starting';
   private writes: Promise<unknown> = Promise.resolve();
+  /** Why this server should not be sent requests although it still answers (switching models); cleared by the next swap. */
+  private held: string | null = null;
 
+  /** Whether it takes requests: an engine in service, and not held. */
   get ready(): boolean {
-    return this.engine !== null;
+    return this.engine !== null && this.held === null;
   }
 
   get notReadyReason(): string {
-    return this.reason;
+    return this.held ?? this.reason;
+  }
+
+  /** Says not ready (to a load balancer's health check) while requests in flight and arriving still get answers. */
+  hold(reason: string): void {
+    this.held = reason;
   }
 
   setStatus(reason: string): void {
@@ -52,6 +60,7 @@ export class Runtime {
   swap(engine: Engine): void {
     const previous = this.engine;
     this.engine = engine;
+    this.held = null;
     if (previous && previous !== engine) previous.retire();
   }
 }

@@ -22,6 +22,7 @@ import { State } from '../state/state.js';
 import type { PosterTitles } from '../state/titles.js';
 import { embedCatalog } from './catalog-embedding.js';
 import { Engine, loadEmbedder } from './engine.js';
+import { Fleet } from './fleet.js';
 import { NearDuplicates } from './near-duplicates.js';
 import type { Runtime } from './runtime.js';
 import { adoptShippedEmbeddings, shippedEmbeddingsFile } from './shipped-embeddings.js';
@@ -44,6 +45,8 @@ export interface Services {
   metrics: Metrics;
   /** Every decode of the server (uploads, the import, the catalog's embedding), within one decode budget. */
   decodes: Decodes;
+  /** This server among the others on a shared database (set once it serves); null alone. */
+  fleet: Fleet | null;
 }
 
 /**
@@ -82,6 +85,7 @@ export async function createServices(config: Config, log: Logger, metrics: Metri
     log,
     metrics,
     decodes,
+    fleet: null,
   };
 }
 
@@ -199,5 +203,9 @@ export async function startUp(services: Services, runtime: Runtime): Promise<voi
   runtime.swap(engine);
   metrics.setActiveModel(model.version);
   log.info({ version: model.version, posters: engine.searcher.size, provider: embedder.provider }, 'ready');
+  if (services.state.fleet) {
+    services.fleet = new Fleet(services.state.fleet, services, runtime);
+    services.fleet.start();
+  }
   hashCatalog(services).catch((error: unknown) => log.error({ err: error }, 'hashing posters for near-duplicate checks failed'));
 }

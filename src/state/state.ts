@@ -2,6 +2,7 @@ import type { PerceptualHash } from '../search/perceptual-hash.js';
 import type { Catalog, NewPoster, Poster } from './catalog.js';
 import type { EmbeddingSpace, EmbeddingStore } from './embeddings.js';
 import type { EvaluationStore } from './evaluations.js';
+import type { FleetStore } from './fleet.js';
 import type { JobStore } from './jobs.js';
 import type { ModelRegistry, VariantPolicy } from './models.js';
 import type { PosterHashStore } from './poster-hashes.js';
@@ -23,6 +24,8 @@ export interface State {
   readonly titles: PosterTitles;
   readonly hashes: PosterHashStore;
   readonly evaluations: EvaluationStore;
+  /** The servers sharing the database and their model swaps; null where one server holds it (SQLite). */
+  readonly fleet: FleetStore | null;
   /**
    * A poster written with its picture's embedding and perceptual hash, all or none of them (an add
    * through the API, or a new picture for a poster); its id is no longer deleted.

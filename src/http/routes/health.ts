@@ -49,7 +49,7 @@ export function healthRoutes(app: FastifyInstance, services: Services, runtime: 
     },
     async (_request, reply) => {
       const engine = runtime.peek();
-      if (!engine) return reply.code(503).header('retry-after', '5').send({ status: 'not_ready' as const, reason: runtime.notReadyReason });
+      if (!engine || !runtime.ready) return reply.code(503).header('retry-after', '5').send({ status: 'not_ready' as const, reason: runtime.notReadyReason });
       const { source } = engine.model;
       const init = String(source.init_status ?? source.init ?? 'unknown');
       return { status: 'ready' as const, model_version: engine.model.version, posters: engine.searcher.size, provider: engine.embedder.provider, init };

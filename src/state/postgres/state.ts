@@ -7,6 +7,7 @@ import { lockId, PostgresCatalog, read, write } from './catalog.js';
 import { openPool, type Pool, transaction } from './db.js';
 import { PostgresEmbeddingStore, putEmbeddings } from './embeddings.js';
 import { PostgresEvaluationStore } from './evaluations.js';
+import { PostgresFleetStore } from './fleet.js';
 import { PostgresJobStore } from './jobs.js';
 import { PostgresModelRegistry } from './models.js';
 import { PostgresPosterHashStore, putHash } from './poster-hashes.js';
@@ -21,6 +22,7 @@ export class PostgresState implements State {
   readonly titles: PostgresPosterTitles;
   readonly hashes: PostgresPosterHashStore;
   readonly evaluations: PostgresEvaluationStore;
+  readonly fleet: PostgresFleetStore;
 
   private constructor(
     private readonly pool: Pool,
@@ -34,6 +36,7 @@ export class PostgresState implements State {
     this.titles = new PostgresPosterTitles(pool);
     this.hashes = new PostgresPosterHashStore(pool);
     this.evaluations = new PostgresEvaluationStore(pool);
+    this.fleet = new PostgresFleetStore(pool);
   }
 
   static async connect(url: string, variants?: VariantPolicy): Promise<PostgresState> {

@@ -32,6 +32,7 @@ export class SqliteState implements State {
   readonly hashes: PosterHashStore;
   private readonly hashStore: SqlitePosterHashStore;
   readonly evaluations: EvaluationStore;
+  readonly fleet = null;
 
   private constructor(
     private readonly db: Db,
