@@ -16,6 +16,8 @@ export interface TestCluster {
   /** A new, empty database on the cluster; its URL. */
   database(): Promise<string>;
   stop(): Promise<void>;
+  /** stop, synchronously: for a process's 'exit' handler. */
+  stopNow(): void;
 }
 
 export async function startCluster(): Promise<TestCluster> {
@@ -34,22 +36,32 @@ export async function startCluster(): Promise<TestCluster> {
   const port = await freePort();
   run('pg_ctl', ['-D', data, '-l', join(dir, 'server.log'), '-w', '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`, 'start']);
   const base = `postgres://marquee@127.0.0.1:${port}`;
-  const admin = new pg.Client({ connectionString: `${base}/postgres` });
-  await admin.connect();
+  const stopNow = () => {
+    try {
+      run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
+    } catch {
+      // already stopped
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
   return {
     async database() {
       const name = `t_${randomBytes(6).toString('hex')}`;
-      await admin.query(`CREATE DATABASE ${name}`);
+      // A connection per database, not one held open: an open socket would keep a test process alive.
+      const admin = new pg.Client({ connectionString: `${base}/postgres` });
+      await admin.connect();
+      try {
+        await admin.query(`CREATE DATABASE ${name}`);
+      } finally {
+        await admin.end();
+      }
       return `${base}/${name}`;
     },
     async stop() {
-      await admin.end().catch(() => {});
-      try {
-        run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
+      stopNow();
     },
+    stopNow,
   };
 }
 
