@@ -70,12 +70,15 @@ describe('several servers on one PostgreSQL', () => {
     await cluster?.stop();
   });
 
-  it('start from the one truth: the same model, catalog and answers, the files shared, the rest each its own', async () => {
+  it('start from the one truth: the same model, catalog, index and answers, the files shared, the rest each its own', async () => {
     const ready = await Promise.all([a, b].map(async (s) => (await (await fetch(`${s.url}/ready`)).json()) as any));
     assert.equal(ready[0].model_version, ready[1].model_version);
     assert.notEqual(a.dataDir, b.dataDir);
     for (const s of [a, b]) for (const name of ['images', 'models']) assert.ok(lstatSync(join(s.dataDir, name)).isSymbolicLink(), `${name} of ${s.dataDir}`);
     assert.match(b.logs(), new RegExp(`"added":0,"updated":0,"unchanged":${rows.length}`), 'the second server finds the catalog imported');
+    assert.match(a.logs(), /"rebuilt":true/, 'the first server builds the index');
+    assert.match(b.logs(), /index checkpoint taken from the shared directory/, 'the second starts from the index the first published');
+    assert.match(b.logs(), /"rebuilt":false/);
     const probe = rows.find((r) => r.split === 'test')!;
     assert.deepEqual(await similarIds(b, image(probe.id)), await similarIds(a, image(probe.id)));
     const counts = await Promise.all([a, b].map(async (s) => ((await (await fetch(`${s.url}/posters?limit=100`)).json()) as any).posters.length));

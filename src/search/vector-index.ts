@@ -67,6 +67,19 @@ const REPLAY_PIECE = 20;
 /** The int8 rows file beside a graph file: `<version>.usearch` → `<version>.rows`. */
 const rowsPath = (file: string): string => `${file.replace(/\.usearch$/, '')}.rows`;
 
+/** A checkpoint's files, in the order they are written: the graph, the rows, the meta (naming the change they hold up to) last. */
+export const checkpointFiles = (file: string): [graph: string, rows: string, meta: string] => [file, rowsPath(file), `${file}.json`];
+
+/** The change a checkpoint's meta file names, or null without a readable one. */
+export function checkpointPosition(file: string): number | null {
+  try {
+    const seq = (JSON.parse(readFileSync(`${file}.json`, 'utf8')) as Partial<IndexMeta>).seq;
+    return typeof seq === 'number' ? seq : null;
+  } catch {
+    return null;
+  }
+}
+
 /** How many candidates a graph search keeps while it walks (usearch's expansion): recall against speed. */
 export const DEFAULT_EXPANSION = 64;
 

@@ -10,6 +10,7 @@ import { parseGenreHead, type GenreHead } from '../search/genre-head.js';
 import { buildOnThread } from '../search/index-build.js';
 import { PosterFilters } from '../search/poster-filters.js';
 import { Searcher } from '../search/searcher.js';
+import { SharedSnapshots } from '../search/shared-snapshots.js';
 import { VectorIndex } from '../search/vector-index.js';
 import type { Catalog, Poster } from '../state/catalog.js';
 import type { EmbeddingFollower, EmbeddingSpace, EmbeddingStore } from '../state/embeddings.js';
@@ -108,12 +109,17 @@ export class Engine {
     const session = embedder ?? (await loadEmbedder(model, deps));
     const started = Date.now();
     const snapshot = await embeddings.snapshot(model, model.dims);
-    const index = await VectorIndex.openWith(buildOnThread(snapshot.reader, model, model.dims), indexPath(config.dataDir, model), snapshot.source, {
+    const file = indexPath(config.dataDir, model);
+    const shared = config.sharedDir ? new SharedSnapshots(config.sharedDir) : null;
+    const adopted = await shared?.adopt(file, config.indexScalar);
+    if (adopted != null) log.info({ version: model.version, position: adopted }, 'index checkpoint taken from the shared directory');
+    const index = await VectorIndex.openWith(buildOnThread(snapshot.reader, model, model.dims), file, snapshot.source, {
       scalar: config.indexScalar,
       expansion: config.indexExpansion,
       onRebuild: (reason) => log.info({ version: model.version, reason }, 'building the vector index'),
     });
     snapshot.release?.();
+    if (shared && index.rebuilt !== null) await shared.publish(file, config.indexScalar);
     log.info(
       { version: model.version, vectors: index.size, rebuilt: index.rebuilt !== null, replayed: index.replayed, ms: Date.now() - started },
       'vector index ready',
