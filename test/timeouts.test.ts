@@ -1,14 +1,16 @@
 // Slow clients are cut off: a request whose headers, or headers and body, do not arrive within
 // MARQUEE_HEADERS_TIMEOUT_MS / MARQUEE_REQUEST_TIMEOUT_MS gets 408 in the one error shape and its
 // connection is closed (counted in /metrics); an idle keep-alive connection is closed after
-// MARQUEE_KEEP_ALIVE_TIMEOUT_MS; ordinary requests beside them are served.
+// MARQUEE_KEEP_ALIVE_TIMEOUT_MS; ordinary requests beside them are served. A request whose work
+// outlasts MARQUEE_CONNECTION_TIMEOUT_MS (an activation) keeps its connection until it is answered.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { makeCatalogDir, posterPath, subsetRows } from './support/catalog.js';
-import { testModelDir } from './support/model.js';
-import { startServer, upload, type RunningServer } from './support/server.js';
+import { marquee } from './support/cli.js';
+import { otherTestModelDir, testModelDir } from './support/model.js';
+import { adminRequest, startServer, upload, type RunningServer } from './support/server.js';
 
 const REQUEST_TIMEOUT_MS = 2000;
 const HEADERS_TIMEOUT_MS = 1000;
@@ -94,5 +96,31 @@ describe('timeouts', () => {
 
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
     assert.match(metrics, /^marquee_http_request_timeouts_total 2$/m);
+  });
+});
+
+describe('a request whose work outlasts the idle connection timeout', () => {
+  const IDLE_MS = 300;
+  const TOKEN = 'timeouts-token';
+  let server: RunningServer | undefined;
+  after(async () => {
+    await server?.stop();
+  });
+
+  it('keeps its connection until it is answered: an activation that embeds the catalog', async () => {
+    const env = { MARQUEE_CATALOG: makeCatalogDir(subsetRows({ train: 150, val: 0, test: 0 })), MARQUEE_BASE_MODEL: testModelDir(), MARQUEE_ADMIN_TOKEN: TOKEN };
+    const first = await startServer(env);
+    await first.stop();
+    const added = marquee(['models', 'add', otherTestModelDir()], { MARQUEE_DATA_DIR: first.dataDir, MARQUEE_CATALOG: '' });
+    assert.equal(added.code, 0, added.stderr);
+    const version = (JSON.parse(added.stdout) as { model_version: string }).model_version;
+    server = await startServer({ ...env, MARQUEE_DATA_DIR: first.dataDir, MARQUEE_CONNECTION_TIMEOUT_MS: String(IDLE_MS) });
+
+    const started = performance.now();
+    const activated = await adminRequest(server.url, TOKEN, 'POST', `/admin/models/${version}/activate`);
+    const took = performance.now() - started;
+    assert.equal(activated.status, 200, JSON.stringify(activated.body));
+    assert.ok(took > 2 * IDLE_MS, `the activation took ${took.toFixed(0)} ms, not past the idle timeout: the test proves nothing`);
+    assert.equal(((await (await fetch(`${server.url}/ready`)).json()) as { model_version: string }).model_version, version);
   });
 });

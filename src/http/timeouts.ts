@@ -1,4 +1,4 @@
-import { STATUS_CODES, type ServerOptions, type ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerOptions, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { ConnectionError } from 'fastify';
 import type { Config } from '../config.js';
@@ -66,4 +66,19 @@ function clientErrorHandler(metrics: Metrics, log: Logger) {
     }
     socket.destroy(error);
   };
+}
+
+/**
+ * For a request answered only once its work is done, which may take minutes (an activation embeds
+ * the catalog with the new model and waits for every server to load it): the connection's idle
+ * timeout (MARQUEE_CONNECTION_TIMEOUT_MS) would close it under the work, and a load balancer takes
+ * a connection closed without an answer for a lost request and sends it again, to another server.
+ * Paused until the answer has gone.
+ */
+export function keepOpenWhileWorking(request: IncomingMessage, reply: ServerResponse, idleTimeoutMs: number): void {
+  const socket = request.socket;
+  socket.setTimeout(0);
+  reply.once('close', () => {
+    if (!socket.destroyed) socket.setTimeout(idleTimeoutMs);
+  });
 }

@@ -17,17 +17,26 @@ function writeManifest(file: string, rows: Row[]): void {
  * package and reused by every test file (test/.cache is ignored by git).
  */
 export function testModelDir(): string {
-  const dir = join(CACHE, `base-${TEST_INPUT.width}x${TEST_INPUT.height}`);
+  return exportedTestModel(0);
+}
+
+/** The same export from another seed: a second model version, for swaps. */
+export function otherTestModelDir(): string {
+  return exportedTestModel(1);
+}
+
+function exportedTestModel(seed: number): string {
+  const dir = join(CACHE, `base-${TEST_INPUT.width}x${TEST_INPUT.height}${seed ? `-seed${seed}` : ''}`);
   if (existsSync(join(dir, 'model.onnx'))) return dir;
   mkdirSync(CACHE, { recursive: true });
   const manifest = join(CACHE, 'calibration.jsonl');
   const rows = subsetRows({ train: 64, val: 0, test: 0 });
   writeManifest(manifest, rows);
-  execFileSync(
-    PYTHON,
-    ['-m', 'training', 'export-base', '--manifest', manifest, '--out', dir, '--width', String(TEST_INPUT.width), '--height', String(TEST_INPUT.height), '--calibrate', '64'],
-    { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] },
-  );
+  const size = ['--width', String(TEST_INPUT.width), '--height', String(TEST_INPUT.height)];
+  execFileSync(PYTHON, ['-m', 'training', 'export-base', '--manifest', manifest, '--out', dir, ...size, '--calibrate', '64', '--seed', String(seed)], {
+    cwd: ROOT,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   return dir;
 }
 

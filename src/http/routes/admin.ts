@@ -11,6 +11,7 @@ import type { ModelVersion } from '../../state/models.js';
 import { adminAuth } from '../admin-auth.js';
 import { JobBody, JobParams, ModelBody, RetrainBody, VersionParams } from '../admin-schemas.js';
 import { ErrorBody } from '../schemas.js';
+import { keepOpenWhileWorking } from '../timeouts.js';
 
 function jobView(job: Job) {
   return {
@@ -193,11 +194,12 @@ export function adminRoutes(app: FastifyInstance, services: Services, runtime: R
           response: { 200: Type.Ref(ModelBody), 404: Type.Ref(ErrorBody), 409: Type.Ref(ErrorBody), 507: Type.Ref(ErrorBody), ...errors },
         },
       },
-      async (request) => {
+      async (request, reply) => {
         const model = await services.models.get(request.params.version);
         if (!model) throw notFound(`model version ${request.params.version}`);
         const running = await jobs.unfinished();
         if (running) throw new ApiError(409, 'job_running', `job ${running.id} is running; wait for it or cancel it first`);
+        keepOpenWhileWorking(request.raw, reply.raw, services.config.connectionTimeoutMs);
         if (runtime.peek()?.model.version !== model.version) await bringIntoService(model, services, runtime);
         return modelView((await services.models.get(model.version))!, model.version);
       },
