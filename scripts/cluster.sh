@@ -13,8 +13,9 @@
 #
 # MARQUEE_CLUSTER_DIR (default $TMPDIR/marquee-cluster) holds it all; MARQUEE_CLUSTER_PORT (default
 # 18080) is the load balancer's port, the servers take the next three, PostgreSQL (through HAProxy)
-# the one after, the primary and the standby the two after that. Every other MARQUEE_* variable
-# (MARQUEE_CATALOG, MARQUEE_ADMIN_TOKEN, ...) is passed to the servers.
+# the one after, the primary and the standby the two after that; HAProxy's admin socket is
+# $dir/haproxy.sock. Every other MARQUEE_* variable (MARQUEE_CATALOG, MARQUEE_ADMIN_TOKEN, ...) is
+# passed to the servers.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir="${MARQUEE_CLUSTER_DIR:-${TMPDIR:-/tmp}/marquee-cluster}"
@@ -69,7 +70,7 @@ CONF
 }
 
 start_haproxy() {
-  MARQUEE_LB_ADDR="127.0.0.1:$lb_port" MARQUEE_PG_ADDR="127.0.0.1:$pg_proxy_port" \
+  MARQUEE_HAPROXY_SOCKET="$dir/haproxy.sock" MARQUEE_LB_ADDR="127.0.0.1:$lb_port" MARQUEE_PG_ADDR="127.0.0.1:$pg_proxy_port" \
     MARQUEE_PG_PRIMARY="127.0.0.1:$primary_port" MARQUEE_PG_STANDBY="127.0.0.1:$standby_port" \
     MARQUEE_SERVER1="127.0.0.1:$(server_port 1)" MARQUEE_SERVER2="127.0.0.1:$(server_port 2)" MARQUEE_SERVER3="127.0.0.1:$(server_port 3)" \
     haproxy -f "$root/deploy/haproxy.cfg" -D -p "$dir/haproxy.pid"

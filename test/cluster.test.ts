@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeCatalogDir, posterPath, sharedRows, subsetRows } from './support/catalog.js';
 import { testModelDir } from './support/model.js';
 import { ROOT } from './support/paths.js';
+import { freePortRun } from './support/ports.js';
 import { upload } from './support/server.js';
 
 /**
@@ -21,19 +21,8 @@ const rows = subsetRows({ train: 40, val: 5, test: 5 });
 const taken = new Set(rows.map((r) => r.id));
 const newcomers = sharedRows().filter((r) => r.split === 'test' && !taken.has(r.id)).slice(0, 400);
 
-async function freeBase(): Promise<number> {
-  // Seven consecutive ports: the balancer, three servers, PostgreSQL's proxy, primary and standby.
-  for (;;) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
-    const free = await Promise.all(
-      Array.from({ length: 7 }, (_, i) => new Promise<boolean>((resolve) => {
-        const probe = createServer().once('error', () => resolve(false));
-        probe.listen(base + i, '127.0.0.1', () => probe.close(() => resolve(true)));
-      })),
-    ); // prettier-ignore
-    if (free.every(Boolean)) return base;
-  }
-}
+/** The balancer, three servers, PostgreSQL's proxy, primary and standby: seven ports from one base. */
+const CLUSTER_PORTS = 7;
 
 describe('a cluster of three servers behind HAProxy, on a primary and a synchronous standby', () => {
   let env: NodeJS.ProcessEnv;
@@ -46,7 +35,7 @@ describe('a cluster of three servers behind HAProxy, on a primary and a synchron
   };
 
   before(async () => {
-    const base = await freeBase();
+    const base = await freePortRun(CLUSTER_PORTS);
     env = {
       ...process.env,
       MARQUEE_CLUSTER_DIR: join(mkdtempSync(join(tmpdir(), 'marquee-cluster-')), 'cluster'),

@@ -1,10 +1,10 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { Pool } from '../../src/state/postgres/db.js';
+import { freePort } from './ports.js';
 
 /**
  * A throwaway PostgreSQL cluster on loopback, for the tests that run a store on PostgreSQL: Debian's
@@ -89,15 +89,4 @@ function postgresBin(): string {
   const versions = existsSync(root) ? readdirSync(root).filter((v) => existsSync(join(root, v, 'bin', 'initdb'))) : [];
   if (versions.length === 0) throw new Error('no PostgreSQL server here: install postgresql-15 (.ci/run does), or set MARQUEE_TEST_PG_BIN');
   return join(root, versions.sort((a, b) => Number(b) - Number(a))[0]!, 'bin');
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
