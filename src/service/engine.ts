@@ -108,11 +108,12 @@ export class Engine {
     const { config, catalog, embeddings, log, metrics, decodes } = deps;
     const session = embedder ?? (await loadEmbedder(model, deps));
     const started = Date.now();
-    const snapshot = await embeddings.snapshot(model, model.dims);
     const file = indexPath(config.dataDir, model);
     const shared = config.sharedDir ? new SharedSnapshots(config.sharedDir) : null;
+    // Before the rows are read: a checkpoint published meanwhile would be newer than their snapshot, and rebuilt.
     const adopted = await shared?.adopt(file, config.indexScalar);
     if (adopted != null) log.info({ version: model.version, position: adopted }, 'index checkpoint taken from the shared directory');
+    const snapshot = await embeddings.snapshot(model, model.dims);
     const index = await VectorIndex.openWith(buildOnThread(snapshot.reader, model, model.dims), file, snapshot.source, {
       scalar: config.indexScalar,
       expansion: config.indexExpansion,

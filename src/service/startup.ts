@@ -120,15 +120,18 @@ async function sweepUnregisteredModels(dataDir: string, models: ModelRegistry): 
   return removed;
 }
 
+/** Marks failed the jobs no server runs any more (alone: every unfinished one; on a shared database: those whose lease lapsed). */
+async function failInterruptedJobs({ jobs, log }: Services): Promise<void> {
+  for (const job of await jobs.failInterrupted()) log.warn({ job: job.id }, job.error ?? 'job interrupted');
+}
+
 /**
  * On a shared database, a job whose server died (its lease lapsed) is marked failed by whichever
  * server looks next: each looks every sixth of a lease.
  */
-function sweepLapsedJobs({ config, jobs, log }: Services): void {
-  const sweep = async () => {
-    for (const job of await jobs.failInterrupted()) log.warn({ job: job.id }, job.error ?? 'job interrupted');
-  };
-  setInterval(() => sweep().catch((error: unknown) => log.warn({ err: error }, 'could not look for lapsed jobs')), config.jobLeaseMs / 6).unref();
+function sweepLapsedJobs(services: Services): void {
+  const sweep = () => failInterruptedJobs(services).catch((error: unknown) => services.log.warn({ err: error }, 'could not look for lapsed jobs'));
+  setInterval(() => void sweep(), services.config.jobLeaseMs / 6).unref();
 }
 
 /**
@@ -136,9 +139,9 @@ function sweepLapsedJobs({ config, jobs, log }: Services): void {
  * it, its index mapped. Each step skips what is already done, so later starts take seconds.
  */
 export async function startUp(services: Services, runtime: Runtime): Promise<void> {
-  const { config, catalog, models, embeddings, jobs, log, metrics } = services;
+  const { config, catalog, models, embeddings, log, metrics } = services;
   services.decodes.start();
-  for (const job of await jobs.failInterrupted()) log.warn({ job: job.id }, job.error ?? 'job interrupted');
+  await failInterruptedJobs(services);
   if (config.databaseUrl) sweepLapsedJobs(services);
   // Whatever an interrupted job or write left is not in use: only registered models and indexes are.
   rmSync(join(config.dataDir, 'jobs'), { recursive: true, force: true });
