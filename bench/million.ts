@@ -22,7 +22,6 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import usearch from 'usearch';
-import { seededRandom } from '../src/figures/random.js';
 import { Searcher, type SearchFilter } from '../src/search/searcher.js';
 import { indexPath } from '../src/service/engine.js';
 import { VectorIndex, type IndexScalar } from '../src/search/vector-index.js';
@@ -33,14 +32,12 @@ import { SqliteModelRegistry } from '../src/state/sqlite/models.js';
 import { ROOT } from './lib/context.js';
 import { machineInfo } from './lib/machine.js';
 import { startServer } from './lib/server.js';
+import { CLUSTERS, DIMS, RARE_GENRE, SUBCLUSTERS, synthesise } from './lib/synthetic.js';
 import { nowMs, summarise, type Summary } from './lib/stats.js';
 import { linkImages, sharedRows } from '../test/support/catalog.js';
 
 const N = Number(process.argv[2] ?? 1_000_000);
 const DIR = process.argv[3] ?? '/tmp/marquee-million';
-const DIMS = 512;
-const CLUSTERS = 1000;
-const SUBCLUSTERS = 20;
 const K = 8;
 const RECALL_K = 10;
 const QUERIES = 2000;
@@ -49,68 +46,9 @@ const FILTERED_QUERIES = 300;
 const IMPORT_ROWS = Number(process.env.MILLION_IMPORT_ROWS ?? 20_000);
 const EXPANSIONS = (process.env.MILLION_EXPANSIONS ?? '64,128,256').split(',').map(Number);
 const SCALARS = (process.env.MILLION_SCALARS ?? 'f32,f16,i8').split(',') as IndexScalar[];
-const GENRES = [
-  'Action', 'Adventure', 'Animation', 'Comedy', 'Crime', 'Documentary', 'Drama', 'Family', 'Fantasy',
-  'History', 'Horror', 'Music', 'Mystery', 'Romance', 'Science Fiction', 'Thriller', 'War', 'TV Movie',
-]; // prettier-ignore
-const RARE_GENRE = 'Western';
 
 const log = (line: string) => process.stderr.write(`[million ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
 const mib = (bytes: number) => bytes / 2 ** 20;
-
-function gaussians(rand: () => number, out: Float32Array, scale: number): Float32Array {
-  for (let i = 0; i < out.length; i += 2) {
-    const r = Math.sqrt(-2 * Math.log(1 - rand()));
-    const t = 2 * Math.PI * rand();
-    out[i] = r * Math.cos(t) * scale;
-    if (i + 1 < out.length) out[i + 1] = r * Math.sin(t) * scale;
-  }
-  return out;
-}
-
-function normalise(v: Float32Array): Float32Array {
-  let sum = 0;
-  for (let d = 0; d < v.length; d++) sum += v[d]! * v[d]!;
-  const inv = 1 / Math.sqrt(sum);
-  for (let d = 0; d < v.length; d++) v[d]! *= inv;
-  return v;
-}
-
-interface Synthetic {
-  vectors: Float32Array;
-  genres: string[][];
-  years: number[];
-  /** A generator of fresh query vectors from the same distribution (never in the catalog). */
-  query: () => Float32Array;
-}
-
-function synthesise(n: number): Synthetic {
-  const rand = seededRandom(8);
-  const unit = 1 / Math.sqrt(DIMS);
-  const centres = Array.from({ length: CLUSTERS }, () => normalise(gaussians(rand, new Float32Array(DIMS), unit)));
-  const subs = Array.from({ length: CLUSTERS * SUBCLUSTERS }, () => normalise(gaussians(rand, new Float32Array(DIMS), unit)));
-  const noise = new Float32Array(DIMS);
-  const draw = (into: Float32Array, cluster: number) => {
-    const centre = centres[cluster]!;
-    const sub = subs[cluster * SUBCLUSTERS + Math.floor(rand() * SUBCLUSTERS)]!;
-    gaussians(rand, noise, unit);
-    for (let d = 0; d < DIMS; d++) into[d] = centre[d]! + 0.6 * sub[d]! + 0.35 * noise[d]!;
-    return normalise(into);
-  };
-  const vectors = new Float32Array(n * DIMS);
-  const genres: string[][] = [];
-  const years: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const cluster = Math.floor(rand() * CLUSTERS);
-    draw(vectors.subarray(i * DIMS, (i + 1) * DIMS), cluster);
-    const own = new Set([GENRES[cluster % GENRES.length]!]);
-    if (rand() < 0.5) own.add(GENRES[Math.floor(rand() * GENRES.length)]!);
-    if (rand() < 0.01) own.add(RARE_GENRE);
-    genres.push([...own]);
-    years.push(1900 + Math.floor(125 * Math.sqrt(rand())));
-  }
-  return { vectors, genres, years, query: () => draw(new Float32Array(DIMS), Math.floor(rand() * CLUSTERS)) };
-}
 
 function rssOf(pid: number): { rss: number; peak: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');

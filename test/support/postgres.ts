@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
@@ -13,16 +13,18 @@ import { freePort } from './ports.js';
  * server runs as the `postgres` user, which the package creates: PostgreSQL refuses to run as root.
  */
 export interface TestCluster {
-  /** A new, empty database on the cluster; its URL. */
-  database(): Promise<string>;
+  /** A new, empty database on the cluster, or the one named if it is there; its URL. */
+  database(name?: string): Promise<string>;
   stop(): Promise<void>;
   /** stop, synchronously: for a process's 'exit' handler. */
   stopNow(): void;
 }
 
-export async function startCluster(): Promise<TestCluster> {
+export async function startCluster(options: { keepIn?: string } = {}): Promise<TestCluster> {
   const bin = postgresBin();
-  const dir = mkdtempSync('/tmp/marquee-pg-');
+  // keepIn: a cluster a benchmark keeps between its runs, started again if it is there, never removed.
+  const dir = options.keepIn ?? mkdtempSync('/tmp/marquee-pg-');
+  mkdirSync(dir, { recursive: true });
   const asRoot = process.getuid?.() === 0;
   const owner = asRoot ? Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim()) : null;
   if (owner !== null) chownSync(dir, owner, Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim()));
@@ -32,27 +34,28 @@ export async function startCluster(): Promise<TestCluster> {
     if (result.status !== 0) throw new Error(`${tool} failed (${result.status}): ${result.stderr || result.stdout}`);
   };
   const data = join(dir, 'data');
-  run('initdb', ['-D', data, '-A', 'trust', '-U', 'marquee', '--no-sync', '-E', 'UTF8']);
+  if (!existsSync(join(data, 'PG_VERSION'))) run('initdb', ['-D', data, '-A', 'trust', '-U', 'marquee', '--no-sync', '-E', 'UTF8']);
   const port = await freePort();
   run('pg_ctl', ['-D', data, '-l', join(dir, 'server.log'), '-w', '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`, 'start']);
   const base = `postgres://marquee@127.0.0.1:${port}`;
   const stopNow = () => {
     try {
-      run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
+      run('pg_ctl', ['-D', data, '-m', options.keepIn ? 'fast' : 'immediate', '-w', 'stop']);
     } catch {
       // already stopped
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      if (!options.keepIn) rmSync(dir, { recursive: true, force: true });
     }
   };
   return {
-    async database() {
-      const name = `t_${randomBytes(6).toString('hex')}`;
+    async database(named?: string) {
+      const name = named ?? `t_${randomBytes(6).toString('hex')}`;
       // A connection per database, not one held open: an open socket would keep a test process alive.
       const admin = new pg.Client({ connectionString: `${base}/postgres` });
       await admin.connect();
       try {
-        await admin.query(`CREATE DATABASE ${name}`);
+        const there = named && (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [named])).rowCount;
+        if (!there) await admin.query(`CREATE DATABASE ${name}`);
       } finally {
         await admin.end();
       }
