@@ -7,6 +7,7 @@ import { JobConflictError } from '../src/state/jobs.js';
 import type { PosterTitles, TitleFilter } from '../src/state/titles.js';
 import { titlePhrases } from '../src/search/title-query.js';
 import type { EmbeddingSource } from '../src/search/vector-index.js';
+import { RowsSource } from '../src/state/embedding-snapshot.js';
 import type { EmbeddingSpace } from '../src/state/embeddings.js';
 import type { ModelVersion, VariantPolicy } from '../src/state/models.js';
 import { openPool } from '../src/state/postgres/db.js';
@@ -190,6 +191,22 @@ for (const backend of backends) {
         assert.equal(second.source.changesSince(position) >= 2, true);
         assert.deepEqual([...second.source.changedSince(second.source.lastChange())], []);
         assert.equal(second.source.prunedThrough() <= position, true, 'a checkpoint at the first position can still be replayed');
+        second.release?.();
+
+        // Since a checkpoint's position (a restart): the same changes; every row only when a build asks.
+        const since = await embeddings.snapshot(space, 2, position);
+        const changedSince = () => new Map([...since.source.changedSince(position)].map(({ key, vector }) => [key, vector && [...vector]]));
+        assert.deepEqual(changedSince(), changed);
+        assert.equal(since.source.lastChange(), second.source.lastChange());
+        // SQLite reads its file as a build asks; PostgreSQL has read only the changed posters' rows.
+        if (backend.name === 'PostgreSQL') assert.deepEqual(rowsOf(since.source), new Map([[b, [5, 5]]]));
+        const reader = await since.reader();
+        if ('rows' in reader) {
+          assert.deepEqual(rowsOf(new RowsSource(reader.rows, reader.lastChange)), new Map([[a, [0, 1]], [b, [5, 5]]]), 'a build reads every row');
+          assert.equal(reader.lastChange, second.source.lastChange());
+        }
+        assert.deepEqual(changedSince(), changed, 'and the changes after the position stay');
+        since.release?.();
       } finally {
         await state.close();
       }

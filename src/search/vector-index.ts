@@ -221,6 +221,16 @@ export class VectorIndex {
   }
 
   /** The checkpoint's meta, or why its files cannot be used. */
+  /** The position a checkpoint's meta file says it holds, if it is one this configuration could open; null: none. */
+  static checkpointPosition(file: string, scalar: IndexScalar): number | null {
+    try {
+      const meta = JSON.parse(readFileSync(`${file}.json`, 'utf8')) as IndexMeta;
+      return meta.format === 'marquee-index/3' && meta.scalar === scalar && Number.isSafeInteger(meta.seq) ? meta.seq : null;
+    } catch {
+      return null;
+    }
+  }
+
   private static usableMeta(file: string, source: EmbeddingSource, scalar: IndexScalar): IndexMeta | string {
     if (!existsSync(file)) return 'missing';
     let meta: IndexMeta;

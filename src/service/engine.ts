@@ -11,7 +11,7 @@ import { buildOnThread } from '../search/index-build.js';
 import { PosterFilters } from '../search/poster-filters.js';
 import { Searcher } from '../search/searcher.js';
 import { SharedSnapshots } from '../search/shared-snapshots.js';
-import { VectorIndex } from '../search/vector-index.js';
+import { type BuildCheckpoint, VectorIndex } from '../search/vector-index.js';
 import type { Catalog, Poster } from '../state/catalog.js';
 import type { EmbeddingFollower, EmbeddingSpace, EmbeddingStore } from '../state/embeddings.js';
 import type { ModelVersion } from '../state/models.js';
@@ -113,8 +113,9 @@ export class Engine {
     // Before the rows are read: a checkpoint published meanwhile would be newer than their snapshot, and rebuilt.
     const adopted = await shared?.adopt(file, config.indexScalar);
     if (adopted != null) log.info({ version: model.version, position: adopted }, 'index checkpoint taken from the shared directory');
-    const snapshot = await embeddings.snapshot(model, model.dims);
-    const index = await VectorIndex.openWith(buildOnThread(snapshot.reader, model, model.dims), file, snapshot.source, {
+    const snapshot = await embeddings.snapshot(model, model.dims, VectorIndex.checkpointPosition(file, config.indexScalar));
+    const build: BuildCheckpoint = async (into, scalar) => buildOnThread(await snapshot.reader(), model, model.dims)(into, scalar);
+    const index = await VectorIndex.openWith(build, file, snapshot.source, {
       scalar: config.indexScalar,
       expansion: config.indexExpansion,
       onRebuild: (reason) => log.info({ version: model.version, reason }, 'building the vector index'),

@@ -18,6 +18,12 @@ export class RowsSource implements EmbeddingSource {
     private changed: ReadonlyMap<number, number> = new Map(),
   ) {}
 
+  /** Every row, where the snapshot had read only the changed posters' (a build needs them all); the changes stay. */
+  holdRows(rows: EmbeddingSet): void {
+    this.rows = rows;
+    this.rowOf = null;
+  }
+
   /** The rows and changes are no longer needed (the index that read them is open); the position stays. */
   release(): void {
     this.rows = { keys: new BigUint64Array(0), vectors: new Float32Array(0), dims: this.rows.dims };

@@ -47,11 +47,14 @@ export interface EmbeddingRows {
  */
 export type EmbeddingReader = { dbFile: string } | { rows: EmbeddingSet; lastChange: number };
 
-/** One variant's embeddings as a vector index is derived from them (`source`), and as a build thread reads them (`reader`). */
+/**
+ * One variant's embeddings as a vector index is derived from them (`source`), and as a build thread
+ * reads them (`reader`, asked for only when the index is built).
+ */
 export interface EmbeddingSnapshot {
   source: EmbeddingSource;
-  reader: EmbeddingReader;
-  /** The rows read are no longer needed (the index is open): a snapshot's memory is freed. */
+  reader(): Promise<EmbeddingReader>;
+  /** The rows read are no longer needed (the index is open): a snapshot's memory and its transaction are freed. */
   release?(): void;
 }
 
@@ -69,7 +72,12 @@ export interface EmbeddingFollower {
  * snapshot of the rows and the log's positions, its writers any server, followed from the snapshot on.
  */
 export interface EmbeddingStore extends EmbeddingRows {
-  snapshot(space: EmbeddingSpace, dims: number): Promise<EmbeddingSnapshot>;
+  /**
+   * `since`: the position of the checkpoint the index will open from, when there is one. PostgreSQL
+   * then reads only what changed after it (a restart at a million posters must not read every row),
+   * and every row only if the index is built after all (reader()).
+   */
+  snapshot(space: EmbeddingSpace, dims: number, since?: number | null): Promise<EmbeddingSnapshot>;
   /**
    * Calls `apply` with the posters whose embedding in this space another process changed after
    * position `from` (a snapshot's lastChange), each once a change commits; null where no other process writes.

@@ -17,26 +17,52 @@ export class PostgresEmbeddingStore implements EmbeddingStore {
   /**
    * The variant's rows and each poster's latest change, read in one snapshot whose horizon is the
    * source's position: the follower starts there. The rows are in memory a build thread shares.
+   * Since a checkpoint's position, only the posters changed after it are read, in a transaction held
+   * open until the snapshot is released, so that a build (the checkpoint unusable after all) reads
+   * every row in the same snapshot.
    */
-  async snapshot(space: EmbeddingSpace, dims: number): Promise<EmbeddingSnapshot> {
+  async snapshot(space: EmbeddingSpace, dims: number, since: number | null = null): Promise<EmbeddingSnapshot> {
     const client = await this.pool.connect();
+    let open = true;
+    const end = async () => {
+      if (!open) return;
+      open = false;
+      await client.query('COMMIT').catch(() => {});
+      client.release();
+    };
     try {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       const horizon = Number((await client.query<{ h: string }>('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS h')).rows[0]!.h);
-      const rows = await loadRows(client, space, dims, true);
+      // A change by transaction t is at position t + 1: after `since` means t >= since.
       const { rows: log } = await client.query<{ key: string; txid: string }>(
         `SELECT DISTINCT ON (poster_key) poster_key AS key, txid::text AS txid FROM embedding_changes
-         WHERE model_version = $1 AND precision = $2 ORDER BY poster_key, txid DESC`,
-        [space.version, space.precision],
+         WHERE model_version = $1 AND precision = $2 AND ($3::text IS NULL OR txid >= $3::xid8) ORDER BY poster_key, txid DESC`,
+        [space.version, space.precision, since === null ? null : String(since)],
       );
-      await client.query('COMMIT');
-      const source = new RowsSource(rows, horizon, new Map(log.map((r) => [Number(r.key), Number(r.txid) + 1])));
-      return { source, reader: { rows, lastChange: horizon }, release: () => source.release() };
+      const changed = new Map(log.map((r) => [Number(r.key), Number(r.txid) + 1]));
+      let rows = await loadRows(client, space, dims, true, since === null ? null : [...changed.keys()]);
+      const source = new RowsSource(rows, horizon, changed);
+      if (since === null) await end();
+      return {
+        source,
+        reader: async () => {
+          if (open) {
+            rows = await loadRows(client, space, dims, true, null);
+            source.holdRows(rows);
+            await end();
+          }
+          return { rows, lastChange: horizon };
+        },
+        release: () => {
+          source.release();
+          void end();
+        },
+      };
     } catch (error) {
       await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    } finally {
+      open = false;
       client.release();
+      throw error;
     }
   }
 
@@ -123,21 +149,30 @@ export async function putEmbeddings(client: Client, space: EmbeddingSpace, rows:
   );
 }
 
-/** Every embedding of a variant, in key order, a page at a time (`shared`: in memory a worker thread can share). */
-async function loadRows(client: Pool | Client, space: EmbeddingSpace, dims: number, shared: boolean): Promise<EmbeddingSet> {
+/**
+ * Every embedding of a variant, or those of the keys given, in key order, a page at a time
+ * (`shared`: in memory a worker thread can share).
+ */
+async function loadRows(client: Pool | Client, space: EmbeddingSpace, dims: number, shared: boolean, only: number[] | null = null): Promise<EmbeddingSet> {
   const keys: number[] = [];
   const parts: Float32Array[] = [];
-  for (let after = -1; ; ) {
-    const { rows } = await client.query<{ key: string; vector: Buffer }>(
-      'SELECT poster_key AS key, vector FROM embeddings WHERE model_version = $1 AND precision = $2 AND poster_key > $3 ORDER BY poster_key LIMIT $4',
-      [space.version, space.precision, after, PAGE],
-    );
+  const wanted = only && [...only].sort((a, b) => a - b);
+  for (let after = -1, page = 0; ; page++) {
+    const { rows } = wanted
+      ? await client.query<{ key: string; vector: Buffer }>(
+          'SELECT poster_key AS key, vector FROM embeddings WHERE model_version = $1 AND precision = $2 AND poster_key = ANY($3::bigint[]) ORDER BY poster_key',
+          [space.version, space.precision, wanted.slice(page * PAGE, (page + 1) * PAGE)],
+        )
+      : await client.query<{ key: string; vector: Buffer }>(
+          'SELECT poster_key AS key, vector FROM embeddings WHERE model_version = $1 AND precision = $2 AND poster_key > $3 ORDER BY poster_key LIMIT $4',
+          [space.version, space.precision, after, PAGE],
+        );
     for (const row of rows) {
       if (row.vector.byteLength !== dims * 4) throw new Error(`embedding of poster ${row.key} has ${row.vector.byteLength / 4} dims, expected ${dims}`);
       keys.push(Number(row.key));
       parts.push(asFloat32(row.vector));
     }
-    if (rows.length < PAGE) break;
+    if (wanted ? (page + 1) * PAGE >= wanted.length : rows.length < PAGE) break;
     after = keys[keys.length - 1]!;
   }
   const vectors = new Float32Array(shared ? new SharedArrayBuffer(keys.length * dims * 4) : new ArrayBuffer(keys.length * dims * 4));

@@ -26,7 +26,7 @@ export class SqliteEmbeddingStore implements EmbeddingStore {
 
   /** The live change log, read synchronously, and the file for a build thread: SQLite needs no copy. */
   async snapshot(space: EmbeddingSpace, dims: number): Promise<EmbeddingSnapshot> {
-    return { source: this.source(space, dims), reader: { dbFile: this.dbFile } };
+    return { source: this.source(space, dims), reader: async () => ({ dbFile: this.dbFile }) };
   }
 
   /** Only the process that holds the data dir writes its database: nothing to follow. */
