@@ -44,10 +44,11 @@ node --import tsx --test --test-concurrency=1 \
   --test-reporter=tap --test-reporter-destination="$work/node.tap" \
   test/*.test.ts || node_status=$?
 
-# One suite, two backends (issue 17): the server suites that need no SQLite file of their own run again
-# with every server and command on PostgreSQL (test/support/backend.ts: a database per data dir on a
-# throwaway cluster). test/stores.test.ts holds the stores themselves to one contract on both.
-pg_suites=(admin api bad-input generated-client genre-head report restart search-by-id)
+# One suite, two backends (issue 17): the server suites that keep state run again with every server and
+# command on PostgreSQL (test/support/backend.ts: a database per data dir on a throwaway cluster; a test
+# reads what they stored through the stores, stateOf). test/stores.test.ts holds the stores themselves to
+# one contract on both.
+pg_suites=(admin api bad-input cli figures fuzz-upload generated-client genre-head near-duplicates recommend report restart search-by-id soak timeouts tmdb-import)
 echo "== Node tests on PostgreSQL (MARQUEE_TEST_BACKEND=postgres): ${pg_suites[*]}"
 pg_suites=("${pg_suites[@]/#/test/}")
 MARQUEE_TEST_BACKEND=postgres node --import tsx --test --test-concurrency=1 \

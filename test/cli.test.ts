@@ -3,7 +3,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import Database from 'better-sqlite3';
+import { stateOf } from './support/backend.js';
 import { makeCatalogDir, posterPath, subsetRows, toCsv } from './support/catalog.js';
 import { testModelDir } from './support/model.js';
 import { marquee } from './support/cli.js';
@@ -18,7 +18,7 @@ describe('marquee CLI', () => {
     assert.match(unknown.stderr, /unknown command "frobnicate"/);
   });
 
-  it('imports a catalog idempotently, reporting bad rows by line and skipping them', () => {
+  it('imports a catalog idempotently, reporting bad rows by line and skipping them', async () => {
     const good = subsetRows({ train: 6, val: 0, test: 0 });
     const rows = [
       ...good.slice(0, 3), // lines 2-4
@@ -50,10 +50,13 @@ describe('marquee CLI', () => {
     const retitled = rows.map((r, i) => (i === 0 ? { ...r, title: 'A New Title' } : r));
     writeFileSync(join(dir, 'movies.csv'), toCsv(retitled));
     assert.deepEqual(JSON.parse(marquee(['import', dir], { MARQUEE_DATA_DIR: dataDir }).stdout).updated, 1);
-    const db = new Database(join(dataDir, 'marquee.db'), { readonly: true });
-    assert.equal((db.prepare('SELECT title FROM posters WHERE id = ?').get(rows[0]!.id) as { title: string }).title, 'A New Title');
-    assert.equal((db.prepare('SELECT count(*) AS n FROM posters').get() as { n: number }).n, 4);
-    db.close();
+    const state = await stateOf({ MARQUEE_DATA_DIR: dataDir });
+    try {
+      assert.equal((await state.catalog.get(rows[0]!.id))?.title, 'A New Title');
+      assert.equal(await state.catalog.count(), 4);
+    } finally {
+      await state.close();
+    }
   });
 
   it('imports no file through a link out of the catalog, and no poster named "." or ".."', () => {

@@ -8,7 +8,8 @@ import sharp from 'sharp';
 import { ApiError } from '../src/errors.js';
 import { createLogger } from '../src/log.js';
 import { NearDuplicates } from '../src/service/near-duplicates.js';
-import { State } from '../src/state/state.js';
+import { openPool } from '../src/state/postgres/db.js';
+import { stateOf, withDatabase } from './support/backend.js';
 import { makeCatalogDir, posterPath, sharedRows, subsetRows } from './support/catalog.js';
 import { marquee } from './support/cli.js';
 import { ROOT } from './support/paths.js';
@@ -158,12 +159,14 @@ describe('near-duplicates', () => {
 
   it('keeps the hashes across a restart, hashes again a data dir that lost them, and forgets a deleted poster', async () => {
     await server.stop();
-    const db = new Database(join(server.dataDir, 'marquee.db'));
-    const stored = (db.prepare('SELECT count(*) AS n FROM poster_hashes').get() as { n: number }).n;
-    const posters = (db.prepare('SELECT count(*) AS n FROM posters').get() as { n: number }).n;
-    assert.equal(stored, posters, 'every poster, added ones too, has its hash stored');
-    db.prepare('DELETE FROM poster_hashes').run();
-    db.close();
+    const state = await stateOf({ ...env, MARQUEE_DATA_DIR: server.dataDir });
+    try {
+      assert.ok((await state.catalog.count()) > 0);
+      assert.deepEqual(await state.hashes.missing(), [], 'every poster, added ones too, has its hash stored');
+    } finally {
+      await state.close();
+    }
+    await forgetHashes({ ...env, MARQUEE_DATA_DIR: server.dataDir });
     server = await startServer(env);
     await nearDuplicatesReady(server.url);
     assert.match(server.logs(), /"hashed":\d+,"msg":"near-duplicate checks ready"/);
@@ -184,7 +187,7 @@ describe('near-duplicate listings while the catalog is being hashed', () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'marquee-hashing-'));
     const imported = marquee(['import', makeCatalogDir(subsetRows({ train: 24, val: 4, test: 4 }))], { MARQUEE_DATA_DIR: dataDir });
     assert.equal(imported.code, 0, imported.stderr);
-    const state = State.open(dataDir);
+    const state = await stateOf({ MARQUEE_DATA_DIR: dataDir });
     try {
       const duplicates = new NearDuplicates({ catalog: state.catalog, hashes: state.hashes, dataDir, maxPixels: 40_000_000, log: createLogger('silent') });
       const filling = duplicates.fillMissing();
@@ -197,3 +200,17 @@ describe('near-duplicate listings while the catalog is being hashed', () => {
     }
   });
 });
+
+/** The stored hashes dropped behind the server's back, as a data dir that lost them (no store forgets them all). */
+async function forgetHashes(env: Record<string, string>): Promise<void> {
+  const url = withDatabase(env).MARQUEE_DATABASE_URL;
+  if (url) {
+    const pool = await openPool(url);
+    await pool.query('DELETE FROM poster_hashes');
+    await pool.end();
+  } else {
+    const db = new Database(join(env.MARQUEE_DATA_DIR!, 'marquee.db'));
+    db.prepare('DELETE FROM poster_hashes').run();
+    db.close();
+  }
+}

@@ -1,16 +1,13 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { PosterFilters } from '../src/search/poster-filters.js';
 import { Searcher } from '../src/search/searcher.js';
 import { VectorIndex } from '../src/search/vector-index.js';
 import { indexPath } from '../src/service/engine.js';
 import { bestScoreCandidates } from '../src/service/recommend.js';
-import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
-import { openDb } from '../src/state/sqlite/db.js';
-import { SqliteEmbeddingStore } from '../src/state/sqlite/embeddings.js';
-import { SqliteModelRegistry } from '../src/state/sqlite/models.js';
 import { seededRandom } from '../src/figures/random.js';
+import { stateOf } from './support/backend.js';
 import { makeCatalogDir, posterPath, subsetRows } from './support/catalog.js';
 import { testModelDir } from './support/model.js';
 import { startServer, upload, type RunningServer } from './support/server.js';
@@ -302,20 +299,21 @@ describe('recommend and diversity', () => {
 
   it("best_score's search from the positives' neighbours finds what scoring every poster finds (the server stopped, its index opened here)", async () => {
     await server.stop();
-    const db = openDb(join(server.dataDir, 'marquee.db'));
-    const store = new SqliteEmbeddingStore(db);
-    const catalog = new SqliteCatalog(db);
-    const model = (await new SqliteModelRegistry(db).active())!;
-    const index = VectorIndex.open(indexPath(server.dataDir, model), store.source(model, model.dims), { expansion: 2 * rows.length });
-    const searcher = new Searcher(index, (key) => store.get(model, key), catalog.filterFields(), (keys) => catalog.getMany(keys));
-    const keys = catalog.allSync().map((p) => p.key);
+    const state = await stateOf({ MARQUEE_DATA_DIR: server.dataDir });
+    const { catalog, embeddings } = state;
+    const model = (await state.models.active())!;
+    const snapshot = await embeddings.snapshot(model, model.dims);
+    const index = VectorIndex.open(indexPath(server.dataDir, model), snapshot.source, { expansion: 2 * rows.length });
+    const filters = await PosterFilters.inPages((after) => catalog.filterFieldsAfter(after, 1000));
+    const searcher = new Searcher(index, (key) => embeddings.get(model, key), filters, (keys) => catalog.getMany(keys));
+    const keys = (await catalog.all()).map((p) => p.key);
     const rand = seededRandom(18);
     const genre = commonGenre();
     let compared = 0;
     for (let t = 0; t < 12; t++) {
       const examples = new Set<number>();
       while (examples.size < 5) examples.add(keys[Math.floor(rand() * keys.length)]!);
-      const [p1, p2, p3, n1, n2] = [...examples].map((key) => store.getSync(model, key)!);
+      const [p1, p2, p3, n1, n2] = await Promise.all([...examples].map(async (key) => (await embeddings.get(model, key))!));
       for (const [wanted, filter] of [[8, {}], [32, {}], [6, { genre }]] as const) {
         const run = (limit: number) => bestScoreCandidates(searcher, [p1!, p2!, p3!], [n1!, n2!], filter, examples, wanted, limit).slice(0, wanted);
         const [byNeighbours, whole] = [run(0), run(Number.POSITIVE_INFINITY)];
@@ -325,6 +323,7 @@ describe('recommend and diversity', () => {
       }
     }
     assert.equal(compared, 36);
-    db.close();
+    snapshot.release?.();
+    await state.close();
   });
 });

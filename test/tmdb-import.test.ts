@@ -5,7 +5,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import Database from 'better-sqlite3';
+import { stateOf } from './support/backend.js';
 import { posterPath, sharedRows } from './support/catalog.js';
 import { marqueeAsync } from './support/cli.js';
 import { testModelDir } from './support/model.js';
@@ -109,15 +109,15 @@ describe('marquee import-tmdb against a stand-in for TMDB', () => {
     const again = await marqueeAsync(['import-tmdb', '--restart'], env);
     assert.deepEqual(JSON.parse(again.stdout.trim().split('\n').pop()!).skipped, 4, 'what it has is skipped');
 
-    const db = new Database(join(env.MARQUEE_DATA_DIR!, 'marquee.db'), { readonly: true });
-    const stored = db.prepare(`SELECT * FROM posters WHERE id = 'tmdb-5001'`).get() as Record<string, string>;
-    db.close();
+    const state = await stateOf(env);
+    const stored = (await state.catalog.get('tmdb-5001'))!;
+    await state.close();
     const movie = movies[1]!;
-    assert.deepEqual(JSON.parse(stored.genres!), movie.genre_ids.map((id) => names[id - 100]));
-    assert.equal(stored.single_genre, names[movie.genre_ids[0]! - 100]);
+    assert.deepEqual(stored.genres, movie.genre_ids.map((id) => names[id - 100]));
+    assert.equal(stored.singleGenre, names[movie.genre_ids[0]! - 100]);
     assert.equal(stored.title, movie.title);
-    assert.equal(stored.release_date, movie.release_date || null);
-    assert.deepEqual(JSON.parse(stored.source!), { tmdb_id: 5001, popularity: 99, original_language: 'fr' });
+    assert.equal(stored.releaseDate, movie.release_date || null);
+    assert.deepEqual(stored.source, { tmdb_id: 5001, popularity: 99, original_language: 'fr' });
 
     // The imported catalog serves.
     const server = await startServer({ ...env, MARQUEE_CATALOG: '', MARQUEE_BASE_MODEL: testModelDir() });
@@ -205,10 +205,10 @@ describe('marquee import-tmdb treats what TMDB sends as untrusted', () => {
     for (let i = 0; i < 100 && !sent.has('endless'); i++) await new Promise((resolve) => setTimeout(resolve, 50));
     assert.ok((sent.get('endless') ?? Infinity) < 16 * 2 ** 20, `the stand-in wrote ${sent.get('endless')} bytes`);
 
-    const db = new Database(join(dataDir, 'marquee.db'), { readonly: true });
-    const ids = (db.prepare('SELECT id, image_path FROM posters').all() as { id: string; image_path: string }[]);
-    db.close();
-    assert.deepEqual(ids, [{ id: 'tmdb-9005', image_path: 'images/tmdb-9005.jpg' }]);
+    const state = await stateOf(env);
+    const stored = await state.catalog.all();
+    await state.close();
+    assert.deepEqual(stored.map((p) => ({ id: p.id, imagePath: p.imagePath })), [{ id: 'tmdb-9005', imagePath: 'images/tmdb-9005.jpg' }]);
     // Nothing was written beside the data dir.
     assert.deepEqual(readdirSync(dirname(dataDir)), ['data']);
   });

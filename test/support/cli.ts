@@ -1,13 +1,13 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { withKnownDatabase } from './backend.js';
+import { withDatabase } from './backend.js';
 import { ROOT } from './paths.js';
 
 /** Runs the real `marquee` command and waits for it. */
 export function marquee(args: string[], env: Record<string, string> = {}) {
   const result = spawnSync(process.execPath, [join(ROOT, 'bin', 'marquee.js'), ...args], {
     cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: 'warn', MARQUEE_THREADS: '2', MARQUEE_PRECISION: 'fp32', ...withKnownDatabase(env) },
+    env: { ...process.env, LOG_LEVEL: 'warn', MARQUEE_THREADS: '2', MARQUEE_PRECISION: 'fp32', ...withDatabase(env) },
     encoding: 'utf8',
   });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
@@ -18,7 +18,7 @@ export function marqueeAsync(args: string[], env: Record<string, string> = {}): 
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [join(ROOT, 'bin', 'marquee.js'), ...args], {
       cwd: ROOT,
-      env: { ...process.env, LOG_LEVEL: 'warn', MARQUEE_THREADS: '2', MARQUEE_PRECISION: 'fp32', ...withKnownDatabase(env) },
+      env: { ...process.env, LOG_LEVEL: 'warn', MARQUEE_THREADS: '2', MARQUEE_PRECISION: 'fp32', ...withDatabase(env) },
     });
     let stdout = '';
     let stderr = '';

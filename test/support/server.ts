@@ -16,7 +16,7 @@ export interface RunningServer {
 /** Starts the real `marquee serve` on 127.0.0.1 (a free port) and waits until /ready answers 200. */
 export async function startServer(env: Record<string, string>, options: { readyTimeoutMs?: number; waitReady?: boolean } = {}): Promise<RunningServer> {
   const dataDir = env.MARQUEE_DATA_DIR ?? mkdtempSync(join(tmpdir(), 'marquee-data-'));
-  env = await withDatabase(dataDir, env);
+  env = withDatabase({ ...env, MARQUEE_DATA_DIR: dataDir });
   const child = spawn(process.execPath, [join(ROOT, 'bin', 'marquee.js'), 'serve'], {
     cwd: ROOT,
     // Float32 unless a test asks for int8 (test/int8.test.ts): quantising at each start would cost every test seconds.
