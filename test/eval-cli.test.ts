@@ -6,10 +6,7 @@ import { before, describe, it } from 'node:test';
 import { validationSummary } from '../src/eval/evaluate.js';
 import { stableStringify } from '../src/eval/report.js';
 import { registerModelDir } from '../src/model/registration.js';
-import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
-import { openDb } from '../src/state/sqlite/db.js';
-import { SqliteEmbeddingStore } from '../src/state/sqlite/embeddings.js';
-import { SqliteModelRegistry } from '../src/state/sqlite/models.js';
+import { stateOf } from './support/backend.js';
 import { makeCatalogDir, sharedRows, subsetRows, toCsv } from './support/catalog.js';
 import { testModelDir } from './support/model.js';
 import { marquee } from './support/cli.js';
@@ -148,10 +145,10 @@ describe('marquee eval', () => {
 
   it('--version evaluates another version, embedding it first, with the untrained base model as a baseline', async () => {
     // The same network registered under another kind: a non-base version whose figures must equal the base's.
-    const db = openDb(join(dataDir, 'marquee.db'));
-    const candidate = await registerModelDir(testModelDir(), 'candidate', dataDir, new SqliteModelRegistry(db));
-    assert.equal(await new SqliteEmbeddingStore(db).count(candidate), 0);
-    db.close();
+    const state = await stateOf(env);
+    const candidate = await registerModelDir(testModelDir(), 'candidate', dataDir, state.models);
+    assert.equal(await state.embeddings.count(candidate), 0);
+    await state.close();
     const json = join(out, 'candidate.json');
     const result = marquee(['eval', '--version', candidate.version, '--json', json, '--out', join(out, 'candidate.md')], env);
     assert.equal(result.code, 0, result.stderr);
@@ -164,16 +161,15 @@ describe('marquee eval', () => {
     assertFigures(doc);
 
     // The retrain gate's figure: val queries against train, from the embeddings eval just stored.
-    const again = openDb(join(dataDir, 'marquee.db'));
-    const catalog = new SqliteCatalog(again);
-    const embeddings = new SqliteEmbeddingStore(again);
+    const again = await stateOf(env);
+    const { catalog, embeddings } = again;
     const summary = await validationSummary({ catalog, embeddings }, candidate);
     // Recomputed here from the stored vectors: each val poster's 8 nearest train posters by dot product (unit
     // vectors), a hit when one shares its single genre.
-    const stored = embeddings.loadSync(candidate, candidate.dims);
+    const stored = await embeddings.load(candidate, candidate.dims);
     const vectorOf = new Map([...stored.keys].map((key, i) => [Number(key), stored.vectors.subarray(i * stored.dims, (i + 1) * stored.dims)]));
     const dot = (a: Float32Array, b: Float32Array) => a.reduce((sum, x, i) => sum + x * b[i]!, 0);
-    const posters = catalog.allSync();
+    const posters = await catalog.all();
     const train = posters.filter((p) => p.split === 'train');
     const hits = posters
       .filter((p) => p.split === 'val')
@@ -182,7 +178,7 @@ describe('marquee eval', () => {
         const nearest = scored.sort((a, b) => b.similarity - a.similarity).slice(0, 8);
         return nearest.some(({ p }) => p.singleGenre === query.singleGenre) ? 1 : 0;
       });
-    again.close();
+    await again.close();
     assert.equal(summary.queries, 10);
     assert.equal(hits.length, 10);
     assert.equal(summary.micro['recall@8'], hits.reduce((a: number, b: number) => a + b, 0) / hits.length);

@@ -10,7 +10,6 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFile
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { createLogger } from '../src/log.js';
 import {
@@ -24,6 +23,7 @@ import { cpuHasInt8Dot } from '../src/model/precision.js';
 import { preprocess, type PreprocessingSpec } from '../src/model/preprocess.js';
 import { SHIPPED_MIN_COSINE, shippedEmbeddingsFile } from '../src/service/shipped-embeddings.js';
 import type { ModelVersion } from '../src/state/models.js';
+import { stateOf } from './support/backend.js';
 import { makeCatalogDir, posterPath, sharedRows, subsetRows } from './support/catalog.js';
 import { marquee } from './support/cli.js';
 import { testModelDir } from './support/model.js';
@@ -61,14 +61,16 @@ function summary(server: RunningServer): { shipped: number; verified: number; em
 }
 
 /** Every stored embedding of the served model, by poster id. */
-function stored(server: RunningServer): Map<string, Float32Array> {
-  const db = new Database(join(server.dataDir, 'marquee.db'), { readonly: true });
-  const out = new Map<string, Float32Array>();
-  for (const row of db.prepare('SELECT p.id AS id, e.vector AS vector FROM embeddings e JOIN posters p ON p.key = e.poster_key').all() as { id: string; vector: Buffer }[]) {
-    out.set(row.id, new Float32Array(Uint8Array.prototype.slice.call(row.vector).buffer));
+async function stored(server: RunningServer): Promise<Map<string, Float32Array>> {
+  const state = await stateOf({ MARQUEE_DATA_DIR: server.dataDir });
+  try {
+    const model = (await state.models.active())!;
+    const posters = await state.catalog.all();
+    const vectors = await state.embeddings.getMany(model, posters.map((p) => p.key));
+    return new Map(posters.filter((p) => vectors.has(p.key)).map((p) => [p.id, vectors.get(p.key)!]));
+  } finally {
+    await state.close();
   }
-  db.close();
-  return out;
 }
 
 function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -115,8 +117,8 @@ describe('catalog embeddings shipped with a model', () => {
     const server = await start({ MARQUEE_DEFAULT_MODEL: modelDir(shipped), MARQUEE_CATALOG: catalog });
     assert.deepEqual(summary(server), { shipped: rows.length - 1, verified: 32, embedded: 1, distrusted: null });
 
-    const ours = stored(server);
-    const reference = stored(embeddedHere);
+    const ours = await stored(server);
+    const reference = await stored(embeddedHere);
     assert.equal(ours.size, rows.length);
     for (const [id, vector] of reference) assert.ok(cosine(ours.get(id)!, vector) > 0.99999, `${id}'s vector is the model's`);
     const embedding = await upload(`${server.url}/posters/embed`, readFileSync(posterPath(outsider.id)));
@@ -141,16 +143,17 @@ describe('catalog embeddings shipped with a model', () => {
     const genuine = readCatalogEmbeddings(file);
     let seed = 7;
     const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1;
-    const db = new Database(join(embeddedHere.dataDir, 'marquee.db'), { readonly: true });
-    const poisoned = new Map((db.prepare('SELECT pixel_sha256 FROM posters').pluck().all() as string[]).map((hash) => [hash, Float32Array.from({ length: genuine.header.dims }, random)]));
-    db.close();
+    const state = await stateOf({ MARQUEE_DATA_DIR: embeddedHere.dataDir });
+    const pictures = (await state.catalog.all()).map((p) => p.pixelSha256);
+    await state.close();
+    const poisoned = new Map(pictures.map((hash) => [hash, Float32Array.from({ length: genuine.header.dims }, random)]));
     writeCatalogEmbeddings(file, genuine.header, poisoned);
     const server = await start({ MARQUEE_DEFAULT_MODEL: dir, MARQUEE_CATALOG: catalog });
     const { distrusted, ...counts } = summary(server);
     assert.deepEqual(counts, { shipped: 0, verified: 32, embedded: rows.length });
     assert.match(distrusted ?? '', /shipped vector has cosine -?\d\.\d+ with the model's, under 0\.999/);
-    const reference = stored(embeddedHere);
-    for (const [id, vector] of stored(server)) assert.ok(cosine(vector, reference.get(id)!) > 0.99999);
+    const reference = await stored(embeddedHere);
+    for (const [id, vector] of await stored(server)) assert.ok(cosine(vector, reference.get(id)!) > 0.99999);
   });
 
   it('a damaged file is refused whole; one made for another model file is not looked at', () => {
