@@ -125,18 +125,19 @@ interface Start {
   rss: number;
 }
 const rssOf = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
-async function timedStart(dataDir: string, timeoutMs: number): Promise<Start> {
-  const server: BenchServer = await startServer(ROOT, serverEnv(dataDir), timeoutMs);
-  const lines = server.logs().split('\n');
+async function timedStart(dataDir: string, timeoutMs: number, name: string): Promise<Start> {
+  const logFile = join(DIR, `${name}.log`);
+  const server: BenchServer = await startServer(ROOT, serverEnv(dataDir), timeoutMs, logFile);
+  const rss = rssOf(server.pid);
+  await server.stop();
+  const lines = readFileSync(logFile, 'utf8').split('\n');
   const ready = lines.find((l) => l.includes('"vector index ready"'));
-  const start: Start = {
+  return {
     readySeconds: server.readySeconds,
     index: ready ? (JSON.parse(ready) as Start['index']) : {},
     adopted: lines.some((l) => l.includes('index checkpoint taken from the shared directory')),
-    rss: rssOf(server.pid),
+    rss,
   };
-  await server.stop();
-  return start;
 }
 
 let first: Start | null = null;
@@ -144,7 +145,7 @@ const builtFile = join(DIR, 'first-start.json');
 if (!existsSync(builtFile)) {
   log('server A: first start (reads every embedding, builds the index)');
   rmSync(join(sharedDir, 'snapshots'), { recursive: true, force: true });
-  first = await timedStart(dirA, 4 * 3_600_000);
+  first = await timedStart(dirA, 4 * 3_600_000, 'a-first-start');
   writeFileSync(builtFile, JSON.stringify(first));
 }
 first ??= JSON.parse(readFileSync(builtFile, 'utf8')) as Start;
@@ -153,11 +154,11 @@ log(`${CHANGES_WHILE_DOWN} posters re-embedded while A is down`);
 const model = (await new PostgresModelRegistry(pool).active())!;
 await rewriteSome(pool, CHANGES_WHILE_DOWN);
 log('server A: restart');
-const restart = await timedStart(dirA, 3_600_000);
+const restart = await timedStart(dirA, 3_600_000, 'a-restart');
 log('server B: a new server, the shared directory its only files');
 const dirB = join(DIR, 'server-b');
 rmSync(dirB, { recursive: true, force: true });
-const fresh = await timedStart(dirB, 3_600_000);
+const fresh = await timedStart(dirB, 3_600_000, 'b-start');
 rmSync(dirB, { recursive: true, force: true });
 await pool.end();
 

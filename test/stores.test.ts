@@ -28,10 +28,33 @@ after(async () => {
   await cluster?.stop();
 });
 
-const backends: { name: string; open(policy?: VariantPolicy): Promise<State> }[] = [
+const backends: { name: string; open(policy?: VariantPolicy): Promise<State>; gainADigit?(): Promise<void> }[] = [
   { name: 'SQLite', open: async (policy) => State.inMemory(policy) },
-  { name: 'PostgreSQL', open: async (policy) => State.connect({ dataDir: '', databaseUrl: await cluster.database() }, policy) },
+  {
+    name: 'PostgreSQL',
+    open: async (policy) => State.connect({ dataDir: '', databaseUrl: (lastDatabase = await cluster.database()) }, policy),
+    gainADigit: () => transactionIdsGainADigit(lastDatabase),
+  },
 ];
+let lastDatabase = '';
+
+/** Transaction ids used up (one per subtransaction that writes) until the next one has a digit more. */
+async function transactionIdsGainADigit(url: string): Promise<void> {
+  const pool = await openPool(url);
+  try {
+    const client = await pool.connect();
+    try {
+      const current = (await client.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x;
+      await client.query('CREATE TEMP TABLE burnt (n INTEGER)');
+      const needed = 10 ** current.length - Number(current) + 2;
+      await client.query(`DO $$ BEGIN FOR i IN 1..${needed} LOOP BEGIN INSERT INTO burnt VALUES (i); EXCEPTION WHEN OTHERS THEN NULL; END; END LOOP; END $$`);
+    } finally {
+      client.release();
+    }
+  } finally {
+    await pool.end();
+  }
+}
 
 const model = (version: string, createdAt: string): Omit<ModelVersion, 'variants'> => ({
   version, precision: 'fp32', filePath: `models/${version}.onnx`, fileSha256: 'a'.repeat(64), dims: 4, inputWidth: 16, inputHeight: 24,
@@ -207,6 +230,31 @@ for (const backend of backends) {
         }
         assert.deepEqual(changedSince(), changed, 'and the changes after the position stay');
         since.release?.();
+      } finally {
+        await state.close();
+      }
+    });
+
+    it("a poster's latest change is its newest, whatever the digits of the positions (PostgreSQL's transaction ids: numbers, not text)", async () => {
+      const state = await backend.open();
+      const { catalog, models, embeddings } = state;
+      try {
+        const space = await models.register({ ...model('m1', 'now'), dims: 2 });
+        const key = (await catalog.upsert(poster('a'), 'now')).key;
+        await embeddings.putMany(space, [{ key, vector: new Float32Array([1, 0]) }]);
+        const before = await embeddings.snapshot(space, 2);
+        const position = before.source.lastChange();
+        before.release?.();
+        const first = await embeddings.latestChange([key]);
+        await backend.gainADigit?.();
+        await embeddings.putMany(space, [{ key, vector: new Float32Array([0, 1]) }]);
+        const second = await embeddings.latestChange([key]);
+        if (first !== null) assert.equal(second!.length, first.length + 1, `${first}, then ${second}`);
+        for (const since of [null, position]) {
+          const after = await embeddings.snapshot(space, 2, since);
+          assert.deepEqual([...after.source.changedSince(position)].map(({ key, vector }) => [key, vector && [...vector]]), [[key, [0, 1]]], `snapshot since ${since}`);
+          after.release?.();
+        }
       } finally {
         await state.close();
       }

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 
@@ -31,7 +32,7 @@ export async function freePort(): Promise<number> {
  * BENCH_SERVER_NODE_ARGS passes Node options to the server (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`,
  * which NODE_OPTIONS refuses).
  */
-export async function startServer(root: string, env: Record<string, string>, readyTimeoutMs = 180_000): Promise<BenchServer> {
+export async function startServer(root: string, env: Record<string, string>, readyTimeoutMs = 180_000, logFile?: string): Promise<BenchServer> {
   const port = await freePort();
   const started = Date.now();
   const nodeArgs = process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
@@ -43,12 +44,19 @@ export async function startServer(root: string, env: Record<string, string>, rea
   const kill = () => child.kill('SIGKILL');
   process.once('exit', kill);
   let output = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output = (output + chunk).slice(-20_000)));
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output = (output + chunk).slice(-20_000)));
+  // The last 20,000 characters in memory; every line in logFile, when given (a start's early lines scroll out of the tail).
+  const whole = logFile ? createWriteStream(logFile) : null;
+  const keep = (chunk: string) => {
+    output = (output + chunk).slice(-20_000);
+    whole?.write(chunk);
+  };
+  child.stdout!.setEncoding('utf8').on('data', keep);
+  child.stderr!.setEncoding('utf8').on('data', keep);
   const exited = new Promise<void>((resolve) =>
     child.once('exit', () => {
       process.removeListener('exit', kill);
-      resolve();
+      if (whole) whole.end(resolve);
+      else resolve();
     }),
   );
   const url = `http://127.0.0.1:${port}`;

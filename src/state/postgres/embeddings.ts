@@ -33,10 +33,11 @@ export class PostgresEmbeddingStore implements EmbeddingStore {
     try {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       const horizon = Number((await client.query<{ h: string }>('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS h')).rows[0]!.h);
-      // A change by transaction t is at position t + 1: after `since` means t >= since.
+      // A change by transaction t is at position t + 1: after `since` means t >= since. The order is the
+      // column's (c.txid), not the text the query answers, in which "970" sorts after "1044".
       const { rows: log } = await client.query<{ key: string; txid: string }>(
-        `SELECT DISTINCT ON (poster_key) poster_key AS key, txid::text AS txid FROM embedding_changes
-         WHERE model_version = $1 AND precision = $2 AND ($3::text IS NULL OR txid >= $3::xid8) ORDER BY poster_key, txid DESC`,
+        `SELECT DISTINCT ON (c.poster_key) c.poster_key AS key, c.txid::text AS txid FROM embedding_changes c
+         WHERE c.model_version = $1 AND c.precision = $2 AND ($3::text IS NULL OR c.txid >= $3::xid8) ORDER BY c.poster_key, c.txid DESC`,
         [space.version, space.precision, since === null ? null : String(since)],
       );
       const changed = new Map(log.map((r) => [Number(r.key), Number(r.txid) + 1]));
@@ -79,7 +80,7 @@ export class PostgresEmbeddingStore implements EmbeddingStore {
 
   async latestChange(keys: number[]): Promise<string | null> {
     if (keys.length === 0) return null;
-    const { rows } = await this.pool.query<{ txid: string }>('SELECT txid::text AS txid FROM embedding_changes WHERE poster_key = ANY($1::bigint[]) ORDER BY txid DESC LIMIT 1', [keys]);
+    const { rows } = await this.pool.query<{ txid: string }>('SELECT c.txid::text AS txid FROM embedding_changes c WHERE c.poster_key = ANY($1::bigint[]) ORDER BY c.txid DESC LIMIT 1', [keys]);
     return rows[0]?.txid ?? null;
   }
 
