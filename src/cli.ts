@@ -71,6 +71,7 @@ async function serve(config: Config, log: Logger): Promise<void> {
     runner.cancelRunning();
     await runner.settled();
     await svc.fleet?.stop();
+    await svc.duplicates.stop();
     await runtime.peek()?.dispose();
     await svc.state.close();
     process.exit(0);

@@ -183,6 +183,17 @@ describe('near-duplicates', () => {
 });
 
 describe('near-duplicate listings while the catalog is being hashed', () => {
+  it('a server stopped while it hashes the catalog ends the hashing, and says so, before its stores close: exit 0, no error logged', async () => {
+    const many = subsetRows({ train: 240, val: 30, test: 30 });
+    const server = await startServer({ MARQUEE_CATALOG: makeCatalogDir(many), MARQUEE_BASE_WEIGHTS: 'none', MARQUEE_DEFAULT_MODEL: join(ROOT, 'models', 'default') });
+    const hashing = await fetch(`${server.url}/posters/${many[0]!.id}/near-duplicates`);
+    await hashing.body?.cancel();
+    assert.equal(hashing.status, 503, 'stopped while hashing');
+    assert.equal(await server.stop(), 0);
+    assert.match(server.logs(), /"msg":"near-duplicate hashing stopped: the server is stopping"/);
+    assert.doesNotMatch(server.logs(), /"level":50/);
+  });
+
   it('answer 503 during the hashing and the groups once it ends (a listing refused meanwhile is not remembered)', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'marquee-hashing-'));
     const imported = marquee(['import', makeCatalogDir(subsetRows({ train: 24, val: 4, test: 4 }))], { MARQUEE_DATA_DIR: dataDir });

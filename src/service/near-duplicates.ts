@@ -50,6 +50,9 @@ export class NearDuplicates {
   /** The hashes being read from the store (the first use), and the writes made meanwhile (null: a poster removed). */
   private loading: Promise<PerceptualHashIndex> | null = null;
   private readonly writtenWhileLoading = new Map<number, PerceptualHash | null>();
+  private fill: Promise<number | null> | null = null;
+  /** The server is stopping: a fill or a load ends at its next poster or page, before the stores close. */
+  private stopping = false;
 
   constructor(private readonly deps: NearDuplicatesDeps) {}
 
@@ -74,8 +77,19 @@ export class NearDuplicates {
    * were kept, posters imported beside a running server), while the service answers: the live
    * catalog's writes store their own hashes meanwhile, and a poster removed or re-pictured
    * meanwhile keeps what its writer stored. A picture that cannot be read is logged and left.
+   * How many were hashed; null when the server stopped it (stop()).
    */
-  async fillMissing(onProgress?: (done: number, total: number) => void): Promise<number> {
+  fillMissing(onProgress?: (done: number, total: number) => void): Promise<number | null> {
+    return (this.fill = this.fillAll(onProgress));
+  }
+
+  /** Ends a fill or a load in progress at its next poster or page, and waits for it: the stores are about to close. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.allSettled([this.fill, this.loading]);
+  }
+
+  private async fillAll(onProgress?: (done: number, total: number) => void): Promise<number | null> {
     // Checks answer 503 from now on, the posters to hash being listed (a page at a time) included.
     const filling = (this.filling = { done: 0, total: 0 });
     [this.index, this.partners, this.pairing] = [null, null, null];
@@ -85,7 +99,7 @@ export class NearDuplicates {
       filling.total = hashed = missing.length;
       let next = 0;
       const worker = async () => {
-        while (next < missing.length) {
+        while (next < missing.length && !this.stopping) {
           const poster = missing[next++]!;
           try {
             const hash = await this.hash(await readFile(join(this.deps.dataDir, poster.imagePath)), 'background');
@@ -102,6 +116,10 @@ export class NearDuplicates {
     } finally {
       this.filling = null;
     }
+    if (this.stopping) {
+      this.deps.log.info({ hashed: filling.done, missing: filling.total }, 'near-duplicate hashing stopped: the server is stopping');
+      return null;
+    }
     await this.loaded();
     return hashed;
   }
@@ -112,7 +130,10 @@ export class NearDuplicates {
     if (this.filling) throw refuse(this.filling);
     this.loading ??= (async () => {
       const index = new PerceptualHashIndex();
-      for await (const { key, hash } of this.deps.hashes.current()) index.put(key, hash);
+      for await (const { key, hash } of this.deps.hashes.current()) {
+        if (this.stopping) break;
+        index.put(key, hash);
+      }
       // What was written while the hashes were read, applied over what was read.
       for (const [key, hash] of this.writtenWhileLoading) {
         if (hash) index.put(key, hash);

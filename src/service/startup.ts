@@ -100,7 +100,7 @@ async function hashCatalog({ duplicates, log }: Services): Promise<void> {
     progress.tick(done);
   });
   (progress as ReturnType<typeof startProgress> | null)?.finish();
-  log.info({ hashed }, 'near-duplicate checks ready');
+  if (hashed !== null) log.info({ hashed }, 'near-duplicate checks ready');
 }
 
 /**
