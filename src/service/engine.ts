@@ -115,12 +115,17 @@ export class Engine {
     if (adopted != null) log.info({ version: model.version, position: adopted }, 'index checkpoint taken from the shared directory');
     const snapshot = await embeddings.snapshot(model, model.dims, VectorIndex.checkpointPosition(file, config.indexScalar));
     const build: BuildCheckpoint = async (into, scalar) => buildOnThread(await snapshot.reader(), model, model.dims)(into, scalar);
-    const index = await VectorIndex.openWith(build, file, snapshot.source, {
-      scalar: config.indexScalar,
-      expansion: config.indexExpansion,
-      onRebuild: (reason) => log.info({ version: model.version, reason }, 'building the vector index'),
-    });
-    snapshot.release?.();
+    let index: VectorIndex;
+    try {
+      index = await VectorIndex.openWith(build, file, snapshot.source, {
+        scalar: config.indexScalar,
+        expansion: config.indexExpansion,
+        onRebuild: (reason) => log.info({ version: model.version, reason }, 'building the vector index'),
+      });
+    } finally {
+      // A snapshot since a checkpoint holds its transaction open until here, whether the index opened or not.
+      snapshot.release?.();
+    }
     if (shared && index.rebuilt !== null) await shared.publish(file, config.indexScalar);
     log.info(
       { version: model.version, vectors: index.size, rebuilt: index.rebuilt !== null, replayed: index.replayed, ms: Date.now() - started },
