@@ -220,7 +220,6 @@ export class VectorIndex {
     return { seq, count: Number(index.size()) };
   }
 
-  /** The checkpoint's meta, or why its files cannot be used. */
   /** The position a checkpoint's meta file says it holds, if it is one this configuration could open; null: none. */
   static checkpointPosition(file: string, scalar: IndexScalar): number | null {
     try {
@@ -231,6 +230,7 @@ export class VectorIndex {
     }
   }
 
+  /** The checkpoint's meta, or why its files cannot be used. */
   private static usableMeta(file: string, source: EmbeddingSource, scalar: IndexScalar): IndexMeta | string {
     if (!existsSync(file)) return 'missing';
     let meta: IndexMeta;
