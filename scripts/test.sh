@@ -48,7 +48,7 @@ node --import tsx --test --test-concurrency=1 \
 # command on PostgreSQL (test/support/backend.ts: a database per data dir on a throwaway cluster; a test
 # reads what they stored through the stores, stateOf). test/stores.test.ts holds the stores themselves to
 # one contract on both.
-pg_suites=(admin api bad-input cli eval-cli figures fuzz-upload generated-client genre-head near-duplicates recommend report restart search-by-id shipped-embeddings soak timeouts tmdb-import)
+pg_suites=(admin api bad-input cli eval-cli figures fuzz-upload generated-client genre-head near-duplicates recommend report restart retrain search-by-id shipped-embeddings soak timeouts tmdb-import)
 echo "== Node tests on PostgreSQL (MARQUEE_TEST_BACKEND=postgres): ${pg_suites[*]}"
 pg_suites=("${pg_suites[@]/#/test/}")
 MARQUEE_TEST_BACKEND=postgres node --import tsx --test --test-concurrency=1 \

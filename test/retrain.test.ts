@@ -43,7 +43,8 @@ async function neighbours(): Promise<{ version: string; hits: [string, number][]
 
 describe('retraining through the API', () => {
   before(async () => {
-    env = { MARQUEE_CATALOG: makeCatalogDir(rows), MARQUEE_BASE_MODEL: testModelDir(), MARQUEE_ADMIN_TOKEN: TOKEN };
+    // A short lease: on PostgreSQL a killed server's job is failed once its lease lapses (SQLite's next start fails it at once).
+    env = { MARQUEE_CATALOG: makeCatalogDir(rows), MARQUEE_BASE_MODEL: testModelDir(), MARQUEE_ADMIN_TOKEN: TOKEN, MARQUEE_JOB_LEASE_MS: '3000' };
     server = await startServer(env);
     env.MARQUEE_DATA_DIR = server.dataDir;
   });
@@ -132,8 +133,7 @@ describe('retraining through the API', () => {
     server.child.kill('SIGKILL');
     await server.stop();
     server = await startServer(env);
-    const job = (await admin('GET', `/admin/jobs/${started.body.id}`)).body;
-    assert.equal(job.state, 'failed');
+    const job = await waitFor(started.body.id, (j) => j.state === 'failed', 20_000);
     assert.match(job.error, /interrupted/);
     assert.equal((await admin('GET', '/admin/models')).body.active, active);
     assert.equal((await neighbours()).version, active);
