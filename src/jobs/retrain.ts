@@ -12,7 +12,7 @@ import { embedCatalog } from '../service/catalog-embedding.js';
 import { loadEmbedder } from '../service/engine.js';
 import type { Runtime } from '../service/runtime.js';
 import type { Services } from '../service/startup.js';
-import { JobConflictError, type Job, type JobChanges, type JobState, type JobStore } from '../state/jobs.js';
+import { isFinal, JobConflictError, type Job, type JobChanges, type JobState, type JobStore } from '../state/jobs.js';
 import type { ModelVersion } from '../state/models.js';
 import { compareOnValidation } from './gate.js';
 import { RetrainBody } from '../http/admin-schemas.js';
@@ -98,7 +98,8 @@ export class RetrainRunner {
   async cancel(id: string): Promise<Job> {
     const job = await this.jobs.get(id);
     if (!job) throw new ApiError(404, 'not_found', `job ${id} not found`);
-    if (this.running?.id !== id) throw new ApiError(409, 'job_finished', `job ${id} already ended: ${job.state}`);
+    // A job recorded as ended is ended, though its runner may still be writing its log tail.
+    if (this.running?.id !== id || isFinal(job.state)) throw new ApiError(409, 'job_finished', `job ${id} already ended: ${job.state}`);
     this.running.controller.abort(new JobCancelled('cancelled'));
     return job;
   }
