@@ -28,6 +28,8 @@ describe('a cluster of three servers behind HAProxy, on a primary and a synchron
   let env: NodeJS.ProcessEnv;
   let lb: string;
   let serverUrl: (n: number) => string;
+  /** A server's log so far (the cluster's directory goes when it stops). */
+  let serverLog: (n: number) => string;
   const cluster = (...args: string[]) => {
     const run = spawnSync('bash', [join(ROOT, 'scripts', 'cluster.sh'), ...args], { env, encoding: 'utf8', timeout: 600_000 });
     assert.equal(run.status, 0, `cluster.sh ${args.join(' ')}: ${run.stderr}${run.stdout}`);
@@ -48,6 +50,7 @@ describe('a cluster of three servers behind HAProxy, on a primary and a synchron
     };
     lb = `http://127.0.0.1:${base}`;
     serverUrl = (n) => `http://127.0.0.1:${base + n}`;
+    serverLog = (n) => readFileSync(join(env!.MARQUEE_CLUSTER_DIR!, `server${n}.log`), 'utf8');
     cluster('start');
   });
   after(() => {
@@ -119,7 +122,9 @@ describe('a cluster of three servers behind HAProxy, on a primary and a synchron
     for (const { id } of acknowledged) assert.equal((await fetch(`${lb}/posters/${id}`)).status, 200, `acknowledged poster ${id}`);
     for (const n of [1, 2, 3]) {
       for (const { id } of acknowledged.slice(-5)) {
-        const found = await upload(`${serverUrl(n)}/posters/similar?k=1`, readFileSync(posterPath(id)), { headers: { 'marquee-min-change': last } });
+        const found = await upload(`${serverUrl(n)}/posters/similar?k=1`, readFileSync(posterPath(id)), { headers: { 'marquee-min-change': last } }).catch(
+          (error: Error) => assert.fail(`server ${n}: ${error.message} (${String(error.cause)}); the end of its log:\n${serverLog(n).slice(-4000)}`),
+        );
         assert.equal(found.status, 200, JSON.stringify(found.body));
         assert.equal((found.body as { results: { id: string }[] }).results[0]!.id, id, `server ${n} searches ${id}`);
       }
