@@ -222,9 +222,13 @@ export class VectorIndex {
 
   /** The position a checkpoint's meta file says it holds, if it is one this configuration could open; null: none. */
   static checkpointPosition(file: string, scalar: IndexScalar): number | null {
+    const meta = VectorIndex.readMeta(file);
+    return meta?.format === 'marquee-index/3' && meta.scalar === scalar && Number.isSafeInteger(meta.seq) ? meta.seq : null;
+  }
+
+  private static readMeta(file: string): IndexMeta | null {
     try {
-      const meta = JSON.parse(readFileSync(`${file}.json`, 'utf8')) as IndexMeta;
-      return meta.format === 'marquee-index/3' && meta.scalar === scalar && Number.isSafeInteger(meta.seq) ? meta.seq : null;
+      return JSON.parse(readFileSync(`${file}.json`, 'utf8')) as IndexMeta;
     } catch {
       return null;
     }
@@ -233,12 +237,8 @@ export class VectorIndex {
   /** The checkpoint's meta, or why its files cannot be used. */
   private static usableMeta(file: string, source: EmbeddingSource, scalar: IndexScalar): IndexMeta | string {
     if (!existsSync(file)) return 'missing';
-    let meta: IndexMeta;
-    try {
-      meta = JSON.parse(readFileSync(`${file}.json`, 'utf8')) as IndexMeta;
-    } catch {
-      return 'no readable meta file';
-    }
+    const meta = VectorIndex.readMeta(file);
+    if (!meta) return 'no readable meta file';
     if (meta.format !== 'marquee-index/3') return `format ${String(meta.format)}`;
     if (meta.dims !== source.dims) return `${meta.dims} dims, the model has ${source.dims}`;
     if (meta.scalar !== scalar) return `stored as ${meta.scalar}, configured ${scalar}`;

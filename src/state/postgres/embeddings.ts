@@ -157,24 +157,31 @@ export async function putEmbeddings(client: Client, space: EmbeddingSpace, rows:
 async function loadRows(client: Pool | Client, space: EmbeddingSpace, dims: number, shared: boolean, only: number[] | null = null): Promise<EmbeddingSet> {
   const keys: number[] = [];
   const parts: Float32Array[] = [];
-  const wanted = only && [...only].sort((a, b) => a - b);
-  for (let after = -1, page = 0; ; page++) {
-    const { rows } = wanted
-      ? await client.query<{ key: string; vector: Buffer }>(
-          'SELECT poster_key AS key, vector FROM embeddings WHERE model_version = $1 AND precision = $2 AND poster_key = ANY($3::bigint[]) ORDER BY poster_key',
-          [space.version, space.precision, wanted.slice(page * PAGE, (page + 1) * PAGE)],
-        )
-      : await client.query<{ key: string; vector: Buffer }>(
-          'SELECT poster_key AS key, vector FROM embeddings WHERE model_version = $1 AND precision = $2 AND poster_key > $3 ORDER BY poster_key LIMIT $4',
-          [space.version, space.precision, after, PAGE],
-        );
+  const take = (rows: { key: string; vector: Buffer }[]) => {
     for (const row of rows) {
       if (row.vector.byteLength !== dims * 4) throw new Error(`embedding of poster ${row.key} has ${row.vector.byteLength / 4} dims, expected ${dims}`);
       keys.push(Number(row.key));
       parts.push(asFloat32(row.vector));
     }
-    if (wanted ? (page + 1) * PAGE >= wanted.length : rows.length < PAGE) break;
-    after = keys[keys.length - 1]!;
+  };
+  if (only) {
+    const wanted = [...only].sort((a, b) => a - b);
+    for (let start = 0; start < wanted.length; start += PAGE) {
+      const { rows } = await client.query<{ key: string; vector: Buffer }>(
+        'SELECT poster_key AS key, vector FROM embeddings WHERE model_version = $1 AND precision = $2 AND poster_key = ANY($3::bigint[]) ORDER BY poster_key',
+        [space.version, space.precision, wanted.slice(start, start + PAGE)],
+      );
+      take(rows);
+    }
+  } else {
+    for (let after = -1; ; after = keys[keys.length - 1]!) {
+      const { rows } = await client.query<{ key: string; vector: Buffer }>(
+        'SELECT poster_key AS key, vector FROM embeddings WHERE model_version = $1 AND precision = $2 AND poster_key > $3 ORDER BY poster_key LIMIT $4',
+        [space.version, space.precision, after, PAGE],
+      );
+      take(rows);
+      if (rows.length < PAGE) break;
+    }
   }
   const vectors = new Float32Array(shared ? new SharedArrayBuffer(keys.length * dims * 4) : new ArrayBuffer(keys.length * dims * 4));
   parts.forEach((vector, i) => vectors.set(vector, i * dims));
