@@ -92,6 +92,27 @@ describe('the int8 rows of an index', () => {
     check(copy);
   });
 
+  it("a row's dot products with several vectors are float32's to 1e-5 (1e-4 at 7 dims), its coarse cosines to 1e-2, at any number of dims", () => {
+    const dot = (a: Float32Array, b: Float32Array) => a.reduce((sum, x, d) => sum + x * b[d]!, 0);
+    for (const dims of [DIMS, 7]) {
+      const some = dims === DIMS ? vectors.slice(0, 50) : vectors.slice(0, 50).map((v) => unit(v.subarray(0, dims)));
+      const examples = dims === DIMS ? queries.slice(0, 5) : queries.slice(0, 5).map((v) => unit(v.subarray(0, dims)));
+      const held = new QuantizedRows(dims);
+      some.forEach((v, key) => held.set(key, v));
+      const out = new Float64Array(examples.length);
+      const cosines = held.coarseCosines([...some.keys(), 999], examples);
+      some.forEach((v, key) => {
+        assert.ok(held.dots(key, examples, out));
+        examples.forEach((e, j) => {
+          assert.ok(Math.abs(out[j]! - dot(v, e)) < (dims === DIMS ? 1e-5 : 1e-4), `dims ${dims}, row ${key}, vector ${j}: ${out[j]} against ${dot(v, e)}`);
+          assert.ok(Math.abs(cosines[key * examples.length + j]! - dot(v, e)) < 1e-2, `coarse, dims ${dims}, row ${key}, vector ${j}`);
+        });
+      });
+      assert.ok(Number.isNaN(cosines[some.length * examples.length]!), 'a key it does not hold');
+      assert.equal(held.dots(999, examples, out), false);
+    }
+  });
+
   it('a saved copy reads back with the same answers; a damaged file is refused', () => {
     const file = save(rows);
     const copy = QuantizedRows.read(file, DIMS);
@@ -111,4 +132,9 @@ function save(rows: QuantizedRows): string {
   const file = join(mkdtempSync(join(tmpdir(), 'marquee-rows-')), 'x.rows');
   writeAtomically(file, (fd) => rows.write(fd));
   return file;
+}
+
+function unit(v: Float32Array): Float32Array {
+  const norm = Math.hypot(...v);
+  return v.map((x) => x / norm);
 }
