@@ -182,12 +182,10 @@ export class Engine {
     const { tensor, image } = await this.decodes.preprocess(bytes, this.model.preprocessing, waitForDecode ? 'background' : 'request');
     const preprocessed = performance.now();
     const embedding = this.batcher.submit(tensor);
-    try {
-      await whileEmbedding?.(image);
-    } catch (error) {
-      embedding.catch(() => {}); // no one waits for it now
-      throw error;
-    }
+    // Awaited only after whileEmbedding (or never, if that throws): a refusal meanwhile (the queue
+    // filled while this upload was decoded) must not count as unhandled, which ends the process.
+    embedding.catch(() => {});
+    await whileEmbedding?.(image);
     const vector = await embedding;
     return { vector, image, timing: { preprocessMs: preprocessed - started, embedMs: performance.now() - preprocessed } };
   }
