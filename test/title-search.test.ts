@@ -5,9 +5,15 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { titlePhrases } from '../src/search/title-query.js';
+import type { Catalog, NewPoster } from '../src/state/catalog.js';
+import { PostgresCatalog } from '../src/state/postgres/catalog.js';
+import { openPool } from '../src/state/postgres/db.js';
+import { fillTitleTerms, PostgresPosterTitles } from '../src/state/postgres/titles.js';
 import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
 import { SqlitePosterTitles } from '../src/state/sqlite/titles.js';
+import type { PosterTitles, TitlePage } from '../src/state/titles.js';
+import { testDatabase } from './support/backend.js';
 import { makeCatalogDir, posterPath, sharedRows, subsetRows, type Row } from './support/catalog.js';
 import { testModelDir } from './support/model.js';
 import { ROOT } from './support/paths.js';
@@ -213,76 +219,162 @@ describe('title search through the API', () => {
   });
 });
 
+const fields = (row: Row): NewPoster => ({
+  id: row.id,
+  title: row.title.trim() || null,
+  year: Number(row.year) || null,
+  releaseDate: null,
+  genres: row.genres.split('|'),
+  singleGenre: row.single_genre,
+  split: null,
+  imagePath: row.file,
+  imageSha256: row.id,
+  pixelSha256: row.id,
+  width: 1,
+  height: 1,
+});
+
+/** A title index on each backend (PostgreSQL with MARQUEE_TEST_BACKEND=postgres), its catalog, and the index searched with another window. */
+interface TitleBackend {
+  name: string;
+  open(): Promise<{ catalog: Catalog; titles(window?: number): PosterTitles; check(): void; close(): Promise<void> }>;
+}
+const titleBackends: TitleBackend[] = [
+  {
+    name: 'SQLite',
+    open: async () => {
+      const db = openDb(join(mkdtempSync(join(tmpdir(), 'marquee-titles-')), 'marquee.db'));
+      return {
+        catalog: new SqliteCatalog(db),
+        titles: (window) => new SqlitePosterTitles(db, window),
+        check: () => {
+          db.prepare("INSERT INTO poster_titles (poster_titles) VALUES ('integrity-check')").run();
+        },
+        close: async () => {
+          db.close();
+        },
+      };
+    },
+  },
+  ...(process.env.MARQUEE_TEST_BACKEND === 'postgres'
+    ? [
+        {
+          name: 'PostgreSQL',
+          open: async () => {
+            const pool = await openPool(testDatabase()!);
+            return { catalog: new PostgresCatalog(pool), titles: (window?: number) => new PostgresPosterTitles(pool, window), check: () => {}, close: () => pool.end() };
+          },
+        },
+      ]
+    : []),
+];
+
+for (const backend of titleBackends) {
+  describe(`the title index on ${backend.name}`, () => {
+    it('lists a query with more matches than the window by word count, then key, and ranks one with fewer by bm25', async () => {
+      const { catalog, titles: titlesWith, check, close } = await backend.open();
+      try {
+        const common = queriesFrom(titled(rows)).common;
+        // A long title with the word three times: bm25 ranks it first, word count late.
+        const repeated = { ...rows[0]!, id: 'repeated', title: `${common} Quill ${common} Quill ${common} Marsh` };
+        // Two shorter ones that share a rarer word with it.
+        const quills = ['Quill Song Dance', 'Quill Song Dance Night'].map((title, i) => ({ ...rows[0]!, id: `quill${i}`, title: `${common} ${title}` }));
+        for (const row of [...rows, repeated, ...quills]) await catalog.upsert(fields(row), 'now');
+        const docs = titled([...rows, repeated, ...quills]);
+        const q = common;
+        const matches = bm25Ranking(docs, q);
+        assert.equal(matches.sort((a, b) => b.score - a.score)[0]!.id, 'repeated');
+        // One match too many for the window: ranking any part of the list by bm25 would move "repeated" up.
+        const window = matches.length - 1;
+        const titles = titlesWith(window);
+        const all = await catalog.all();
+        const idOf = new Map(all.map((p) => [p.key, p.id]));
+        const pages: string[][] = [];
+        let after = null;
+        do {
+          const page: TitlePage = await titles.search(titlePhrases(q)!, {}, 3, after);
+          pages.push(page.keys.map((key) => idOf.get(key)!));
+          after = page.next;
+        } while (after);
+        const listed = pages.flat();
+        const order = new Map(all.map((p) => [p.id, p.key]));
+        const words = (d: Doc) => d.row.title.trim().split(' ').length;
+        const byWords = docs.filter((d) => matches.some((m) => m.id === d.id)).sort((a, b) => words(a) - words(b) || order.get(a.id)! - order.get(b.id)!);
+        assert.deepEqual(listed, byWords.map((d) => d.id), 'every match once, by word count, then key');
+        // So is a query with that word and a rare one, however few titles have both.
+        const both = `${q} quill `;
+        const bm25Order = bm25Ranking(docs, both).sort((a, b) => b.score - a.score).map((m) => m.id);
+        assert.deepEqual(bm25Order, ['repeated', 'quill0', 'quill1'], 'bm25 ranks them otherwise');
+        assert.deepEqual((await titles.search(titlePhrases(both)!, {}, 10, null)).keys.map((key) => idOf.get(key)!), ['quill0', 'quill1', 'repeated']);
+        assertRanked((await titlesWith(matches.length).search(titlePhrases(both)!, {}, 10, null)).keys.map((key) => idOf.get(key)!), docs, both);
+        // A filter leaves the posters of that list that pass it, in its order, a page at a time too.
+        const genreCounts = new Map<string, number>();
+        for (const id of listed) for (const g of docs.find((d) => d.id === id)!.row.genres.split('|')) genreCounts.set(g, (genreCounts.get(g) ?? 0) + 1);
+        const genre = [...genreCounts].sort((a, b) => b[1] - a[1])[0]![0];
+        const filtered: string[] = [];
+        after = null;
+        do {
+          const page: TitlePage = await titles.search(titlePhrases(q)!, { genre }, 2, after);
+          filtered.push(...page.keys.map((key) => idOf.get(key)!));
+          after = page.next;
+        } while (after);
+        const expected = listed.filter((id) => docs.find((d) => d.id === id)!.row.genres.split('|').includes(genre));
+        assert.ok(expected.length > 2 && expected.length < listed.length);
+        assert.deepEqual(filtered, expected);
+        // A window as large as the matches is bm25's order over all of them, a page at a time too.
+        assertRanked((await titlesWith(matches.length).search(titlePhrases(q)!, {}, 500, null)).keys.map((key) => idOf.get(key)!), docs, q);
+        const paged: string[] = [];
+        after = null;
+        do {
+          const page: TitlePage = await titlesWith(matches.length).search(titlePhrases(q)!, {}, 4, after);
+          paged.push(...page.keys.map((key) => idOf.get(key)!));
+          after = page.next;
+        } while (after);
+        assertRanked(paged, docs, q);
+        check();
+      } finally {
+        await close();
+      }
+    });
+  });
+}
+
+if (process.env.MARQUEE_TEST_BACKEND === 'postgres') {
+  describe('the title index on PostgreSQL', () => {
+    it("gives titles written before migration 008 their terms when a server connects, and keeps bm25's figures through changes", async () => {
+      const pool = await openPool(testDatabase()!);
+      try {
+        const catalog = new PostgresCatalog(pool);
+        const some = rows.slice(0, 20);
+        for (const row of some) await catalog.upsert(fields(row), 'now');
+        const stats = async () => (await pool.query<{ titles: string; terms: string }>('SELECT titles::text, terms::text FROM title_stats')).rows[0]!;
+        const expected = async () => {
+          const titles = (await catalog.all()).flatMap((p) => (p.title === null ? [] : [p.title]));
+          return { titles: String(titles.length), terms: String(titles.reduce((n, t) => n + tokens(t).length, 0)) };
+        };
+        assert.deepEqual(await stats(), await expected());
+        const word = tokens(some[0]!.title)[0]!;
+        const find = async (q: string) => (await new PostgresPosterTitles(pool).search(titlePhrases(q)!, {}, 50, null)).keys;
+        const key = (await catalog.get(some[0]!.id))!.key;
+        assert.ok((await find(`${word} `)).includes(key));
+        // As a database written before migration 008 holds them: titles without their terms.
+        await pool.query('UPDATE posters SET title_terms = NULL');
+        assert.deepEqual(await find(`${word} `), []);
+        assert.equal(await fillTitleTerms(pool), some.filter((r) => r.title.trim()).length);
+        assert.ok((await find(`${word} `)).includes(key));
+        assert.deepEqual(await stats(), await expected());
+        for (const row of some.slice(1, 10)) await catalog.upsert({ ...fields(row), title: row.title ? `${row.title} Redux` : 'Redux' }, 'now');
+        for (const row of some.slice(1, 5)) await catalog.delete(row.id, 'now');
+        assert.equal((await find('redux')).length, 5);
+        assert.deepEqual(await stats(), await expected());
+      } finally {
+        await pool.end();
+      }
+    });
+  });
+}
+
 describe('the title index in SQLite', () => {
-  const fields = (row: Row) => ({
-    id: row.id,
-    title: row.title.trim() || null,
-    year: Number(row.year) || null,
-    releaseDate: null,
-    genres: row.genres.split('|'),
-    singleGenre: row.single_genre,
-    split: null,
-    imagePath: row.file,
-    imageSha256: row.id,
-    pixelSha256: row.id,
-    width: 1,
-    height: 1,
-  });
-
-  it('lists a query with more matches than the window by word count, then key, and ranks one with fewer by bm25', async () => {
-    const db = openDb(join(mkdtempSync(join(tmpdir(), 'marquee-titles-')), 'marquee.db'));
-    const catalog = new SqliteCatalog(db);
-    const common = queriesFrom(titled(rows)).common;
-    // A long title with the word three times: bm25 ranks it first, word count late.
-    const repeated = { ...rows[0]!, id: 'repeated', title: `${common} Quill ${common} Quill ${common} Marsh` };
-    // Two shorter ones that share a rarer word with it.
-    const quills = ['Quill Song Dance', 'Quill Song Dance Night'].map((title, i) => ({ ...rows[0]!, id: `quill${i}`, title: `${common} ${title}` }));
-    for (const row of [...rows, repeated, ...quills]) catalog.upsertSync(fields(row), 'now');
-    const docs = titled([...rows, repeated, ...quills]);
-    const q = common;
-    const matches = bm25Ranking(docs, q);
-    assert.equal(matches.sort((a, b) => b.score - a.score)[0]!.id, 'repeated');
-    // One match too many for the window: ranking any part of the list by bm25 would move "repeated" up.
-    const window = matches.length - 1;
-    const titles = new SqlitePosterTitles(db, window);
-    const idOf = new Map(catalog.allSync().map((p) => [p.key, p.id]));
-    const pages: string[][] = [];
-    let after = null;
-    do {
-      const page = await titles.search(titlePhrases(q)!, {}, 3, after);
-      pages.push(page.keys.map((key) => idOf.get(key)!));
-      after = page.next;
-    } while (after);
-    const listed = pages.flat();
-    const order = new Map(catalog.allSync().map((p) => [p.id, p.key]));
-    const words = (d: Doc) => d.row.title.trim().split(' ').length;
-    const byWords = docs.filter((d) => matches.some((m) => m.id === d.id)).sort((a, b) => words(a) - words(b) || order.get(a.id)! - order.get(b.id)!);
-    assert.deepEqual(listed, byWords.map((d) => d.id), 'every match once, by word count, then key');
-    // So is a query with that word and a rare one, however few titles have both.
-    const both = `${q} quill `;
-    const bm25Order = bm25Ranking(docs, both).sort((a, b) => b.score - a.score).map((m) => m.id);
-    assert.deepEqual(bm25Order, ['repeated', 'quill0', 'quill1'], 'bm25 ranks them otherwise');
-    assert.deepEqual((await titles.search(titlePhrases(both)!, {}, 10, null)).keys.map((key) => idOf.get(key)!), ['quill0', 'quill1', 'repeated']);
-    assertRanked((await new SqlitePosterTitles(db, matches.length).search(titlePhrases(both)!, {}, 10, null)).keys.map((key) => idOf.get(key)!), docs, both);
-    // A filter leaves the posters of that list that pass it, in its order, a page at a time too.
-    const genreCounts = new Map<string, number>();
-    for (const id of listed) for (const g of docs.find((d) => d.id === id)!.row.genres.split('|')) genreCounts.set(g, (genreCounts.get(g) ?? 0) + 1);
-    const genre = [...genreCounts].sort((a, b) => b[1] - a[1])[0]![0];
-    const filtered: string[] = [];
-    after = null;
-    do {
-      const page = await titles.search(titlePhrases(q)!, { genre }, 2, after);
-      filtered.push(...page.keys.map((key) => idOf.get(key)!));
-      after = page.next;
-    } while (after);
-    const expected = listed.filter((id) => docs.find((d) => d.id === id)!.row.genres.split('|').includes(genre));
-    assert.ok(expected.length > 2 && expected.length < listed.length);
-    assert.deepEqual(filtered, expected);
-    // A window as large as the matches is bm25's order over all of them.
-    assertRanked((await new SqlitePosterTitles(db, matches.length).search(titlePhrases(q)!, {}, 500, null)).keys.map((key) => idOf.get(key)!), docs, q);
-    db.prepare("INSERT INTO poster_titles (poster_titles) VALUES ('integrity-check')").run();
-  });
-
   it('is filled from the posters a database already has when migration 010 runs, and stays whole through changes', async () => {
     const file = join(mkdtempSync(join(tmpdir(), 'marquee-titles-')), 'marquee.db');
     const old = new Database(file);

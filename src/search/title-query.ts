@@ -4,8 +4,7 @@
  * the last one a prefix while it is still being typed ("star wa" finds "Star Wars").
  */
 
-/** The characters FTS5's unicode61 tokenizer keeps in a token (letters, digits, private use); the rest separate terms. */
-const TERM = /[\p{L}\p{N}\p{Co}]+/gu;
+import { TITLE_TERM } from '../state/titles.js';
 
 /**
  * A query's FTS5 phrases, one per term (their MATCH expression is them joined by spaces), or null
@@ -14,7 +13,7 @@ const TERM = /[\p{L}\p{N}\p{Co}]+/gu;
  * the query's terms as it folded the titles.
  */
 export function titlePhrases(query: string): string[] | null {
-  const terms = query.normalize('NFC').match(TERM);
+  const terms = query.normalize('NFC').match(TITLE_TERM);
   if (!terms) return null;
   const typing = !/\s$/u.test(query);
   return terms.map((term, i) => `"${term}"${typing && i === terms.length - 1 ? '*' : ''}`);

@@ -27,3 +27,8 @@ export function stateOf(env: Record<string, string>): Promise<State> {
   const { MARQUEE_DATA_DIR: dataDir, MARQUEE_DATABASE_URL: databaseUrl } = withDatabase(env);
   return State.connect({ dataDir: dataDir!, databaseUrl });
 }
+
+/** A fresh database on the test cluster with MARQUEE_TEST_BACKEND=postgres; null otherwise. */
+export function testDatabase(): string | null {
+  return cluster ? cluster.databaseSync() : null;
+}

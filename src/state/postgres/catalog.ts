@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { decodeCursor, encodeCursor, sameContent, type BrowseOptions, type Catalog, type FilterFields, type NewPoster, type Poster } from '../catalog.js';
 import { posterFromRow as fromRow, type PosterRow } from '../rows.js';
+import { titleTerms } from '../titles.js';
 import { type Client, type Pool, transaction } from './db.js';
 
 type Change = 'added' | 'updated' | 'unchanged';
@@ -119,13 +120,14 @@ export async function write(client: Client, poster: NewPoster, now: string): Pro
   const values = [
     poster.id, poster.title, poster.year, poster.releaseDate, JSON.stringify(poster.genres), poster.singleGenre, poster.split, poster.imagePath,
     poster.imageSha256, poster.pixelSha256, poster.width, poster.height, poster.source ? JSON.stringify(poster.source) : null, now,
+    poster.title === null ? null : titleTerms(poster.title),
   ]; // prettier-ignore
   let key: number;
   if (existing) {
     key = existing.key;
     await client.query(
       `UPDATE posters SET title = $2, year = $3, release_date = $4, genres = $5, single_genre = $6, split = $7, image_path = $8,
-         image_sha256 = $9, pixel_sha256 = $10, width = $11, height = $12, source = $13, imported_at = $14 WHERE id = $1`,
+         image_sha256 = $9, pixel_sha256 = $10, width = $11, height = $12, source = $13, imported_at = $14, title_terms = $15 WHERE id = $1`,
       values,
     );
     // A new picture under the same id: its old embeddings describe another image.
@@ -133,8 +135,8 @@ export async function write(client: Client, poster: NewPoster, now: string): Pro
     await client.query('DELETE FROM poster_genres WHERE poster_key = $1', [key]);
   } else {
     const { rows } = await client.query<{ key: string }>(
-      `INSERT INTO posters (id, title, year, release_date, genres, single_genre, split, image_path, image_sha256, pixel_sha256, width, height, source, imported_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING key`,
+      `INSERT INTO posters (id, title, year, release_date, genres, single_genre, split, image_path, image_sha256, pixel_sha256, width, height, source, imported_at, title_terms)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING key`,
       values,
     );
     key = Number(rows[0]!.key);

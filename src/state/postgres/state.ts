@@ -11,7 +11,7 @@ import { PostgresFleetStore } from './fleet.js';
 import { PostgresJobStore } from './jobs.js';
 import { PostgresModelRegistry } from './models.js';
 import { PostgresPosterHashStore, putHash } from './poster-hashes.js';
-import { PostgresPosterTitles } from './titles.js';
+import { fillTitleTerms, PostgresPosterTitles } from './titles.js';
 
 /** The state of several servers: one PostgreSQL database (`MARQUEE_DATABASE_URL`), migrated at connect, and the stores over it. */
 export class PostgresState implements State {
@@ -40,7 +40,14 @@ export class PostgresState implements State {
   }
 
   static async connect(url: string, variants?: VariantPolicy): Promise<PostgresState> {
-    return new PostgresState(await openPool(url), url, variants);
+    const pool = await openPool(url);
+    try {
+      await fillTitleTerms(pool);
+    } catch (error) {
+      await pool.end();
+      throw error;
+    }
+    return new PostgresState(pool, url, variants);
   }
 
   /** As SqliteState.savePoster: poster, embedding and hash in one transaction, the id locked as every write of it is. */

@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import type { PosterTitles, TitleFilter, TitlePage, TitlePosition } from '../titles.js';
+import { RANKED_WINDOW, type PosterTitles, type TitleFilter, type TitlePage, type TitlePosition } from '../titles.js';
 import type { Db } from './db.js';
 
 /**
@@ -19,9 +19,6 @@ import type { Db } from './db.js';
 
 /** FTS rowid = (word count << 40) | poster key. */
 const KEY_MASK = 2 ** 40 - 1;
-
-/** The most titles each word of a query may be in for bm25 to rank it; past them, by word count (bench/results/recommend.md measures both). */
-export const RANKED_WINDOW = 2_000;
 
 type Params = Record<string, string | number>;
 

@@ -1,0 +1,51 @@
+-- Title search ranked as SQLite ranks it: bm25 over the same terms (src/state/postgres/titles.ts).
+-- PostgreSQL's text search parsers split and fold by the database's locale ("spider-man" is three
+-- words to one, non-ASCII letters separators to another), so the server writes each title's terms
+-- as SQLite's tokenizer makes them (titleTerms) beside the title, and the index is built on them
+-- as they are. Posters written before this migration get theirs at the next connect.
+ALTER TABLE posters ADD COLUMN title_terms TEXT[];
+
+CREATE FUNCTION title_lexemes(terms TEXT[]) RETURNS tsvector LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT array_to_tsvector(coalesce(terms, '{}'::text[]))
+$$;
+CREATE INDEX posters_title_terms ON posters USING gin (title_lexemes(title_terms));
+
+-- The order a query with a common term is listed in (SQLite's FTS rowid, migrations/010): the
+-- title's word count (spaces between words plus one, at most 255), then key.
+CREATE FUNCTION title_rowid(title TEXT, key BIGINT) RETURNS BIGINT LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT (least(255, length(btrim(title, ' ')) - length(replace(btrim(title, ' '), ' ', '')) + 1)::bigint << 40) | key
+$$;
+CREATE INDEX posters_title_rowid ON posters (title_rowid(title, key)) WHERE title_terms IS NOT NULL;
+
+-- bm25's collection figures: how many titles, and their terms together (for the average length).
+CREATE TABLE title_stats (
+  one    BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
+  titles BIGINT NOT NULL,
+  terms  BIGINT NOT NULL
+);
+INSERT INTO title_stats (titles, terms) VALUES (0, 0);
+
+CREATE FUNCTION count_title_terms() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  more_titles BIGINT := 0;
+  more_terms BIGINT := 0;
+BEGIN
+  IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.title_terms IS NOT NULL THEN
+    more_titles := more_titles - 1;
+    more_terms := more_terms - cardinality(OLD.title_terms);
+  END IF;
+  IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.title_terms IS NOT NULL THEN
+    more_titles := more_titles + 1;
+    more_terms := more_terms + cardinality(NEW.title_terms);
+  END IF;
+  IF more_titles <> 0 OR more_terms <> 0 THEN
+    UPDATE title_stats SET titles = titles + more_titles, terms = terms + more_terms;
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER title_terms_counted AFTER INSERT OR DELETE OR UPDATE OF title_terms ON posters
+  FOR EACH ROW EXECUTE FUNCTION count_title_terms();
+
+DROP INDEX posters_title_search;
+DROP FUNCTION title_query(TEXT);
+DROP FUNCTION title_document(TEXT);
