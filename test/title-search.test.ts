@@ -8,6 +8,7 @@ import { titlePhrases } from '../src/search/title-query.js';
 import type { Catalog, NewPoster } from '../src/state/catalog.js';
 import { PostgresCatalog } from '../src/state/postgres/catalog.js';
 import { openPool } from '../src/state/postgres/db.js';
+import { PostgresEmbeddingStore } from '../src/state/postgres/embeddings.js';
 import { fillTitleTerms, PostgresPosterTitles } from '../src/state/postgres/titles.js';
 import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
@@ -357,12 +358,23 @@ if (process.env.MARQUEE_TEST_BACKEND === 'postgres') {
         const find = async (q: string) => (await new PostgresPosterTitles(pool).search(titlePhrases(q)!, {}, 50, null)).keys;
         const key = (await catalog.get(some[0]!.id))!.key;
         assert.ok((await find(`${word} `)).includes(key));
+        // One poster with an embedding: a change of what it serves is logged for the replicas, the fill is not.
+        await pool.query(
+          `INSERT INTO model_versions VALUES ('v', 'm.onnx', 'x', 2, 1, 1, 'i', 'o', '{}', '{}', NULL, NULL, 'now');
+           INSERT INTO model_variants VALUES ('v', 'fp32', 'm.onnx', 'x', '{}', 'now');`,
+        );
+        await new PostgresEmbeddingStore(pool, '').putMany({ version: 'v', precision: 'fp32' }, [{ key, vector: new Float32Array([1, 0]) }]);
+        const logged = async () => Number((await pool.query<{ n: string }>('SELECT count(*)::text AS n FROM embedding_changes')).rows[0]!.n);
+        const before = await logged();
         // As a database written before migration 008 holds them: titles without their terms.
         await pool.query('UPDATE posters SET title_terms = NULL');
         assert.deepEqual(await find(`${word} `), []);
         assert.equal(await fillTitleTerms(pool), some.filter((r) => r.title.trim()).length);
         assert.ok((await find(`${word} `)).includes(key));
         assert.deepEqual(await stats(), await expected());
+        assert.equal(await logged(), before, 'giving titles their terms is no change a replica follows');
+        await catalog.upsert({ ...fields(some[0]!), title: 'Another Title' }, 'now');
+        assert.equal(await logged(), before + 1, 'a new title is');
         for (const row of some.slice(1, 10)) await catalog.upsert({ ...fields(row), title: row.title ? `${row.title} Redux` : 'Redux' }, 'now');
         for (const row of some.slice(1, 5)) await catalog.delete(row.id, 'now');
         assert.equal((await find('redux')).length, 5);

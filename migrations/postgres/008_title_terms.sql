@@ -46,6 +46,18 @@ END $$;
 CREATE TRIGGER title_terms_counted AFTER INSERT OR DELETE OR UPDATE OF title_terms ON posters
   FOR EACH ROW EXECUTE FUNCTION count_title_terms();
 
+-- Giving a title its terms (the fill at connect) changes nothing a replica serves: not logged as a
+-- change of the poster (migrations/postgres/005), which would have every replica re-read them all.
+CREATE OR REPLACE FUNCTION log_poster_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF to_jsonb(OLD) - 'title_terms' = to_jsonb(NEW) - 'title_terms' THEN
+    RETURN NULL;
+  END IF;
+  INSERT INTO embedding_changes (model_version, precision, poster_key)
+    SELECT model_version, precision, poster_key FROM embeddings WHERE poster_key = NEW.key;
+  RETURN NULL;
+END $$;
+
 DROP INDEX posters_title_search;
 DROP FUNCTION title_query(TEXT);
 DROP FUNCTION title_document(TEXT);
