@@ -25,26 +25,35 @@ CREATE TABLE title_stats (
 );
 INSERT INTO title_stats (titles, terms) VALUES (0, 0);
 
+-- Counted per statement (one update of the row for a statement that writes many posters).
 CREATE FUNCTION count_title_terms() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   more_titles BIGINT := 0;
   more_terms BIGINT := 0;
+  titles BIGINT;
+  terms BIGINT;
 BEGIN
-  IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.title_terms IS NOT NULL THEN
-    more_titles := more_titles - 1;
-    more_terms := more_terms - cardinality(OLD.title_terms);
+  IF TG_OP IN ('UPDATE', 'DELETE') THEN
+    SELECT count(title_terms), coalesce(sum(cardinality(title_terms)), 0) INTO titles, terms FROM old_rows;
+    more_titles := more_titles - titles;
+    more_terms := more_terms - terms;
   END IF;
-  IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.title_terms IS NOT NULL THEN
-    more_titles := more_titles + 1;
-    more_terms := more_terms + cardinality(NEW.title_terms);
+  IF TG_OP IN ('INSERT', 'UPDATE') THEN
+    SELECT count(title_terms), coalesce(sum(cardinality(title_terms)), 0) INTO titles, terms FROM new_rows;
+    more_titles := more_titles + titles;
+    more_terms := more_terms + terms;
   END IF;
   IF more_titles <> 0 OR more_terms <> 0 THEN
-    UPDATE title_stats SET titles = titles + more_titles, terms = terms + more_terms;
+    UPDATE title_stats SET titles = title_stats.titles + more_titles, terms = title_stats.terms + more_terms;
   END IF;
   RETURN NULL;
 END $$;
-CREATE TRIGGER title_terms_counted AFTER INSERT OR DELETE OR UPDATE OF title_terms ON posters
-  FOR EACH ROW EXECUTE FUNCTION count_title_terms();
+CREATE TRIGGER title_terms_inserted AFTER INSERT ON posters REFERENCING NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION count_title_terms();
+CREATE TRIGGER title_terms_updated AFTER UPDATE ON posters REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION count_title_terms();
+CREATE TRIGGER title_terms_deleted AFTER DELETE ON posters REFERENCING OLD TABLE AS old_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION count_title_terms();
 
 -- Giving a title its terms (the fill at connect) changes nothing a replica serves: not logged as a
 -- change of the poster (migrations/postgres/005), which would have every replica re-read them all.

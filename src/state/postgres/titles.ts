@@ -30,10 +30,10 @@ export class PostgresPosterTitles implements PosterTitles {
          SELECT p.key, title_rowid(p.title, p.key) AS rid, p.title_terms AS terms, p.year
          FROM posters p WHERE title_lexemes(p.title_terms) @@ $1::tsquery AND p.title_terms IS NOT NULL
          ORDER BY rid LIMIT $2)
-       SELECT w.size::text AS size, w.last::text AS last, s.titles::text AS titles, s.terms::text AS total, page.key::text AS key, page.terms
-       FROM (SELECT count(*) AS size, max(rid) AS last FROM win) w
-       CROSS JOIN title_stats s
-       LEFT JOIN (SELECT win.key, win.terms FROM win ${joins} WHERE true ${where}) page ON true`,
+       SELECT (SELECT count(*) FROM win)::text AS size, (SELECT max(rid) FROM win)::text AS last,
+              (SELECT titles FROM title_stats)::text AS titles, (SELECT terms FROM title_stats)::text AS total,
+              page.key::text AS key, page.terms
+       FROM (SELECT 1) one LEFT JOIN (SELECT win.key, win.terms FROM win ${joins} WHERE true ${where}) page ON true`,
       [match, this.window, ...params],
     );
     const first = rows[0]!;
