@@ -13,7 +13,10 @@
  * 1b. The same at a million posters, on the data dir `MILLION_CATALOG_ONLY=1 bench/million.ts` leaves (RECOMMEND_MILLION_DIR,
  *    default /tmp/marquee-million/data), served with the f16 graph: with no filter, genre Western
  *    (1 %, the filtered graph search) and years 1900-1903 (0.1 %, the exact scan).
- * 2. A million titles: a scratch SQLite file made by the real migrations, a million posters written
+ * 1c. BENCH_PARTS=parts (not by default): best_score's parts timed in this process on the demo catalog's
+ *    served index (MARQUEE_DATA_DIR): similar's one graph search, the positives' searches (one thread and
+ *    two), the coarse and exact scoring, and the whole of bestScoreCandidates.
+ * 2. A million titles (BENCH_PARTS=titles-postgres: on PostgreSQL, a throwaway cluster, not by default): a scratch SQLite file made by the real migrations, a million posters written
  *    by Catalog.upsert (so the FTS index is filled by its triggers), titles drawn from the demo
  *    catalog's words and title lengths. Queries as a person types a real title (its first 1..n
  *    characters, cut anywhere), and a few fixed worst cases; each timed through listPosters (the
@@ -27,11 +30,21 @@ import { parse } from 'csv-parse/sync';
 import { seededRandom } from '../src/figures/random.js';
 import { titlePhrases } from '../src/search/title-query.js';
 import { listPosters } from '../src/service/poster-listing.js';
+import type { Catalog, NewPoster } from '../src/state/catalog.js';
+import { PostgresCatalog } from '../src/state/postgres/catalog.js';
+import { openPool } from '../src/state/postgres/db.js';
+import { PostgresPosterTitles } from '../src/state/postgres/titles.js';
 import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
 import { SqlitePosterTitles } from '../src/state/sqlite/titles.js';
-import { RANKED_WINDOW } from '../src/state/titles.js';
-import { ROOT } from './lib/context.js';
+import { titleTerms } from '../src/state/sqlite/title-terms.js';
+import { RANKED_WINDOW, type PosterTitles } from '../src/state/titles.js';
+import { startCluster } from '../test/support/postgres.js';
+import { createContext, ROOT } from './lib/context.js';
+import { VectorIndex } from '../src/search/vector-index.js';
+import { Searcher } from '../src/search/searcher.js';
+import { bestScoreCandidates } from '../src/service/recommend.js';
+import { indexPath } from '../src/service/engine.js';
 import { machineInfo } from './lib/machine.js';
 import { startServer } from './lib/server.js';
 import { nowMs, summarise, type Summary } from './lib/stats.js';
@@ -43,7 +56,7 @@ const TITLE_QUERIES = Number(process.env.TITLE_QUERIES ?? 2000);
 const MILLION_REQUESTS = Number(process.env.RECOMMEND_MILLION_REQUESTS ?? 500);
 const K = 8;
 const PAGE = 20;
-/** Which parts to run: `recommend` (the demo catalog through the server), `million` (the same at a million posters), `titles` (a million titles). */
+/** Which parts to run: `recommend` (the demo catalog through the server), `million` (the same at a million posters), `titles` (a million titles); `parts` (best_score's parts in this process) on request. */
 const PARTS = (process.env.BENCH_PARTS ?? 'recommend,million,titles').split(',');
 
 const log = (line: string) => process.stderr.write(`[recommend ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
@@ -206,98 +219,213 @@ if (PARTS.includes('million')) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 2. Title search at a million titles.
+// 1c. Where best_score's time goes, in this process, on the demo catalog's served index (MARQUEE_DATA_DIR).
+if (PARTS.includes('parts')) {
+  const dataDir = process.env.MARQUEE_DATA_DIR;
+  if (!dataDir) throw new Error('BENCH_PARTS=parts reads a served data dir: set MARQUEE_DATA_DIR (the recommend part fills one)');
+  const ctx = await createContext({ ...process.env, MARQUEE_DATA_DIR: dataDir });
+  const index = VectorIndex.open(indexPath(ctx.dataDir, ctx.model), ctx.embeddings.source(ctx.model, ctx.model.dims), {});
+  const searcher = new Searcher(index, (key) => ctx.embeddings.get(ctx.model, key), ctx.catalog.filterFields(), (keys) => ctx.catalog.getMany(keys));
+  const keys = (await ctx.catalog.all()).map((p) => p.key);
+  const rand = seededRandom(1_018);
+  const draws = Array.from({ length: REQUESTS }, () => {
+    const picked = new Set<number>();
+    while (picked.size < 5) picked.add(keys[Math.floor(rand() * keys.length)]!);
+    const ks = [...picked];
+    return { keys: ks, vectors: ks.map((key) => searcher.rowVector(key)!) };
+  });
+  const rows: [string, Summary][] = [];
+  const time = (name: string, fn: (d: (typeof draws)[number]) => unknown) => {
+    for (const d of draws.slice(0, 100)) fn(d);
+    const samples: number[] = [];
+    for (const d of draws) {
+      const started = nowMs();
+      fn(d);
+      samples.push((nowMs() - started) * 1000);
+    }
+    rows.push([name, summarise(samples)]);
+  };
+  const out8 = new Float64Array(5);
+  for (let round = 0; round < 2; round++) {
+    rows.length = 0;
+    time("similar's search (one graph search, k=8)", (d) => searcher.nearest(d.vectors[0]!, K, {}, new Set([d.keys[0]!])));
+    time("best_score's searches (3 positives, one native call, 1 thread)", (d) => searcher.nearestEach(d.vectors.slice(0, 3), K, {}, new Set(d.keys), 1));
+    time('the same on 2 threads', (d) => searcher.nearestEach(d.vectors.slice(0, 3), K, {}, new Set(d.keys), 2));
+    time('coarse cosines of 24 candidates with 5 examples (int8, one native call)', (d) => searcher.rowCosines([...d.keys, ...keys.slice(0, 19)], d.vectors));
+    time('exact dot products of one candidate with 5 examples', (d) => searcher.rowDots(d.keys[0]!, d.vectors, out8));
+    time('best_score, whole (bestScoreCandidates: searches, scoring, further rounds)', (d) => bestScoreCandidates(searcher, d.vectors.slice(0, 3), d.vectors.slice(3), {}, new Set(d.keys), K));
+  }
+  ctx.db.close();
+  out.push(
+    `### Where best_score's time goes: the demo catalog's served index (${keys.length} posters, ${ctx.model.version}), in this process, ${REQUESTS} draws of 3 positives and 2 negatives, k=${K}`,
+    '',
+    'µs: p50 / **p99** (the second of two rounds).',
+    '',
+    '| part | µs |',
+    '| --- | ---: |',
+    ...rows.map(([name, s]) => `| ${name} | ${s.median.toFixed(1)} / **${s.p99.toFixed(1)}** |`),
+    '',
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Title search at a million titles, on SQLite (`titles`) and on PostgreSQL (`titles-postgres`).
+
+/** The million posters with titles, drawn alike for both backends: words of the demo catalog's titles, as many as a real title has. */
+function* millionPosters(): Generator<NewPoster> {
+  const rand = seededRandom(1018);
+  const real = rows.map((r) => r.title).filter(Boolean);
+  const words = real.flatMap((t) => t.split(/\s+/));
+  const lengths = real.map((t) => t.split(/\s+/).length);
+  const genres = [...new Set(rows.flatMap((r) => r.genres.split('|')))];
+  for (let i = 0; i < TITLES; i++) {
+    const n = lengths[Math.floor(rand() * lengths.length)]!;
+    const title = rand() < 0.92 ? Array.from({ length: n }, () => words[Math.floor(rand() * words.length)]).join(' ') : null;
+    const own = [genres[Math.floor(rand() * genres.length)]!];
+    if (rand() < 0.5) own.push(genres[Math.floor(rand() * genres.length)]!);
+    const id = `t${String(i).padStart(7, '0')}`;
+    yield {
+      id, title, year: 1900 + Math.floor(125 * Math.sqrt(rand())), releaseDate: null, genres: [...new Set(own)], singleGenre: own[0]!,
+      split: null, imagePath: `images/${id}.jpg`, imageSha256: id, pixelSha256: id, width: 1, height: 1, source: null,
+    }; // prettier-ignore
+  }
+}
+
+/** Times listPosters over a million titles (written in `writeSeconds`, `how`) as a person types, and the commonest words. */
+async function timeTitleSearch(
+  backend: string,
+  how: string,
+  catalog: Catalog,
+  titles: PosterTitles,
+  writeSeconds: number,
+  titledCount: number,
+  matchesOf: (q: string) => Promise<number>,
+): Promise<void> {
+  const rand = seededRandom(2018);
+  const real = rows.map((r) => r.title).filter(Boolean);
+  const typedQueries = Array.from({ length: TITLE_QUERIES }, () => {
+    const title = real[Math.floor(rand() * real.length)]!;
+    return title.slice(0, 1 + Math.floor(rand() * title.length));
+  });
+  const run = async (queries: string[], genre?: string) => {
+    const times: number[] = [];
+    let matched = 0;
+    for (const q of queries) {
+      const started = nowMs();
+      try {
+        matched += (await listPosters(catalog, titles, { q, genre, limit: PAGE })).posters.length > 0 ? 1 : 0;
+      } catch {
+        /* a q with no word (400 empty_query): timed all the same */
+      }
+      times.push(nowMs() - started);
+    }
+    return { summary: summarise(times), matched };
+  };
+  await run(typedQueries.slice(0, 200)); // warm-up: the page cache and the prepared statements
+  const common = ['t', 'th', 'the', 'a', 's', 'of', 'the ', 'love', 'the man', 'x'];
+  out.push(
+    `### Title search at a million titles on ${backend} (${TITLES.toLocaleString('en')} posters, ${titledCount.toLocaleString('en')} with a title; ${how} in ${writeSeconds.toFixed(0)} s)`,
+    '',
+    `Titles: words drawn from the demo catalog's titles (by frequency), as many as a real title has. Timed: listPosters, the first page of ${PAGE} (the title query with bm25 over at most ${RANKED_WINDOW.toLocaleString('en')} matches, then the posters' rows), in this process. ms: p50 / **p99**. Target: p99 ≤ 20 ms.`,
+    '',
+    '| queries | count | p50 / **p99** ms | max ms | found something |',
+    '| --- | ---: | ---: | ---: | ---: |',
+  );
+  const typed = await run(typedQueries);
+  out.push(`| a real title typed up to a random character | ${typedQueries.length} | ${ms(typed.summary)} | ${typed.summary.max.toFixed(2)} | ${typed.matched} |`);
+  const genre = [...new Set(rows.flatMap((r) => r.genres.split('|')))][0]!;
+  const filtered = await run(typedQueries.slice(0, 500), genre);
+  out.push(`| the same, with genre=${genre} | 500 | ${ms(filtered.summary)} | ${filtered.summary.max.toFixed(2)} | ${filtered.matched} |`);
+  for (const q of common) {
+    const one = await run(Array.from({ length: 50 }, () => q));
+    out.push(`| "${q}" (${(await matchesOf(q)).toLocaleString('en')} matches), 50 times | 50 | ${ms(one.summary)} | ${one.summary.max.toFixed(2)} | ${one.matched / 50} |`);
+  }
+  const times: number[] = [];
+  let cursor: string | undefined;
+  for (let i = 0; i < 30; i++) {
+    const started = nowMs();
+    const page = await listPosters(catalog, titles, { q: 'the', limit: PAGE, cursor });
+    times.push(nowMs() - started);
+    cursor = page.nextCursor ?? undefined;
+  }
+  out.push('', `Paging "the" (the 30 first pages of ${PAGE}): ${ms(summarise(times))} ms per page.`, '');
+}
+
 if (PARTS.includes('titles')) {
   const dir = mkdtempSync(join(tmpdir(), 'marquee-titles-'));
   try {
     const db = openDb(join(dir, 'marquee.db'));
     const catalog = new SqliteCatalog(db);
-    const titles = new SqlitePosterTitles(db);
-    const rand = seededRandom(1018);
-    const real = rows.map((r) => r.title).filter(Boolean);
-    const words = real.flatMap((t) => t.split(/\s+/));
-    const lengths = real.map((t) => t.split(/\s+/).length);
-    const genres = [...new Set(rows.flatMap((r) => r.genres.split('|')))];
     log(`writing ${TITLES} posters with titles through Catalog.upsert`);
-    let started = nowMs();
+    const started = nowMs();
     const now = new Date().toISOString();
-    const BATCH = 10_000;
-    for (let first = 0; first < TITLES; first += BATCH) {
+    const posters = millionPosters();
+    for (let done = false; !done; ) {
       db.transaction(() => {
-        for (let i = first; i < Math.min(TITLES, first + BATCH); i++) {
-          const n = lengths[Math.floor(rand() * lengths.length)]!;
-          const title = rand() < 0.92 ? Array.from({ length: n }, () => words[Math.floor(rand() * words.length)]).join(' ') : null;
-          const own = [genres[Math.floor(rand() * genres.length)]!];
-          if (rand() < 0.5) own.push(genres[Math.floor(rand() * genres.length)]!);
-          const id = `t${String(i).padStart(7, '0')}`;
-          catalog.upsertSync(
-            {
-              id, title, year: 1900 + Math.floor(125 * Math.sqrt(rand())), releaseDate: null, genres: [...new Set(own)], singleGenre: own[0]!,
-              split: null, imagePath: `images/${id}.jpg`, imageSha256: id, pixelSha256: id, width: 1, height: 1,
-            },
-            now,
-          ); // prettier-ignore
+        for (let i = 0; i < 10_000; i++) {
+          const next = posters.next();
+          if (next.done) return void (done = true);
+          catalog.upsertSync(next.value, now);
         }
       })();
-      if (first % 200_000 === 0) log(`posters ${first}/${TITLES}`);
     }
     const writeSeconds = (nowMs() - started) / 1000;
     const titledCount = (db.prepare('SELECT count(*) AS n FROM posters WHERE title IS NOT NULL').get() as { n: number }).n;
     log(`written in ${writeSeconds.toFixed(0)} s`);
-
-    const typedQueries = Array.from({ length: TITLE_QUERIES }, () => {
-      const title = real[Math.floor(rand() * real.length)]!;
-      return title.slice(0, 1 + Math.floor(rand() * title.length));
-    });
-    const run = async (queries: string[], genre?: string) => {
-      const times: number[] = [];
-      let matched = 0;
-      for (const q of queries) {
-        started = nowMs();
-        try {
-          matched += (await listPosters(catalog, titles, { q, genre, limit: PAGE })).posters.length > 0 ? 1 : 0;
-        } catch {
-          /* a q with no word (400 empty_query): timed all the same */
-        }
-        times.push(nowMs() - started);
-      }
-      return { summary: summarise(times), matched };
-    };
-    await run(typedQueries.slice(0, 200)); // warm-up: the page cache and the prepared statements
-    const common = ['t', 'th', 'the', 'a', 's', 'of', 'the ', 'love', 'the man', 'x'];
-    const count = (q: string) => (db.prepare('SELECT count(*) AS n FROM poster_titles WHERE poster_titles MATCH ?').get(titlePhrases(q)!.join(' ')) as { n: number }).n;
-    out.push(
-      `### Title search at a million titles (${TITLES.toLocaleString('en')} posters, ${titledCount.toLocaleString('en')} with a title; written through Catalog.upsert and the FTS triggers in ${writeSeconds.toFixed(0)} s)`,
-      '',
-      `Titles: words drawn from the demo catalog's titles (by frequency), as many as a real title has. Timed: listPosters, the first page of ${PAGE} (the FTS query with bm25 over at most ${RANKED_WINDOW.toLocaleString('en')} matches, then the posters' rows), in this process. ms: p50 / **p99**. Target: p99 ≤ 20 ms.`,
-      '',
-      '| queries | count | p50 / **p99** ms | max ms | found something |',
-      '| --- | ---: | ---: | ---: | ---: |',
-    );
-    const typed = await run(typedQueries);
-    out.push(`| a real title typed up to a random character | ${typedQueries.length} | ${ms(typed.summary)} | ${typed.summary.max.toFixed(2)} | ${typed.matched} |`);
-    const genre = genres[0]!;
-    const filtered = await run(typedQueries.slice(0, 500), genre);
-    out.push(`| the same, with genre=${genre} | 500 | ${ms(filtered.summary)} | ${filtered.summary.max.toFixed(2)} | ${filtered.matched} |`);
-    for (const q of common) {
-      const one = await run(Array.from({ length: 50 }, () => q));
-      out.push(`| "${q}" (${count(q).toLocaleString('en')} matches), 50 times | 50 | ${ms(one.summary)} | ${one.summary.max.toFixed(2)} | ${one.matched / 50} |`);
-    }
-    const deepPages = await (async () => {
-      const times: number[] = [];
-      let cursor: string | undefined;
-      for (let i = 0; i < 30; i++) {
-        started = nowMs();
-        const page = await listPosters(catalog, titles, { q: 'the', limit: PAGE, cursor });
-        times.push(nowMs() - started);
-        cursor = page.nextCursor ?? undefined;
-      }
-      return summarise(times);
-    })();
-    out.push('', `Paging "the" (the 30 first pages of ${PAGE}): ${ms(deepPages)} ms per page.`, '');
+    const matchesOf = async (q: string) => (db.prepare('SELECT count(*) AS n FROM poster_titles WHERE poster_titles MATCH ?').get(titlePhrases(q)!.join(' ')) as { n: number }).n;
+    await timeTitleSearch('SQLite', 'written through Catalog.upsert and the FTS triggers', catalog, new SqlitePosterTitles(db), writeSeconds, titledCount, matchesOf);
     db.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (PARTS.includes('titles-postgres')) {
+  const cluster = await startCluster();
+  try {
+    const pool = await openPool(await cluster.database());
+    try {
+      // Catalog.upsert is a transaction per poster (40 minutes for a million here): the rows go in
+      // 10,000 at a time instead, with what its write adds (the title's terms, the poster's genres).
+      log(`writing ${TITLES} posters with titles into PostgreSQL, 10,000 a statement`);
+      const started = nowMs();
+      const now = new Date().toISOString();
+      const batch: NewPoster[] = [];
+      const flush = async () => {
+        await pool.query(
+          `WITH v AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(id TEXT, title TEXT, year INT, genres JSONB, single_genre TEXT, terms JSONB)),
+           added AS (
+             INSERT INTO posters (id, title, year, genres, single_genre, image_path, image_sha256, pixel_sha256, width, height, imported_at, title_terms)
+             SELECT id, title, year, genres, single_genre, 'images/' || id || '.jpg', id, id, 1, 1, $2,
+                    CASE WHEN terms IS NULL THEN NULL ELSE ARRAY(SELECT jsonb_array_elements_text(terms)) END
+             FROM v RETURNING key, id)
+           INSERT INTO poster_genres (poster_key, genre)
+             SELECT added.key, g FROM added JOIN v USING (id), jsonb_array_elements_text(v.genres) AS g`,
+          [JSON.stringify(batch.map((p) => ({ id: p.id, title: p.title, year: p.year, genres: p.genres, single_genre: p.singleGenre, terms: p.title === null ? null : titleTerms(p.title) }))), now],
+        );
+        batch.length = 0;
+      };
+      for (const poster of millionPosters()) {
+        batch.push(poster);
+        if (batch.length === 10_000) await flush();
+      }
+      if (batch.length > 0) await flush();
+      await pool.query('ANALYZE posters');
+      await pool.query('ANALYZE poster_genres');
+      const writeSeconds = (nowMs() - started) / 1000;
+      const titledCount = Number((await pool.query<{ n: string }>('SELECT count(*)::text AS n FROM posters WHERE title IS NOT NULL')).rows[0]!.n);
+      log(`written in ${writeSeconds.toFixed(0)} s`);
+      const matchesOf = async (q: string) => {
+        const terms = titlePhrases(q)!.map((phrase) => ({ prefix: phrase.endsWith('*'), text: titleTerms(phrase.replace(/^"|"\*?$/g, ''))[0]! }));
+        const query = terms.map((t) => `'${t.text}'${t.prefix ? ':*' : ''}`).join(' & ');
+        return Number((await pool.query<{ n: string }>('SELECT count(*)::text AS n FROM posters WHERE title_lexemes(title_terms) @@ $1::tsquery', [query])).rows[0]!.n);
+      };
+      await timeTitleSearch('PostgreSQL', 'written 10,000 a statement with their terms', new PostgresCatalog(pool), new PostgresPosterTitles(pool), writeSeconds, titledCount, matchesOf);
+    } finally {
+      await pool.end();
+    }
+  } finally {
+    cluster.stopNow();
   }
 }
 

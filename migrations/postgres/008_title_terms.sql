@@ -1,8 +1,9 @@
 -- Title search ranked as SQLite ranks it: bm25 over the same terms (src/state/postgres/titles.ts).
 -- PostgreSQL's text search parsers split and fold by the database's locale ("spider-man" is three
 -- words to one, non-ASCII letters separators to another), so the server writes each title's terms
--- as SQLite's tokenizer makes them (titleTerms) beside the title, and the index is built on them
--- as they are. Posters written before this migration get theirs at the next connect.
+-- as SQLite's own tokenizer makes them (src/state/sqlite/title-terms.ts) beside the title, and the
+-- index is built on them as they are. Posters written before this migration (or by another writer
+-- that leaves them NULL) get theirs when a server next connects.
 ALTER TABLE posters ADD COLUMN title_terms TEXT[];
 
 CREATE FUNCTION title_lexemes(terms TEXT[]) RETURNS tsvector LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$

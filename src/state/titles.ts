@@ -2,15 +2,6 @@
 export const TITLE_TERM = /[\p{L}\p{N}\p{Co}]+/gu;
 
 /**
- * A title's terms as SQLite's index makes them (FTS5's unicode61, diacritics removed): runs of
- * TITLE_TERM characters, in lower case, without their diacritics. PostgreSQL's index stores these
- * (its own parsers split and fold by the database's locale), so that both rank alike.
- */
-export function titleTerms(title: string): string[] {
-  return title.toLowerCase().normalize('NFD').replace(/\p{M}/gu, '').match(TITLE_TERM) ?? [];
-}
-
-/**
  * The most titles each term of a query may be in for bm25 to rank the matches; past them, a query
  * is listed by the title's word count, then key (both backends; see SqlitePosterTitles for why).
  */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { decodeCursor, encodeCursor, sameContent, type BrowseOptions, type Catalog, type FilterFields, type NewPoster, type Poster } from '../catalog.js';
 import { posterFromRow as fromRow, type PosterRow } from '../rows.js';
-import { titleTerms } from '../titles.js';
+import { titleTerms } from '../sqlite/title-terms.js';
 import { type Client, type Pool, transaction } from './db.js';
 
 type Change = 'added' | 'updated' | 'unchanged';

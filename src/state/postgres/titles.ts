@@ -1,12 +1,15 @@
-import { RANKED_WINDOW, titleTerms, type PosterTitles, type TitleFilter, type TitlePage, type TitlePosition } from '../titles.js';
+import { titleTerms } from '../sqlite/title-terms.js';
+import { RANKED_WINDOW, type PosterTitles, type TitleFilter, type TitlePage, type TitlePosition } from '../titles.js';
 import type { Pool } from './db.js';
 
 /**
  * Title search on PostgreSQL, ranked and paged as SqlitePosterTitles ranks and pages it: every term
  * required, the last a prefix while typed; bm25 as FTS5 computes it (k1 = 1.2, b = 0.75, idf
  * floored at 1e-6) when each term is in at most `window` titles, else the matches listed by the
- * title's word count, then key. The terms are SQLite's (titleTerms, written beside each title;
- * migrations/postgres/008), so both backends find and rank the same posters alike. bm25 needs each
+ * title's word count, then key. The terms are SQLite's own tokenizer's (titleTerms, written beside
+ * each title by the catalog; migrations/postgres/008), so both backends find and rank alike. A
+ * writer of titles other than Marquee's catalog must write their terms too, or leave them NULL:
+ * a server gives NULL terms theirs as it connects (fillTitleTerms). bm25 needs each
  * term's count of titles (counted up to the window, through the GIN index), the number of titles
  * and their average length (title_stats, kept by a trigger), and each match's own terms: the
  * window's matches are read with their terms and scored here.
@@ -21,9 +24,9 @@ export class PostgresPosterTitles implements PosterTitles {
     const terms = termsOf(phrases);
     if (terms.length === 0) return { keys: [], next: null };
     const match = tsquery(terms);
-    if (after && !after.ranked) return this.rest(match, filter, after.rowid, limit);
     const counts = await this.counts(terms);
-    if (!after && counts.some((n) => n > this.window)) return this.rest(match, filter, -1, limit);
+    if (after && !after.ranked) return this.rest(match, filter, after.rowid, limit, counts);
+    if (!after && counts.some((n) => n > this.window)) return this.rest(match, filter, -1, limit, counts);
     const { joins, where, params } = filterSql(filter, 'win.key', 'win.year', 3);
     const { rows } = await this.pool.query<{ size: string; last: string | null; titles: string; total: string; key: string | null; terms: string[] | null }>(
       `WITH win AS MATERIALIZED (
@@ -51,7 +54,7 @@ export class PostgresPosterTitles implements PosterTitles {
     const keys = ranked.map((row) => row.key);
     if (Number(first.size) < this.window || first.last === null) return { keys, next: null };
     // The window is full: more matches may follow it, in word-count order.
-    const rest = await this.rest(match, filter, Number(first.last), limit - keys.length);
+    const rest = await this.rest(match, filter, Number(first.last), limit - keys.length, counts);
     return { keys: [...keys, ...rest.keys], next: rest.next };
   }
 
@@ -64,13 +67,24 @@ export class PostgresPosterTitles implements PosterTitles {
     return terms.map((_, i) => rows[0]![`n${i}`]!);
   }
 
-  /** Up to `limit` matches after a position in word-count order (title_rowid); `next` when more follow. */
-  private async rest(match: string, filter: TitleFilter, after: number, limit: number): Promise<TitlePage> {
+  /**
+   * Up to `limit` matches after a position in word-count order (title_rowid); `next` when more
+   * follow. Where a term is in at most the window's titles, the matches are few: gathered through
+   * the text index, then ordered (walking the order's index past titles that do not match could
+   * read all of them); else that walk, which finds a page of a common term's matches at once.
+   */
+  private async rest(match: string, filter: TitleFilter, after: number, limit: number, counts: number[]): Promise<TitlePage> {
+    const few = Math.min(...counts) <= this.window;
     const { joins, where, params } = filterSql(filter, 'p.key', 'p.year', 4);
+    const matches = `SELECT p.key, p.year, title_rowid(p.title, p.key) AS rid FROM posters p
+                     WHERE title_lexemes(p.title_terms) @@ $1::tsquery AND p.title_terms IS NOT NULL`;
     const { rows } = await this.pool.query<{ rid: string; key: string }>(
-      `SELECT title_rowid(p.title, p.key)::text AS rid, p.key::text AS key FROM posters p ${joins}
-       WHERE title_lexemes(p.title_terms) @@ $1::tsquery AND p.title_terms IS NOT NULL AND title_rowid(p.title, p.key) > $2 ${where}
-       ORDER BY title_rowid(p.title, p.key) LIMIT $3`,
+      few
+        ? `WITH p AS MATERIALIZED (${matches})
+           SELECT p.rid::text AS rid, p.key::text AS key FROM p ${joins} WHERE p.rid > $2 ${where} ORDER BY p.rid LIMIT $3`
+        : `SELECT title_rowid(p.title, p.key)::text AS rid, p.key::text AS key FROM posters p ${joins}
+           WHERE title_lexemes(p.title_terms) @@ $1::tsquery AND p.title_terms IS NOT NULL AND title_rowid(p.title, p.key) > $2 ${where}
+           ORDER BY title_rowid(p.title, p.key) LIMIT $3`,
       [match, after, limit + 1, ...params],
     );
     const page = rows.slice(0, limit);
@@ -85,11 +99,13 @@ export class PostgresPosterTitles implements PosterTitles {
  */
 export async function fillTitleTerms(pool: Pool): Promise<number> {
   let filled = 0;
-  for (;;) {
+  for (let last = '-1'; ; ) {
     const { rows } = await pool.query<{ key: string; title: string }>(
-      'SELECT key::text AS key, title FROM posters WHERE title IS NOT NULL AND title_terms IS NULL ORDER BY key LIMIT 1000',
+      'SELECT p.key::text AS key, p.title FROM posters p WHERE p.key > $1 AND p.title IS NOT NULL AND p.title_terms IS NULL ORDER BY p.key LIMIT 1000',
+      [last],
     );
     if (rows.length === 0) return filled;
+    last = rows[rows.length - 1]!.key;
     const given = rows.map((row) => ({ key: row.key, title: row.title, terms: titleTerms(row.title) }));
     // A title changed meanwhile got its terms with it, and is left as it is.
     const { rowCount } = await pool.query(
@@ -98,8 +114,7 @@ export async function fillTitleTerms(pool: Pool): Promise<number> {
        WHERE p.key = v.key AND p.title = v.title AND p.title_terms IS NULL`,
       [JSON.stringify(given)],
     );
-    if (!rowCount) return filled;
-    filled += rowCount;
+    filled += rowCount ?? 0;
   }
 }
 
