@@ -49,9 +49,10 @@ node --import tsx --test --test-concurrency=1 \
 # reads what they stored through the stores, stateOf). test/stores.test.ts holds the stores themselves to
 # one contract on both.
 # Not here: what is about SQLite's own file or process (crash, full-disk, second-process, int8, live-catalog,
-# migrations, state, index-build-thread, map-cache, vector-index, searcher-bounds), and four whose storage is
-# incidental (swagger-ui, decode-budget, weights, parity: they pass on PostgreSQL, 87 s that CI's 30 minutes lack).
-pg_suites=(admin api bad-input cli demo-page eval-cli figures fuzz-upload generated-client genre-head near-duplicates overload recommend report restart retrain search-by-id shipped-embeddings soak swagger-retrain timeouts title-search tmdb-import)
+# migrations, state, index-build-thread, map-cache, vector-index, searcher-bounds), and five whose storage is
+# incidental or covered by a suite here (swagger-ui, decode-budget, weights, parity; swagger-retrain, whose
+# job the retrain suite runs on PostgreSQL): they pass on PostgreSQL, 2 minutes that CI's 30 do not have.
+pg_suites=(admin api bad-input cli demo-page eval-cli figures fuzz-upload generated-client genre-head near-duplicates overload recommend report restart retrain search-by-id shipped-embeddings soak timeouts title-search tmdb-import)
 echo "== Node tests on PostgreSQL (MARQUEE_TEST_BACKEND=postgres): ${pg_suites[*]}"
 pg_suites=("${pg_suites[@]/#/test/}")
 MARQUEE_TEST_BACKEND=postgres node --import tsx --test --test-concurrency=1 \
