@@ -1,7 +1,9 @@
 // Finds Promises dropped on the floor, which the type checker lets through: a statement whose value
 // is a Promise neither awaited, returned, voided nor given a .catch (its failure would become an
-// unhandled rejection, and the work would race what follows), and a Promise passed to an assertion
-// or compared with === or tested as a condition (always true or always false). The stores return Promises (src/state), so a
+// unhandled rejection, and the work would race what follows), a Promise held in a variable across an
+// await before anything handles it (if it rejects during that wait, the rejection is unhandled and
+// ends the process), and a Promise passed to an assertion or compared with === or tested as a
+// condition (always true or always false). The stores return Promises (src/state), so a
 // call that forgets its await still compiles; this is what catches it.
 //   node scripts/check-unawaited.mjs [tsconfig.json]   (default: tsconfig.check.json); exit 1 on a finding
 import ts from 'typescript';
@@ -28,6 +30,44 @@ const report = (sf, node, what) => {
 const onlyPromise = (type) => (type.isUnion() ? type.types.every(onlyPromise) : type.getSymbol()?.name === 'Promise');
 const dropped = (e) => !ts.isAwaitExpression(e) && !ts.isVoidExpression(e) && isPromise(checker.getTypeAtLocation(e));
 
+const isFunction = (node) => ts.isFunctionLike(node) || ts.isClassLike(node);
+/** The server's code (src/): there an unhandled rejection ends the process; a test's runner reports one as a failure. */
+const inServer = (sf) => relative(root, sf.fileName).startsWith('src/');
+/** A call of a function of ours that gives the Promise it returns a .catch itself. */
+function catchesItself(initializer) {
+  if (!ts.isCallExpression(initializer)) return false;
+  const body = checker.getSymbolAtLocation(initializer.expression)?.declarations?.[0]?.body;
+  return body !== undefined && body.getText().includes('.catch(');
+}
+/**
+ * Whether the Promise a declaration holds meets an await of something else (in its own function,
+ * after it) before the first mention of its name (an await, .catch, .then, return or hand-over of it).
+ */
+function heldAcrossAwait(declaration) {
+  const statement = declaration.parent?.parent;
+  const block = statement?.parent;
+  if (!statement || !ts.isVariableStatement(statement) || !block || !('statements' in block)) return false;
+  const name = declaration.name.text;
+  const after = block.statements.slice(block.statements.indexOf(statement) + 1);
+  let verdict = null; // 'handled' or 'held'
+  const walk = (node) => {
+    if (verdict || isFunction(node)) return;
+    if (ts.isIdentifier(node) && node.text === name) return void (verdict = 'handled');
+    // An await's operand is evaluated before it waits: a mention there handles the Promise first.
+    if (ts.isAwaitExpression(node)) {
+      walk(node.expression);
+      if (!verdict) verdict = 'held';
+      return;
+    }
+    ts.forEachChild(node, walk);
+  };
+  for (const next of after) {
+    walk(next);
+    if (verdict) break;
+  }
+  return verdict === 'held';
+}
+
 for (const sf of program.getSourceFiles()) {
   if (sf.isDeclarationFile || sf.fileName.includes('/node_modules/')) continue;
   const visit = (node) => {
@@ -36,6 +76,9 @@ for (const sf of program.getSourceFiles()) {
       const assigns = ts.isBinaryExpression(e) && [ts.SyntaxKind.EqualsToken, ts.SyntaxKind.QuestionQuestionEqualsToken].includes(e.operatorToken.kind);
       const callee = ts.isCallExpression(e) ? e.expression.getText() : '';
       if (!assigns && !TEST_CALLS.test(callee) && !e.getText().includes('.catch(') && dropped(e)) report(sf, node, 'a Promise nobody awaits');
+    }
+    if (inServer(sf) && ts.isVariableDeclaration(node) && ts.isIdentifier(node.name) && node.initializer && dropped(node.initializer) && !catchesItself(node.initializer) && heldAcrossAwait(node)) {
+      report(sf, node, 'a Promise held across an await before anything handles it');
     }
     if (ts.isCallExpression(node)) {
       const callee = node.expression.getText();
