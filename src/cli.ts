@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { insufficientStorage, isStorageFull } from './errors.js';
+import { insufficientStorage, isDatabaseUnavailable, isStorageFull } from './errors.js';
 import { importCatalog } from './catalog/importer.js';
 import { importTmdb, TmdbError } from './catalog/tmdb.js';
 import { parseCommandOptions } from './command-options.js';
@@ -56,8 +56,26 @@ function services(config: Config, log: Logger): Promise<Services> {
   return createServices(config, log, new Metrics());
 }
 
+/**
+ * `step`, tried again every second while the shared database is unavailable (down, starting, a
+ * standby being promoted), for up to MARQUEE_DATABASE_WAIT_MS: a server that starts during a failover
+ * comes up once the database is back rather than exit. Each step of a start skips what is done.
+ */
+async function whileDatabaseUnavailable<T>(config: Config, log: Logger, what: string, step: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  for (;;) {
+    try {
+      return await step();
+    } catch (error) {
+      if (!config.databaseUrl || !isDatabaseUnavailable(error) || performance.now() - started > config.databaseWaitMs) throw error;
+      log.warn({ err: error }, `${what}: the database is unavailable; trying again in 1 s`);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+}
+
 async function serve(config: Config, log: Logger): Promise<void> {
-  const svc = await services(config, log);
+  const svc = await whileDatabaseUnavailable(config, log, 'connecting', () => services(config, log));
   const runtime = new Runtime();
   const runner = new RetrainRunner(svc, svc.jobs, runtime);
   const app = await buildApp(svc, runtime, runner);
@@ -79,7 +97,7 @@ async function serve(config: Config, log: Logger): Promise<void> {
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
   try {
-    await startUp(svc, runtime);
+    await whileDatabaseUnavailable(config, log, 'start-up', () => startUp(svc, runtime));
   } catch (error) {
     log.fatal({ err: error }, isStorageFull(error) ? `start-up failed: ${insufficientStorage(error).message}` : 'start-up failed');
     await app.close();

@@ -55,6 +55,8 @@ export interface Config {
   minChangeWaitMs: number;
   /** Several servers: how long a retrain's lease lasts unrenewed (MARQUEE_JOB_LEASE_MS); its runner renews it six times as often. */
   jobLeaseMs: number;
+  /** Several servers: how long a start waits for the database to come back (MARQUEE_DATABASE_WAIT_MS), e.g. through a failover. */
+  databaseWaitMs: number;
   /** A directory made by `python -m training export-base`, registered instead of exporting one. */
   baseModelDir: string | null;
   baseInput: { width: number; height: number };
@@ -163,6 +165,7 @@ export function loadConfig(env: Env = process.env): Config {
     queueMax: int(env, 'MARQUEE_QUEUE_MAX', 64, 1),
     minChangeWaitMs: int(env, 'MARQUEE_MIN_CHANGE_WAIT_MS', 2000, 0, 60_000),
     jobLeaseMs: int(env, 'MARQUEE_JOB_LEASE_MS', 30_000, 1000, 3_600_000),
+    databaseWaitMs: int(env, 'MARQUEE_DATABASE_WAIT_MS', 120_000, 0, 3_600_000),
     baseModelDir: optionalPath(env, 'MARQUEE_BASE_MODEL'),
     baseInput: size(env, 'MARQUEE_BASE_INPUT', { width: 160, height: 240 }),
     baseWeights: baseWeights(env),

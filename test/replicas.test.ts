@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { lstatSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer, connect, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeCatalogDir, posterPath, sharedRows, subsetRows } from './support/catalog.js';
@@ -139,6 +140,38 @@ describe('several servers on one PostgreSQL', () => {
     b = await startServer({ ...env, MARQUEE_DATA_DIR: b.dataDir });
     assert.match(b.logs(), /"rebuilt":false/, 'the checkpoint was used, not rebuilt');
     assert.equal((await similarIds(b, bytes))[0], outsider.id);
+  });
+
+  it('a server started while the database cannot be reached waits for it, and comes up once it can be', async () => {
+    // The database behind a gate that refuses connections (nothing listens on its port) for the first seconds.
+    const url = new URL(env.MARQUEE_DATABASE_URL!);
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const { port: free } = probe.address() as AddressInfo;
+        probe.close(() => resolve(free));
+      });
+    });
+    const gate = createServer((socket) => {
+      const upstream = connect(Number(url.port), url.hostname);
+      socket.pipe(upstream).pipe(socket);
+      socket.on('error', () => upstream.destroy());
+      upstream.on('error', () => socket.destroy());
+    });
+    const opened = new Promise<void>((resolve) => setTimeout(() => gate.listen(port, '127.0.0.1', () => resolve()), 4000));
+    const gated = new URL(url);
+    gated.port = String(port);
+    try {
+      const c = await startServer({ ...env, MARQUEE_DATABASE_URL: gated.toString() });
+      try {
+        await opened;
+        assert.match(c.logs(), /connecting: the database is unavailable; trying again in 1 s/);
+        assert.deepEqual(await similarIds(c, image(rows[0]!.id)), await similarIds(a, image(rows[0]!.id)), 'it answers as the others do');
+      } finally {
+        await c.stop();
+      }
+    } finally {
+      gate.close();
+    }
   });
 
   it('swaps a model on every server together: each loads it first, none fails a request, none answers with the old one for long after', async (t) => {
