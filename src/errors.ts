@@ -35,7 +35,7 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
   const sqlState = String(code ?? '');
   if (/^08|^57P0[123]$|^25006$/.test(sqlState) || ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(sqlState)) return true;
-  return typeof message === 'string' && /^Connection terminated|^timeout exceeded when trying to connect/.test(message);
+  return typeof message === 'string' && /^Connection terminated|^timeout exceeded when trying to connect|^Client (has encountered a connection error|was closed) and is not queryable/.test(message);
 }
 
 /**

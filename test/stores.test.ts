@@ -10,6 +10,7 @@ import type { EmbeddingSource } from '../src/search/vector-index.js';
 import { RowsSource } from '../src/state/embedding-snapshot.js';
 import type { EmbeddingSpace } from '../src/state/embeddings.js';
 import type { ModelVersion, VariantPolicy } from '../src/state/models.js';
+import { isDatabaseUnavailable } from '../src/errors.js';
 import { openPool } from '../src/state/postgres/db.js';
 import { PostgresJobStore } from '../src/state/postgres/jobs.js';
 import { State } from '../src/state/state.js';
@@ -234,6 +235,32 @@ for (const backend of backends) {
         await state.close();
       }
     });
+
+    if (backend.name === 'PostgreSQL') {
+      it('a connection the database ends while a snapshot holds it between queries fails the next query (503), not the process', async () => {
+        const state = await backend.open();
+        const { catalog, models, embeddings } = state;
+        const pool = await openPool(lastDatabase);
+        try {
+          const space = await models.register({ ...model('m1', 'now'), dims: 2 });
+          const key = (await catalog.upsert(poster('a'), 'now')).key;
+          await embeddings.putMany(space, [{ key, vector: new Float32Array([1, 0]) }]);
+          // Since a position, the snapshot's transaction stays open (idle) until a build reads every row or it is released.
+          const held = await embeddings.snapshot(space, 2, 0);
+          const ended = await pool.query<{ pid: number }>(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'",
+          );
+          assert.equal(ended.rowCount, 1, 'the snapshot held one connection, idle in its transaction');
+          await new Promise((resolve) => setTimeout(resolve, 300)); // the client hears the end, with no query to reject
+          await assert.rejects(held.reader(), (error: Error) => isDatabaseUnavailable(error), 'the next query on it: the database is unavailable');
+          held.release?.();
+          assert.equal(await embeddings.count(space), 1, 'and the stores go on with other connections');
+        } finally {
+          await pool.end();
+          await state.close();
+        }
+      });
+    }
 
     it("a poster's latest change is its newest, whatever the digits of the positions (PostgreSQL's transaction ids: numbers, not text)", async () => {
       const state = await backend.open();

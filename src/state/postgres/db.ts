@@ -14,8 +14,13 @@ const MIGRATION_LOCK = 7_305_318;
 export async function openPool(url: string): Promise<Pool> {
   // A connection attempt is bounded: a database that is down answers 503 database_unavailable, not a hang.
   const pool = new pg.Pool({ connectionString: url, max: 8, connectionTimeoutMillis: 5000 });
-  // An idle client's error (the server restarted) must not take the process down; the next query reconnects.
+  // A client's error must not take the process down: the pool hears an idle one's, and a client
+  // held between queries (a snapshot's transaction, a migration's lock) emits its own, with no
+  // query to reject, when the server ends the connection ("terminating connection due to unexpected
+  // postmaster exit": a server died of it in the cluster test's failover). The next query on that
+  // client fails (503 database_unavailable), and the pool drops it when it is released.
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
   try {
     await migrate(pool);
   } catch (error) {
