@@ -8,6 +8,7 @@ import { ensureBaseModel } from '../model/base-model.js';
 import { DecodeBudget } from '../model/decode-budget.js';
 import { DecodePool } from '../model/decode-pool.js';
 import { Decodes } from '../model/decodes.js';
+import type { Embedder } from '../model/embedder.js';
 import { variantPolicy } from '../model/precision.js';
 import { servedVariant } from '../model/quantization.js';
 import { startProgress } from '../progress.js';
@@ -17,7 +18,7 @@ import type { EvaluationStore } from '../state/evaluations.js';
 import { sweepTemporaryFiles } from '../state/files.js';
 import { linkSharedDir } from '../state/shared-dir.js';
 import type { JobStore } from '../state/jobs.js';
-import type { ModelRegistry } from '../state/models.js';
+import type { ModelRegistry, ModelVersion } from '../state/models.js';
 import { State } from '../state/state.js';
 import type { PosterTitles } from '../state/titles.js';
 import { embedCatalog } from './catalog-embedding.js';
@@ -120,6 +121,8 @@ async function sweepUnregisteredModels(dataDir: string, models: ModelRegistry): 
   return removed;
 }
 
+const sweeping = new WeakSet<Services>();
+
 /** Marks failed the jobs no server runs any more (alone: every unfinished one; on a shared database: those whose lease lapsed). */
 async function failInterruptedJobs({ jobs, log }: Services): Promise<void> {
   for (const job of await jobs.failInterrupted()) log.warn({ job: job.id }, job.error ?? 'job interrupted');
@@ -130,6 +133,8 @@ async function failInterruptedJobs({ jobs, log }: Services): Promise<void> {
  * server looks next: each looks every sixth of a lease.
  */
 function sweepLapsedJobs(services: Services): void {
+  if (sweeping.has(services)) return; // a start tried again
+  sweeping.add(services);
   const sweep = () => failInterruptedJobs(services).catch((error: unknown) => services.log.warn({ err: error }, 'could not look for lapsed jobs'));
   setInterval(() => void sweep(), services.config.jobLeaseMs / 6).unref();
 }
@@ -172,6 +177,23 @@ export async function startUp(services: Services, runtime: Runtime): Promise<voi
   const onStatus = (status: string) => runtime.setStatus(status);
   const model = await servedVariant(await ensureBaseModel(config, catalog, models, log, onStatus), services, onStatus);
   const embedder = await loadEmbedder(model, services);
+  try {
+    await serveWith(model, embedder, services, runtime, onStatus);
+  } catch (error) {
+    // A start that fails here may be tried again (the database came back): this attempt's session goes.
+    await embedder.release();
+    throw error;
+  }
+  if (services.state.fleet) {
+    services.fleet = new Fleet(services.state.fleet, services, runtime);
+    services.fleet.start();
+  }
+  hashCatalog(services).catch((error: unknown) => log.error({ err: error }, 'hashing posters for near-duplicate checks failed'));
+}
+
+/** The catalog embedded with the model (from a shipped file where one fits), its index loaded, and the engine put in service. */
+async function serveWith(model: ModelVersion, embedder: Embedder, services: Services, runtime: Runtime, onStatus: (status: string) => void): Promise<void> {
+  const { config, embeddings, log, metrics } = services;
   const shippedFile = shippedEmbeddingsFile(
     model,
     [
@@ -206,9 +228,4 @@ export async function startUp(services: Services, runtime: Runtime): Promise<voi
   runtime.swap(engine);
   metrics.setActiveModel(model.version);
   log.info({ version: model.version, posters: engine.searcher.size, provider: embedder.provider }, 'ready');
-  if (services.state.fleet) {
-    services.fleet = new Fleet(services.state.fleet, services, runtime);
-    services.fleet.start();
-  }
-  hashCatalog(services).catch((error: unknown) => log.error({ err: error }, 'hashing posters for near-duplicate checks failed'));
 }
