@@ -6,12 +6,8 @@
 -- that leaves them NULL) get theirs when a server next connects.
 ALTER TABLE posters ADD COLUMN title_terms TEXT[];
 
--- What the index holds of a title: its terms, and each term's first one to four characters marked
--- with '~' (no term holds one), so that a prefix as it is typed is one list of the index, not the
--- union of every term it begins (SQLite keeps prefix indexes of 1 to 4 for the same reason).
 CREATE FUNCTION title_lexemes(terms TEXT[]) RETURNS tsvector LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-  SELECT array_to_tsvector(coalesce(terms, '{}'::text[]) || ARRAY(
-    SELECT '~' || left(t, n) FROM unnest(coalesce(terms, '{}'::text[])) AS t, generate_series(1, least(4, char_length(t))) AS n))
+  SELECT array_to_tsvector(coalesce(terms, '{}'::text[]))
 $$;
 CREATE INDEX posters_title_terms ON posters USING gin (title_lexemes(title_terms));
 
@@ -22,19 +18,13 @@ CREATE FUNCTION title_rowid(title TEXT, key BIGINT) RETURNS BIGINT LANGUAGE sql 
 $$;
 CREATE INDEX posters_title_rowid ON posters (title_rowid(title, key)) WHERE title_terms IS NOT NULL;
 
--- bm25's collection figures: how many titles, and their terms together (for the average length);
--- and in how many titles each lexeme is (a term, or a marked prefix), which bm25 needs of each term
--- of a query and which chooses how its matches are listed (src/state/postgres/titles.ts).
+-- bm25's collection figures: how many titles, and their terms together (for the average length).
 CREATE TABLE title_stats (
   one    BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
   titles BIGINT NOT NULL,
   terms  BIGINT NOT NULL
 );
 INSERT INTO title_stats (titles, terms) VALUES (0, 0);
-CREATE TABLE title_lexeme_counts (
-  lexeme TEXT PRIMARY KEY,
-  titles BIGINT NOT NULL
-);
 
 -- Counted per statement (one update of the row for a statement that writes many posters).
 CREATE FUNCTION count_title_terms() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -56,27 +46,6 @@ BEGIN
   END IF;
   IF more_titles <> 0 OR more_terms <> 0 THEN
     UPDATE title_stats SET titles = title_stats.titles + more_titles, terms = title_stats.terms + more_terms;
-  END IF;
-  -- Each lexeme's count moved by the statement's net change, in lexeme order: two writers lock the
-  -- rows they share in one order, and wait for each other rather than deadlock.
-  IF TG_OP = 'INSERT' THEN
-    INSERT INTO title_lexeme_counts (lexeme, titles)
-      SELECT lexeme, count(*) FROM new_rows, unnest(tsvector_to_array(title_lexemes(title_terms))) AS lexeme
-      WHERE title_terms IS NOT NULL GROUP BY lexeme ORDER BY lexeme
-      ON CONFLICT (lexeme) DO UPDATE SET titles = title_lexeme_counts.titles + excluded.titles;
-  ELSIF TG_OP = 'DELETE' THEN
-    INSERT INTO title_lexeme_counts (lexeme, titles)
-      SELECT lexeme, -count(*) FROM old_rows, unnest(tsvector_to_array(title_lexemes(title_terms))) AS lexeme
-      WHERE title_terms IS NOT NULL GROUP BY lexeme ORDER BY lexeme
-      ON CONFLICT (lexeme) DO UPDATE SET titles = title_lexeme_counts.titles + excluded.titles;
-  ELSE
-    INSERT INTO title_lexeme_counts (lexeme, titles)
-      SELECT lexeme, sum(change) FROM (
-        SELECT unnest(tsvector_to_array(title_lexemes(title_terms))) AS lexeme, -1 AS change FROM old_rows WHERE title_terms IS NOT NULL
-        UNION ALL
-        SELECT unnest(tsvector_to_array(title_lexemes(title_terms))), 1 FROM new_rows WHERE title_terms IS NOT NULL) AS changes
-      GROUP BY lexeme HAVING sum(change) <> 0 ORDER BY lexeme
-      ON CONFLICT (lexeme) DO UPDATE SET titles = title_lexeme_counts.titles + excluded.titles;
   END IF;
   RETURN NULL;
 END $$;

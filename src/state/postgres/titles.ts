@@ -24,11 +24,9 @@ export class PostgresPosterTitles implements PosterTitles {
     const terms = termsOf(phrases);
     if (terms.length === 0) return { keys: [], next: null };
     const match = tsquery(terms);
-    const { counts, exact } = await this.counts(terms);
-    // The fewest titles a term of the query is in, where that is known: how many the query can match at most.
-    const fewest = Math.min(...counts.map((n, i) => (exact[i] || n <= this.window ? n : Number.POSITIVE_INFINITY)));
-    if (after && !after.ranked) return this.rest(match, filter, after.rowid, limit, fewest);
-    if (!after && counts.some((n) => n > this.window)) return this.rest(match, filter, -1, limit, fewest);
+    const counts = await this.counts(terms);
+    if (after && !after.ranked) return this.rest(match, filter, after.rowid, limit, counts);
+    if (!after && counts.some((n) => n > this.window)) return this.rest(match, filter, -1, limit, counts);
     const { joins, where, params } = filterSql(filter, 'win.key', 'win.year', 3);
     const { rows } = await this.pool.query<{ size: string; last: string | null; titles: string; total: string; key: string | null; terms: string[] | null }>(
       `WITH win AS MATERIALIZED (
@@ -56,50 +54,27 @@ export class PostgresPosterTitles implements PosterTitles {
     const keys = ranked.map((row) => row.key);
     if (Number(first.size) < this.window || first.last === null) return { keys, next: null };
     // The window is full: more matches may follow it, in word-count order.
-    const rest = await this.rest(match, filter, Number(first.last), limit - keys.length, fewest);
+    const rest = await this.rest(match, filter, Number(first.last), limit - keys.length, counts);
     return { keys: [...keys, ...rest.keys], next: rest.next };
   }
 
-  /**
-   * How many titles each term is in: a whole term's or a short prefix's as the triggers keep it
-   * (title_lexeme_counts); a longer prefix's counted through the index, no further than one past
-   * the window. `exact` says which are whole counts.
-   */
-  private async counts(terms: Term[]): Promise<{ counts: number[]; exact: boolean[] }> {
-    const lexemes = terms.map(lexemeOf);
-    const kept = new Map<string, number>();
-    const known = lexemes.filter((lexeme): lexeme is string => lexeme !== null);
-    if (known.length > 0) {
-      const { rows } = await this.pool.query<{ lexeme: string; titles: string }>(
-        'SELECT lexeme, titles::text AS titles FROM title_lexeme_counts WHERE lexeme = ANY($1::text[])',
-        [known],
-      );
-      for (const row of rows) kept.set(row.lexeme, Number(row.titles));
-    }
-    const ranges = terms.filter((_, i) => lexemes[i] === null);
-    let counted: number[] = [];
-    if (ranges.length > 0) {
-      const sql = ranges.map(
-        (_, i) => `(SELECT count(*) FROM (SELECT 1 FROM posters WHERE title_lexemes(title_terms) @@ $${i + 2}::tsquery AND title_terms IS NOT NULL LIMIT $1) x)::int AS n${i}`,
-      );
-      const { rows } = await this.pool.query<Record<string, number>>(`SELECT ${sql.join(', ')}`, [this.window + 1, ...ranges.map((term) => tsquery([term]))]);
-      counted = ranges.map((_, i) => rows[0]![`n${i}`]!);
-    }
-    return {
-      counts: lexemes.map((lexeme) => (lexeme !== null ? (kept.get(lexeme) ?? 0) : counted.shift()!)),
-      exact: lexemes.map((lexeme) => lexeme !== null),
-    };
+  /** How many titles each term is in, counted no further than one past the window. */
+  private async counts(terms: Term[]): Promise<number[]> {
+    const counted = terms.map(
+      (_, i) => `(SELECT count(*) FROM (SELECT 1 FROM posters WHERE title_lexemes(title_terms) @@ $${i + 2}::tsquery AND title_terms IS NOT NULL LIMIT $1) x)::int AS n${i}`,
+    );
+    const { rows } = await this.pool.query<Record<string, number>>(`SELECT ${counted.join(', ')}`, [this.window + 1, ...terms.map((term) => tsquery([term]))]);
+    return terms.map((_, i) => rows[0]![`n${i}`]!);
   }
 
   /**
    * Up to `limit` matches after a position in word-count order (title_rowid); `next` when more
-   * follow. Where a term of the query is in at most GATHER_LIMIT titles (`fewest`), its matches are
-   * gathered through the text index, then ordered (walking the order's index past titles that do
-   * not match could read all of them: "the man" at a million titles took 180 ms); else that walk,
-   * which finds a page of common terms' matches at once.
+   * follow. Where a term is in at most the window's titles, the matches are few: gathered through
+   * the text index, then ordered (walking the order's index past titles that do not match could
+   * read all of them); else that walk, which finds a page of a common term's matches at once.
    */
-  private async rest(match: string, filter: TitleFilter, after: number, limit: number, fewest: number): Promise<TitlePage> {
-    const few = fewest <= GATHER_LIMIT;
+  private async rest(match: string, filter: TitleFilter, after: number, limit: number, counts: number[]): Promise<TitlePage> {
+    const few = Math.min(...counts) <= this.window;
     const { joins, where, params } = filterSql(filter, 'p.key', 'p.year', 4);
     const matches = `SELECT p.key, p.year, title_rowid(p.title, p.key) AS rid FROM posters p
                      WHERE title_lexemes(p.title_terms) @@ $1::tsquery AND p.title_terms IS NOT NULL`;
@@ -148,18 +123,6 @@ interface Term {
   prefix: boolean;
 }
 
-/** Prefixes of at most this many characters are lexemes of the index of their own: '~' and the prefix (migrations/postgres/008). */
-const PREFIX_LEXEME_CHARS = 4;
-
-/** A listing whose rarest term is in at most this many titles gathers its matches, then orders them (rest). */
-const GATHER_LIMIT = 20_000;
-
-/** The lexeme of the index a term is: the term itself, or a short prefix's own; null for a longer prefix (a range of lexemes). */
-function lexemeOf(term: Term): string | null {
-  if (!term.prefix) return term.text;
-  return [...term.text].length <= PREFIX_LEXEME_CHARS ? `~${term.text}` : null;
-}
-
 /** bm25's parameters, FTS5's. */
 const K1 = 1.2;
 const B = 0.75;
@@ -176,10 +139,9 @@ function termsOf(phrases: string[]): Term[] {
   });
 }
 
-/** The terms as a tsquery, read as they are (no parser): each a lexeme of the index, or a longer prefix's range (`:*`); all required. */
+/** The terms as a tsquery, read as they are (no parser): each quoted, `:*` for a prefix, all required. */
 function tsquery(terms: Term[]): string {
-  const quoted = (text: string) => `'${text.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;
-  return terms.map((term) => lexemeOf(term) ?? '').map((lexeme, i) => (lexeme ? quoted(lexeme) : `${quoted(terms[i]!.text)}:*`)).join(' & ');
+  return terms.map((term) => `'${term.text.replaceAll('\\', '\\\\').replaceAll("'", "''")}'${term.prefix ? ':*' : ''}`).join(' & ');
 }
 
 /**
