@@ -33,7 +33,7 @@ import { listPosters } from '../src/service/poster-listing.js';
 import type { Catalog, NewPoster } from '../src/state/catalog.js';
 import { PostgresCatalog } from '../src/state/postgres/catalog.js';
 import { openPool } from '../src/state/postgres/db.js';
-import { PostgresPosterTitles } from '../src/state/postgres/titles.js';
+import { PostgresPosterTitles, titleTsquery } from '../src/state/postgres/titles.js';
 import { SqliteCatalog } from '../src/state/sqlite/catalog.js';
 import { openDb } from '../src/state/sqlite/db.js';
 import { SqlitePosterTitles } from '../src/state/sqlite/titles.js';
@@ -416,8 +416,7 @@ if (PARTS.includes('titles-postgres')) {
       const titledCount = Number((await pool.query<{ n: string }>('SELECT count(*)::text AS n FROM posters WHERE title IS NOT NULL')).rows[0]!.n);
       log(`written in ${writeSeconds.toFixed(0)} s`);
       const matchesOf = async (q: string) => {
-        const terms = titlePhrases(q)!.map((phrase) => ({ prefix: phrase.endsWith('*'), text: titleTerms(phrase.replace(/^"|"\*?$/g, ''))[0]! }));
-        const query = terms.map((t) => `'${t.text}'${t.prefix ? ':*' : ''}`).join(' & ');
+        const query = titleTsquery(titlePhrases(q)!);
         return Number((await pool.query<{ n: string }>('SELECT count(*)::text AS n FROM posters WHERE title_lexemes(title_terms) @@ $1::tsquery', [query])).rows[0]!.n);
       };
       await timeTitleSearch('PostgreSQL', 'written 10,000 a statement with their terms', new PostgresCatalog(pool), new PostgresPosterTitles(pool), writeSeconds, titledCount, matchesOf);

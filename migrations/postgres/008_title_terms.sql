@@ -5,6 +5,8 @@
 -- index is built on them as they are. Posters written before this migration (or by another writer
 -- that leaves them NULL) get theirs when a server next connects.
 ALTER TABLE posters ADD COLUMN title_terms TEXT[];
+-- The titles still to be given their terms (none, once filled): what a connect looks for, at once.
+CREATE INDEX posters_title_terms_missing ON posters (key) WHERE title IS NOT NULL AND title_terms IS NULL;
 
 CREATE FUNCTION title_lexemes(terms TEXT[]) RETURNS tsvector LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT array_to_tsvector(coalesce(terms, '{}'::text[]))

@@ -171,14 +171,8 @@ export class QuantizedRows {
   vector(key: number): Float32Array | null {
     const row = this.rowOf.get(key);
     if (row === undefined) return null;
-    const { dims, coarse, fine } = this;
-    const base = row * dims;
-    const c = this.scales[2 * row]!;
-    const f = this.scales[2 * row + 1]!;
-    const coarseStep = c > 0 ? 1 / c : 0;
-    const fineStep = f > 0 ? 1 / f : 0;
-    const out = new Float32Array(dims);
-    for (let d = 0; d < dims; d++) out[d] = coarse[base + d]! * coarseStep + fine[base + d]! * fineStep;
+    const out = new Float32Array(this.dims);
+    this.rebuild(row, out);
     return out;
   }
 
@@ -223,15 +217,20 @@ export class QuantizedRows {
   dots(key: number, vectors: Float32Array[], out: Float64Array): boolean {
     const row = this.rowOf.get(key);
     if (row === undefined) return false;
-    const { dims, coarse, fine, scratch } = this;
+    this.rebuild(row, this.scratch);
+    for (let j = 0; j < vectors.length; j++) out[j] = dot(this.scratch, vectors[j]!, this.dims);
+    return true;
+  }
+
+  /** A row's vector from both layers, into `out`. */
+  private rebuild(row: number, out: Float32Array | Float64Array): void {
+    const { dims, coarse, fine } = this;
     const base = row * dims;
     const c = this.scales[2 * row]!;
     const f = this.scales[2 * row + 1]!;
     const coarseStep = c > 0 ? 1 / c : 0;
     const fineStep = f > 0 ? 1 / f : 0;
-    for (let d = 0; d < dims; d++) scratch[d] = coarse[base + d]! * coarseStep + fine[base + d]! * fineStep;
-    for (let j = 0; j < vectors.length; j++) out[j] = dot(scratch, vectors[j]!, dims);
-    return true;
+    for (let d = 0; d < dims; d++) out[d] = coarse[base + d]! * coarseStep + fine[base + d]! * fineStep;
   }
 
   /** Euclidean distance from a row, both layers, to a query. */

@@ -31,7 +31,7 @@ export class PostgresPosterTitles implements PosterTitles {
     const { rows } = await this.pool.query<{ size: string; last: string | null; titles: string; total: string; key: string | null; terms: string[] | null }>(
       `WITH win AS MATERIALIZED (
          SELECT p.key, title_rowid(p.title, p.key) AS rid, p.title_terms AS terms, p.year
-         FROM posters p WHERE title_lexemes(p.title_terms) @@ $1::tsquery AND p.title_terms IS NOT NULL
+         FROM posters p WHERE ${matching('$1')}
          ORDER BY rid LIMIT $2)
        SELECT (SELECT count(*) FROM win)::text AS size, (SELECT max(rid) FROM win)::text AS last,
               (SELECT titles FROM title_stats)::text AS titles, (SELECT terms FROM title_stats)::text AS total,
@@ -61,7 +61,7 @@ export class PostgresPosterTitles implements PosterTitles {
   /** How many titles each term is in, counted no further than one past the window. */
   private async counts(terms: Term[]): Promise<number[]> {
     const counted = terms.map(
-      (_, i) => `(SELECT count(*) FROM (SELECT 1 FROM posters WHERE title_lexemes(title_terms) @@ $${i + 2}::tsquery AND title_terms IS NOT NULL LIMIT $1) x)::int AS n${i}`,
+      (_, i) => `(SELECT count(*) FROM (SELECT 1 FROM posters p WHERE ${matching(`$${i + 2}`)} LIMIT $1) x)::int AS n${i}`,
     );
     const { rows } = await this.pool.query<Record<string, number>>(`SELECT ${counted.join(', ')}`, [this.window + 1, ...terms.map((term) => tsquery([term]))]);
     return terms.map((_, i) => rows[0]![`n${i}`]!);
@@ -76,14 +76,12 @@ export class PostgresPosterTitles implements PosterTitles {
   private async rest(match: string, filter: TitleFilter, after: number, limit: number, counts: number[]): Promise<TitlePage> {
     const few = Math.min(...counts) <= this.window;
     const { joins, where, params } = filterSql(filter, 'p.key', 'p.year', 4);
-    const matches = `SELECT p.key, p.year, title_rowid(p.title, p.key) AS rid FROM posters p
-                     WHERE title_lexemes(p.title_terms) @@ $1::tsquery AND p.title_terms IS NOT NULL`;
     const { rows } = await this.pool.query<{ rid: string; key: string }>(
       few
-        ? `WITH p AS MATERIALIZED (${matches})
+        ? `WITH p AS MATERIALIZED (SELECT p.key, p.year, title_rowid(p.title, p.key) AS rid FROM posters p WHERE ${matching('$1')})
            SELECT p.rid::text AS rid, p.key::text AS key FROM p ${joins} WHERE p.rid > $2 ${where} ORDER BY p.rid LIMIT $3`
         : `SELECT title_rowid(p.title, p.key)::text AS rid, p.key::text AS key FROM posters p ${joins}
-           WHERE title_lexemes(p.title_terms) @@ $1::tsquery AND p.title_terms IS NOT NULL AND title_rowid(p.title, p.key) > $2 ${where}
+           WHERE ${matching('$1')} AND title_rowid(p.title, p.key) > $2 ${where}
            ORDER BY title_rowid(p.title, p.key) LIMIT $3`,
       [match, after, limit + 1, ...params],
     );
@@ -137,6 +135,17 @@ function termsOf(phrases: string[]): Term[] {
     const texts = titleTerms(phrase.slice(1, prefix ? -2 : -1));
     return texts.map((text, i) => ({ text, prefix: prefix && i === texts.length - 1 }));
   });
+}
+
+/** titlePhrases' phrases as the tsquery that finds the titles holding all of them (null: none folds to a term). */
+export function titleTsquery(phrases: string[]): string | null {
+  const terms = termsOf(phrases);
+  return terms.length > 0 ? tsquery(terms) : null;
+}
+
+/** The condition that poster `p`'s title matches the tsquery in parameter `param` (through the GIN index on its terms). */
+function matching(param: string): string {
+  return `title_lexemes(p.title_terms) @@ ${param}::tsquery AND p.title_terms IS NOT NULL`;
 }
 
 /** The terms as a tsquery, read as they are (no parser): each quoted, `:*` for a prefix, all required. */
