@@ -23,7 +23,7 @@ describe('killed at any moment, the server restarts whole', () => {
     const kills = await runCrashes({
       kills: STAGES.length,
       seed: 7,
-      onKill: (kill) => t.diagnostic(`kill ${kill.n}: ${kill.target} +${kill.delayMs} ms, landed in ${kill.landed}; ready again in ${kill.restartMs} ms${kill.problems.length ? `: ${kill.problems.join('; ')}` : ''}`),
+      onKill: (kill) => t.diagnostic(`kill ${kill.n}: ${kill.target} (entered in ${kill.enterMs} ms) +${kill.delayMs} ms, landed in ${kill.landed}; ready again in ${kill.restartMs} ms, checked in ${kill.checkMs} ms${kill.problems.length ? `: ${kill.problems.join('; ')}` : ''}`),
     });
     // Each kill landed in the stage it aimed at (the server's log says where it was) or, where that stage was
     // shorter than the random delay into it (bench/results/crash.md: 4 stages of 10, on this machine), the next.

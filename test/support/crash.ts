@@ -35,7 +35,10 @@ export interface Kill {
   /** Where the server's log says it was when killed. */
   landed: string;
   delayMs: number;
+  /** How long bringing the server into its stage took, and checking it after its restart. */
+  enterMs: number;
   restartMs: number;
+  checkMs: number;
   problems: string[];
 }
 
@@ -405,7 +408,9 @@ export async function runCrashes(options: CrashRunOptions): Promise<Kill[]> {
       const delayMs = Math.round(rand() * WINDOW_MS[target]);
       const acknowledged: Acknowledged = { jobs: [], activated: null };
       const subject = target === 'index build' ? large : small;
+      const entering = Date.now();
       const { server, from } = await enter(target, small, large, acknowledged);
+      const enterMs = Date.now() - entering;
       if (delayMs > 0) await sleep(delayMs);
       server.child.kill('SIGKILL');
       await server.stop();
@@ -413,8 +418,9 @@ export async function runCrashes(options: CrashRunOptions): Promise<Kill[]> {
       const restarted = Date.now();
       const again = await subject.start();
       const restartMs = Date.now() - restarted;
+      const checking = Date.now();
       const problems = await checkRestart(again, acknowledged);
-      const kill: Kill = { n, target, landed, delayMs, restartMs, problems };
+      const kill: Kill = { n, target, landed, delayMs, enterMs, restartMs, checkMs: Date.now() - checking, problems };
       kills.push(kill);
       options.onKill?.(kill);
     }
