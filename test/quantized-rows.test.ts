@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import { seededRandom } from '../src/figures/random.js';
 import { QuantizedRows } from '../src/search/quantized-rows.js';
 import { writeAtomically } from '../src/state/files.js';
+import { compiledRowDots } from '../scripts/build-wasm.js';
 
 const DIMS = 512;
 
@@ -92,25 +93,31 @@ describe('the int8 rows of an index', () => {
     check(copy);
   });
 
-  it("a row's dot products with several vectors are float32's to 1e-5 (1e-4 at 7 dims), its coarse cosines to 1e-2, at any number of dims", () => {
+  it("rows' dot products with several vectors are float32's to 1e-5 (1e-4 at 7 dims), at any number of dims, in the order asked", () => {
     const dot = (a: Float32Array, b: Float32Array) => a.reduce((sum, x, d) => sum + x * b[d]!, 0);
-    for (const dims of [DIMS, 7]) {
+    // 512 and 48 dims: the kernel's 16 at a time; 7 and 21: one at a time, and 16 then one at a time.
+    for (const dims of [DIMS, 48, 7, 21]) {
       const some = dims === DIMS ? vectors.slice(0, 50) : vectors.slice(0, 50).map((v) => unit(v.subarray(0, dims)));
       const examples = dims === DIMS ? queries.slice(0, 5) : queries.slice(0, 5).map((v) => unit(v.subarray(0, dims)));
       const held = new QuantizedRows(dims);
       some.forEach((v, key) => held.set(key, v));
-      const out = new Float64Array(examples.length);
-      const cosines = held.coarseCosines([...some.keys(), 999], examples);
-      some.forEach((v, key) => {
-        assert.ok(held.dots(key, examples, out));
+      const asked = [...some.keys()].reverse();
+      const dots = held.dotProducts([...asked, 999], examples);
+      asked.forEach((key, i) => {
         examples.forEach((e, j) => {
-          assert.ok(Math.abs(out[j]! - dot(v, e)) < (dims === DIMS ? 1e-5 : 1e-4), `dims ${dims}, row ${key}, vector ${j}: ${out[j]} against ${dot(v, e)}`);
-          assert.ok(Math.abs(cosines[key * examples.length + j]! - dot(v, e)) < 1e-2, `coarse, dims ${dims}, row ${key}, vector ${j}`);
+          const got = dots[i * examples.length + j]!;
+          assert.ok(Math.abs(got - dot(some[key]!, e)) < (dims === DIMS ? 1e-5 : 1e-4), `dims ${dims}, row ${key}, vector ${j}: ${got} against ${dot(some[key]!, e)}`);
         });
       });
-      assert.ok(Number.isNaN(cosines[some.length * examples.length]!), 'a key it does not hold');
-      assert.equal(held.dots(999, examples, out), false);
+      assert.ok(dots.subarray(asked.length * examples.length).every(Number.isNaN), 'a key it does not hold');
     }
+    // A call larger than the kernel's memory so far grows it.
+    const many = rows.dotProducts(allKeys, queries);
+    for (const key of [0, 1234, allKeys.length - 1]) assert.ok(Math.abs(many[key * queries.length + 39]! - dot(vectors[key]!, queries[39]!)) < 1e-5);
+  });
+
+  it('scores with the compile of src/search/row-dots.wat (scripts/build-wasm.ts)', async () => {
+    assert.equal(readFileSync(new URL('../src/search/row-dots-wasm.ts', import.meta.url), 'utf8'), await compiledRowDots());
   });
 
   it('a saved copy reads back with the same answers; a damaged file is refused', () => {

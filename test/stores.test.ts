@@ -99,6 +99,10 @@ for (const backend of backends) {
         const all = await catalog.all();
         assert.deepEqual(all.map((p) => p.id), ['b', 'a', 'c', 'd', 'é'], 'by key: the order of adding');
         assert.deepEqual([...(await catalog.getMany([all[1]!.key, all[4]!.key, 999_999])).values()].map((p) => p.id).sort(), ['a', 'é']);
+        const byIds = await catalog.getByIds(['é', 'none', 'b', 'é']);
+        assert.deepEqual([...byIds.keys()].sort(), ['b', 'é']);
+        assert.deepEqual(byIds.get('b'), b);
+        assert.equal((await catalog.getByIds([])).size, 0);
         assert.deepEqual((await catalog.filterFieldsAfter(all[1]!.key, 2)).map((f) => [f.key, f.year, f.genres]), [[all[2]!.key, 1999, ['War', 'Comedy']], [all[3]!.key, null, ['War']]]);
 
         const pages: string[][] = [];

@@ -7,7 +7,11 @@ export type UsearchIndex = InstanceType<typeof Index>;
 export type IndexScalar = 'f32' | 'f16' | 'i8';
 export const INDEX_SCALARS: readonly IndexScalar[] = ['f32', 'f16', 'i8'];
 
-const HNSW = { connectivity: 16, expansionAdd: 128, expansionSearch: 64 };
+/**
+ * expansionSearch 1: usearch walks with max(its expansion, the count asked), so every search sets its
+ * own by the count it asks for (VectorIndex: DEFAULT_EXPANSION, or less where a caller chooses).
+ */
+const HNSW = { connectivity: 16, expansionAdd: 128, expansionSearch: 1 };
 const SCALAR_KIND = { f32: ScalarKind.F32, f16: ScalarKind.F16, i8: ScalarKind.I8 } as const;
 
 /**

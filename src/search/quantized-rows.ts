@@ -2,6 +2,7 @@ import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { setImmediate } from 'node:timers/promises';
 import usearch from 'usearch';
+import { rowDotsCall } from './row-dots.js';
 import type { Neighbor } from './vector-index.js';
 
 const MAGIC = 0x3252514d; // "MQR2" little-endian
@@ -28,23 +29,6 @@ function quantizeInto(values: ArrayLike<number>, out: Int8Array, offset: number)
   return scale;
 }
 
-/** The dot product of the first `dims` components of a and b, in four running sums. */
-function dot(a: Float64Array, b: Float32Array, dims: number): number {
-  let s0 = 0;
-  let s1 = 0;
-  let s2 = 0;
-  let s3 = 0;
-  let d = 0;
-  for (; d + 4 <= dims; d += 4) {
-    s0 += a[d]! * b[d]!;
-    s1 += a[d + 1]! * b[d + 1]!;
-    s2 += a[d + 2]! * b[d + 2]!;
-    s3 += a[d + 3]! * b[d + 3]!;
-  }
-  for (; d < dims; d++) s0 += a[d]! * b[d]!;
-  return s0 + s1 + s2 + s3;
-}
-
 /**
  * A compact copy of one version's unit vectors, for what the HNSW graph cannot do: an exact scan
  * over the posters a filter leaves, wherever they lie. Each vector is held in two int8 layers, each
@@ -64,8 +48,6 @@ export class QuantizedRows {
   private readonly free: number[] = [];
   private used = 0;
   private readonly residual: Float32Array;
-  /** A row rebuilt from both layers, by dots. */
-  private readonly scratch: Float64Array;
   /** Where a gather leaves its look-ahead reads, so that the compiler keeps them. */
   private touched = 0;
 
@@ -77,7 +59,6 @@ export class QuantizedRows {
     this.fine = new Int8Array(capacity * dims);
     this.scales = new Float32Array(capacity * 2);
     this.residual = new Float32Array(dims);
-    this.scratch = new Float64Array(dims);
   }
 
   get size(): number {
@@ -177,13 +158,13 @@ export class QuantizedRows {
   }
 
   /**
-   * The cosine of each of some rows with each of some unit vectors, from the coarse layer (to about
-   * 1e-3): the rows gathered into one block and compared with every vector by usearch's native int8
-   * kernel, for ranking many candidates by several examples at once. Row i and vector j at
+   * The dot products of some rows' vectors (both layers, to about 1e-5) with each of some vectors:
+   * the rows copied beside the vectors and compared by the WebAssembly kernel of row-dots.wat, for
+   * scoring candidates against several examples at once. Row i and vector j at
    * [i * vectors.length + j]; NaN for a key it does not hold.
    */
-  coarseCosines(keys: number[], vectors: Float32Array[]): Float32Array {
-    const { dims, coarse } = this;
+  dotProducts(keys: number[], vectors: Float32Array[]): Float32Array {
+    const { dims, coarse, fine, scales } = this;
     const m = vectors.length;
     const out = new Float32Array(keys.length * m).fill(Number.NaN);
     const at: number[] = [];
@@ -195,35 +176,23 @@ export class QuantizedRows {
       rows.push(row);
     });
     if (rows.length === 0 || m === 0) return out;
-    const block = this.gatherBlock(rows.length);
-    rows.forEach((row, i) => block.set(coarse.subarray(row * dims, (row + 1) * dims), i * dims));
-    const queries = new Int8Array(m * dims);
-    vectors.forEach((vector, j) => quantizeInto(vector, queries, j * dims));
-    const found = usearch.exactSearch(block, queries, dims, rows.length, usearch.MetricKind.Cos, 1);
-    const batch = 'counts' in found ? found : { keys: found.keys, distances: found.distances, counts: [BigInt(found.keys.length)] };
-    for (let j = 0; j < m; j++) {
-      for (let r = 0; r < Number(batch.counts[j]); r++) {
-        out[at[Number(batch.keys[j * rows.length + r])]! * m + j] = 1 - batch.distances[j * rows.length + r]!;
-      }
-    }
+    const call = rowDotsCall(rows.length, m, dims);
+    vectors.forEach((vector, j) => call.vectors.set(vector.subarray(0, dims), j * dims));
+    rows.forEach((row, i) => {
+      call.coarse.set(coarse.subarray(row * dims, (row + 1) * dims), i * dims);
+      call.fine.set(fine.subarray(row * dims, (row + 1) * dims), i * dims);
+      const c = scales[2 * row]!;
+      const f = scales[2 * row + 1]!;
+      call.steps[2 * i] = c > 0 ? 1 / c : 0;
+      call.steps[2 * i + 1] = f > 0 ? 1 / f : 0;
+    });
+    const dots = call.run();
+    rows.forEach((_, i) => out.set(dots.subarray(i * m, (i + 1) * m), at[i]! * m));
     return out;
   }
 
-  /**
-   * The dot products of a row's vector (both layers) with each of some vectors, into `out`: the row
-   * rebuilt once into a scratch vector, then one plain loop per vector (a loop over the vectors inside
-   * the loop over dimensions ran about six times slower); false for a key it does not hold.
-   */
-  dots(key: number, vectors: Float32Array[], out: Float64Array): boolean {
-    const row = this.rowOf.get(key);
-    if (row === undefined) return false;
-    this.rebuild(row, this.scratch);
-    for (let j = 0; j < vectors.length; j++) out[j] = dot(this.scratch, vectors[j]!, this.dims);
-    return true;
-  }
-
   /** A row's vector from both layers, into `out`. */
-  private rebuild(row: number, out: Float32Array | Float64Array): void {
+  private rebuild(row: number, out: Float32Array): void {
     const { dims, coarse, fine } = this;
     const base = row * dims;
     const c = this.scales[2 * row]!;

@@ -50,6 +50,11 @@ export class Searcher {
     return this.index.size;
   }
 
+  /** How many candidates a graph search keeps while it walks (usearch's ef), unless a caller asks for another. */
+  get expansion(): number {
+    return this.index.expansion;
+  }
+
   /** Every genre among them. */
   genres(): string[] {
     return this.filters.genres();
@@ -104,13 +109,13 @@ export class Searcher {
    * to `threads` threads (best_score's positives: nearly the time of one search, not of several),
    * or a selective filter's posters gathered once and scanned for all of them.
    */
-  nearestEach(queries: Float32Array[], k: number, filter: SearchFilter, exclude: Set<number>, threads: number): Neighbor[][] {
+  nearestEach(queries: Float32Array[], k: number, filter: SearchFilter, exclude: Set<number>, threads: number, expansion?: number): Neighbor[][] {
     const plan = this.plan(k, filter, exclude);
     if (queries.length >= 2 && plan.kind === 'scan') return this.index.rows.nearestEach(queries, k, plan.keys());
     if (queries.length < 2 || plan.kind !== 'graph' || plan.fetch > this.graphFetchLimit) {
       return queries.map((query) => this.nearest(query, k, filter, exclude));
     }
-    return this.index.searchMany(queries, plan.fetch, Math.min(threads, queries.length)).map((neighbors, i) => {
+    return this.index.searchMany(queries, plan.fetch, Math.min(threads, queries.length), expansion).map((neighbors, i) => {
       const found = neighbors.filter((n) => plan.accept(n.key));
       return found.length >= k ? found.slice(0, k) : this.nearest(queries[i]!, k, filter, exclude);
     });
@@ -162,14 +167,9 @@ export class Searcher {
     return this.index.rows.vector(key);
   }
 
-  /** Each poster's cosine with each of some unit vectors, from the coarse int8 rows (to about 1e-3): QuantizedRows.coarseCosines. */
-  rowCosines(keys: number[], vectors: Float32Array[]): Float32Array {
-    return this.index.rows.coarseCosines(keys, vectors);
-  }
-
-  /** A poster's dot products with some vectors, from the int8 rows (to about 1e-5), into `out`; false for one it does not cover. */
-  rowDots(key: number, vectors: Float32Array[], out: Float64Array): boolean {
-    return this.index.rows.dots(key, vectors, out);
+  /** Each poster's dot product with each of some vectors, from the int8 rows (to about 1e-5): QuantizedRows.dotProducts. */
+  rowDots(keys: number[], vectors: Float32Array[]): Float32Array {
+    return this.index.rows.dotProducts(keys, vectors);
   }
 
   /** Neighbours (from nearest, or scored elsewhere) as hits, in their order, with their posters. */

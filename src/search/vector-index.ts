@@ -335,11 +335,11 @@ export class VectorIndex {
     writeAtomically(`${file}.json`, JSON.stringify(meta));
   }
 
-  /** The nearest `k` of many queries at once, on `threads` threads (evaluation and benchmarks). */
-  searchMany(queries: Float32Array[], k: number, threads: number): Neighbor[][] {
+  /** The nearest `k` of many queries at once, on `threads` threads, each search walking with `expansion` (at least k). */
+  searchMany(queries: Float32Array[], k: number, threads: number, expansion = this.expansion): Neighbor[][] {
     const count = Math.min(k, this.size);
     if (count === 0 || queries.length === 0) return queries.map(() => []);
-    return this.graph.searchMany(queries, Math.min(Math.max(count, this.expansion), this.size), threads).map((matches) => neighbors(matches, count));
+    return this.graph.searchMany(queries, Math.min(Math.max(count, expansion), this.size), threads).map((matches) => neighbors(matches, count));
   }
 
   /** The nearest `k` by the HNSW graph (approximate; distances exact only when stored as f32). */

@@ -21,17 +21,24 @@ const CANDIDATE_GROWTH = 4;
 /** The most nearest neighbours of one positive that best_score scores; past it the answer may be approximate. */
 const MAX_CANDIDATES_PER_POSITIVE = 4096;
 /**
- * How far a coarse (int8) cosine may be from the exact one, taken generously: a candidate whose
- * coarse score, moved by this much in its favour, could reach the answer is scored again exactly.
- */
-const COARSE_ERROR = 0.01;
-/**
  * best_score searches the graph for its positives' neighbours on all cores from this many posters:
- * 3 positives at 200,000 took 587 µs on 2 threads against 732 µs on one; at 7,198, 255 µs against 197
- * (starting threads costs more than a search of a small graph).
+ * 3 positives at 200,000 took 587 µs on 2 threads against 732 µs on one. At 7,198 (first round,
+ * expansion 13) 2 threads saved 28 µs at p50 in this process but lost it at p99 (386 against 232 µs),
+ * and through the server best_score went from 1.35x similar's p50 to 1.43x (AVX2 EPYC, 2 cores).
  */
 const PARALLEL_SEARCH_FROM = 100_000;
 const SEARCH_THREADS = availableParallelism();
+/**
+ * best_score's first searches, one per positive, walk with this share of a search's expansion
+ * (usearch's ef: 8 of the default 64, so in effect the count fetched, k plus the examples). A
+ * neighbour that the narrow walk misses is mostly found by the next round, which walks with the
+ * whole expansion wherever a poster not yet fetched could still beat the answer. On the demo
+ * catalog (3 positives, 2 negatives, k=8; bench/results/recommend.md) the answer's recall@8 against
+ * scoring every poster was at least similar's own at the whole expansion (0.9979–0.9984 against
+ * 0.9977–0.9981 over 1,000 draws), while the three searches took 156–169 µs against 347–559. Below
+ * PARALLEL_SEARCH_FROM only: at a million posters its recall is not measured.
+ */
+const FIRST_ROUND_EXPANSION_SHARE = 1 / 8;
 /**
  * best_score scores every poster a filter leaves when it leaves at most this many: one pass over
  * them, not a search per positive. At 601 posters that pass cost 993 µs against 656 µs for the
@@ -76,17 +83,16 @@ export function checkExamples(positive: Example[], negative: Example[]): void {
 export async function recommend(engine: Engine, catalog: Catalog, dataDir: string, query: RecommendQuery): Promise<RecommendAnswer> {
   const { positive, negative, strategy, k, filter, minSimilarity, diversity } = query;
   checkExamples(positive, negative);
-  // Every id is looked up before any upload is embedded: an unknown one costs nothing.
-  const posterOf = async (example: Example, role: string, index: number): Promise<Poster | null> => {
+  // Every id is looked up (in one query) before any upload is embedded: an unknown one costs nothing.
+  const ids = [...positive, ...negative].flatMap((e) => ('id' in e ? [e.id] : []));
+  const found = await catalog.getByIds(ids);
+  const posterOf = (example: Example, role: string, index: number): Poster | null => {
     if (!('id' in example)) return null;
-    const poster = await catalog.get(example.id);
+    const poster = found.get(example.id);
     if (!poster) throw notFound(`poster ${example.id} (${role} example ${index + 1})`);
     return poster;
   };
-  const posters = [
-    await Promise.all(positive.map((e, i) => posterOf(e, 'positive', i))),
-    await Promise.all(negative.map((e, i) => posterOf(e, 'negative', i))),
-  ] as const;
+  const posters = [positive.map((e, i) => posterOf(e, 'positive', i)), negative.map((e, i) => posterOf(e, 'negative', i))] as const;
   // One positive alone is the similar search of its stored vector; several are combined, and read
   // from the int8 rows in memory (to about 1e-5) rather than from SQLite one by one.
   const alone = positive.length === 1 && negative.length === 0;
@@ -124,9 +130,8 @@ export async function recommend(engine: Engine, catalog: Catalog, dataDir: strin
 
 /**
  * best_score over a candidate set: each positive's nearest neighbours (under the filter), scored
- * against every example, best first, ties by key: all of them from the coarse int8 rows in one
- * native pass (to about 1e-3), those that could be among the best `wanted` again from both layers
- * (to about 1e-5). Those first `wanted` are the answer of scoring every poster that passes the
+ * against every example from the int8 rows (both layers, to about 1e-5, by one call of the
+ * WebAssembly kernel per round), best first, ties by key. Those first `wanted` are the answer of scoring every poster that passes the
  * filter when each scores above zero with a best similarity at least every positive's reach (the
  * similarity of that positive's farthest neighbour fetched): a poster not fetched is no nearer any positive
  * than its reach, and one nearer a negative scores below zero. Until then the neighbours fetched,
@@ -145,44 +150,22 @@ export function bestScoreCandidates(
   wanted: number,
   exactPassLimit = EXACT_PASS_LIMIT,
 ): Ranked[] {
-  /** `ceiling`: the most its exact relevance can be (itself once exact). */
-  type Scored = Ranked & { best: number; exact: boolean; ceiling: number };
+  type Scored = Ranked & { best: number };
   const scored = new Map<number, Scored>();
   const examples = [...positives, ...negatives];
   const m = examples.length;
-  /** A candidate's score from its similarities to the examples (positives first), each within `error` of the exact one. */
-  const score = (key: number, similarity: (j: number) => number, error: number): Scored => {
-    let best = Number.NEGATIVE_INFINITY;
-    for (let j = 0; j < positives.length; j++) best = Math.max(best, similarity(j));
-    let worst = Number.NEGATIVE_INFINITY;
-    for (let j = positives.length; j < m; j++) worst = Math.max(worst, similarity(j));
-    const relevance = bestScore(best, worst);
-    const ceiling = error === 0 ? relevance : bestScore(best + error, worst - error);
-    return { neighbor: { key, distance: Math.sqrt(Math.max(0, 2 - 2 * best)) }, relevance, best, exact: error === 0, ceiling };
-  };
   const order = (a: Scored, b: Scored) => b.relevance - a.relevance || a.neighbor.key - b.neighbor.key;
-  const dots = new Float64Array(m);
-  /**
-   * Scores the keys from the coarse rows, then from both layers every candidate whose coarse score
-   * could, within the coarse error, reach the `wanted` best of those scored exactly: so the ranking
-   * of the best `wanted` does not depend on how many candidates were scored. All scored, best first.
-   */
+  /** Scores the keys against every example (positives first); all scored so far, best first. */
   const add = (keys: number[]): Scored[] => {
-    const cosines = searcher.rowCosines(keys, examples);
+    const dots = searcher.rowDots(keys, examples);
     keys.forEach((key, i) => {
-      if (!Number.isNaN(cosines[i * m]!)) scored.set(key, score(key, (j) => cosines[i * m + j]!, COARSE_ERROR));
+      if (Number.isNaN(dots[i * m]!)) return;
+      let best = Number.NEGATIVE_INFINITY;
+      for (let j = 0; j < positives.length; j++) best = Math.max(best, dots[i * m + j]!);
+      let worst = Number.NEGATIVE_INFINITY;
+      for (let j = positives.length; j < m; j++) worst = Math.max(worst, dots[i * m + j]!);
+      scored.set(key, { neighbor: { key, distance: Math.sqrt(Math.max(0, 2 - 2 * best)) }, relevance: bestScore(best, worst), best });
     });
-    const coarse = [...scored.values()].filter((c) => !c.exact).sort((a, b) => b.ceiling - a.ceiling);
-    const exact = [...scored.values()].filter((c) => c.exact).sort(order);
-    for (const candidate of coarse) {
-      const floor = exact.length >= wanted ? exact[wanted - 1]!.relevance : Number.NEGATIVE_INFINITY;
-      if (candidate.ceiling < floor) break;
-      const key = candidate.neighbor.key;
-      if (!searcher.rowDots(key, examples, dots)) continue;
-      const rescored = score(key, (j) => dots[j]!, 0);
-      scored.set(key, rescored);
-      exact.splice(insertionPoint(exact, rescored, order), 0, rescored);
-    }
     return [...scored.values()].sort(order);
   };
   const all = searcher.passing(filter, exclude, exactPassLimit);
@@ -194,10 +177,11 @@ export function bestScoreCandidates(
   let open = positives.map((_, i) => i);
   /** Per positive, the similarity of the farthest neighbour fetched: no poster left unfetched is nearer it. */
   const reach = new Float64Array(positives.length);
-  for (let fetch = Math.max(wanted, 8); ; fetch *= CANDIDATE_GROWTH) {
+  const first = Math.max(wanted, 8);
+  for (let fetch = first; ; fetch *= CANDIDATE_GROWTH) {
     const fresh = new Set<number>();
     let covered = false;
-    searcher.nearestEach(open.map((i) => positives[i]!), fetch, filter, exclude, threads).forEach((nearest, n) => {
+    searcher.nearestEach(open.map((i) => positives[i]!), fetch, filter, exclude, threads, fetch === first ? firstRoundExpansion(searcher) : undefined).forEach((nearest, n) => {
       if (nearest.length < fetch) covered = true; // every poster that passes the filter is among them
       else reach[open[n]!] = 1 - nearest[nearest.length - 1]!.distance ** 2 / 2;
       for (const { key } of nearest) if (!scored.has(key)) fresh.add(key);
@@ -213,14 +197,7 @@ export function bestScoreCandidates(
   }
 }
 
-/** Where `item` goes in `sorted` (ascending by `order`) to keep it sorted. */
-function insertionPoint<T>(sorted: T[], item: T, order: (a: T, b: T) => number): number {
-  let low = 0;
-  let high = sorted.length;
-  while (low < high) {
-    const mid = (low + high) >> 1;
-    if (order(sorted[mid]!, item) <= 0) low = mid + 1;
-    else high = mid;
-  }
-  return low;
+/** The expansion of best_score's first searches (see FIRST_ROUND_EXPANSION_SHARE); undefined for the searcher's own. */
+export function firstRoundExpansion(searcher: Searcher): number | undefined {
+  return searcher.size < PARALLEL_SEARCH_FROM ? Math.ceil(searcher.expansion * FIRST_ROUND_EXPANSION_SHARE) : undefined;
 }

@@ -47,6 +47,8 @@ export interface Catalog {
   changes(): Promise<{ changes: number; pictures: number }>;
   count(): Promise<number>;
   get(id: string): Promise<Poster | null>;
+  /** Some posters by id, in one query; ids with no poster are left out. */
+  getByIds(ids: string[]): Promise<Map<string, Poster>>;
   /** Some posters by key, in one query; keys with no poster are left out. */
   getMany(keys: number[]): Promise<Map<number, Poster>>;
   /** What a searcher keeps of each poster, a page at a time: the first `limit` posters after `afterKey`, by key. */

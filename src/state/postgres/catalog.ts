@@ -31,6 +31,13 @@ export class PostgresCatalog implements Catalog {
     return read(this.pool, id);
   }
 
+  async getByIds(ids: string[]): Promise<Map<string, Poster>> {
+    const out = new Map<string, Poster>();
+    if (ids.length === 0) return out;
+    for (const row of (await this.pool.query<PosterRow>('SELECT * FROM posters WHERE id = ANY($1::text[])', [ids])).rows) out.set(row.id, fromRow(row));
+    return out;
+  }
+
   async getMany(keys: number[]): Promise<Map<number, Poster>> {
     const out = new Map<number, Poster>();
     if (keys.length === 0) return out;

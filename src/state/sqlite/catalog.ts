@@ -9,11 +9,13 @@ import { type Db, inWriteTransaction } from './db.js';
 export class SqliteCatalog implements Catalog {
   // Prepared once: the search path reads posters on every request.
   private readonly byId: Database.Statement<[string], PosterRow>;
+  private readonly byIds: Database.Statement<[string], PosterRow>;
   private readonly byKeys: Database.Statement<[string], PosterRow>;
   private readonly byPixels: Database.Statement<[string], PosterRow>;
 
   constructor(private readonly db: Db) {
     this.byId = db.prepare('SELECT * FROM posters WHERE id = ?');
+    this.byIds = db.prepare('SELECT * FROM posters WHERE id IN (SELECT value FROM json_each(?))');
     this.byKeys = db.prepare('SELECT * FROM posters WHERE key IN (SELECT value FROM json_each(?))');
     this.byPixels = db.prepare('SELECT * FROM posters WHERE pixel_sha256 = ? ORDER BY key LIMIT 1');
   }
@@ -48,6 +50,13 @@ export class SqliteCatalog implements Catalog {
   getSync(id: string): Poster | null {
     const row = this.byId.get(id);
     return row ? fromRow(row) : null;
+  }
+
+  async getByIds(ids: string[]): Promise<Map<string, Poster>> {
+    const out = new Map<string, Poster>();
+    if (ids.length === 0) return out;
+    for (const row of this.byIds.all(JSON.stringify(ids))) out.set(row.id, fromRow(row));
+    return out;
   }
 
   /** Some posters by key, in one query; keys with no poster are left out. */
