@@ -15,7 +15,8 @@
  *    (1 %, the filtered graph search) and years 1900-1903 (0.1 %, the exact scan).
  * 1c. BENCH_PARTS=parts (not by default): best_score's parts timed in this process on the demo catalog's
  *    served index (MARQUEE_DATA_DIR): similar's one graph search, the positives' searches (one thread and
- *    two), the coarse and exact scoring, and the whole of bestScoreCandidates.
+ *    two, at the whole expansion and at the first round's), the coarse and exact scoring, and the whole of
+ *    bestScoreCandidates; and the recall@k of best_score's answer and of similar's against scoring every poster.
  * 2. A million titles (BENCH_PARTS=titles-postgres: on PostgreSQL, a throwaway cluster, not by default): a scratch SQLite file made by the real migrations, a million posters written
  *    by Catalog.upsert (so the FTS index is filled by its triggers), titles drawn from the demo
  *    catalog's words and title lengths. Queries as a person types a real title (its first 1..n
@@ -43,7 +44,8 @@ import { startCluster } from '../test/support/postgres.js';
 import { createContext, ROOT } from './lib/context.js';
 import { VectorIndex } from '../src/search/vector-index.js';
 import { Searcher } from '../src/search/searcher.js';
-import { bestScoreCandidates } from '../src/service/recommend.js';
+import { bestScoreCandidates, firstRoundExpansion } from '../src/service/recommend.js';
+import { bestScore } from '../src/search/recommend-scores.js';
 import { indexPath } from '../src/service/engine.js';
 import { machineInfo } from './lib/machine.js';
 import { startServer } from './lib/server.js';
@@ -55,6 +57,8 @@ const REQUESTS = Number(process.env.RECOMMEND_REQUESTS ?? 1000);
 const TITLE_QUERIES = Number(process.env.TITLE_QUERIES ?? 2000);
 const MILLION_REQUESTS = Number(process.env.RECOMMEND_MILLION_REQUESTS ?? 500);
 const K = 8;
+/** Draws of best_score's parts whose answers are checked against scoring every poster (35 ms a draw at 7,198 posters). */
+const RECALL_DRAWS = 500;
 const PAGE = 20;
 /** Which parts to run: `recommend` (the demo catalog through the server), `million` (the same at a million posters), `titles` (a million titles); `parts` (best_score's parts in this process) on request. */
 const PARTS = (process.env.BENCH_PARTS ?? 'recommend,million,titles').split(',');
@@ -101,12 +105,14 @@ async function recommendAgainstSimilar(url: string, heading: string, pick: () =>
     heading,
     '',
     'Client-side latency (fetch, whole response read), ms: p50 / **p99**. Ratio: recommend ÷ similar. Target: ≤ 1.3 at p50 and p99.',
+    "One positive: POST /posters/recommend with the first positive alone, which searches as similar does: what the route's request and answer add (not a target).",
     '',
-    '| filter | similar | recommend average_vector | ratio p50 / p99 | recommend best_score | ratio p50 / p99 |',
-    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    '| filter | similar | one positive | ratio p50 / p99 | recommend average_vector | ratio p50 / p99 | recommend best_score | ratio p50 / p99 |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   );
   for (const { name, filter } of variants) {
     const base: number[] = [];
+    const one: number[] = [];
     const average: number[] = [];
     const best: number[] = [];
     for (let i = 0; i < requests + 20; i++) {
@@ -115,18 +121,20 @@ async function recommendAgainstSimilar(url: string, heading: string, pick: () =>
       const [p1, p2, p3, n1, n2] = [...examples];
       const times = [
         await timed(similar(p1!, filter)),
+        await timed(recommend({ positive: [p1], ...filter })),
         await timed(recommend({ positive: [p1, p2, p3], negative: [n1, n2], strategy: 'average_vector', ...filter })),
         await timed(recommend({ positive: [p1, p2, p3], negative: [n1, n2], strategy: 'best_score', ...filter })),
       ];
       if (i < 20) continue; // warm-up
       base.push(times[0]!);
-      average.push(times[1]!);
-      best.push(times[2]!);
+      one.push(times[1]!);
+      average.push(times[2]!);
+      best.push(times[3]!);
     }
-    const [s, a, b] = [summarise(base), summarise(average), summarise(best)];
+    const [s, o, a, b] = [summarise(base), summarise(one), summarise(average), summarise(best)];
     const ratio = (x: Summary) => `${(x.median / s.median).toFixed(2)} / ${(x.p99 / s.p99).toFixed(2)}`;
-    out.push(`| ${name} | ${ms(s)} | ${ms(a)} | ${ratio(a)} | ${ms(b)} | ${ratio(b)} |`);
-    log(`${name}: similar ${ms(s)}, average ${ms(a)}, best ${ms(b)}`);
+    out.push(`| ${name} | ${ms(s)} | ${ms(o)} | ${ratio(o)} | ${ms(a)} | ${ratio(a)} | ${ms(b)} | ${ratio(b)} |`);
+    log(`${name}: similar ${ms(s)}, one positive ${ms(o)}, average ${ms(a)}, best ${ms(b)}`);
   }
   out.push('');
 }
@@ -245,16 +253,34 @@ if (PARTS.includes('parts')) {
     }
     rows.push([name, summarise(samples)]);
   };
-  const out8 = new Float64Array(5);
+  const firstRound = firstRoundExpansion(searcher);
   for (let round = 0; round < 2; round++) {
     rows.length = 0;
     time("similar's search (one graph search, k=8)", (d) => searcher.nearest(d.vectors[0]!, K, {}, new Set([d.keys[0]!])));
-    time("best_score's searches (3 positives, one native call, 1 thread)", (d) => searcher.nearestEach(d.vectors.slice(0, 3), K, {}, new Set(d.keys), 1));
+    time(`best_score's searches (3 positives, one native call, 1 thread), expansion ${searcher.expansion}`, (d) => searcher.nearestEach(d.vectors.slice(0, 3), K, {}, new Set(d.keys), 1));
     time('the same on 2 threads', (d) => searcher.nearestEach(d.vectors.slice(0, 3), K, {}, new Set(d.keys), 2));
-    time('coarse cosines of 24 candidates with 5 examples (int8, one native call)', (d) => searcher.rowCosines([...d.keys, ...keys.slice(0, 19)], d.vectors));
-    time('exact dot products of one candidate with 5 examples', (d) => searcher.rowDots(d.keys[0]!, d.vectors, out8));
+    time(`the same on 1 thread, expansion ${Math.max(firstRound ?? 0, K + 5)} (best_score's first round: the count fetched, k and the 5 examples)`, (d) => searcher.nearestEach(d.vectors.slice(0, 3), K, {}, new Set(d.keys), 1, firstRound));
+    time('dot products of 24 candidates with 5 examples (both int8 layers, the WebAssembly kernel)', (d) => searcher.rowDots([...d.keys, ...keys.slice(0, 19)], d.vectors));
     time('best_score, whole (bestScoreCandidates: searches, scoring, further rounds)', (d) => bestScoreCandidates(searcher, d.vectors.slice(0, 3), d.vectors.slice(3), {}, new Set(d.keys), K));
   }
+  // Recall against scoring every poster (from the int8 rows, to about 1e-5), for the first RECALL_DRAWS draws.
+  const recall = { bestScore: [] as number[], similar: [] as number[] };
+  for (const d of draws.slice(0, RECALL_DRAWS)) {
+    const examples = new Set(d.keys);
+    const others = keys.filter((key) => !examples.has(key));
+    const dots = searcher.rowDots(others, d.vectors);
+    const every = others.map((key, i) => {
+      const [p1, p2, p3, n1, n2] = dots.subarray(5 * i, 5 * i + 5);
+      return { key, score: bestScore(Math.max(p1!, p2!, p3!), Math.max(n1!, n2!)), first: p1! };
+    });
+    const best = new Set([...every].sort((a, b) => b.score - a.score || a.key - b.key).slice(0, K).map((c) => c.key));
+    const nearest = new Set([...every].sort((a, b) => b.first - a.first || a.key - b.key).slice(0, K).map((c) => c.key));
+    const found = bestScoreCandidates(searcher, d.vectors.slice(0, 3), d.vectors.slice(3), {}, examples, K).slice(0, K);
+    recall.bestScore.push(found.filter((r) => best.has(r.neighbor.key)).length / K);
+    recall.similar.push(searcher.nearest(d.vectors[0]!, K, {}, new Set([d.keys[0]!])).filter((n) => nearest.has(n.key)).length / K);
+  }
+  const recallLine = (name: string, values: number[]) =>
+    `| ${name} | ${(values.reduce((a, b) => a + b, 0) / values.length).toFixed(4)} | ${values.filter((r) => r === 1).length} of ${values.length} |`;
   ctx.db.close();
   out.push(
     `### Where best_score's time goes: the demo catalog's served index (${keys.length} posters, ${ctx.model.version}), in this process, ${REQUESTS} draws of 3 positives and 2 negatives, k=${K}`,
@@ -264,6 +290,13 @@ if (PARTS.includes('parts')) {
     '| part | µs |',
     '| --- | ---: |',
     ...rows.map(([name, s]) => `| ${name} | ${s.median.toFixed(1)} / **${s.p99.toFixed(1)}** |`),
+    '',
+    `Recall@${K} against scoring every poster (best_score: each poster against the 5 examples; similar: its nearest to the first positive, that one excluded), first ${RECALL_DRAWS} draws:`,
+    '',
+    `| answer | recall@${K} | answers exact |`,
+    '| --- | ---: | ---: |',
+    recallLine("best_score (bestScoreCandidates)", recall.bestScore),
+    recallLine("similar's search (expansion " + searcher.expansion + ')', recall.similar),
     '',
   );
 }
