@@ -11,24 +11,30 @@ trap 'rm -rf "$work"' EXIT
 export TMPDIR="$work/tmp"
 mkdir -p "$TMPDIR"
 
-echo "== type check (src, test, bench), and no Promise left unawaited (scripts/check-unawaited.mjs)"
-npx tsc -p tsconfig.json
-npx tsc -p tsconfig.check.json
-node scripts/check-unawaited.mjs
-
 # The stages below that wait on one core (the image replay compiles with one, pip mostly waits on
 # disk, the Node tests spend much of their time waiting on servers) run side by side: on two cores,
-# one after the other took 28 minutes, near CI's limit.
-echo "== Dockerfile build stage, replayed outside Docker (scripts/docker-build-replay.sh), beside the Python environment"
+# one after the other took 28 minutes, near CI's limit. The type checks run beside the two installs,
+# and the image replay goes on beside the tests (its output follows theirs).
+echo "== Dockerfile build stage, replayed outside Docker (scripts/docker-build-replay.sh), and the Python environment (training/requirements.lock), beside the type checks"
 docker_status=0
 bash scripts/docker-build-replay.sh > "$work/docker-build.log" 2>&1 &
 docker_pid=$!
-echo "== Python environment (training/requirements.lock)"
-bash scripts/python-env.sh
-wait "$docker_pid" || docker_status=$?
-grep -E '^(==|--|   \(|docker-build-replay)' "$work/docker-build.log" || true
-if (( docker_status != 0 )); then tail -n 40 "$work/docker-build.log"; fi
+python_env_status=0
+bash scripts/python-env.sh > "$work/python-env.log" 2>&1 &
+python_env_pid=$!
 
+echo "== type check (src, test, bench, scripts), and no Promise left unawaited (scripts/check-unawaited.mjs)"
+typecheck_status=0
+{ npx tsc -p tsconfig.json && npx tsc -p tsconfig.check.json && node scripts/check-unawaited.mjs; } || typecheck_status=$?
+
+wait "$python_env_pid" || python_env_status=$?
+echo "== Python environment: its output"
+cat "$work/python-env.log"
+if (( typecheck_status != 0 || python_env_status != 0 )); then
+  kill "$docker_pid" 2>/dev/null || true
+  echo "the type checks (status $typecheck_status) or the Python environment (status $python_env_status) failed"
+  exit 1
+fi
 echo "== Python tests (training/tests) on one thread, beside the Node tests; their output follows the Node tests'"
 (
   status=0
@@ -59,6 +65,11 @@ MARQUEE_TEST_BACKEND=postgres node --import tsx --test --test-concurrency=1 \
   --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=tap --test-reporter-destination="$work/node-pg.tap" \
   "${pg_suites[@]/%/.test.ts}" || node_status=$?
+
+wait "$docker_pid" || docker_status=$?
+echo "== Dockerfile build stage: its output"
+grep -E '^(==|--|   \(|docker-build-replay)' "$work/docker-build.log" || true
+if (( docker_status != 0 )); then tail -n 40 "$work/docker-build.log"; fi
 
 wait "$py_pid" || true
 py_status="$(cat "$work/pytest.status" 2>/dev/null || echo 1)"
