@@ -31,7 +31,9 @@ wait "$python_env_pid" || python_env_status=$?
 echo "== Python environment: its output"
 cat "$work/python-env.log"
 if (( typecheck_status != 0 || python_env_status != 0 )); then
-  kill "$docker_pid" 2>/dev/null || true
+  # The replay is waited for, not killed: a kill reaches its shell, not the npm and tsc beneath it,
+  # which would go on writing into the folder the exit trap removes.
+  wait "$docker_pid" || true
   echo "the type checks (status $typecheck_status) or the Python environment (status $python_env_status) failed"
   exit 1
 fi

@@ -111,9 +111,12 @@ describe('the int8 rows of an index', () => {
       });
       assert.ok(dots.subarray(asked.length * examples.length).every(Number.isNaN), 'a key it does not hold');
     }
-    // A call larger than the kernel's memory so far grows it.
-    const many = rows.dotProducts(allKeys, queries);
-    for (const key of [0, 1234, allKeys.length - 1]) assert.ok(Math.abs(many[key * queries.length + 39]! - dot(vectors[key]!, queries[39]!)) < 1e-5);
+    // A call larger than the kernel's memory so far grows it, and one past its block of rows is made in blocks.
+    const twice = [...allKeys, ...allKeys];
+    const many = rows.dotProducts(twice, queries);
+    for (const at of [0, 1234, allKeys.length - 1, 4095, 4096, twice.length - 1]) {
+      assert.ok(Math.abs(many[at * queries.length + 39]! - dot(vectors[twice[at]!]!, queries[39]!)) < 1e-5, `row ${at} of ${twice.length}`);
+    }
   });
 
   it('scores with the compile of src/search/row-dots.wat (scripts/build-wasm.ts)', async () => {

@@ -35,11 +35,16 @@ const SEARCH_THREADS = availableParallelism();
  * whole expansion wherever a poster not yet fetched could still beat the answer. On the demo
  * catalog (3 positives, 2 negatives, k=8; bench/results/recommend.md) the answer's recall@8 against
  * scoring every poster was at least similar's own at the whole expansion (0.9979–0.9984 against
- * 0.9977–0.9981 over 1,000 draws), while the three searches took 156–169 µs against 347–559. Below
- * PARALLEL_SEARCH_FROM only: at a million posters (bench/million.ts's synthetic catalog, f16 graph,
- * 60 draws) it took best_score from 1,209 to 656 µs but its recall@8 from 0.944 to 0.771 (similar's 0.973).
+ * 0.9977–0.9981 over 1,000 draws), while the three searches took 156–169 µs against 347–559.
+ * A narrow round that misses a neighbour still reports a reach, and a positive is searched no further
+ * once its reach falls below the answer: so the narrowing is kept to the catalog sizes where its
+ * recall was measured (NARROW_FIRST_ROUND_BELOW). At a million posters (bench/million.ts's synthetic
+ * catalog, f16 graph, 60 draws) it took best_score from 1,209 to 656 µs but its recall@8 from 0.944
+ * to 0.771 (similar's 0.973).
  */
 const FIRST_ROUND_EXPANSION_SHARE = 1 / 8;
+/** The catalog size up to which best_score's first round is narrowed: measured at 7,198 (the demo catalog), with room for its growth. */
+const NARROW_FIRST_ROUND_BELOW = 10_000;
 /**
  * best_score scores every poster a filter leaves when it leaves at most this many: one pass over
  * them, not a search per positive. With the WebAssembly kernel (2026-12-05, AVX2 EPYC; 3 positives,
@@ -201,5 +206,5 @@ export function bestScoreCandidates(
 
 /** The expansion of best_score's first searches (see FIRST_ROUND_EXPANSION_SHARE); undefined for the searcher's own. */
 export function firstRoundExpansion(searcher: Searcher): number | undefined {
-  return searcher.size < PARALLEL_SEARCH_FROM ? Math.ceil(searcher.expansion * FIRST_ROUND_EXPANSION_SHARE) : undefined;
+  return searcher.size < NARROW_FIRST_ROUND_BELOW ? Math.ceil(searcher.expansion * FIRST_ROUND_EXPANSION_SHARE) : undefined;
 }
