@@ -31,6 +31,9 @@ function quantizeInto(values: ArrayLike<number>, out: Int8Array, offset: number)
   return scale;
 }
 
+/** What one int8 level of a layer is worth: the inverse of its scale, 0 for a layer of zeros. */
+const stepOf = (scale: number): number => (scale > 0 ? 1 / scale : 0);
+
 /**
  * A compact copy of one version's unit vectors, for what the HNSW graph cannot do: an exact scan
  * over the posters a filter leaves, wherever they lie. Each vector is held in two int8 layers, each
@@ -185,10 +188,8 @@ export class QuantizedRows {
       block.forEach((row, i) => {
         call.coarse.set(coarse.subarray(row * dims, (row + 1) * dims), i * dims);
         call.fine.set(fine.subarray(row * dims, (row + 1) * dims), i * dims);
-        const c = scales[2 * row]!;
-        const f = scales[2 * row + 1]!;
-        call.steps[2 * i] = c > 0 ? 1 / c : 0;
-        call.steps[2 * i + 1] = f > 0 ? 1 / f : 0;
+        call.steps[2 * i] = stepOf(scales[2 * row]!);
+        call.steps[2 * i + 1] = stepOf(scales[2 * row + 1]!);
       });
       const dots = call.run();
       block.forEach((_, i) => out.set(dots.subarray(i * m, (i + 1) * m), at[first + i]! * m));
@@ -200,10 +201,8 @@ export class QuantizedRows {
   private rebuild(row: number, out: Float32Array): void {
     const { dims, coarse, fine } = this;
     const base = row * dims;
-    const c = this.scales[2 * row]!;
-    const f = this.scales[2 * row + 1]!;
-    const coarseStep = c > 0 ? 1 / c : 0;
-    const fineStep = f > 0 ? 1 / f : 0;
+    const coarseStep = stepOf(this.scales[2 * row]!);
+    const fineStep = stepOf(this.scales[2 * row + 1]!);
     for (let d = 0; d < dims; d++) out[d] = coarse[base + d]! * coarseStep + fine[base + d]! * fineStep;
   }
 
@@ -211,10 +210,8 @@ export class QuantizedRows {
   private distance(row: number, query: Float32Array): number {
     const { dims, coarse, fine } = this;
     const base = row * dims;
-    const c = this.scales[2 * row]!;
-    const f = this.scales[2 * row + 1]!;
-    const coarseStep = c > 0 ? 1 / c : 0;
-    const fineStep = f > 0 ? 1 / f : 0;
+    const coarseStep = stepOf(this.scales[2 * row]!);
+    const fineStep = stepOf(this.scales[2 * row + 1]!);
     let sum = 0;
     for (let d = 0; d < dims; d++) {
       const diff = coarse[base + d]! * coarseStep + fine[base + d]! * fineStep - query[d]!;

@@ -137,11 +137,11 @@ export async function recommend(engine: Engine, catalog: Catalog, dataDir: strin
 
 /**
  * best_score over a candidate set: each positive's nearest neighbours (under the filter), scored
- * against every example from the int8 rows (both layers, to about 1e-5, by one call of the
- * WebAssembly kernel per round), best first, ties by key. Those first `wanted` are the answer of scoring every poster that passes the
- * filter when each scores above zero with a best similarity at least every positive's reach (the
- * similarity of that positive's farthest neighbour fetched): a poster not fetched is no nearer any positive
- * than its reach, and one nearer a negative scores below zero. Until then the neighbours fetched,
+ * against every example from the int8 rows (both layers, to about 1e-5, by the WebAssembly kernel),
+ * best first, ties by key. Those first `wanted` are the answer of scoring every poster that passes
+ * the filter when each scores above zero with a best similarity at least every positive's reach (the
+ * similarity of that positive's farthest neighbour fetched): a poster not fetched is no nearer any
+ * positive than its reach, and one nearer a negative scores below zero. Until then the neighbours fetched,
  * first `wanted` per positive, grow fourfold for the positives whose reach is still above the last
  * of the best `wanted` (the others can add nothing better), up to 4,096 per positive (then the
  * answer may be approximate: only with many examples crowding each other's neighbourhoods). A filter (or a
