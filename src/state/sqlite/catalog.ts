@@ -2,22 +2,23 @@ import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { BrowseOptions, Catalog, FilterFields, NewPoster, Poster } from '../catalog.js';
 import { decodeCursor, encodeCursor, sameContent } from '../catalog.js';
-import { posterFromRow as fromRow, type PosterRow } from '../rows.js';
+import { POSTER_COLUMNS, posterFromRow as fromRow, posterFromValues, type PosterRow } from '../rows.js';
 import { type Db, inWriteTransaction } from './db.js';
 
 /** The poster catalog in SQLite. The *Sync methods are for State's transactions that span stores. */
 export class SqliteCatalog implements Catalog {
-  // Prepared once: the search path reads posters on every request.
-  private readonly byId: Database.Statement<[string], PosterRow>;
-  private readonly byIds: Database.Statement<[string], PosterRow>;
-  private readonly byKeys: Database.Statement<[string], PosterRow>;
-  private readonly byPixels: Database.Statement<[string], PosterRow>;
+  // Prepared once, rows as arrays (see posterFromValues): the search path reads posters on every request.
+  private readonly byId: Database.Statement<[string], unknown[]>;
+  private readonly byIds: Database.Statement<[string], unknown[]>;
+  private readonly byKeys: Database.Statement<[string], unknown[]>;
+  private readonly byPixels: Database.Statement<[string], unknown[]>;
 
   constructor(private readonly db: Db) {
-    this.byId = db.prepare('SELECT * FROM posters WHERE id = ?');
-    this.byIds = db.prepare('SELECT * FROM posters WHERE id IN (SELECT value FROM json_each(?))');
-    this.byKeys = db.prepare('SELECT * FROM posters WHERE key IN (SELECT value FROM json_each(?))');
-    this.byPixels = db.prepare('SELECT * FROM posters WHERE pixel_sha256 = ? ORDER BY key LIMIT 1');
+    const select = (where: string) => db.prepare<[string], unknown[]>(`SELECT ${POSTER_COLUMNS.join(', ')} FROM posters WHERE ${where}`).raw(true);
+    this.byId = select('id = ?');
+    this.byIds = select('id IN (SELECT value FROM json_each(?))');
+    this.byKeys = select('key IN (SELECT value FROM json_each(?))');
+    this.byPixels = select('pixel_sha256 = ? ORDER BY key LIMIT 1');
   }
 
   /**
@@ -49,13 +50,16 @@ export class SqliteCatalog implements Catalog {
 
   getSync(id: string): Poster | null {
     const row = this.byId.get(id);
-    return row ? fromRow(row) : null;
+    return row ? posterFromValues(row) : null;
   }
 
   async getByIds(ids: string[]): Promise<Map<string, Poster>> {
     const out = new Map<string, Poster>();
     if (ids.length === 0) return out;
-    for (const row of this.byIds.all(JSON.stringify(ids))) out.set(row.id, fromRow(row));
+    for (const row of this.byIds.all(JSON.stringify(ids))) {
+      const poster = posterFromValues(row);
+      out.set(poster.id, poster);
+    }
     return out;
   }
 
@@ -68,7 +72,10 @@ export class SqliteCatalog implements Catalog {
   getManySync(keys: number[]): Map<number, Poster> {
     const out = new Map<number, Poster>();
     if (keys.length === 0) return out;
-    for (const row of this.byKeys.all(JSON.stringify(keys))) out.set(Number(row.key), fromRow(row));
+    for (const row of this.byKeys.all(JSON.stringify(keys))) {
+      const poster = posterFromValues(row);
+      out.set(poster.key, poster);
+    }
     return out;
   }
 
@@ -94,7 +101,7 @@ export class SqliteCatalog implements Catalog {
 
   async byPixelSha256(sha: string): Promise<Poster | null> {
     const row = this.byPixels.get(sha);
-    return row ? fromRow(row) : null;
+    return row ? posterFromValues(row) : null;
   }
 
   async browse(options: BrowseOptions): Promise<{ posters: Poster[]; nextCursor: string | null }> {
