@@ -9,7 +9,9 @@
  *    runs on the machine disturbs both alike: GET /posters/{id}/similar (the baseline) against
  *    POST /posters/recommend with 3 positive and 2 negative ids, both strategies, with no filter,
  *    a rare genre and a few years (the exact filtered scans), k=8; and diversity=0.5 against 0.
- *    Targets: recommend's p50 and p99 within 1.3x of similar's.
+ *    Targets: recommend's p50 and p99 within 1.3x of similar's. Each draw is sent by two clients in
+ *    turn: node:http over one kept-alive connection (its ratios are the server's, where the target is
+ *    read) and fetch, whose POST with a body costs the client itself about 0.15 ms more than a GET.
  * 1b. The same at a million posters, on the data dir `MILLION_CATALOG_ONLY=1 bench/million.ts` leaves (RECOMMEND_MILLION_DIR,
  *    default /tmp/marquee-million/data), served with the f16 graph: with no filter, genre Western
  *    (1 %, the filtered graph search) and years 1900-1903 (0.1 %, the exact scan).
@@ -28,6 +30,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
+import Fastify from 'fastify';
 import { seededRandom } from '../src/figures/random.js';
 import { titlePhrases } from '../src/search/title-query.js';
 import { listPosters } from '../src/service/poster-listing.js';
@@ -49,6 +52,7 @@ import { diversityPool } from '../src/service/poster-search.js';
 import { bestScore } from '../src/search/recommend-scores.js';
 import { indexPath } from '../src/service/engine.js';
 import { machineInfo } from './lib/machine.js';
+import { fetchClient, nodeHttpClient, type BenchClient, type ClientResponse } from './lib/http-client.js';
 import { startServer } from './lib/server.js';
 import { nowMs, summarise, type Summary } from './lib/stats.js';
 
@@ -84,60 +88,98 @@ out.push(
 );
 
 // ---------------------------------------------------------------------------------------------
-// 1. Recommend against similar: requests one at a time, the kinds interleaved.
-const timed = async (send: () => Promise<Response>): Promise<number> => {
+// 1. Recommend against similar: requests one at a time, the kinds interleaved, by two clients in turn.
+const CLIENTS_NOTE =
+  'Two clients, in turn for every draw: node:http over one kept-alive connection, which adds the same to a GET and a POST, so that its ratios are the server\'s ' +
+  '(the target is read there); and fetch (undici), whose POST with a body costs it about 0.15 ms more than a GET on this machine (both in this process, beside the server, on the same 2 cores).';
+const timed = async (send: () => Promise<ClientResponse>): Promise<number> => {
   const started = nowMs();
   const response = await send();
-  const text = await response.text();
   const elapsed = nowMs() - started;
-  if (response.status !== 200) throw new Error(`${response.status}: ${text.slice(0, 300)}`);
+  if (response.status !== 200) throw new Error(`${response.status}: ${response.text.slice(0, 300)}`);
   return elapsed;
 };
-const similarOf = (url: string) => (id: string, query: Record<string, string | number>) => () =>
-  fetch(`${url}/posters/${id}/similar?${new URLSearchParams(Object.entries({ k: K, ...query }).map(([k, v]) => [k, String(v)]))}`);
-const recommendOf = (url: string) => (body: Record<string, unknown>) => () =>
-  fetch(`${url}/posters/recommend`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ k: K, ...body }) });
+const similarOf = (client: BenchClient, url: string) => (id: string, query: Record<string, string | number>) => () =>
+  client.get(`${url}/posters/${id}/similar?${new URLSearchParams(Object.entries({ k: K, ...query }).map(([k, v]) => [k, String(v)]))}`);
+const recommendOf = (client: BenchClient, url: string) => (body: Record<string, unknown>) => () => client.postJson(`${url}/posters/recommend`, { k: K, ...body });
 
-/** The table of recommend (3 positive and 2 negative ids drawn with `pick`) against similar from the first positive, for each filter. */
+/** The tables of recommend (3 positive and 2 negative ids drawn with `pick`) against similar from the first positive, for each filter, one per client. */
 async function recommendAgainstSimilar(url: string, heading: string, pick: () => string, variants: { name: string; filter: Record<string, string | number> }[], requests: number) {
-  const similar = similarOf(url);
-  const recommend = recommendOf(url);
-  out.push(
-    heading,
+  const http = nodeHttpClient();
+  const clients = [http, fetchClient];
+  const tables = clients.map((client) => [
+    `${heading}, by ${client.name}`,
     '',
-    'Client-side latency (fetch, whole response read), ms: p50 / **p99**. Ratio: recommend ÷ similar. Target: ≤ 1.3 at p50 and p99.',
+    `Client-side latency (${client.name}, whole response read), ms: p50 / **p99**. Ratio: recommend ÷ similar. Target: ≤ 1.3 at p50 and p99.`,
     "One positive: POST /posters/recommend with the first positive alone, which searches as similar does: what the route's request and answer add (not a target).",
     '',
     '| filter | similar | one positive | ratio p50 / p99 | recommend average_vector | ratio p50 / p99 | recommend best_score | ratio p50 / p99 |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
-  );
+  ]);
   for (const { name, filter } of variants) {
-    const base: number[] = [];
-    const one: number[] = [];
-    const average: number[] = [];
-    const best: number[] = [];
+    const times = clients.map(() => ({ base: [] as number[], one: [] as number[], average: [] as number[], best: [] as number[] }));
     for (let i = 0; i < requests + 20; i++) {
       const examples = new Set<string>();
       while (examples.size < 5) examples.add(pick());
       const [p1, p2, p3, n1, n2] = [...examples];
-      const times = [
-        await timed(similar(p1!, filter)),
-        await timed(recommend({ positive: [p1], ...filter })),
-        await timed(recommend({ positive: [p1, p2, p3], negative: [n1, n2], strategy: 'average_vector', ...filter })),
-        await timed(recommend({ positive: [p1, p2, p3], negative: [n1, n2], strategy: 'best_score', ...filter })),
-      ];
-      if (i < 20) continue; // warm-up
-      base.push(times[0]!);
-      one.push(times[1]!);
-      average.push(times[2]!);
-      best.push(times[3]!);
+      for (const [c, client] of clients.entries()) {
+        const similar = similarOf(client, url);
+        const recommend = recommendOf(client, url);
+        const drawn = {
+          base: await timed(similar(p1!, filter)),
+          one: await timed(recommend({ positive: [p1], ...filter })),
+          average: await timed(recommend({ positive: [p1, p2, p3], negative: [n1, n2], strategy: 'average_vector', ...filter })),
+          best: await timed(recommend({ positive: [p1, p2, p3], negative: [n1, n2], strategy: 'best_score', ...filter })),
+        };
+        if (i < 20) continue; // warm-up
+        for (const kind of ['base', 'one', 'average', 'best'] as const) times[c]![kind].push(drawn[kind]);
+      }
     }
-    const [s, o, a, b] = [summarise(base), summarise(one), summarise(average), summarise(best)];
-    const ratio = (x: Summary) => `${(x.median / s.median).toFixed(2)} / ${(x.p99 / s.p99).toFixed(2)}`;
-    out.push(`| ${name} | ${ms(s)} | ${ms(o)} | ${ratio(o)} | ${ms(a)} | ${ratio(a)} | ${ms(b)} | ${ratio(b)} |`);
-    log(`${name}: similar ${ms(s)}, one positive ${ms(o)}, average ${ms(a)}, best ${ms(b)}`);
+    for (const [c, client] of clients.entries()) {
+      const [s, o, a, b] = [summarise(times[c]!.base), summarise(times[c]!.one), summarise(times[c]!.average), summarise(times[c]!.best)];
+      const ratio = (x: Summary) => `${(x.median / s.median).toFixed(2)} / ${(x.p99 / s.p99).toFixed(2)}`;
+      tables[c]!.push(`| ${name} | ${ms(s)} | ${ms(o)} | ${ratio(o)} | ${ms(a)} | ${ratio(a)} | ${ms(b)} | ${ratio(b)} |`);
+      log(`${name} (${client.name}): similar ${ms(s)}, one positive ${ms(o)}, average ${ms(a)}, best ${ms(b)}`);
+    }
+  }
+  http.close();
+  out.push(CLIENTS_NOTE, '', ...tables.flatMap((table) => [...table, '']));
+}
+
+/**
+ * The clients alone: a bare Fastify server in this process answers GET and POST with the same JSON
+ * (8 posters' worth), so what a POST costs more than a GET is the client's and Fastify's, none of Marquee's.
+ */
+async function clientsAlone(requests: number): Promise<void> {
+  const app = Fastify({ logger: false });
+  const answer = { results: rows.slice(0, K).map((r) => ({ id: r.id, title: r.title, year: r.year, genres: r.genres.split('|'), url: `http://127.0.0.1/posters/${r.id}` })) };
+  app.get('/similar/:id', async () => answer);
+  app.post('/recommend', async () => answer);
+  const url = await app.listen({ port: 0, host: '127.0.0.1' });
+  const http = nodeHttpClient();
+  out.push(
+    '#### The clients alone: a bare Fastify server in this process, the same answer to a GET and a POST',
+    '',
+    'ms: p50 / **p99**; the POST carries a recommend body of one id.',
+    '',
+    '| client | GET | POST | POST ÷ GET p50 / p99 |',
+    '| --- | ---: | ---: | ---: |',
+  );
+  for (const client of [http, fetchClient]) {
+    const get: number[] = [];
+    const post: number[] = [];
+    for (let i = 0; i < requests + 20; i++) {
+      const times = [await timed(() => client.get(`${url}/similar/${rows[i % rows.length]!.id}?k=${K}`)), await timed(() => client.postJson(`${url}/recommend`, { positive: [rows[i % rows.length]!.id], k: K }))];
+      if (i < 20) continue;
+      get.push(times[0]!);
+      post.push(times[1]!);
+    }
+    const [g, p] = [summarise(get), summarise(post)];
+    out.push(`| ${client.name} | ${ms(g)} | ${ms(p)} | ${(p.median / g.median).toFixed(2)} / ${(p.p99 / g.p99).toFixed(2)} |`);
   }
   out.push('');
+  http.close();
+  await app.close();
 }
 
 if (PARTS.includes('recommend')) {
@@ -164,7 +206,8 @@ if (PARTS.includes('recommend')) {
       ],
       REQUESTS,
     );
-    const similar = similarOf(server.url);
+    await clientsAlone(REQUESTS);
+    const similar = similarOf(fetchClient, server.url);
     // Diversity's cost: the 4k nearest and maximal marginal relevance over them.
     const plain: number[] = [];
     const diverse: number[] = [];
