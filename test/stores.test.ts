@@ -409,6 +409,7 @@ for (const backend of backends) {
           assert.deepEqual(await models.register({ ...model('m1', '2026-01-02T00:00:00.000Z'), dims: 99 }), registered, 'a second registration is a no-op');
           await models.addVariant('m1', 'int8', 'models/m1.int8.onnx', 'b'.repeat(64), details, 'now');
           assert.equal((await models.get('m1'))?.precision, served);
+          assert.deepEqual((await models.list()).map((m) => [m.version, m.precision, m.variants]), [['m1', served, ['fp32', 'int8']]], 'list hands out as get does');
           assert.deepEqual((await models.get('m1', 'int8'))?.variants, ['fp32', 'int8']);
           assert.equal((await models.get('m1', 'int8'))?.filePath, 'models/m1.int8.onnx');
           assert.deepEqual(await models.variantDetails('m1', 'int8'), details);

@@ -1,6 +1,6 @@
 import type { Poster, Split } from './catalog.js';
 import { isFinal, type Job, type JobChanges, type JobState } from './jobs.js';
-import type { ModelVersion, Precision } from './models.js';
+import { unfaithful, type ModelVersion, type Precision, type VariantPolicy } from './models.js';
 import type { PreprocessingSpec } from '../model/preprocess.js';
 
 /**
@@ -135,8 +135,30 @@ export interface VariantRow {
   details: unknown;
 }
 
+/**
+ * A version as the policy hands it out: with `precision`, that variant (null if it has none); else the
+ * preferred one, unless it is an int8 the policy will not serve unchecked, or the only one it has.
+ * `variants` come fp32 first (the fallback).
+ */
+export function modelFromRows(row: ModelRow, variants: VariantRow[], policy: VariantPolicy, precision?: Precision): ModelVersion | null {
+  const servable = (v: VariantRow) => variants.length === 1 || !policy.faithfulOnly || v.precision !== 'int8' || unfaithful(json<Record<string, unknown>>(v.details)) === null;
+  const chosen = precision ? variants.find((v) => v.precision === precision) : (variants.find((v) => v.precision === policy.preferred && servable(v)) ?? variants[0]);
+  return chosen ? modelFromRow(row, chosen, variants.map((v) => v.precision)) : null;
+}
+
+/** Variant rows grouped by version, in their order (fp32 first, as modelFromRows takes them): what a registry's list reads in one query. */
+export function variantsByVersion(rows: (VariantRow & { version: string })[]): Map<string, VariantRow[]> {
+  const out = new Map<string, VariantRow[]>();
+  for (const row of rows) {
+    const variants = out.get(row.version);
+    if (variants) variants.push(row);
+    else out.set(row.version, [row]);
+  }
+  return out;
+}
+
 /** A version as one of its variants (`variant`), knowing every variant it has. */
-export function modelFromRow(row: ModelRow, variant: VariantRow, variants: Precision[]): ModelVersion {
+function modelFromRow(row: ModelRow, variant: VariantRow, variants: Precision[]): ModelVersion {
   return {
     version: row.version,
     precision: variant.precision,

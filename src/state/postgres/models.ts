@@ -1,5 +1,5 @@
-import { unfaithful, type ModelRegistry, type ModelVersion, type Precision, type VariantPolicy } from '../models.js';
-import { json, modelFromRow as fromRow, type ModelRow, type VariantRow } from '../rows.js';
+import type { ModelRegistry, ModelVersion, Precision, VariantPolicy } from '../models.js';
+import { json, modelFromRows, variantsByVersion, type ModelRow, type VariantRow } from '../rows.js';
 import { type Pool, transaction } from './db.js';
 
 /** ModelRegistry on PostgreSQL: the same hand-out rule as SQLite's (the policy's variant, a faithful int8 only when asked). */
@@ -22,17 +22,15 @@ export class PostgresModelRegistry implements ModelRegistry {
         [version],
       )
     ).rows;
-    const servable = (v: VariantRow) => variants.length === 1 || !this.policy.faithfulOnly || v.precision !== 'int8' || unfaithful(json<Record<string, unknown>>(v.details)) === null;
-    const chosen = precision
-      ? variants.find((v) => v.precision === precision)
-      : (variants.find((v) => v.precision === this.preferred && servable(v)) ?? variants[0]);
-    return chosen ? fromRow(row, chosen, variants.map((v) => v.precision)) : null;
+    return modelFromRows(row, variants, this.policy, precision);
   }
 
   async list(): Promise<ModelVersion[]> {
-    const versions = (await this.pool.query<{ version: string }>('SELECT version FROM model_versions ORDER BY created_at, version')).rows;
-    const models = await Promise.all(versions.map((v) => this.get(v.version)));
-    return models.filter((m): m is ModelVersion => m !== null);
+    // Versions first: a version and its first variant are registered together, so each one read has its variants.
+    const rows = await this.pool.query<ModelRow>('SELECT * FROM model_versions ORDER BY created_at, version');
+    const variants = await this.pool.query<VariantRow & { version: string }>("SELECT version, precision, file_path, file_sha256, details FROM model_variants ORDER BY precision = 'fp32' DESC");
+    const byVersion = variantsByVersion(variants.rows);
+    return rows.rows.flatMap((row) => modelFromRows(row, byVersion.get(row.version) ?? [], this.policy) ?? []);
   }
 
   async register(model: Omit<ModelVersion, 'variants'>): Promise<ModelVersion> {

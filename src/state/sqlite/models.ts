@@ -1,6 +1,6 @@
 import { type Db, inWriteTransaction } from './db.js';
-import { unfaithful, type ModelRegistry, type ModelVersion, type Precision, type VariantPolicy } from '../models.js';
-import { json, modelFromRow as fromRow, type ModelRow, type VariantRow } from '../rows.js';
+import type { ModelRegistry, ModelVersion, Precision, VariantPolicy } from '../models.js';
+import { modelFromRows, variantsByVersion, type ModelRow, type VariantRow } from '../rows.js';
 
 /**
  * ModelRegistry on SQLite. Model versions, their variants, and which version is active. A version is handed out as the
@@ -27,17 +27,13 @@ export class SqliteModelRegistry implements ModelRegistry {
     const variants = this.db
       .prepare("SELECT precision, file_path, file_sha256, details FROM model_variants WHERE version = ? ORDER BY precision = 'fp32' DESC")
       .all(version) as VariantRow[];
-    const servable = (v: VariantRow) =>
-      variants.length === 1 || !this.policy.faithfulOnly || v.precision !== 'int8' || unfaithful(json<Record<string, unknown>>(v.details)) === null;
-    const chosen = precision
-      ? variants.find((v) => v.precision === precision)
-      : (variants.find((v) => v.precision === this.preferred && servable(v)) ?? variants[0]);
-    return chosen ? fromRow(row, chosen, variants.map((v) => v.precision)) : null;
+    return modelFromRows(row, variants, this.policy, precision);
   }
 
   async list(): Promise<ModelVersion[]> {
-    const versions = this.db.prepare('SELECT version FROM model_versions ORDER BY created_at, version').pluck().all() as string[];
-    return versions.map((v) => this.read(v)!).filter(Boolean);
+    const rows = this.db.prepare('SELECT * FROM model_versions ORDER BY created_at, version').all() as ModelRow[];
+    const variants = variantsByVersion(this.db.prepare("SELECT version, precision, file_path, file_sha256, details FROM model_variants ORDER BY precision = 'fp32' DESC").all() as (VariantRow & { version: string })[]);
+    return rows.flatMap((row) => modelFromRows(row, variants.get(row.version) ?? [], this.policy) ?? []);
   }
 
   /** Registering the same file twice is a no-op: the version name derives from its checksum. */
