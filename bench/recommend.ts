@@ -109,6 +109,7 @@ const recommendOf = (client: BenchClient, url: string) => (body: Record<string, 
 async function recommendAgainstSimilar(url: string, heading: string, pick: () => string, variants: { name: string; filter: Record<string, string | number> }[], requests: number) {
   const http = nodeHttpClient();
   const clients = [http, fetchClient];
+  const senders = clients.map((client) => ({ similar: similarOf(client, url), recommend: recommendOf(client, url) }));
   const order = seededRandom(1);
   const tables = clients.map((client) => [
     `${heading}, by ${client.name}`,
@@ -135,16 +136,12 @@ async function recommendAgainstSimilar(url: string, heading: string, pick: () =>
         const [p1, p2, p3, n1, n2] = draw();
         return { positive: [p1, p2, p3], negative: [n1, n2], strategy, ...filter };
       };
-      const round = clients.flatMap((client, c) => {
-        const similar = similarOf(client, url);
-        const recommend = recommendOf(client, url);
-        return [
-          { c, kind: 'base' as const, send: similar(draw()[0], filter) },
-          { c, kind: 'one' as const, send: recommend({ positive: [draw()[0]], ...filter }) },
-          { c, kind: 'average' as const, send: recommend(examplesOf('average_vector')) },
-          { c, kind: 'best' as const, send: recommend(examplesOf('best_score')) },
-        ];
-      });
+      const round = senders.flatMap(({ similar, recommend }, c) => [
+        { c, kind: 'base' as const, send: similar(draw()[0], filter) },
+        { c, kind: 'one' as const, send: recommend({ positive: [draw()[0]], ...filter }) },
+        { c, kind: 'average' as const, send: recommend(examplesOf('average_vector')) },
+        { c, kind: 'best' as const, send: recommend(examplesOf('best_score')) },
+      ]);
       for (let j = round.length - 1; j > 0; j--) {
         const swap = Math.floor(order() * (j + 1));
         [round[j], round[swap]] = [round[swap]!, round[j]!];
