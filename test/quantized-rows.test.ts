@@ -48,14 +48,27 @@ describe('the int8 rows of an index', () => {
     assert.equal(sameOrder, queries.length);
   });
 
-  it('a scan for several queries at once answers each as its own scan does', () => {
+  it('a coarse scan for several queries at once answers each as its own does, nearest first, the exact nearest among them', () => {
     const some = allKeys.filter((key) => key % 5 !== 2);
-    for (const k of [1, 8, 40]) {
-      const each = rows.nearestEach(queries.slice(0, 7), k, some);
+    const someVectors = new Map(some.map((key) => [key, vectors[key]!]));
+    for (const count of [1, 8, 40]) {
+      const each = rows.coarseNearestEach(queries.slice(0, 7), count, some);
       assert.equal(each.length, 7);
-      each.forEach((found, j) => assert.deepEqual(found, rows.nearest(queries[j]!, k, some), `query ${j}, k=${k}`));
+      each.forEach((found, j) => {
+        const query = queries[j]!;
+        assert.deepEqual(found, rows.coarseNearestEach([query], count, some)[0], `query ${j}, count ${count}`);
+        assert.equal(found.length, count);
+        assert.ok(found.every((key) => key % 5 !== 2), 'only the keys given');
+        // The coarse layer ranks to about 1e-3: its order is the float32 one but for near-ties.
+        const distances = found.map((key) => exactNearest([vectors[key]!], query, 1)[0]!.distance);
+        distances.forEach((d, i) => assert.ok(i === 0 || d > distances[i - 1]! - 2e-3, `query ${j}: rank ${i} out of order by ${distances[i - 1]! - d}`));
+        if (count >= 8) {
+          const truth = exactNearest(someVectors, query, count - 8).map((t) => t.key);
+          assert.ok(truth.every((key) => found.includes(key)), `query ${j}: the exact ${count - 8} nearest are among the ${count}`);
+        }
+      });
     }
-    assert.deepEqual(rows.nearestEach(queries.slice(0, 3), 8, []), [[], [], []]);
+    assert.deepEqual(rows.coarseNearestEach(queries.slice(0, 3), 8, []), [[], [], []]);
   });
 
   it('scans only the keys it is given, and forgets deleted and replaced rows', () => {

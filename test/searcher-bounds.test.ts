@@ -71,7 +71,7 @@ describe('a filtered graph search', () => {
     db.close();
   });
 
-  it('nearestEach answers as nearest for each query, searching the graph for all at once, loaded or mapped', async () => {
+  it('candidatesEach holds nearest\'s answer for each query, searching the graph for all at once, loaded or mapped', async () => {
     const { dir, db, catalog, embeddings, vectors } = world();
     const source = embeddings.source(SPACE, DIMS);
     const file = join(dir, 'indexes', 'v.usearch');
@@ -87,13 +87,24 @@ describe('a filtered graph search', () => {
       const batches: number[] = [];
       const searchMany = index.searchMany.bind(index);
       index.searchMany = (qs, k, threads) => (batches.push(qs.length), searchMany(qs, k, threads));
-      const searcher = new Searcher(index, (key) => embeddings.get(SPACE, key), catalog.filterFields(), (keys) => catalog.getMany(keys), 50, 700);
-      for (const filter of [{}, { genre: 'Near' }, { genre: 'Far' }]) {
+      // The graph, whose candidates are nearest's answer; and Far scanned whole (its 400 posters under
+      // an exact-scan limit of 400), whose candidates are the coarse scan's best k + 8.
+      const cases = [[{}, 50, true], [{ genre: 'Near' }, 50, true], [{ genre: 'Far' }, 50, true], [{ genre: 'Far' }, FAR, false]] as const;
+      for (const [filter, exactScanLimit, graph] of cases) {
+        const searcher = new Searcher(index, (key) => embeddings.get(SPACE, key), catalog.filterFields(), (keys) => catalog.getMany(keys), exactScanLimit, 700);
+        const label = `${name} ${JSON.stringify(filter)} ${graph ? 'graph' : 'scan'}`;
         batches.length = 0;
-        const each = searcher.nearestEach(queries, 8, filter, exclude, 2);
-        assert.deepEqual(batches, [queries.length], `${name} ${JSON.stringify(filter)}: one search for the ${queries.length} queries`);
-        assert.deepEqual(each, queries.map((q) => searcher.nearest(q, 8, filter, exclude)), `${name} ${JSON.stringify(filter)}`);
-        assert.ok(each.every((found) => found.length === 8 && found.every((n) => !exclude.has(n.key))));
+        const each = searcher.candidatesEach(queries, 8, filter, exclude, 2);
+        assert.deepEqual(batches, graph ? [queries.length] : [], `${label}: ${graph ? 'one search for the queries' : 'no graph search'}`);
+        each.forEach((candidates, j) => {
+          const nearest = searcher.nearest(queries[j]!, 8, filter, exclude).map((n) => n.key);
+          if (graph) assert.deepEqual(candidates, nearest, `${label}, query ${j}`);
+          else {
+            assert.equal(candidates.length, 16, `${label}, query ${j}: k + 8`);
+            assert.ok(nearest.every((key) => candidates.includes(key)), `${label}, query ${j}: nearest's 8 among them`);
+          }
+          assert.ok(candidates.every((key) => !exclude.has(key)), `${label}: none excluded`);
+        });
       }
     }
     db.close();

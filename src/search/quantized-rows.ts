@@ -9,7 +9,7 @@ const MAGIC = 0x3252514d; // "MQR2" little-endian
 const HEADER = 16;
 const LEVELS = 127;
 /** Rows a scan ranks by its coarse layer for the fine layer to rerank, beyond k. */
-const RERANK_EXTRA = 8;
+export const RERANK_EXTRA = 8;
 /** How far ahead of the row it copies a gather reads another row, so that their cache and TLB misses overlap. */
 const PREFETCH_AHEAD = 32;
 /** The largest gather block kept between scans (the exact-scan limit's 20,000 rows of 512 dims fit). */
@@ -97,16 +97,24 @@ export class QuantizedRows {
   }
 
   /**
-   * The k rows among `keys` nearest to a unit query, by Euclidean distance: the coarse rows gathered
-   * into one block and scanned by usearch's native exact search, the best k + 8 of them reranked
-   * with both layers.
+   * The k rows among `keys` nearest to a unit query, by Euclidean distance: the best k + 8 by the
+   * coarse layer (coarseNearestEach) reranked with both layers.
    */
   nearest(query: Float32Array, k: number, keys: Iterable<number>): Neighbor[] {
-    return this.nearestEach([query], k, keys)[0]!;
+    if (k <= 0) return [];
+    return this.coarseNearestEach([query], k + RERANK_EXTRA, keys)[0]!
+      .map((key) => ({ key, distance: this.distance(this.rowOf.get(key)!, query) }))
+      .sort((a, b) => a.distance - b.distance)
+      .slice(0, k);
   }
 
-  /** nearest for each of several queries, the rows gathered once and scanned for all of them by one native call. */
-  nearestEach(queries: Float32Array[], k: number, keys: Iterable<number>): Neighbor[][] {
+  /**
+   * For each unit query, the `count` rows among `keys` most similar to it by the coarse layer (the
+   * cosine of int8 rows, to about 1e-3), most similar first, as keys: the rows gathered into one
+   * block once and scanned for every query by usearch's native exact search. What a caller scores
+   * exactly itself (nearest; best_score, against every example) with the k it wants and some more.
+   */
+  coarseNearestEach(queries: Float32Array[], count: number, keys: Iterable<number>): number[][] {
     const { dims, coarse } = this;
     const picked: number[] = [];
     const rows: number[] = [];
@@ -116,7 +124,7 @@ export class QuantizedRows {
       picked.push(key);
       rows.push(row);
     }
-    if (picked.length === 0 || k <= 0) return queries.map(() => []);
+    if (picked.length === 0 || count <= 0) return queries.map(() => []);
     const block = this.gatherBlock(rows.length);
     let touched = 0;
     for (let i = 0; i < rows.length; i++) {
@@ -129,17 +137,10 @@ export class QuantizedRows {
     this.touched = touched;
     const q = new Int8Array(queries.length * dims);
     queries.forEach((query, j) => quantizeInto(query, q, j * dims));
-    const wanted = Math.min(k + RERANK_EXTRA, picked.length);
+    const wanted = Math.min(count, picked.length);
     const found = usearch.exactSearch(block, q, dims, wanted, usearch.MetricKind.Cos, 1);
-    const batch = 'counts' in found ? found : { keys: found.keys, distances: found.distances, counts: [BigInt(found.keys.length)] };
-    return queries.map((query, j) => {
-      const best: Neighbor[] = [];
-      for (let r = 0; r < Number(batch.counts[j]); r++) {
-        const at = Number(batch.keys[j * wanted + r]);
-        best.push({ key: picked[at]!, distance: this.distance(rows[at]!, query) });
-      }
-      return best.sort((a, b) => a.distance - b.distance).slice(0, k);
-    });
+    const batch = 'counts' in found ? found : { keys: found.keys, counts: [BigInt(found.keys.length)] };
+    return queries.map((_, j) => Array.from({ length: Number(batch.counts[j]) }, (_, r) => picked[Number(batch.keys[j * wanted + r])]!));
   }
 
   /**

@@ -1,5 +1,6 @@
 import type { Poster } from '../state/catalog.js';
 import { hasFilter, matches, PosterFilters, type FilterFields, type SearchFilter } from './poster-filters.js';
+import { RERANK_EXTRA } from './quantized-rows.js';
 import type { Neighbor, VectorIndex } from './vector-index.js';
 
 export type { SearchFilter } from './poster-filters.js';
@@ -105,19 +106,22 @@ export class Searcher {
   }
 
   /**
-   * nearest for each of several queries, their first graph searches made by one native call on up
-   * to `threads` threads (best_score's positives: nearly the time of one search, not of several),
-   * or a selective filter's posters gathered once and scanned for all of them.
+   * For each query, the keys among which its k nearest that pass the filter and are not excluded
+   * lie, nearest first: for a caller that scores the candidates exactly itself (best_score, against
+   * every example). The graph's k nearest, the queries' first searches made by one native call on up
+   * to `threads` threads (best_score's positives: nearly the time of one search, not of several); or,
+   * over a selective filter, the best k + 8 by the int8 rows' coarse layer, unreranked, the filter's
+   * posters gathered once for all the queries. Fewer than k only when fewer pass.
    */
-  nearestEach(queries: Float32Array[], k: number, filter: SearchFilter, exclude: Set<number>, threads: number, expansion?: number): Neighbor[][] {
+  candidatesEach(queries: Float32Array[], k: number, filter: SearchFilter, exclude: Set<number>, threads: number, expansion?: number): number[][] {
     const plan = this.plan(k, filter, exclude);
-    if (queries.length >= 2 && plan.kind === 'scan') return this.index.rows.nearestEach(queries, k, plan.keys());
-    if (queries.length < 2 || plan.kind !== 'graph' || plan.fetch > this.graphFetchLimit) {
-      return queries.map((query) => this.nearest(query, k, filter, exclude));
-    }
+    if (plan.kind === 'none') return queries.map(() => []);
+    if (plan.kind === 'scan') return this.index.rows.coarseNearestEach(queries, k + RERANK_EXTRA, plan.keys());
+    const keysOf = (found: Neighbor[]) => found.map((n) => n.key);
+    if (queries.length < 2 || plan.fetch > this.graphFetchLimit) return queries.map((query) => keysOf(this.nearest(query, k, filter, exclude)));
     return this.index.searchMany(queries, plan.fetch, Math.min(threads, queries.length), expansion).map((neighbors, i) => {
       const found = neighbors.filter((n) => plan.accept(n.key));
-      return found.length >= k ? found.slice(0, k) : this.nearest(queries[i]!, k, filter, exclude);
+      return keysOf(found.length >= k ? found.slice(0, k) : this.nearest(queries[i]!, k, filter, exclude));
     });
   }
 

@@ -47,11 +47,11 @@ const FIRST_ROUND_EXPANSION_SHARE = 1 / 8;
 const NARROW_FIRST_ROUND_BELOW = 10_000;
 /**
  * best_score scores every poster a filter leaves when it leaves at most this many: one pass over
- * them, not a search per positive. With the WebAssembly kernel (2026-12-05, AVX2 EPYC; 3 positives,
- * 2 negatives) that pass cost 726 µs at 601 posters against 453 µs for the searches, 176 against
- * 239 at 144, 62 against 198 at 50 (before it: 993 against 656 at 601, 257 against 319 at 144).
+ * them, not a search per positive. Measured against the positives' scan (their candidates by the
+ * coarse layer, scored by the kernel; 2026-12-05, AVX2 EPYC, 3 positives, 2 negatives, p50): 75 µs
+ * against 104 at 50 posters, 141 against 129 at 97, 208 against 152 at 144, 424 against 213 at 300.
  */
-const EXACT_PASS_LIMIT = 300;
+const EXACT_PASS_LIMIT = 80;
 
 export type Example = { id: string } | { upload: Buffer };
 
@@ -145,7 +145,7 @@ export async function recommend(engine: Engine, catalog: Catalog, dataDir: strin
  * first `wanted` per positive, grow fourfold for the positives whose reach is still above the last
  * of the best `wanted` (the others can add nothing better), up to 4,096 per positive (then the
  * answer may be approximate: only with many examples crowding each other's neighbourhoods). A filter (or a
- * catalog) that leaves at most 300 posters is scored whole instead. Each candidate's shown
+ * catalog) that leaves at most 80 posters is scored whole instead. Each candidate's shown
  * similarity is to its nearest positive.
  */
 export function bestScoreCandidates(
@@ -157,7 +157,8 @@ export function bestScoreCandidates(
   wanted: number,
   exactPassLimit = EXACT_PASS_LIMIT,
 ): Ranked[] {
-  type Scored = Ranked & { best: number };
+  /** `similarities`: to each positive, as the kernel computes them (what `best` is the largest of). */
+  type Scored = Ranked & { best: number; similarities: Float32Array };
   const scored = new Map<number, Scored>();
   const examples = [...positives, ...negatives];
   const m = examples.length;
@@ -167,11 +168,12 @@ export function bestScoreCandidates(
     const dots = searcher.rowDots(keys, examples);
     keys.forEach((key, i) => {
       if (Number.isNaN(dots[i * m]!)) return;
+      const similarities = dots.subarray(i * m, i * m + positives.length);
       let best = Number.NEGATIVE_INFINITY;
-      for (let j = 0; j < positives.length; j++) best = Math.max(best, dots[i * m + j]!);
+      for (const similarity of similarities) best = Math.max(best, similarity);
       let worst = Number.NEGATIVE_INFINITY;
       for (let j = positives.length; j < m; j++) worst = Math.max(worst, dots[i * m + j]!);
-      scored.set(key, { neighbor: { key, distance: Math.sqrt(Math.max(0, 2 - 2 * best)) }, relevance: bestScore(best, worst), best });
+      scored.set(key, { neighbor: { key, distance: Math.sqrt(Math.max(0, 2 - 2 * best)) }, relevance: bestScore(best, worst), best, similarities });
     });
     return [...scored.values()].sort(order);
   };
@@ -182,24 +184,31 @@ export function bestScoreCandidates(
   const threads = searcher.size >= PARALLEL_SEARCH_FROM ? SEARCH_THREADS : 1;
   /** The positives whose neighbourhood may still hold a better candidate than those scored: searched again, further. */
   let open = positives.map((_, i) => i);
-  /** Per positive, the similarity of the farthest neighbour fetched: no poster left unfetched is nearer it. */
-  const reach = new Float64Array(positives.length);
+  /**
+   * Per positive, its farthest neighbour fetched: no poster left unfetched is nearer it. Its reach is
+   * that neighbour's similarity as the kernel scores it, the measure `best` is in: the graph's own
+   * distances differ from it by float rounding (f32) or about 1e-3 (f16), and when the best `wanted`
+   * were one positive's neighbours, the last of them seemed beaten by itself and its positive was
+   * searched again, for nothing (on the demo catalog, through the route, in 19 % of requests).
+   */
+  const farthest = new Array<number>(positives.length);
   const first = Math.max(wanted, 8);
   for (let fetch = first; ; fetch *= CANDIDATE_GROWTH) {
     const fresh = new Set<number>();
     let covered = false;
-    searcher.nearestEach(open.map((i) => positives[i]!), fetch, filter, exclude, threads, fetch === first ? firstRoundExpansion(searcher) : undefined).forEach((nearest, n) => {
-      if (nearest.length < fetch) covered = true; // every poster that passes the filter is among them
-      else reach[open[n]!] = 1 - nearest[nearest.length - 1]!.distance ** 2 / 2;
-      for (const { key } of nearest) if (!scored.has(key)) fresh.add(key);
+    searcher.candidatesEach(open.map((i) => positives[i]!), fetch, filter, exclude, threads, fetch === first ? firstRoundExpansion(searcher) : undefined).forEach((candidates, n) => {
+      if (candidates.length < fetch) covered = true; // every poster that passes the filter is among them
+      else farthest[open[n]!] = candidates[candidates.length - 1]!;
+      for (const key of candidates) if (!scored.has(key)) fresh.add(key);
     });
     const ranked = add([...fresh]);
     if (covered) return ranked;
+    const reach = (i: number) => scored.get(farthest[i]!)?.similarities[i] ?? Number.POSITIVE_INFINITY;
     // A poster not yet fetched is no nearer any positive than that positive's reach, so it cannot
     // beat the last of the best `wanted` if their best similarity is at least that reach.
     const top = ranked.slice(0, wanted);
     const last = top.length === wanted && top.every((r) => r.relevance > 0) ? top[wanted - 1]!.best : Number.NEGATIVE_INFINITY;
-    open = open.filter((i) => reach[i]! > last);
+    open = open.filter((i) => reach(i) > last);
     if (open.length === 0 || fetch >= MAX_CANDIDATES_PER_POSITIVE) return ranked;
   }
 }
