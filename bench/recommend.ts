@@ -319,7 +319,7 @@ if (PARTS.includes('parts')) {
     time("similar's search (one graph search, k=8)", (d) => searcher.nearest(d.vectors[0]!, K, {}, new Set([d.keys[0]!])));
     time(`best_score's searches (3 positives, one native call, 1 thread), expansion ${searcher.expansion}`, (d) => searcher.candidatesEach(d.vectors.slice(0, 3), K, {}, new Set(d.keys), 1));
     time('the same on 2 threads', (d) => searcher.candidatesEach(d.vectors.slice(0, 3), K, {}, new Set(d.keys), 2));
-    time(`the same on 1 thread, expansion ${Math.max(firstRound ?? 0, K + 5)} (best_score's first round: the count fetched, k and the 5 examples)`, (d) => searcher.candidatesEach(d.vectors.slice(0, 3), K, {}, new Set(d.keys), 1, firstRound));
+    time(`the same on 1 thread, expansion ${Math.max(firstRound, K + 5)} (best_score's first round: the count fetched, k and the 5 examples)`, (d) => searcher.candidatesEach(d.vectors.slice(0, 3), K, {}, new Set(d.keys), 1, firstRound));
     time('dot products of 24 candidates with 5 examples (both int8 layers, the WebAssembly kernel)', (d) => searcher.rowDots([...d.keys, ...keys.slice(0, 19)], d.vectors));
     time('best_score, whole (bestScoreCandidates: searches, scoring, further rounds)', (d) => bestScoreCandidates(searcher, d.vectors.slice(0, 3), d.vectors.slice(3), {}, new Set(d.keys), K));
   }

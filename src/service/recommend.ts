@@ -29,21 +29,21 @@ const MAX_CANDIDATES_PER_POSITIVE = 4096;
 const PARALLEL_SEARCH_FROM = 100_000;
 const SEARCH_THREADS = availableParallelism();
 /**
- * best_score's first searches, one per positive, walk with this share of a search's expansion
- * (usearch's ef: 8 of the default 64, so in effect the count fetched, k plus the examples). A
- * neighbour that the narrow walk misses is mostly found by the next round, which walks with the
- * whole expansion wherever a poster not yet fetched could still beat the answer. On the demo
- * catalog (3 positives, 2 negatives, k=8; bench/results/recommend.md) the answer's recall@8 against
- * scoring every poster was at least similar's own at the whole expansion (0.9979–0.9984 against
- * 0.9977–0.9981 over 1,000 draws), while the three searches took 156–169 µs against 347–559.
+ * best_score's first searches, one per positive, walk with a share of a search's expansion
+ * (usearch's ef), as far as the answer's recall@8 against scoring every poster stays at least
+ * similar's own at the whole expansion (3 positives, 2 negatives, k=8; bench/results/recommend.md).
  * A narrow round that misses a neighbour still reports a reach, and a positive is searched no further
- * once its reach falls below the answer: so the narrowing is kept to the catalog sizes where its
- * recall was measured (NARROW_FIRST_ROUND_BELOW). At a million posters (bench/million.ts's synthetic
- * catalog, f16 graph, 60 draws) it took best_score from 1,209 to 656 µs but its recall@8 from 0.944
- * to 0.771 (similar's 0.973).
+ * once its reach falls below the answer, so each share is kept to the catalog sizes where it was measured.
+ * - Below NARROW_FIRST_ROUND_BELOW (the demo catalog, 7,198): an eighth, 8 of 64, so in effect the
+ *   count fetched (k plus the examples): recall 0.9979–0.9984 against similar's 0.9977–0.9981 over
+ *   1,000 draws, the three searches 156–169 µs against 347–559.
+ * - Above (measured at a million posters: bench/million.ts's synthetic catalog, f16 graph): three
+ *   quarters, 48: recall 0.922 against similar's 0.905 over 120 draws (the whole expansion 0.922–0.941),
+ *   best_score 720–1,004 µs in this process against 758–1,395, and through the server 0.67 ms more
+ *   than similar at p50 against 0.83–0.84. Five eighths (40) lost 0.06 of recall in 40 draws, an eighth 0.15.
  */
-const FIRST_ROUND_EXPANSION_SHARE = 1 / 8;
-/** The catalog size up to which best_score's first round is narrowed: measured at 7,198 (the demo catalog), with room for its growth. */
+const FIRST_ROUND_EXPANSION_SHARE = { small: 1 / 8, large: 3 / 4 };
+/** The catalog size up to which best_score's first round takes the small share: measured at 7,198 (the demo catalog), with room for its growth. */
 const NARROW_FIRST_ROUND_BELOW = 10_000;
 /**
  * best_score scores every poster a filter leaves when it leaves at most this many: one pass over
@@ -213,7 +213,8 @@ export function bestScoreCandidates(
   }
 }
 
-/** The expansion of best_score's first searches (see FIRST_ROUND_EXPANSION_SHARE); undefined for the searcher's own. */
-export function firstRoundExpansion(searcher: Searcher): number | undefined {
-  return searcher.size < NARROW_FIRST_ROUND_BELOW ? Math.ceil(searcher.expansion * FIRST_ROUND_EXPANSION_SHARE) : undefined;
+/** The expansion of best_score's first searches (see FIRST_ROUND_EXPANSION_SHARE). */
+export function firstRoundExpansion(searcher: Searcher): number {
+  const share = searcher.size < NARROW_FIRST_ROUND_BELOW ? FIRST_ROUND_EXPANSION_SHARE.small : FIRST_ROUND_EXPANSION_SHARE.large;
+  return Math.ceil(searcher.expansion * share);
 }
