@@ -326,6 +326,19 @@ describe('recommend and diversity', () => {
       }
     }
     assert.equal(compared, 36);
+    // One positive: the best `wanted` are its own `wanted` nearest, so one round proves them (the reach
+    // read in the graph's distances differed from the kernel's by rounding, and searched again).
+    const rounds: number[] = [];
+    const candidatesEach = searcher.candidatesEach.bind(searcher);
+    searcher.candidatesEach = (...args) => (rounds.push(args[1]), candidatesEach(...args));
+    for (let t = 0; t < 12; t++) {
+      const key = keys[Math.floor(rand() * keys.length)]!;
+      for (const filter of [{}, { genre }]) {
+        rounds.length = 0;
+        bestScoreCandidates(searcher, [(await embeddings.get(model, key))!], [], filter, new Set([key]), 8, 0);
+        assert.deepEqual(rounds, [8], `poster ${key}, ${JSON.stringify(filter)}: one round of 8`);
+      }
+    }
     snapshot.release?.();
     await state.close();
   });

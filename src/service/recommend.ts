@@ -185,25 +185,26 @@ export function bestScoreCandidates(
   /** The positives whose neighbourhood may still hold a better candidate than those scored: searched again, further. */
   let open = positives.map((_, i) => i);
   /**
-   * Per positive, its farthest neighbour fetched: no poster left unfetched is nearer it. Its reach is
-   * that neighbour's similarity as the kernel scores it, the measure `best` is in: the graph's own
-   * distances differ from it by float rounding (f32) or about 1e-3 (f16), and when the best `wanted`
-   * were one positive's neighbours, the last of them seemed beaten by itself and its positive was
-   * searched again, for nothing (on the demo catalog, through the route, in 19 % of requests).
+   * Per positive, its candidates last fetched: no poster left unfetched is nearer it than the least
+   * similar of them (its reach). The reach is read in the kernel's similarities, the measure `best`
+   * is in: the graph's own distances differ from them by float rounding (f32) or about 1e-3 (f16),
+   * and when the best `wanted` were one positive's neighbours, the last of them seemed beaten by
+   * itself and its positive was searched again, for nothing (on the demo catalog, through the
+   * route, in 19 % of requests).
    */
-  const farthest = new Array<number>(positives.length);
+  const fetched = new Array<number[]>(positives.length);
   const first = Math.max(wanted, 8);
   for (let fetch = first; ; fetch *= CANDIDATE_GROWTH) {
     const fresh = new Set<number>();
     let covered = false;
     searcher.candidatesEach(open.map((i) => positives[i]!), fetch, filter, exclude, threads, fetch === first ? firstRoundExpansion(searcher) : undefined).forEach((candidates, n) => {
       if (candidates.length < fetch) covered = true; // every poster that passes the filter is among them
-      else farthest[open[n]!] = candidates[candidates.length - 1]!;
+      else fetched[open[n]!] = candidates;
       for (const key of candidates) if (!scored.has(key)) fresh.add(key);
     });
     const ranked = add([...fresh]);
     if (covered) return ranked;
-    const reach = (i: number) => scored.get(farthest[i]!)?.similarities[i] ?? Number.POSITIVE_INFINITY;
+    const reach = (i: number) => Math.min(...fetched[i]!.map((key) => scored.get(key)?.similarities[i] ?? Number.POSITIVE_INFINITY));
     // A poster not yet fetched is no nearer any positive than that positive's reach, so it cannot
     // beat the last of the best `wanted` if their best similarity is at least that reach.
     const top = ranked.slice(0, wanted);
