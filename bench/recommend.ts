@@ -33,7 +33,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
 import Fastify from 'fastify';
-import { seededRandom } from '../src/figures/random.js';
+import { sample, seededRandom } from '../src/figures/random.js';
 import { titlePhrases } from '../src/search/title-query.js';
 import { listPosters } from '../src/service/poster-listing.js';
 import type { Catalog, NewPoster } from '../src/state/catalog.js';
@@ -143,11 +143,7 @@ async function recommendAgainstSimilar(url: string, heading: string, pick: () =>
         { c, kind: 'average' as const, send: recommend(examplesOf('average_vector')) },
         { c, kind: 'best' as const, send: recommend(examplesOf('best_score')) },
       ]);
-      for (let j = round.length - 1; j > 0; j--) {
-        const swap = Math.floor(order() * (j + 1));
-        [round[j], round[swap]] = [round[swap]!, round[j]!];
-      }
-      for (const { c, kind, send } of round) {
+      for (const { c, kind, send } of sample(round, round.length, order)) {
         const elapsed = await timed(send);
         if (i >= 20) times[c]![kind].push(elapsed); // the first 20 rounds warm up
       }
