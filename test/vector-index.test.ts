@@ -162,6 +162,20 @@ describe('the vector index: a checkpoint plus the change log', () => {
     }
   });
 
+  it('a mapped graph finds a poster added beside it by a query that is a view into a larger array (an embedding batch)', () => {
+    // usearch's exactSearch, which searches the additions, reads a typed array from its buffer's start.
+    const dims = 64;
+    const file = join(mkdtempSync(join(tmpdir(), 'marquee-view-')), 'g.usearch');
+    const base = newUsearchIndex(dims, 'f32');
+    base.add(1n, vectorFor(1));
+    base.save(file);
+    const graph = MappedGraph.view(file, dims, 'f32');
+    const batch = new Float32Array(3 * dims);
+    [2, 3, 4].forEach((seed, i) => batch.set(vectorFor(seed), i * dims));
+    [2, 3, 4].forEach((seed) => graph.put(BigInt(seed), vectorFor(seed)));
+    for (const i of [1, 2]) assert.equal(graph.search(batch.subarray(i * dims, (i + 1) * dims), 1).keys[0], BigInt(i + 2));
+  });
+
   it("a server's open maps the graph file: changes replayed and made live are held beside it, and it answers as a graph read whole", async () => {
     const w = world();
     const source = w.embeddings.source(SPACE, DIMS);

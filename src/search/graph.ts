@@ -248,7 +248,10 @@ class PackedVectors {
 
   /** The `count` nearest (1 ≤ count ≤ size), by squared Euclidean distance. */
   nearest(query: Float32Array, count: number): GraphMatches {
-    const found = usearch.exactSearch(this.data.subarray(0, this.keys.length * this.dims), query, this.dims, count, MetricKind.L2sq, 1) as InstanceType<typeof usearch.Matches>;
+    // usearch's exactSearch reads each array from its buffer's start, whatever the view's offset: a
+    // query that is a view into a larger buffer (an embedding batch's output) is copied first.
+    const atStart = query.byteOffset === 0 ? query : query.slice();
+    const found = usearch.exactSearch(this.data.subarray(0, this.keys.length * this.dims), atStart, this.dims, count, MetricKind.L2sq, 1) as InstanceType<typeof usearch.Matches>;
     return { keys: Array.from(found.keys, (slot) => this.keys[Number(slot)]!), distances: found.distances };
   }
 }
