@@ -28,9 +28,11 @@ ARG ORT_INSTALL=skip
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-# `npm ci` runs the package's prepare script, which compiles src/ with tsconfig.json: both come first.
+# `npm ci` runs the package's install script, which builds the native graph walk (binding.gyp, with
+# g++ and Node's own headers), and its prepare script, which compiles src/ with tsconfig.json: all come first.
 # scripts/docker-build-replay.sh replays this stage outside Docker, as a stage of scripts/test.sh.
-COPY package.json package-lock.json .npmrc tsconfig.json ./
+COPY package.json package-lock.json .npmrc tsconfig.json binding.gyp ./
+COPY scripts/build-native.mjs ./scripts/build-native.mjs
 COPY src ./src
 # onnxruntime-node's installer only fetches the CUDA binaries (the CPU ones are in its package). It
 # reads ONNXRUNTIME_NODE_INSTALL first: skipped in `npm ci` whatever npm's version, then run on its
@@ -67,6 +69,7 @@ RUN if [ "$WITH_PYTHON" = "1" ]; then \
     fi
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/build/Release/graph_walk.node ./build/Release/graph_walk.node
 COPY package.json ./
 COPY bin ./bin
 COPY migrations ./migrations

@@ -1,4 +1,5 @@
 import usearch from 'usearch';
+import { openGraphWalk, type GraphWalk } from './graph-walk.js';
 
 const { Index, MetricKind, ScalarKind } = usearch;
 export type UsearchIndex = InstanceType<typeof Index>;
@@ -113,6 +114,8 @@ export class MappedGraph implements Graph {
     private readonly mapped: UsearchIndex,
     dims: number,
     scalar: IndexScalar,
+    /** The same file mapped again for searches of several queries (graph-walk.ts); null for an i8 graph, or without the addon. */
+    private readonly walk: GraphWalk | null = null,
   ) {
     this.added = newUsearchIndex(dims, scalar);
     this.addedVectors = new PackedVectors(dims);
@@ -121,7 +124,7 @@ export class MappedGraph implements Graph {
   static view(file: string, dims: number, scalar: IndexScalar): MappedGraph {
     const mapped = newUsearchIndex(dims, scalar);
     mapped.view(file);
-    return new MappedGraph(mapped, dims, scalar);
+    return new MappedGraph(mapped, dims, scalar, scalar === 'i8' ? null : openGraphWalk(file));
   }
 
   get size(): number {
@@ -155,9 +158,11 @@ export class MappedGraph implements Graph {
     return this.merged(fromFile, this.searchAdded([query], count)?.[0] ?? null, count);
   }
 
+  /** The file's part by the graph walk where there is one (graph-walk.ts), else by usearch's binding; on up to `threads` threads either way. */
   searchMany(queries: Float32Array[], count: number, threads: number): GraphMatches[] {
     const mappedSize = Number(this.mapped.size());
-    const fromFile = mappedSize === 0 ? null : batchSearch(this.mapped, queries, Math.min(count + this.hidden.size, mappedSize), threads);
+    const asked = Math.min(count + this.hidden.size, mappedSize);
+    const fromFile = mappedSize === 0 ? null : this.walk ? walkEach(this.walk, queries, asked, threads) : batchSearch(this.mapped, queries, asked, threads);
     const fromAdded = this.searchAdded(queries, count, threads);
     return queries.map((_, q) => this.merged(fromFile?.[q] ?? null, fromAdded?.[q] ?? null, count));
   }
@@ -256,15 +261,26 @@ class PackedVectors {
   }
 }
 
-/** The nearest `count` of each query by one native call, on `threads` threads. */
-function batchSearch(index: UsearchIndex, queries: Float32Array[], count: number, threads: number): GraphMatches[] {
-  if (queries.length === 1) return [index.search(queries[0]!, count, 1)]; // usearch answers one query unbatched
+/** The queries in one array, one after another. */
+function packed(queries: Float32Array[]): Float32Array {
   const dims = queries[0]!.length;
   const matrix = new Float32Array(queries.length * dims);
   queries.forEach((q, i) => matrix.set(q, i * dims));
-  const batch = index.search(matrix, count, threads) as InstanceType<typeof usearch.BatchMatches>;
+  return matrix;
+}
+
+/** The nearest `count` of each query by one native call, on `threads` threads. */
+function batchSearch(index: UsearchIndex, queries: Float32Array[], count: number, threads: number): GraphMatches[] {
+  if (queries.length === 1) return [index.search(queries[0]!, count, 1)]; // usearch answers one query unbatched
+  const batch = index.search(packed(queries), count, threads) as InstanceType<typeof usearch.BatchMatches>;
   return queries.map((_, q) => {
     const found = Number(batch.counts[q]);
     return { keys: batch.keys.subarray(q * count, q * count + found), distances: batch.distances.subarray(q * count, q * count + found) };
   });
+}
+
+/** The nearest `count` of each query by the graph walk, on up to `threads` threads, walking with `count` as usearch does here. */
+function walkEach(walk: GraphWalk, queries: Float32Array[], count: number, threads: number): GraphMatches[] {
+  const [keys, distances, counts] = walk.searchEach(packed(queries), count, count, threads);
+  return queries.map((_, q) => ({ keys: keys.subarray(q * count, q * count + counts[q]!), distances: distances.subarray(q * count, q * count + counts[q]!) }));
 }

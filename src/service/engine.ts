@@ -7,6 +7,7 @@ import { Embedder } from '../model/embedder.js';
 import type { Decodes } from '../model/decodes.js';
 import type { Picture } from '../model/preprocess.js';
 import { parseGenreHead, type GenreHead } from '../search/genre-head.js';
+import { graphWalkUnavailable } from '../search/graph-walk.js';
 import { buildOnThread } from '../search/index-build.js';
 import { PosterFilters } from '../search/poster-filters.js';
 import { Searcher } from '../search/searcher.js';
@@ -131,6 +132,7 @@ export class Engine {
       { version: model.version, vectors: index.size, rebuilt: index.rebuilt !== null, replayed: index.replayed, ms: Date.now() - started },
       'vector index ready',
     );
+    if (graphWalkUnavailable) log.warn({ reason: graphWalkUnavailable }, "the graph walk is not built (npm install builds it): best_score's searches go through usearch's binding");
     const batcher: MicroBatcher<Float32Array, Float32Array> = new MicroBatcher<Float32Array, Float32Array>(
       (tensors): Promise<Float32Array[]> => session.embed(tensors, tensors.length > 1 || batcher.depth > 0),
       { maxBatchSize: config.batchMaxSize, maxWaitMs: config.batchMaxWaitMs, maxQueue: config.queueMax },

@@ -22,9 +22,10 @@ const CANDIDATE_GROWTH = 4;
 const MAX_CANDIDATES_PER_POSITIVE = 4096;
 /**
  * best_score searches the graph for its positives' neighbours on all cores from this many posters:
- * 3 positives at 200,000 took 587 µs on 2 threads against 732 µs on one. At 7,198 (first round,
- * expansion 13) 2 threads saved 28 µs at p50 in this process but lost it at p99 (386 against 232 µs),
- * and through the server best_score went from 1.35x similar's p50 to 1.43x (AVX2 EPYC, 2 cores).
+ * 3 positives at 200,000 took 587 µs on 2 threads against 732 µs on one (usearch's binding). At 7,198
+ * (first round, expansion 13) 2 threads saved 28 µs at p50 in this process but lost it at p99 (386
+ * against 232 µs), and through the server best_score went from 1.35x similar's p50 to 1.43x (AVX2
+ * EPYC, 2 cores). The graph walk (graph-walk.ts) at a million: 457–477 µs on 2 threads, 553–556 on one.
  */
 const PARALLEL_SEARCH_FROM = 100_000;
 const SEARCH_THREADS = availableParallelism();
