@@ -22,7 +22,7 @@ type Addon = { GraphWalk: new (file: string) => GraphWalk };
 
 const ADDON_PATH = fileURLToPath(new URL('../../build/Release/graph_walk.node', import.meta.url));
 let addon: Addon | null | undefined;
-/** Why the addon did not load (null while it has not been tried, or loaded). */
+/** Why the last graph file opened has no walk: the addon did not load, or the file is of a kind it does not read; null when it has one. */
 export let graphWalkUnavailable: string | null = null;
 
 function loadAddon(): Addon | null {
@@ -36,8 +36,19 @@ function loadAddon(): Addon | null {
   return addon;
 }
 
-/** A walk of the graph file (f32 or f16 vectors); null when the addon is not built. Throws on a file it cannot read. */
+/**
+ * A walk of the graph file (f32 or f16 vectors); null, with the reason in graphWalkUnavailable, when
+ * the addon is not built or the file is not one it reads: usearch's own view of it may still serve.
+ */
 export function openGraphWalk(file: string): GraphWalk | null {
   const loaded = loadAddon();
-  return loaded ? new loaded.GraphWalk(file) : null;
+  if (!loaded) return null;
+  try {
+    const walk = new loaded.GraphWalk(file);
+    graphWalkUnavailable = null;
+    return walk;
+  } catch (error) {
+    graphWalkUnavailable = `${file}: ${(error as Error).message}`;
+    return null;
+  }
 }

@@ -114,7 +114,7 @@ export class MappedGraph implements Graph {
     private readonly mapped: UsearchIndex,
     dims: number,
     scalar: IndexScalar,
-    /** The same file mapped again for searches of several queries (graph-walk.ts); null for an i8 graph, or without the addon. */
+    /** The same file mapped again for searches of several queries (graph-walk.ts); null for an i8 graph, without the addon, or for a file it does not read. */
     private readonly walk: GraphWalk | null = null,
   ) {
     this.added = newUsearchIndex(dims, scalar);

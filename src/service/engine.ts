@@ -132,7 +132,7 @@ export class Engine {
       { version: model.version, vectors: index.size, rebuilt: index.rebuilt !== null, replayed: index.replayed, ms: Date.now() - started },
       'vector index ready',
     );
-    if (graphWalkUnavailable) log.warn({ reason: graphWalkUnavailable }, "the graph walk is not built (npm install builds it): best_score's searches go through usearch's binding");
+    if (graphWalkUnavailable) log.warn({ reason: graphWalkUnavailable }, "no graph walk for this index (npm install builds it; it reads f32 and f16 graphs): best_score's searches go through usearch's binding");
     const batcher: MicroBatcher<Float32Array, Float32Array> = new MicroBatcher<Float32Array, Float32Array>(
       (tensors): Promise<Float32Array[]> => session.embed(tensors, tensors.length > 1 || batcher.depth > 0),
       { maxBatchSize: config.batchMaxSize, maxWaitMs: config.batchMaxWaitMs, maxQueue: config.queueMax },

@@ -12,6 +12,7 @@
 #include <usearch/index_dense.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -179,6 +180,8 @@ class GraphWalk : public Napi::ObjectWrap<GraphWalk> {
         row_bytes_ = matrix[1];
         vectors_ = data + sizeof(matrix);
         entry_ = static_cast<std::uint32_t>(header.entry_slot);
+        if (rows_ > 0 && entry_ >= rows_) return "usearch file whose entry point is not among its nodes";
+        has_removed_ = std::uint64_t(head.count_deleted) > 0;
         serialization_result_t viewed = graph_.view(std::move(file), graph_offset);  // the mapping moves, its pages stay
         if (!viewed) return viewed.error.release();
         fast_ = has_avx2();
@@ -191,6 +194,8 @@ class GraphWalk : public Napi::ObjectWrap<GraphWalk> {
     std::size_t rows_ = 0, row_bytes_ = 0, dims_ = 0;
     std::uint32_t entry_ = 0;
     bool half_ = false, fast_ = false;
+    /** Whether the file holds removed nodes, whose keys the walk must then read to leave them out. */
+    bool has_removed_ = false;
     /** Walks taken in turns at once: best_score's positives are usually 1 to 4. */
     static constexpr std::size_t kLanes = 4;
     /** The most threads one call walks on. */
@@ -225,6 +230,8 @@ class GraphWalk : public Napi::ObjectWrap<GraphWalk> {
 #endif
         return l2sq_portable(a, b, dims_);
     }
+
+    bool removed(std::uint32_t slot) const { return has_removed_ && graph_.at(slot).key == removed_key; }
 
     using candidate_t = std::pair<float, std::uint32_t>;
     using nearest_first_t = std::priority_queue<candidate_t, std::vector<candidate_t>, std::greater<candidate_t>>;
@@ -332,14 +339,15 @@ class GraphWalk : public Napi::ObjectWrap<GraphWalk> {
     }
 
     /**
-     * Scores the neighbours last asked for. A removed poster is kept like any other and left out of
-     * the answer at the end: reading each one's key here would cost another miss apiece.
+     * Scores the neighbours last asked for. A removed poster is walked through and never counted
+     * among the nearest, as in usearch's search; its key is read only in a file that has any.
      */
     void score(walk_t& walk, std::size_t width) {
         for (std::uint32_t slot : walk.pending) {
             float d = l2sq(walk.query, row(slot, walk.buffer.data()));
             if (walk.beam.size() < width || d < walk.beam.top().first) {
                 walk.frontier.emplace(d, slot);
+                if (removed(slot)) continue;
                 walk.beam.emplace(d, slot);
                 if (walk.beam.size() > width) walk.beam.pop();
             }
@@ -363,7 +371,7 @@ class GraphWalk : public Napi::ObjectWrap<GraphWalk> {
             candidate_t start = descend(walk.query, walk.buffer.data());
             walk.visited->insert(start.second);
             walk.frontier.push(start);
-            walk.beam.push(start);
+            if (!removed(start.second)) walk.beam.push(start);
             expand(walk, width);
         }
         for (std::size_t active = m; active > 0;) {
@@ -413,7 +421,7 @@ class GraphWalk : public Napi::ObjectWrap<GraphWalk> {
         float* distances_data = distances.Data();
         std::uint32_t* counts_data = counts.Data();
         // Thread t takes queries [t·m/threads, (t+1)·m/threads), kLanes at a time, in its own lanes.
-        auto part = [&](std::size_t t) {
+        auto walk_part = [&](std::size_t t) {
             std::vector<candidate_t> found[kLanes];
             float const* group_queries[kLanes];
             for (std::size_t first = t * m / threads, end = (t + 1) * m / threads; first < end && rows_ > 0 && count > 0; first += kLanes) {
@@ -421,15 +429,21 @@ class GraphWalk : public Napi::ObjectWrap<GraphWalk> {
                 for (std::size_t j = 0; j < group; j++) group_queries[j] = queries_data + (first + j) * dims_;
                 nearest(group_queries, group, expansion, found, t * kLanes);
                 for (std::size_t j = 0; j < group; j++) {
-                    std::size_t n = 0;
-                    for (std::size_t i = 0; i < found[j].size() && n < count; i++) {
-                        std::uint64_t key = graph_.at(found[j][i].second).key;
-                        if (key == removed_key) continue;  // walked through, never an answer
-                        keys_data[(first + j) * count + n] = key;
-                        distances_data[(first + j) * count + n++] = found[j][i].first;
+                    std::size_t n = (std::min)(count, found[j].size());
+                    for (std::size_t i = 0; i < n; i++) {
+                        keys_data[(first + j) * count + i] = graph_.at(found[j][i].second).key;
+                        distances_data[(first + j) * count + i] = found[j][i].first;
                     }
                     counts_data[first + j] = static_cast<std::uint32_t>(n);
                 }
+            }
+        };
+        std::atomic<bool> failed{false};
+        auto part = [&](std::size_t t) {
+            try {
+                walk_part(t);
+            } catch (...) {  // out of memory: the other thread still finishes before the call returns
+                failed = true;
             }
         };
         if (threads > 1) {
@@ -439,6 +453,10 @@ class GraphWalk : public Napi::ObjectWrap<GraphWalk> {
             helper_->wait();
         } else {
             part(0);
+        }
+        if (failed) {
+            Napi::Error::New(env, "searchEach ran out of memory").ThrowAsJavaScriptException();
+            return env.Null();
         }
         Napi::Array out = Napi::Array::New(env, 3);
         out.Set(0u, keys);
