@@ -21,5 +21,5 @@ try {
   execFileSync(process.execPath, [nodeGyp, ...args], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
   console.log('marquee: built build/Release/graph_walk.node');
 } catch (error) {
-  console.warn(`marquee: the native graph walk was not built (${error.message.split('\n')[0]}); best_score will search once per positive`);
+  console.warn(`marquee: the native graph walk was not built (${error.message.split('\n')[0]}); best_score's searches go through usearch's binding`);
 }

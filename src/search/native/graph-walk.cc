@@ -13,14 +13,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <queue>
 #include <string>
-#include <condition_variable>
-#include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
 
