@@ -62,29 +62,34 @@ import { nowMs, summarise, type Summary } from './lib/stats.js';
 const TITLES = Number(process.argv[2] ?? 1_000_000);
 const CATALOG = process.env.MARQUEE_CATALOG || join(ROOT, '..', 'shared', 'posters');
 /**
- * Requests of each kind on the demo catalog: a p99 is the 60th slowest. Its tail is set by events that
- * hit about one request in 50 whatever its kind (a scavenge of the server's or the client's heap, 1.2–2 ms,
- * every 90 ms or so; the machine's own stalls), so the p99 of 2,000 swung by 0.4x between runs: best_score's
- * ratio read 1.07, 0.98, 0.99 and 1.79 in four runs on 2026-12-05. The table is read from all of them; the
- * spread is shown by P99_BLOCKS blocks.
+ * Requests of each kind on the demo catalog: a p99 is the 60th slowest. Its tail is set by stalls that
+ * meet a request of any kind (a scavenge of the server's heap, 1.2–2 ms every 90 ms or so, meets about one
+ * request in 80; the client's own scavenges and the machine's stalls add to them), so the p99 of 2,000
+ * swung by 0.4x between runs: best_score's ratio read 1.07, 0.98, 0.99 and 1.79 in four runs on 2026-12-05.
+ * The table is read from all of them; the spread is shown by P99_BLOCKS blocks.
  */
 const REQUESTS = Number(process.env.RECOMMEND_REQUESTS ?? 6000);
 /** Requests (or draws) of the demo catalog's other measurements: the clients alone, diversity, title search over HTTP, best_score's parts. */
-const OTHER_REQUESTS = Number(process.env.OTHER_REQUESTS ?? 2000);
-/** The blocks of rounds, in turn, whose p99 ratios are shown beside the table's (the spread of a p99 from a third of the requests). */
+const OTHER_REQUESTS = Number(process.env.RECOMMEND_OTHER_REQUESTS ?? 2000);
+/** The blocks of rounds, one after another, whose p99 ratios are shown beside the table's: the spread of a p99 from fewer requests. */
 const P99_BLOCKS = 3;
+/** The fewest requests a block's p99 is shown from (its 10th slowest). */
+const MIN_P99_BLOCK = 1000;
 const TITLE_QUERIES = Number(process.env.TITLE_QUERIES ?? 2000);
-/** The same at a million posters: of 1,000, best_score's p99 ratio over 1900–1903 read 1.51 in one run and 0.99–1.05 in three others. */
+/** The same at a million posters: of 1,000, best_score's p99 ratio over 1900–1903 read 1.51 in one run and 0.81–1.05 in four others. */
 const MILLION_REQUESTS = Number(process.env.RECOMMEND_MILLION_REQUESTS ?? 3000);
 const K = 8;
 /**
- * Rounds sent before the first filter's are timed (later filters: 20). A server just started answers its
- * first few thousand requests with a wider tail while Node compiles its code and sizes its heap: on the demo
- * catalog (AVX2 EPYC, 2026-12-05), requests over 2 ms were 5.5 % of the first 2 s and 1 % after 8 s, and
- * similar's p99 by blocks of 2,000 rounds was 2.87, 2.32, 1.81 then 1.48 ms. With 20 rounds of warm-up the
- * first filter's p99s were those of a starting server, not of a running one.
+ * Rounds sent before the first filter's are timed. A server just started answers its first thousands of
+ * requests with a wider tail while Node compiles its code and sizes its heap: on the demo catalog (AVX2
+ * EPYC, 2026-12-05), requests over 2 ms were 5.4 % of the first 2 s, 1.5 % from 4 to 8 s and 1 % after, and
+ * similar's p99 by blocks of 6,000 requests (2,000 of each of three kinds) was 2.87, 2.32, 1.81 then 1.48 ms. With 20 rounds of warm-up the
+ * first filter's p99s were a starting server's. 1,000 rounds are 8,000 requests, about 8 s: past most of it
+ * (what is left slows similar and recommend alike).
  */
 const FIRST_WARMUP_ROUNDS = Number(process.env.RECOMMEND_WARMUP_ROUNDS ?? 1000);
+/** Rounds sent before each later filter's are timed (the server is warm; its new filter is not). */
+const LATER_WARMUP_ROUNDS = 20;
 /** Draws of best_score's parts whose answers are checked against scoring every poster (35 ms a draw at 7,198 posters). */
 const RECALL_DRAWS = 500;
 const PAGE = 20;
@@ -138,13 +143,13 @@ async function recommendAgainstSimilar(url: string, heading: string, pick: () =>
     '',
     `Client-side latency (${client.name}, whole response read), ms: p50 / **p99**. Ratio: recommend ÷ similar. Target: ≤ 1.3 at p50 and p99.`,
     "One positive: POST /posters/recommend with one id, which searches as similar does: what the route's request and answer add (not a target). Every request has examples drawn for it alone.",
-    `The first filter's rounds are timed after ${FIRST_WARMUP_ROUNDS} rounds of warm-up (a server's first few thousand requests have a wider tail), the others' after 20.`,
+    `The first filter's rounds are timed after ${FIRST_WARMUP_ROUNDS} rounds of warm-up (a server's first thousands of requests have a wider tail), the others' after ${LATER_WARMUP_ROUNDS}.`,
     '',
     '| filter | similar | one positive | ratio p50 / p99 | recommend average_vector | ratio p50 / p99 | recommend best_score | ratio p50 / p99 |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ]);
-  for (const [v, { name, filter }] of variants.entries()) {
-    const warmup = v === 0 ? FIRST_WARMUP_ROUNDS : 20;
+  for (const [index, { name, filter }] of variants.entries()) {
+    const warmup = index === 0 ? FIRST_WARMUP_ROUNDS : LATER_WARMUP_ROUNDS;
     const times = clients.map(() => ({ base: [] as number[], one: [] as number[], average: [] as number[], best: [] as number[] }));
     // Each request has examples of its own, as unrelated requests to a service have: none finds the
     // part of the graph it walks brought into memory by the one before (at a million posters, the
@@ -177,7 +182,7 @@ async function recommendAgainstSimilar(url: string, heading: string, pick: () =>
       tables[c]!.push(`| ${name} | ${ms(s)} | ${ms(o)} | ${ratio(o)} | ${ms(a)} | ${ratio(a)} | ${ms(b)} | ${ratio(b)} |`);
       log(`${name} (${client.name}): similar ${ms(s)}, one positive ${ms(o)}, average ${ms(a)}, best ${ms(b)}`);
       const size = Math.floor(requests / P99_BLOCKS);
-      if (size >= 1000) {
+      if (size >= MIN_P99_BLOCK) {
         const blocks = (kind: 'average' | 'best') =>
           Array.from({ length: P99_BLOCKS }, (_, i) => {
             const block = (samples: number[]) => summarise(samples.slice(i * size, (i + 1) * size)).p99;
@@ -190,7 +195,7 @@ async function recommendAgainstSimilar(url: string, heading: string, pick: () =>
   http.close();
   const spreadNote = (c: number) =>
     spreads[c]!.length
-      ? [`p99 ratios (recommend ÷ similar) of each third of the rounds in turn, the spread of a p99 from ${Math.floor(requests / P99_BLOCKS)} requests:`, '', ...spreads[c]!, '']
+      ? [`p99 ratios (recommend ÷ similar) of each of ${P99_BLOCKS} blocks of the rounds in turn, the spread of a p99 from ${Math.floor(requests / P99_BLOCKS)} requests:`, '', ...spreads[c]!, '']
       : [];
   out.push(CLIENTS_NOTE, '', ...tables.flatMap((table, c) => [...table, '', ...spreadNote(c)]));
 }
